@@ -1,0 +1,140 @@
+"""oxcore: a lazy Array API framework for ML with pluggable backends, kernels and formats.
+
+Example:
+    >>> import oxcore as ox
+    >>> x = ox.asarray([[1.0, 2.0], [3.0, 4.0]])
+    >>> ox.softmax(x @ x.T, axis=-1).shape
+    (2, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, float32, float64, iinfo,  # noqa: A004
+                      int8, int16, int32, int64, uint8, uint16, uint32, uint64)
+from ._errors import (AttributeValueError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
+                      OxcoreError, PluginError, ShapeError, UnknownNameError)
+from ._array import Array, use
+from ._device import HOST, Device
+from ._registry import build
+from ._plugins import hookimpl, PLUGIN_API
+from .ops import *  # noqa: F401,F403
+from .ops import __all__ as _ops_all
+from .ops import random
+from . import _dtypes, _scheduler
+
+__version__ = "0.1.0"
+__array_api_version__ = "2024.12"
+
+e = 2.718281828459045
+pi = 3.141592653589793
+inf = float("inf")
+nan = float("nan")
+newaxis = None
+
+
+def eval(*arrays: Array) -> None:
+    """Compute several arrays in one plan (shared work is done once).
+
+    Example:
+        >>> import oxcore as ox
+        >>> a = ox.arange(3) * 2; b = a + 1
+        >>> ox.eval(a, b); a.is_lazy, b.is_lazy
+        (False, False)
+    """
+    _scheduler.evaluate([a._node for a in arrays if isinstance(a, Array)])
+
+
+def explain(*arrays: Array) -> _scheduler.Explanation:
+    """Show where each node would run and why: candidates with their costs, the winner,
+    segments, transfers and fallbacks. Nothing is computed.
+
+    Example:
+        >>> import oxcore as ox
+        >>> print(ox.explain(ox.asarray([1.0]) + 1))  # doctest: +ELLIPSIS
+        plan: 1 nodes, 1 segments, ...
+    """
+    return _scheduler.explain([a._node for a in arrays])
+
+
+def result_type(*arrays_and_dtypes: Any) -> DType:
+    """The promoted dtype of arrays, dtypes and Python scalars (Array API)."""
+    out: DType | None = None
+    scalars = []
+    for x in arrays_and_dtypes:
+        if isinstance(x, (int, float)) and not isinstance(x, DType):
+            scalars.append(x)
+            continue
+        d = x.dtype if isinstance(x, Array) else dtype(x)
+        out = d if out is None else _dtypes.result_type_pair(out, d)
+    if out is None:
+        raise DTypeError("result_type needs at least one array or dtype")
+    for s in scalars:
+        out = _dtypes.result_type_pair(out, _dtypes.scalar_dtype(s, out))
+    return out
+
+
+def can_cast(from_: Any, to: Any, /) -> bool:
+    """Whether ``from_`` promotes to ``to`` without loss (Array API)."""
+    a = from_.dtype if isinstance(from_, Array) else dtype(from_)
+    b = dtype(to)
+    try:
+        return _dtypes.result_type_pair(a, b) is b
+    except DTypeError:
+        return False
+
+
+def isdtype(dt: DType, kind: Any) -> bool:
+    """Array API ``isdtype``: kind is a dtype, a kind name, or a tuple of them."""
+    if isinstance(kind, tuple):
+        return any(isdtype(dt, k) for k in kind)
+    if isinstance(kind, DType):
+        return dt is kind
+    groups = {"bool": dt.kind == "b", "signed integer": dt.kind == "i", "unsigned integer": dt.kind == "u",
+              "integral": dt.kind in "iu", "real floating": dt.kind == "f", "complex floating": False,
+              "numeric": dt.kind in "iuf"}
+    if kind not in groups:
+        raise ValueError(f"Invalid kind: {kind!r}. Valid kinds are: {', '.join(groups)}")
+    return groups[kind]
+
+
+class _Info:
+    """``__array_namespace_info__()``: capabilities, default dtypes, devices."""
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"boolean indexing": True, "data-dependent shapes": True, "max dimensions": 64}
+
+    def default_device(self) -> Device:
+        return HOST
+
+    def devices(self) -> list[Device]:
+        from ._plugins import manager
+
+        return list(manager().devices.values())
+
+    def default_dtypes(self, *, device: Any = None) -> dict[str, DType]:
+        return {"real floating": _dtypes.default_float, "complex floating": None, "integral": _dtypes.default_int,
+                "indexing": int64}
+
+    def dtypes(self, *, device: Any = None, kind: Any = None) -> dict[str, DType]:
+        return {d.name: d for d in _dtypes.ALL if kind is None or isdtype(d, kind)}
+
+
+def __array_namespace_info__() -> _Info:
+    return _Info()
+
+
+def backends() -> list[str]:
+    """Names of the installed backends that are available on this machine."""
+    from ._plugins import manager
+
+    return [b.name for b in manager().available_backends()]
+
+
+__all__ = ["Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
+           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "PLUGIN_API", "OxcoreError",
+           "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
+           "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",
+           "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64",
+           "e", "pi", "inf", "nan", "newaxis"] + list(_ops_all)

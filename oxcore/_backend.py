@@ -1,0 +1,215 @@
+"""What a plugin implements: ``Backend`` (a device + kernels) and ``Kernel`` (one op, one backend)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from ._device import HOST, Device
+from ._dtypes import DType
+
+# supports(node) answers True, or a string saying why not (False means "no" without a reason).
+Supports = Callable[[Any], "bool | str"]
+
+
+@dataclass(eq=False)
+class Kernel:
+    """One implementation of one op on one backend.
+
+    Attributes:
+        op: the op name.
+        backend: the backend name it runs on.
+        fn: ``fn(*input_buffers, **attrs) -> buffer``; buffers are the device's native arrays.
+        supports: ``supports(node) -> True | "reason"``; ``node`` has ``.op``, ``.attrs``,
+            ``.shape``, ``.dtype`` and ``.inputs`` (each with ``.shape``, ``.dtype``).
+        name: kernel name, unique per backend and op (``"default"`` for a backend's own).
+        source: distribution that registered it (filled in by the plugin loader).
+        version: version of that distribution, part of profile keys.
+        prior_us: optional ``prior_us(node) -> float``, the cost guess before autotuning.
+    """
+
+    op: str
+    backend: str
+    fn: Callable[..., Any]
+    supports: Supports | None = None
+    name: str = "default"
+    source: str = ""
+    version: str = ""
+    prior_us: Callable[[Any], float] | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend}.{self.op}.{self.name}"
+
+    def check(self, node: Any) -> str | None:
+        """None when the kernel accepts ``node``, else the reason it does not."""
+        if self.supports is None:
+            return None
+        try:
+            r = self.supports(node)
+        except Exception as e:  # NOTE: a buggy supports() must not break planning
+            return f"supports() raised {type(e).__name__}: {e}"
+        if r is True:
+            return None
+        return r if isinstance(r, str) and r else "refused (no reason given)"
+
+
+class Backend:
+    """A device backend. Subclass, set ``name``/``device``, add kernels, register it.
+
+    Example:
+        >>> import numpy as np
+        >>> from oxcore.extend import Backend
+        >>> class Tiny(Backend):
+        ...     name = "tiny"
+        >>> b = Tiny()
+        >>> @b.kernel("add")
+        ... def add(x, y):
+        ...     return np.add(x, y)
+        >>> sorted(b.kernels)
+        ['add']
+
+    Attributes:
+        name: unique backend name (``oxcore backends list`` shows it).
+        device: the ``Device`` its buffers live on (host ``cpu`` unless overridden).
+        priority: static preference before autotuning; higher wins ties (cpu_numpy is 0).
+        launch_us, bytes_per_us: the static cost prior: ``launch_us + bytes / bytes_per_us``.
+        fuses: True when ``compile_segment`` really fuses (shown in listings).
+    """
+
+    name: str = "unnamed"
+    device: Device = HOST
+    priority: int = 0
+    launch_us: float = 2.0
+    bytes_per_us: float = 8e3  # ~8 GB/s: a single CPU core streaming
+    fuses: bool = False
+    distribution: str = ""
+    version: str = ""
+
+    def __init__(self) -> None:
+        self.kernels: dict[str, list[Kernel]] = {}
+
+    # --- kernels ----------------------------------------------------------------------
+    def kernel(self, op: str, *, supports: Supports | None = None, name: str = "default",
+               prior_us: Callable[[Any], float] | None = None) -> Callable[[Callable], Callable]:
+        """Decorator: register ``fn`` as this backend's kernel for ``op``."""
+        def deco(fn: Callable) -> Callable:
+            self.add_kernel(Kernel(op, self.name, fn, supports, name, prior_us=prior_us))
+            return fn
+        return deco
+
+    def add_kernel(self, k: Kernel) -> None:
+        ks = self.kernels.setdefault(k.op, [])
+        ks[:] = [x for x in ks if x.name != k.name] + [k]
+
+    def kernels_for(self, op: str) -> list[Kernel]:
+        return self.kernels.get(op, ())  # type: ignore[return-value]
+
+    # --- availability and devices ----------------------------------------------------------
+    def available(self) -> tuple[bool, str]:
+        """``(True, "")`` or ``(False, reason)``. Called once per process; keep it cheap."""
+        return True, ""
+
+    @property
+    def devices(self) -> list[Device]:
+        return [self.device]
+
+    # --- costs -----------------------------------------------------------------------
+    def prior_us(self, node: Any) -> float:
+        """Static cost guess in microseconds for a node before any profile exists."""
+        nbytes = node.dtype.itemsize * math.prod(node.shape)
+        for i in node.inputs:
+            nbytes += i.dtype.itemsize * math.prod(i.shape)
+        work = nbytes
+        if node.op in ("matmul", "linear", "quantized_matmul", "scaled_dot_product_attention"):
+            a = node.inputs[0].shape
+            work += 2 * math.prod(node.shape) * (a[-1] if a else 1) // 8  # ~flops / 8 per byte-time
+        return self.launch_us + work / self.bytes_per_us
+
+    # --- execution ---------------------------------------------------------------------
+    def compile_segment(self, segment: "Segment") -> Callable[[list], list]:
+        """Return ``run(inputs) -> outputs`` for a segment. The default runs kernels one by one.
+
+        Fusing backends override this (compile the whole segment once; it is cached by
+        ``segment.key``).
+        """
+        return segment.interpreter()
+
+    def synchronize(self) -> None:
+        """Block until queued work is done (timing helpers call it). Default: nothing queued."""
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name} on {self.device}>"
+
+
+@dataclass
+class Instr:
+    """One node inside a segment: ``env[out] = kernel.fn(*env[args], **attrs)``."""
+
+    op: str
+    attrs: dict[str, Any]
+    kernel: Kernel
+    args: tuple[int, ...]
+    shape: tuple[int, ...]
+    dtype: DType
+
+
+@dataclass
+class Segment:
+    """A run of nodes placed on one backend.
+
+    ``env`` indices ``0..n_inputs-1`` are the inputs, then one per instruction in order.
+    ``outputs`` lists the env indices the rest of the plan needs. ``key`` identifies the
+    segment's structure (ops, attrs, input shapes/dtypes), for compile caches.
+    """
+
+    backend: Backend
+    n_inputs: int
+    input_avals: list[tuple[tuple[int, ...], DType]]
+    instrs: list[Instr] = field(default_factory=list)
+    outputs: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> tuple:
+        return (tuple(self.input_avals),
+                tuple((i.op, _freeze(i.attrs), i.kernel.id, i.args) for i in self.instrs), self.outputs)
+
+    def interpreter(self) -> Callable[[list], list]:
+        """A straight-line Python function calling each kernel; frees values after last use."""
+        n = self.n_inputs
+        last: dict[int, int] = {}
+        for j, ins in enumerate(self.instrs):
+            for a in ins.args:
+                last[a] = j
+        keep = set(self.outputs)
+        lines = ["def run(inputs):"]
+        lines.append("    " + (", ".join(f"v{i}" for i in range(n)) + (",", "")[n != 1] + " = inputs" if n else "pass"))
+        ns: dict[str, Any] = {}
+        for j, ins in enumerate(self.instrs):
+            ns[f"k{j}"] = ins.kernel.fn
+            args = ", ".join(f"v{a}" for a in ins.args)
+            if ins.attrs:
+                ns[f"a{j}"] = ins.attrs
+                args += (", " if args else "") + f"**a{j}"
+            lines.append(f"    v{n + j} = k{j}({args})")
+            dead = [a for a in ins.args if last.get(a) == j and a not in keep]
+            if dead:
+                lines.append("    del " + ", ".join(f"v{a}" for a in sorted(set(dead))))
+        lines.append("    return [" + ", ".join(f"v{o}" for o in self.outputs) + "]")
+        exec(compile("\n".join(lines), f"<oxcore segment on {self.backend.name}>", "exec"), ns)
+        return ns["run"]
+
+
+def _freeze(x: Any) -> Any:
+    if isinstance(x, dict):
+        return tuple((k, _freeze(v)) for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return tuple(_freeze(v) for v in x)
+    return x
+
+
+def iter_kernels(backends: Iterable[Backend]) -> Iterable[Kernel]:
+    for b in backends:
+        for ks in b.kernels.values():
+            yield from ks

@@ -1,0 +1,169 @@
+"""Data types: one frozen singleton per dtype and one explicit promotion table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class DType:
+    """An array element type. Singletons: compare with ``is`` or ``==``.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.float32.itemsize, ox.float32.kind
+        (4, 'f')
+    """
+
+    name: str
+    kind: str  # 'b' bool, 'i' signed, 'u' unsigned, 'f' real floating
+    itemsize: int
+
+    def __repr__(self) -> str:
+        return f"oxcore.{self.name}"
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # pickles as the singleton
+        return (dtype, (self.name,))
+
+    @property
+    def numpy(self) -> np.dtype:
+        """The NumPy dtype used for host buffers (bfloat16 via ml_dtypes)."""
+        return _TO_NUMPY[self]
+
+    @property
+    def is_floating(self) -> bool:
+        return self.kind == "f"
+
+    @property
+    def is_integer(self) -> bool:
+        return self.kind in "iu"
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind != "b"
+
+
+bool_ = DType("bool", "b", 1)
+int8, int16, int32, int64 = (DType(f"int{8 * s}", "i", s) for s in (1, 2, 4, 8))
+uint8, uint16, uint32, uint64 = (DType(f"uint{8 * s}", "u", s) for s in (1, 2, 4, 8))
+float16 = DType("float16", "f", 2)
+bfloat16 = DType("bfloat16", "f", 2)
+float32 = DType("float32", "f", 4)
+float64 = DType("float64", "f", 8)
+
+ALL: tuple[DType, ...] = (bool_, int8, int16, int32, int64, uint8, uint16, uint32, uint64,
+                          float16, bfloat16, float32, float64)
+SIGNED = (int8, int16, int32, int64)
+UNSIGNED = (uint8, uint16, uint32, uint64)
+INTEGER = SIGNED + UNSIGNED
+FLOATING = (float16, bfloat16, float32, float64)
+NUMERIC = INTEGER + FLOATING
+
+default_float = float32
+default_int = int64
+
+_BY_NAME = {d.name: d for d in ALL}
+_BY_NAME["bool_"] = bool_
+_TO_NUMPY: dict[DType, np.dtype] = {d: np.dtype(d.name) for d in ALL if d is not bfloat16}
+_TO_NUMPY[bool_] = np.dtype(np.bool_)
+_TO_NUMPY[bfloat16] = np.dtype(ml_dtypes.bfloat16)
+_FROM_NUMPY = {v: k for k, v in _TO_NUMPY.items()}
+
+
+def dtype(x: Any) -> DType:
+    """Return the oxcore dtype for a name, a NumPy dtype, a Python type or a DType.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.dtype("bfloat16") is ox.bfloat16
+        True
+    """
+    if isinstance(x, DType):
+        return x
+    if isinstance(x, str) and x in _BY_NAME:
+        return _BY_NAME[x]
+    if x is bool:
+        return bool_
+    if x is int:
+        return default_int
+    if x is float:
+        return default_float
+    try:
+        npd = np.dtype(x)
+    except TypeError:
+        npd = None
+    if npd is not None and npd in _FROM_NUMPY:
+        return _FROM_NUMPY[npd]
+    from ._errors import DTypeError
+
+    raise DTypeError(f"Unsupported dtype: {x!r}. Valid dtypes are: {', '.join(d.name for d in ALL)}")
+
+
+# --- promotion -------------------------------------------------------------------------------
+# NOTE: the Array API table covers same-kind pairs. Mixed int/uint promote to the next signed
+# type that holds both; int64 with uint64 has no such type and raises. Mixed integer/float and
+# bfloat16/float16 are outside the standard: we follow JAX (the float wins, bf16+f16 -> f32).
+
+
+def _build_table() -> dict[tuple[DType, DType], DType]:
+    t: dict[tuple[DType, DType], DType] = {(bool_, bool_): bool_}
+    for group in (SIGNED, UNSIGNED, (float16, float32, float64), (bfloat16, float32, float64)):
+        for a in group:
+            for b in group:
+                t[(a, b)] = a if a.itemsize >= b.itemsize else b
+    for u in UNSIGNED:
+        for i in SIGNED:
+            if u is uint64:
+                continue
+            r = i if i.itemsize > u.itemsize else _BY_NAME[f"int{16 * u.itemsize}"]
+            t[(u, i)] = t[(i, u)] = r
+    t[(bfloat16, float16)] = t[(float16, bfloat16)] = float32
+    for f in FLOATING:
+        for i in INTEGER:
+            t[(f, i)] = t[(i, f)] = f
+    return t
+
+
+_PROMOTE = _build_table()
+
+
+def result_type_pair(a: DType, b: DType) -> DType:
+    r = _PROMOTE.get((a, b))
+    if r is None:
+        from ._errors import DTypeError
+
+        raise DTypeError(f"Cannot promote {a.name} with {b.name}: no dtype holds both "
+                         "(bool mixes only with bool; int64 with uint64 has no common type). "
+                         "Cast one operand with astype().")
+    return r
+
+
+def scalar_dtype(value: Any, other: DType) -> DType:
+    """The dtype a Python scalar takes next to an array of dtype ``other`` (Array API rules)."""
+    if isinstance(value, bool):
+        if other is bool_:
+            return bool_
+        return other
+    if isinstance(value, int):
+        return other if other.is_numeric else default_int
+    if isinstance(value, float):
+        return other if other.is_floating else default_float
+    from ._errors import DTypeError
+
+    raise DTypeError(f"Expected an Array or a Python bool/int/float scalar, got {type(value).__name__}")
+
+
+def finfo(dt: Any) -> Any:
+    """Machine limits for a floating dtype (Array API ``finfo``)."""
+    return ml_dtypes.finfo(dtype(dt).numpy)
+
+
+def iinfo(dt: Any) -> Any:
+    """Machine limits for an integer dtype (Array API ``iinfo``)."""
+    return np.iinfo(dtype(dt).numpy)

@@ -1,0 +1,291 @@
+"""Plugin loading through entry points (group ``oxcore``) and pluggy.
+
+Every plugin, the embedded NumPy backend included, comes through the same door. Loading is
+lazy (first eval or listing), each plugin in its own ``try``: a broken plugin is recorded with
+its reason and never breaks the core.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import threading
+import traceback
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+from ._backend import Backend, Kernel
+from ._device import HOST, Device
+from ._errors import PluginError, UnknownNameError
+
+#: The plugin API this oxcore speaks. Plugins declare ``OXCORE_PLUGIN_API`` in their module.
+PLUGIN_API = 1
+ENTRY_POINT_GROUP = "oxcore"
+BUILTIN = ("oxcore.formats",)  # modules in the core that are plugins too
+
+hookimpl = pluggy.HookimplMarker("oxcore")
+
+
+@dataclass
+class PluginInfo:
+    """What ``oxcore plugins list`` shows for one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    status: str = "loaded"  # loaded | failed | disabled
+    reason: str = ""
+    api: int | None = None
+    hooks: list[str] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _csv_env(name: str) -> list[str] | None:
+    v = os.environ.get(name)
+    if v is None:
+        return None
+    return [s.strip() for s in v.split(",") if s.strip()]
+
+
+class PluginManager:
+    """Holds the loaded plugins and what they registered. One per process: ``manager()``."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("oxcore")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.backends: dict[str, Backend] = {}
+        self.devices: dict[str, Device] = {HOST.name: HOST}
+        self.formats: dict[str, Any] = {}
+        self.orphan_kernels: list[Kernel] = []
+        self.kernel_errors: list[str] = []
+        self.epoch = 0  # bumped whenever what is registered changes: plan caches key on it
+        self._loaded = False
+        self._lock = threading.RLock()
+        self._available: dict[str, tuple[bool, str]] = {}
+
+    # --- loading ----------------------------------------------------------------------
+    def load(self) -> "PluginManager":
+        if self._loaded:
+            return self
+        with self._lock:
+            if self._loaded:
+                return self
+            self._loaded = True
+            for mod_name in BUILTIN:
+                import importlib
+
+                self._add(mod_name.rsplit(".", 1)[-1], importlib.import_module(mod_name), "oxcore", _version("oxcore"))
+            allow, deny = _csv_env("OXCORE_LOAD_PLUGINS"), _csv_env("OXCORE_DISABLE_PLUGINS") or []
+            for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                if ep.name in self.plugins:
+                    continue
+                dist = ep.dist.name if ep.dist else "?"
+                ver = ep.dist.version if ep.dist else "?"
+                if (allow is not None and ep.name not in allow) or ep.name in deny:
+                    why = "OXCORE_DISABLE_PLUGINS" if ep.name in deny else "not in OXCORE_LOAD_PLUGINS"
+                    self.plugins[ep.name] = PluginInfo(ep.name, dist, ver, ep.value, "disabled", f"disabled by {why}")
+                    continue
+                try:
+                    module = ep.load()
+                except Exception as e:
+                    self.plugins[ep.name] = PluginInfo(ep.name, dist, ver, ep.value, "failed",
+                                                       f"import failed: {type(e).__name__}: {e}")
+                    continue
+                self._add(ep.name, module, dist, ver)
+            self._collect()
+            self.epoch += 1
+        return self
+
+    def _add(self, name: str, module: ModuleType, dist: str, version: str) -> None:
+        info = PluginInfo(name, dist, version, getattr(module, "__name__", str(module)))
+        api = getattr(module, "OXCORE_PLUGIN_API", None)
+        info.api = api
+        self.plugins[name] = info
+        if api != PLUGIN_API:
+            info.status = "failed"
+            info.reason = (f"plugin {name!r} ({dist} {version}) was built for plugin API {api}, "
+                           f"but this oxcore speaks plugin API {PLUGIN_API}"
+                           if api is not None else
+                           f"plugin {name!r} does not declare OXCORE_PLUGIN_API (this oxcore speaks {PLUGIN_API})")
+            return
+        try:
+            self.pm.register(module, name=name)
+        except Exception as e:  # pluggy validates hook signatures here
+            info.status, info.reason = "failed", f"pluggy refused it: {e}"
+            return
+        info.hooks = [h.name for h in self.pm.get_hookcallers(module) or []]
+
+    def register_plugin(self, module: Any, name: str, dist: str = "inline", version: str = "0") -> PluginInfo:
+        """Register a plugin object at run time (tests, notebooks). Re-collects registrations."""
+        with self._lock:
+            self.load()
+            self._add(name, module, dist, version)
+            self._collect()
+            self.epoch += 1
+            return self.plugins[name]
+
+    def unregister_plugin(self, name: str) -> None:
+        with self._lock:
+            p = self.pm.get_plugin(name)
+            if p is not None:
+                self.pm.unregister(p)
+            self.plugins.pop(name, None)
+            self._collect()
+            self.epoch += 1
+
+    def _call_each(self, hook: str, make_register: Callable[[PluginInfo], Callable], **kw: Any) -> None:
+        """Call one hook plugin by plugin, so one plugin's failure is only its own."""
+        caller = getattr(self.pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):  # NOTE: pluggy's call order (tryfirst ... trylast)
+            info = self.plugins.get(impl.plugin_name)
+            if info is None or info.status != "loaded":
+                continue
+            try:
+                impl.function(**{a: make_register(info) for a in impl.argnames}, **kw)
+            except Exception as e:
+                info.status = "failed"
+                info.reason = f"{hook} raised {type(e).__name__}: {e}"
+                info.registered.clear()
+                self._drop_from(info)
+                _debug(traceback.format_exc())
+
+    def _drop_from(self, info: PluginInfo) -> None:
+        for n in [n for n, b in self.backends.items() if b.distribution == info.distribution and info.distribution != "oxcore"]:
+            del self.backends[n]
+
+    def _collect(self) -> None:
+        from ._registry import REGISTRY, register_op
+
+        self.backends.clear()
+        self.formats.clear()
+        self.orphan_kernels.clear()
+        self._available.clear()
+
+        def reg_op(info):
+            def register(name, *a, **k):
+                if name in REGISTRY.ops and REGISTRY.ops[name].source == info.distribution:
+                    return REGISTRY.ops[name]
+                op = register_op(name, *a, source=info.distribution, **k)
+                info.registered.append(f"op:{name}")
+                return op
+            return register
+
+        def reg_backend(info):
+            def register(b: Backend) -> None:
+                if not isinstance(b, Backend):
+                    raise PluginError(f"register() expects an oxcore Backend, got {type(b).__name__}")
+                if b.name in self.backends:
+                    raise PluginError(f"backend {b.name!r} is already registered by {self.backends[b.name].distribution}")
+                b.distribution, b.version = b.distribution or info.distribution, b.version or info.version
+                for ks in b.kernels.values():
+                    for k in ks:
+                        k.source, k.version = k.source or info.distribution, k.version or info.version
+                self.backends[b.name] = b
+                self.devices.setdefault(b.device.name, b.device)
+                info.registered.append(f"backend:{b.name}")
+            return register
+
+        pending: list[tuple[PluginInfo, Kernel]] = []
+
+        def reg_kernel(info):
+            def register(k: Kernel) -> None:
+                if not isinstance(k, Kernel):
+                    raise PluginError(f"register() expects an oxcore Kernel, got {type(k).__name__}")
+                k.source, k.version = k.source or info.distribution, k.version or info.version
+                pending.append((info, k))
+                info.registered.append(f"kernel:{k.id}")
+            return register
+
+        def reg_format(info):
+            def register(f: Any) -> None:
+                self.formats[f.name] = f
+                f.distribution = getattr(f, "distribution", "") or info.distribution
+                info.registered.append(f"format:{f.name}")
+            return register
+
+        self._call_each("oxcore_register_ops", reg_op)
+        self._call_each("oxcore_register_backends", reg_backend)
+        self._call_each("oxcore_register_kernels", reg_kernel)
+        self._call_each("oxcore_register_formats", reg_format)
+        for info, k in pending:
+            b = self.backends.get(k.backend)
+            if b is None:
+                self.orphan_kernels.append(k)
+            else:
+                b.add_kernel(k)
+
+    # --- queries -------------------------------------------------------------------------
+    def backend(self, name: str) -> Backend:
+        self.load()
+        if name not in self.backends:
+            raise UnknownNameError(f"Unknown backend {name!r}. Installed backends: "
+                                   f"{', '.join(self.backends) or '(none)'}")
+        return self.backends[name]
+
+    def device(self, name: str) -> Device:
+        self.load()
+        if name not in self.devices:
+            raise UnknownNameError(f"Unknown device {name!r}. Known devices: {', '.join(self.devices)}")
+        return self.devices[name]
+
+    def available(self, b: Backend) -> tuple[bool, str]:
+        r = self._available.get(b.name)
+        if r is None:
+            try:
+                r = b.available()
+            except Exception as e:
+                r = (False, f"available() raised {type(e).__name__}: {e}")
+            self._available[b.name] = r
+        return r
+
+    def available_backends(self) -> list[Backend]:
+        self.load()
+        return [b for b in self.backends.values() if self.available(b)[0]]
+
+
+def _version(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _debug(msg: str) -> None:
+    if "plugins" in os.environ.get("OXCORE_LOG", ""):
+        import sys
+
+        print(msg, file=sys.stderr)
+
+
+_MANAGER: PluginManager | None = None
+_MLOCK = threading.Lock()
+
+
+def manager() -> PluginManager:
+    """The process-wide plugin manager (plugins load on first use)."""
+    global _MANAGER
+    if _MANAGER is None:
+        with _MLOCK:
+            if _MANAGER is None:
+                _MANAGER = PluginManager()
+    return _MANAGER.load()
+
+
+def reload_plugins() -> PluginManager:
+    """Forget everything loaded and load again (after installing a plugin in-process)."""
+    global _MANAGER
+    with _MLOCK:
+        _MANAGER = PluginManager()
+    from . import _scheduler
+
+    _scheduler.clear_cache()
+    return manager()

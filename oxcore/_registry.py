@@ -1,0 +1,166 @@
+"""The op registry: every op is one declarative ``OpDef``; building a node is one lookup."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ._dtypes import DType
+from ._errors import AttributeValueError, PluginError, UnknownNameError
+
+Shape = tuple[int, ...]
+
+
+class Category(enum.Enum):
+    """What kind of op it is; used for grouping, docs and default costs."""
+
+    CREATION = "creation"
+    UNARY = "unary"
+    BINARY = "binary"
+    TERNARY = "ternary"
+    REDUCTION = "reduction"
+    LINALG = "linalg"
+    MANIPULATION = "manipulation"
+    INDEXING = "indexing"
+    NN = "nn"
+    QUANT = "quant"
+    OTHER = "other"
+
+
+class Node:
+    """One vertex of the lazy graph: a realized buffer, or ``(op, inputs, attrs)``.
+
+    ``Array`` is a handle on a Node; ``x[i] = v`` repoints the handle, so nodes never mutate
+    except to become realized (``buf`` set, ``inputs`` dropped).
+    """
+
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "buf", "device", "pin", "__weakref__")
+
+    def __init__(self, op: str | None, inputs: tuple[Node, ...], attrs: dict[str, Any],
+                 shape: Shape, dtype: DType, buf: Any = None, device: Any = None,
+                 pin: tuple[str, ...] | None = None) -> None:
+        self.op, self.inputs, self.attrs = op, inputs, attrs
+        self.shape, self.dtype = shape, dtype
+        self.buf, self.device, self.pin = buf, device, pin
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def realized(self) -> bool:
+        return self.buf is not None
+
+    def __repr__(self) -> str:
+        state = f"on {self.device}" if self.buf is not None else f"{self.op}"
+        return f"<Node {state} {self.dtype.name}{list(self.shape)}>"
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One op of the registry.
+
+    Attributes:
+        name: unique op name (``"add"``, ``"rms_norm"``).
+        category: a ``Category``.
+        infer: ``infer(inputs, attrs) -> (shape, dtype)``; raises ``ShapeError``/``DTypeError``
+            at build time. ``inputs`` are nodes with ``.shape`` and ``.dtype``.
+        attrs: the attribute names the op takes (the schema); others are refused.
+        decompose: ``decompose(*inputs: Array, **attrs) -> Array`` written with other oxcore
+            ops, used when a backend has no kernel for this op. ``None`` for primitives.
+        variadic: the op takes any number of array inputs (concat, stack...).
+        vjp, jvp: optional differentiation rules (reserved for autodiff).
+        doc: one line for ``oxcore ops list``.
+    """
+
+    name: str
+    category: Category
+    infer: Callable[[tuple[Node, ...], dict[str, Any]], tuple[Shape, DType]]
+    attrs: tuple[str, ...] = ()
+    decompose: Callable[..., Any] | None = None
+    variadic: bool = False
+    vjp: Callable[..., Any] | None = None
+    jvp: Callable[..., Any] | None = None
+    doc: str = ""
+    source: str = field(default="oxcore", compare=False)
+
+    @property
+    def primitive(self) -> bool:
+        return self.decompose is None
+
+
+class Registry:
+    """Name -> OpDef. Thread-safe for registration; lookups are plain dict reads."""
+
+    def __init__(self) -> None:
+        self.ops: dict[str, OpDef] = {}
+        self._lock = threading.Lock()
+
+    def register(self, op: OpDef) -> OpDef:
+        with self._lock:
+            old = self.ops.get(op.name)
+            if old is not None and old is not op:
+                raise PluginError(f"op {op.name!r} from {op.source} is already registered by {old.source}")
+            self.ops[op.name] = op
+        return op
+
+    def __getitem__(self, name: str) -> OpDef:
+        op = self.ops.get(name)
+        if op is None:
+            from ._plugins import manager
+
+            manager().load()  # a plugin may declare it
+            op = self.ops.get(name)
+        if op is None:
+            raise UnknownNameError(f"Unknown op {name!r}. Registered ops: {', '.join(sorted(self.ops))}")
+        return op
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.ops
+
+    def __iter__(self):
+        return iter(sorted(self.ops))
+
+
+REGISTRY = Registry()
+
+
+def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str, ...] = (),
+                decompose: Callable | None = None, variadic: bool = False, doc: str = "",
+                source: str = "oxcore") -> OpDef:
+    """Declare an op in the global registry (one declaration per op).
+
+    Example:
+        >>> import oxcore as ox
+        >>> from oxcore.extend import register_op, Category, same_as_input
+        >>> op = register_op("my_double", Category.UNARY, same_as_input,
+        ...                  decompose=lambda x: x * 2, doc="x * 2")
+        >>> ox.build("my_double", ox.asarray([1.0, 2.0])).tolist()
+        [2.0, 4.0]
+    """
+    return REGISTRY.register(OpDef(name, category, infer, attrs, decompose, variadic,
+                                   doc=doc, source=source))
+
+
+def build(name: str, *inputs: Any, **attrs: Any) -> Any:
+    """Build a lazy node for op ``name`` on ``inputs``; shape/dtype errors raise here.
+
+    Example:
+        >>> import oxcore as ox
+        >>> y = ox.build("add", ox.asarray([1, 2]), ox.asarray([3, 4]))
+        >>> y.tolist()
+        [4, 6]
+    """
+    from ._array import Array, _current_pin
+
+    op = REGISTRY[name]
+    nodes = tuple(x._node for x in inputs)
+    if op.attrs != ("*",):
+        for k in attrs:
+            if k not in op.attrs:
+                raise AttributeValueError(f"{name}() got an unexpected attribute {k!r}; "
+                                          f"valid attributes are: {', '.join(op.attrs) or '(none)'}")
+    shape, dt = op.infer(nodes, attrs)
+    return Array._wrap(Node(name, nodes, attrs, shape, dt, pin=_current_pin()))

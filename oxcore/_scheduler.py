@@ -1,0 +1,471 @@
+"""The lazy scheduler: collect -> signature -> (cached) plan -> run.
+
+Planning (cache miss only) places each node on the cheapest capable kernel (profiled time or a
+static prior, plus transfers of inputs living on other devices), decomposes nodes nobody can
+run, groups consecutive nodes of one backend into segments, and inserts explicit transfers.
+Running fills slots, frees each value after its last use, writes buffers into the requested
+nodes (and any node the user still holds) and drops their inputs so memory can be reclaimed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ._backend import Backend, Instr, Kernel, Segment
+from ._device import HOST, Device
+from ._errors import FallbackError, OpNotSupportedError
+from ._registry import REGISTRY, Node
+
+_LOCK = threading.RLock()
+_CACHE: "OrderedDict[tuple, Plan]" = OrderedDict()
+_CACHE_SIZE = 1024
+STATS = {"hits": 0, "misses": 0, "plans": 0}
+
+# NOTE: a leaf's refcount seen from _collect: the `order` list, getrefcount's argument and the
+# loop variable. More than that plus its uses inside the graph means the user holds it.
+_BASE_REFS = 3
+
+
+def clear_cache() -> None:
+    """Drop every cached plan (after plugins or profiles change)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+# --- plan data ---------------------------------------------------------------------------------
+class PNode:
+    """A node as the planner sees it (also what ``Kernel.supports`` receives)."""
+
+    __slots__ = ("op", "attrs", "args", "inputs", "shape", "dtype", "pin", "backend", "kernel", "device",
+                 "const", "leaf_pos", "origin", "note", "candidates")
+
+    def __init__(self, op, attrs, args, inputs, shape, dtype, pin=None):
+        self.op, self.attrs, self.args, self.inputs = op, attrs, args, inputs
+        self.shape, self.dtype, self.pin = shape, dtype, pin
+        self.backend = self.kernel = self.const = self.leaf_pos = self.origin = None
+        self.device: Device | None = None
+        self.note = ""
+        self.candidates: list[tuple[str, Any]] = []
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.dtype.itemsize * math.prod(self.shape)
+
+
+@dataclass
+class Plan:
+    leaf_slots: list[tuple[int, int]]
+    consts: list[tuple[int, Any]]
+    steps: list[tuple[Callable, tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+    outputs: list[tuple[int, int, Device]]
+    nslots: int
+    pnodes: list[PNode]
+    segments: list[Segment]
+    transfers: list[tuple[int, str, str, int]]  # (pnode, from device, to device, bytes)
+    fallbacks: list[str] = field(default_factory=list)
+    decomposed: int = 0
+
+    def explain(self) -> "Explanation":
+        return Explanation(self)
+
+
+class Explanation:
+    """What ``oxcore.explain`` returns: ``str()`` it for the table; attributes for tests."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.nodes = [p for p in plan.pnodes if p.op is not None]
+        self.backends = [p.backend.name for p in self.nodes]
+        self.transfers = plan.transfers
+        self.fallbacks = plan.fallbacks
+        self.segments = [(s.backend.name, len(s.instrs)) for s in plan.segments]
+
+    def __str__(self) -> str:
+        lines = [f"plan: {len(self.nodes)} nodes, {len(self.segments)} segments, "
+                 f"{len(self.transfers)} transfers, {len(self.fallbacks)} fallbacks, "
+                 f"{self.plan.decomposed} decomposed"]
+        for i, p in enumerate(self.plan.pnodes):
+            if p.op is None:
+                what = "const" if p.const is not None else f"input #{p.leaf_pos}"
+                lines.append(f"  %{i:<3} {what:<22} {p.dtype.name}{list(p.shape)} on {p.device}")
+                continue
+            args = ", ".join(f"%{a}" for a in p.args)
+            cands = "; ".join(f"{k}={v:.1f}us" if isinstance(v, float) else f"{k}: {v}" for k, v in p.candidates)
+            origin = f" (from {p.origin})" if p.origin else ""
+            lines.append(f"  %{i:<3} {p.op}({args}){origin} -> {p.dtype.name}{list(p.shape)} on "
+                         f"{p.backend.name} [{cands}]{(' ' + p.note) if p.note else ''}")
+        for src, a, b, n in self.transfers:
+            lines.append(f"  transfer %{src}: {a} -> {b} ({n} bytes)")
+        for f in self.fallbacks:
+            lines.append(f"  fallback: {f}")
+        for j, (b, n) in enumerate(self.segments):
+            lines.append(f"  segment {j}: {b}, {n} nodes")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+# --- collecting the graph ------------------------------------------------------------------------
+def _collect(targets: list[Node]) -> tuple[list[Node], dict[int, int], list[int]]:
+    """Iterative post-order over unrealized nodes; realized nodes are leaves. Returns
+    (order, id -> position, uses per position)."""
+    order: list[Node] = []
+    pos: dict[int, int] = {}
+    stack: list[tuple[Node, bool]] = [(t, False) for t in reversed(targets)]
+    while stack:
+        n, done = stack.pop()
+        if id(n) in pos:
+            continue
+        if done or n.buf is not None:
+            pos[id(n)] = len(order)
+            order.append(n)
+            continue
+        stack.append((n, True))
+        for i in reversed(n.inputs):
+            if id(i) not in pos:
+                stack.append((i, False))
+    uses = [0] * len(order)
+    for n in order:
+        if n.buf is None:
+            for i in n.inputs:
+                uses[pos[id(i)]] += 1
+    return order, pos, uses
+
+
+def _signature(order: list[Node], pos: dict[int, int], keep: list[bool], config: tuple) -> tuple:
+    sig: list[Any] = [config]
+    for n, k in zip(order, keep):
+        if n.buf is not None:
+            sig.append((n.dtype, n.shape, n.device.name))
+        else:
+            sig.append((n.op, tuple(n.attrs.items()), tuple(pos[id(i)] for i in n.inputs), n.pin, k))
+    return tuple(sig)
+
+
+def _config() -> tuple:
+    from ._plugins import manager
+
+    m = manager()
+    return (m.epoch, os.environ.get("OXCORE_BACKENDS", ""), os.environ.get("OXCORE_STRICT", ""), _profile_epoch())
+
+
+def _profile_epoch() -> int:
+    from . import _profile
+
+    return _profile.EPOCH
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+def evaluate(targets: list[Node]) -> None:
+    """Compute ``targets`` (and any held intermediates) in one plan."""
+    with _LOCK:
+        targets = [t for t in targets if t.buf is None]
+        if not targets:
+            return
+        order, pos, uses = _collect(targets)
+        tset = {id(t) for t in targets}
+        keep = []
+        for i, n in enumerate(order):
+            keep.append(n.buf is None and (id(n) in tset or sys.getrefcount(n) > _BASE_REFS + uses[i]))
+        sig = _signature(order, pos, keep, _config())
+        plan = _CACHE.get(sig)
+        if plan is None:
+            STATS["misses"] += 1
+            plan = _build_plan(order, pos, keep)
+            _CACHE[sig] = plan
+            if len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        else:
+            STATS["hits"] += 1
+        _run(plan, order)
+
+
+def explain(nodes: list[Node]) -> Explanation:
+    with _LOCK:
+        nodes = [n for n in nodes if n.buf is None]
+        if not nodes:
+            return Explanation(Plan([], [], [], [], 0, [], [], []))
+        order, pos, uses = _collect(nodes)
+        tset = {id(t) for t in nodes}
+        keep = [n.buf is None and id(n) in tset for n in order]
+        return _build_plan(order, pos, keep).explain()
+
+
+def _run(plan: Plan, order: list[Node]) -> None:
+    vals: list[Any] = [None] * plan.nslots
+    for p, s in plan.leaf_slots:
+        vals[s] = order[p].buf
+    for s, buf in plan.consts:
+        vals[s] = buf
+    for fn, ins, outs, frees in plan.steps:
+        res = fn([vals[i] for i in ins])
+        for o, r in zip(outs, res):
+            vals[o] = r
+        for f in frees:
+            vals[f] = None
+    for p, s, dev in plan.outputs:
+        n = order[p]
+        n.buf, n.device = vals[s], dev
+        n.inputs, n.op, n.attrs = (), None, {}
+
+
+# --- planning ------------------------------------------------------------------------------------
+def _allowed() -> list[str] | None:
+    v = os.environ.get("OXCORE_BACKENDS")
+    return [s.strip() for s in v.split(",") if s.strip()] if v else None
+
+
+class _Planner:
+    def __init__(self) -> None:
+        from ._plugins import manager
+        from . import _profile
+
+        self.m = manager()
+        self.backends: list[Backend] = sorted(self.m.available_backends(), key=lambda b: -b.priority)
+        allowed = _allowed()
+        if allowed is not None:
+            known = [b for b in allowed if b in self.m.backends]
+            self.backends = [b for b in self.backends if b.name in allowed] or self.backends
+            self.default_pin = tuple(known) or None
+        else:
+            self.default_pin = None
+        self.profile = _profile.current()
+        self.pnodes: list[PNode] = []
+        self.fallbacks: list[str] = []
+        self.decomposed = 0
+        self.strict = os.environ.get("OXCORE_STRICT", "") not in ("", "0")
+
+    # transfers: latency + bytes / bandwidth, measured when the profile has it
+    def transfer_us(self, src: Device, dst: Device, nbytes: int) -> float:
+        if src == dst:
+            return 0.0
+        lat, bw = self.profile.transfer(src.name, dst.name) if self.profile else (None, None)
+        return (lat if lat is not None else 20.0) + nbytes / (bw if bw else 4e3)
+
+    def cost(self, k: Kernel, b: Backend, p: PNode) -> float:
+        t = self.profile.lookup(k, p) if self.profile else None
+        if t is None:
+            t = k.prior_us(p) if k.prior_us else b.prior_us(p)
+        for a in p.inputs:
+            if a.device is not None and a.device != b.device:
+                t += self.transfer_us(a.device, b.device, a.nbytes)
+        return t
+
+    def add(self, op: str, attrs: dict, args: tuple[int, ...], shape, dtype, pin, origin=None) -> int:
+        p = PNode(op, attrs, args, [self.pnodes[a] for a in args], shape, dtype, pin)
+        p.origin = origin
+        pins = pin or self.default_pin
+        options: list[tuple[float, int, Backend, Kernel]] = []
+        refusals: dict[str, str] = {}
+        for rank, b in enumerate(self.backends):
+            ks = b.kernels_for(op)
+            if not ks:
+                refusals[b.name] = "no kernel"
+                p.candidates.append((b.name, "no kernel"))
+                continue
+            for k in ks:
+                why = k.check(p)
+                if why is not None:
+                    refusals.setdefault(b.name, why)
+                    p.candidates.append((k.id, why))
+                    continue
+                c = self.cost(k, b, p)
+                p.candidates.append((k.id, c))
+                options.append((c, rank, b, k))
+        if not options:
+            opdef = REGISTRY[op]
+            if opdef.decompose is None:
+                raise OpNotSupportedError(self._no_backend_message(p, refusals))
+            return self.decompose(opdef, p, args, pin)
+        if pins:
+            pinned = [o for name in pins for o in options if o[2].name == name]
+            if pinned and pinned[0][2].name == pins[0]:
+                choice = pinned[0]
+            else:
+                choice = pinned[0] if pinned else min(options, key=lambda o: (o[0], o[1]))
+                why = refusals.get(pins[0], "not installed or not available")
+                self.fallbacks.append(f"{op} {dtype.name}{list(shape)}: pinned {pins[0]} refused ({why}); "
+                                      f"ran on {choice[2].name}")
+        else:
+            choice = min(options, key=lambda o: (o[0], o[1]))
+            top = self.backends[0].name if self.backends else None
+            if top in refusals and choice[2].name != top:
+                self.fallbacks.append(f"{op} {dtype.name}{list(shape)}: {top} refused ({refusals[top]}); "
+                                      f"ran on {choice[2].name}")
+        _, _, p.backend, p.kernel = choice
+        p.device = p.backend.device
+        self.pnodes.append(p)
+        return len(self.pnodes) - 1
+
+    def _no_backend_message(self, p: PNode, refusals: dict[str, str]) -> str:
+        ins = ", ".join(f"{i.dtype.name}{list(i.shape)}" for i in p.inputs) or "no inputs"
+        installed = []
+        for name, b in self.m.backends.items():
+            ok, why = self.m.available(b)
+            installed.append(f"{name}: {refusals.get(name, 'not available: ' + why if not ok else 'not allowed')}")
+        return (f"No backend can run {p.op}({ins}) -> {p.dtype.name}{list(p.shape)} and it has no "
+                f"decomposition. Backends: " + "; ".join(installed or ["(none installed)"]))
+
+    def decompose(self, opdef, p: PNode, args: tuple[int, ...], pin) -> int:
+        from ._array import Array
+
+        self.decomposed += 1
+        proxies = [Node("__proxy__", (), {}, self.pnodes[a].shape, self.pnodes[a].dtype) for a in args]
+        out = opdef.decompose(*[Array._wrap(x) for x in proxies], **p.attrs)._node
+        if out.shape != p.shape or out.dtype is not p.dtype:
+            raise OpNotSupportedError(f"decomposition of {p.op} produced {out.dtype.name}{list(out.shape)}, "
+                                      f"expected {p.dtype.name}{list(p.shape)} (a bug in the op's declaration)")
+        where = {id(x): a for x, a in zip(proxies, args)}
+        order, _, _ = _collect([out]) if out.buf is None and out.op != "__proxy__" else ([out], None, None)
+        for n in order:
+            if id(n) in where:
+                continue
+            if n.buf is not None:  # a constant made by the decomposition (plan-owned)
+                c = PNode(None, {}, (), [], n.shape, n.dtype)
+                c.const, c.device = n.buf, n.device
+                self.pnodes.append(c)
+                where[id(n)] = len(self.pnodes) - 1
+                continue
+            if n.op == "__proxy__":
+                raise OpNotSupportedError(f"decomposition of {p.op} used an input it was not given")
+            where[id(n)] = self.add(n.op, n.attrs, tuple(where[id(i)] for i in n.inputs), n.shape, n.dtype,
+                                    pin, origin=p.op)
+        return where[id(out)]
+
+
+def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool]) -> Plan:
+    STATS["plans"] += 1
+    pl = _Planner()
+    where: list[int] = []
+    for i, n in enumerate(order):
+        if n.buf is not None:
+            p = PNode(None, {}, (), [], n.shape, n.dtype)
+            p.leaf_pos, p.device = i, n.device
+            pl.pnodes.append(p)
+            where.append(len(pl.pnodes) - 1)
+        else:
+            where.append(pl.add(n.op, n.attrs, tuple(where[pos[id(x)]] for x in n.inputs),
+                                n.shape, n.dtype, n.pin))
+    if pl.strict and pl.fallbacks:
+        raise FallbackError("OXCORE_STRICT=1 and the plan needs fallbacks:\n  " + "\n  ".join(pl.fallbacks))
+    outputs = [(i, where[i]) for i, n in enumerate(order) if keep[i]]
+    plan = _segment(pl, outputs)
+    if "plan" in os.environ.get("OXCORE_LOG", ""):
+        print(plan.explain(), file=sys.stderr)
+    return plan
+
+
+def _segment(pl: _Planner, outputs: list[tuple[int, int]]) -> Plan:
+    pnodes = pl.pnodes
+    # live: pnodes needed to compute the outputs (decompositions may leave dead helpers)
+    need = [False] * len(pnodes)
+    for _, q in outputs:
+        need[q] = True
+    for i in range(len(pnodes) - 1, -1, -1):
+        if need[i]:
+            for a in pnodes[i].args:
+                need[a] = True
+    groups: list[list[int]] = []
+    for i, p in enumerate(pnodes):
+        if p.op is None or not need[i]:
+            continue
+        if groups and pnodes[groups[-1][-1]].backend is p.backend:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    slot_of: dict[tuple[int, str], int] = {}  # (pnode, device) -> slot
+    nslots = 0
+    leaf_slots, consts = [], []
+    for i, p in enumerate(pnodes):
+        if p.op is None and need[i]:
+            slot_of[(i, p.device.name)] = nslots
+            (leaf_slots.append((p.leaf_pos, nslots)) if p.const is None else consts.append((nslots, p.const)))
+            nslots += 1
+    home = {i: p.device for i, p in enumerate(pnodes) if p.device is not None}
+    used_later: dict[int, int] = {}
+    for gi, g in enumerate(groups):
+        inside = set(g)
+        for i in g:
+            for a in pnodes[i].args:
+                if a not in inside:
+                    used_later[a] = gi
+    final = {q for _, q in outputs}
+    steps, segments, transfers = [], [], []
+    for gi, g in enumerate(groups):
+        b = pnodes[g[0]].backend
+        inside = {i: k for k, i in enumerate(g)}
+        ext: list[int] = []
+        for i in g:
+            for a in pnodes[i].args:
+                if a not in inside and a not in ext:
+                    ext.append(a)
+        in_slots = []
+        for a in ext:
+            key = (a, b.device.name)
+            if key not in slot_of:
+                src = slot_of[(a, home[a].name)]
+                slot_of[key] = nslots
+                steps.append((_transfer(home[a], b.device), (src,), (nslots,), ()))
+                transfers.append((a, home[a].name, b.device.name, pnodes[a].nbytes))
+                nslots += 1
+            in_slots.append(slot_of[key])
+        env = {a: k for k, a in enumerate(ext)}
+        seg = Segment(b, len(ext), [(pnodes[a].shape, pnodes[a].dtype) for a in ext])
+        for i in g:
+            p = pnodes[i]
+            env[i] = len(ext) + len(seg.instrs)
+            seg.instrs.append(Instr(p.op, p.attrs, p.kernel, tuple(env[a] for a in p.args), p.shape, p.dtype))
+        outs = [i for i in g if i in final or used_later.get(i, -1) > gi]
+        seg.outputs = tuple(env[i] for i in outs)
+        out_slots = []
+        for i in outs:
+            slot_of[(i, b.device.name)] = nslots
+            out_slots.append(nslots)
+            nslots += 1
+        steps.append((_compiled(b, seg), tuple(in_slots), tuple(out_slots), ()))
+        segments.append(seg)
+    # free each slot after its last reader (outputs and leaves are held elsewhere anyway)
+    keep_slots = {slot_of[(q, home[q].name)] for q in final}
+    last: dict[int, int] = {}
+    for si, (_, ins, _, _) in enumerate(steps):
+        for s in ins:
+            last[s] = si
+    frees: dict[int, list[int]] = {}
+    for s, si in last.items():
+        if s not in keep_slots:
+            frees.setdefault(si, []).append(s)
+    steps = [(fn, ins, outs, tuple(frees.get(si, ()))) for si, (fn, ins, outs, _) in enumerate(steps)]
+    out_list = [(pos, slot_of[(q, home[q].name)], home[q]) for pos, q in outputs]
+    return Plan(leaf_slots, consts, steps, out_list, nslots, pnodes, segments, transfers, pl.fallbacks, pl.decomposed)
+
+
+_COMPILED: "OrderedDict[tuple, Callable]" = OrderedDict()
+
+
+def _compiled(b: Backend, seg: Segment) -> Callable:
+    key = (b.name, id(b), seg.key)
+    fn = _COMPILED.get(key)
+    if fn is None:
+        fn = b.compile_segment(seg)
+        _COMPILED[key] = fn
+        if len(_COMPILED) > 4 * _CACHE_SIZE:
+            _COMPILED.popitem(last=False)
+    return fn
+
+
+def _transfer(src: Device, dst: Device) -> Callable:
+    if src is HOST or src.name == HOST.name:
+        return lambda v: [dst.from_numpy(v[0])]
+    if dst.name == HOST.name:
+        return lambda v: [src.to_numpy(v[0])]
+    return lambda v: [dst.from_numpy(src.to_numpy(v[0]))]

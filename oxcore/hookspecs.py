@@ -1,0 +1,95 @@
+"""The hooks an oxcore plugin can implement (pluggy project ``oxcore``).
+
+A plugin is a module named by an entry point in the group ``oxcore``::
+
+    [project.entry-points.oxcore]
+    my_backend = "my_package.plugin"
+
+The module sets ``OXCORE_PLUGIN_API = 1`` and implements any of the hooks below with
+``@oxcore.hookimpl``. Collections are handed a ``register`` callback; call it once per item.
+Each plugin's hooks run in their own ``try``: one that raises is listed as failed and never
+breaks the others or the core. Keep heavy imports (mlx, gguf) inside the hook bodies or the
+objects' factories so ``oxcore --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("oxcore")
+
+# ---------------------------------------------------------------------------------------------
+# Backends and kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def oxcore_register_backends(register: Callable[[Any], None]) -> None:
+    """Register device backends.
+
+    Called once, when oxcore first needs its backends (first eval, ``oxcore backends list``).
+
+    :param register: call ``register(backend)`` with an ``oxcore.extend.Backend`` instance for
+        each backend the plugin provides. A backend whose library is missing should still be
+        registered: its ``available()`` then says why it cannot run.
+    """
+
+
+@hookspec
+def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
+    """Register kernels for any op on any backend, including backends of other packages.
+
+    Called after every plugin's backends are registered.
+
+    :param register: call ``register(kernel)`` with an ``oxcore.extend.Kernel`` whose
+        ``backend`` names the target backend (``"cpu_numpy"``, ``"metal_fused"``...). A kernel
+        for a backend that is not installed is listed but never used.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Ops, formats, commands
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def oxcore_register_ops(register: Callable[..., Any]) -> None:
+    """Declare new ops.
+
+    Called once at plugin load, before backends. Every new op needs a decomposition into
+    existing ops, so all backends can run it before anyone writes a kernel.
+
+    :param register: ``register(name, category, infer, attrs=(), decompose=..., doc=...)``,
+        the signature of ``oxcore.extend.register_op``.
+    """
+
+
+@hookspec
+def oxcore_register_formats(register: Callable[[Any], None]) -> None:
+    """Register file formats.
+
+    :param register: call ``register(fmt)`` with an ``oxcore.extend.Format`` (``name``,
+        ``suffixes``, ``sniff``, ``open``, ``save``).
+    """
+
+
+@hookspec
+def oxcore_register_commands(cli: Any) -> None:
+    """Add subcommands to the ``oxcore`` CLI.
+
+    Called when the CLI starts.
+
+    :param cli: the root ``click.Group``; add commands with ``@cli.command()`` or
+        ``cli.add_command``.
+    """
+
+
+@hookspec
+def oxcore_default_profiles() -> Any:
+    """Ship default autotune measurements.
+
+    :returns: a list of profile entries (see ``oxcore.profile``) or None. Measurements taken on
+        the user's machine always win over shipped ones.
+    """

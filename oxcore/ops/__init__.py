@@ -1,0 +1,15 @@
+"""Every public op function. ``oxcore`` re-exports these; importing declares the registry."""
+
+from .creation import *  # noqa: F401,F403
+from .elementwise import *  # noqa: F401,F403
+from .indexing import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403
+from .manipulation import *  # noqa: F401,F403
+from .nn import *  # noqa: F401,F403
+from .quant import *  # noqa: F401,F403
+from .reduction import *  # noqa: F401,F403
+from . import random  # noqa: F401
+from . import creation, elementwise, indexing, linalg, manipulation, nn, quant, reduction
+
+__all__ = [n for m in (creation, elementwise, indexing, linalg, manipulation, nn, quant, reduction)
+           for n in m.__all__]

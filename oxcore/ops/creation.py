@@ -1,0 +1,285 @@
+"""Creation: asarray, from_dlpack, full/zeros/ones/empty (and *_like), arange, linspace, eye, tril/triu."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import _dtypes as D
+from .._array import Array, _host_leaf
+from .._errors import AttributeValueError, DTypeError
+from .._registry import Category, build, register_op
+from ._rules import norm_shape
+
+__all__ = ["asarray", "from_dlpack", "full", "zeros", "ones", "empty", "full_like", "zeros_like",
+           "ones_like", "empty_like", "arange", "linspace", "eye", "tril", "triu", "meshgrid"]
+
+
+def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Array:
+    """Make an Array from a scalar, nested sequence, NumPy array, DLPack producer or Array.
+
+    NumPy input is shared, not copied (unless ``copy=True``): change it and the lazy values
+    that read it change too. Python floats become float32 and ints int64 (the defaults).
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.asarray([1.5, 2.5]).dtype
+        oxcore.float32
+        >>> ox.asarray(3, dtype=ox.int8).dtype
+        oxcore.int8
+    """
+    if isinstance(obj, Array):
+        out = obj if dtype is None else obj.astype(dtype, copy=False)
+        return out.to_device(device) if device is not None else out
+    dt = None if dtype is None else D.dtype(dtype)
+    if isinstance(obj, np.ndarray):
+        a = obj
+    elif isinstance(obj, (bool, int, float, list, tuple, np.generic)):
+        a = np.asarray(obj, dtype=None if dt is None else dt.numpy)
+        if dt is None and not isinstance(obj, np.generic):
+            # NOTE: Python floats default to float32 and ints to int64 (the Array API defaults)
+            a = a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.int64) if a.dtype.kind == "i" else a
+    else:
+        a = _from_any(obj)
+    if a.dtype.kind not in "biuf" and a.dtype != D.bfloat16.numpy:
+        raise DTypeError(f"cannot make an oxcore array from {type(obj).__name__} of dtype {a.dtype}; "
+                         f"valid dtypes are: {', '.join(d.name for d in D.ALL)}")
+    D.dtype(a.dtype)  # raises for float128 and friends
+    if dt is not None and a.dtype != dt.numpy:
+        a = a.astype(dt.numpy)
+    elif copy:
+        a = a.copy()
+    out = _host_leaf(a)
+    return out.to_device(device) if device is not None else out
+
+
+def _from_any(obj: Any) -> np.ndarray:
+    try:
+        return np.from_dlpack(obj)
+    except Exception:  # NOTE: producers whose DLPack is GPU-only still offer __array__
+        return np.asarray(obj)
+
+
+def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> Array:
+    """Import any DLPack producer (NumPy, MLX, PyTorch CPU...) without copying when possible.
+
+    Example:
+        >>> import numpy as np, oxcore as ox
+        >>> ox.from_dlpack(np.arange(3.0)).tolist()
+        [0.0, 1.0, 2.0]
+    """
+    a = _from_any(x)
+    out = _host_leaf(a.copy() if copy else a)
+    return out.to_device(device) if device is not None else out
+
+
+# --- full and friends --------------------------------------------------------------------------
+register_op("full", Category.CREATION, lambda i, a: (a["shape"], a["dtype"]), attrs=("shape", "value", "dtype"),
+            doc="array filled with one value")
+
+
+def _fill_dtype(value: Any, dtype: Any) -> D.DType:
+    if dtype is not None:
+        return D.dtype(dtype)
+    if isinstance(value, bool):
+        return D.bool_
+    if isinstance(value, int):
+        return D.default_int
+    if isinstance(value, float):
+        return D.default_float
+    if isinstance(value, Array):
+        return value.dtype
+    raise DTypeError(f"fill value must be a bool, int or float, got {type(value).__name__}")
+
+
+def full(shape: int | Sequence[int], fill_value: Any, *, dtype: Any = None, device: Any = None) -> Array:
+    """An array of ``shape`` filled with ``fill_value``.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.full((2,), 7).tolist()
+        [7, 7]
+    """
+    dt = _fill_dtype(fill_value, dtype)
+    value = fill_value.item() if isinstance(fill_value, Array) else fill_value
+    if dt is D.bool_:
+        value = bool(value)
+    elif dt.is_integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise DTypeError(f"fill value {value} does not fit integer dtype {dt.name}")
+        value = int(value)
+        info = np.iinfo(dt.numpy)
+        if not info.min <= value <= info.max:
+            raise DTypeError(f"fill value {value} is out of range for {dt.name} ({info.min}..{info.max})")
+    else:
+        value = float(value)
+    out = build("full", shape=norm_shape(shape), value=value, dtype=dt)
+    return out.to_device(device) if device is not None else out
+
+
+def zeros(shape: int | Sequence[int], *, dtype: Any = None, device: Any = None) -> Array:
+    """An array of zeros (float32 unless ``dtype``).
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.zeros((2, 3)).shape
+        (2, 3)
+    """
+    return full(shape, 0, dtype=D.dtype(dtype) if dtype is not None else D.default_float, device=device)
+
+
+def ones(shape: int | Sequence[int], *, dtype: Any = None, device: Any = None) -> Array:
+    """An array of ones (float32 unless ``dtype``)."""
+    return full(shape, 1, dtype=D.dtype(dtype) if dtype is not None else D.default_float, device=device)
+
+
+def empty(shape: int | Sequence[int], *, dtype: Any = None, device: Any = None) -> Array:
+    """An array whose values are unspecified (oxcore gives zeros: lazy arrays cost nothing until used)."""
+    return zeros(shape, dtype=dtype, device=device)
+
+
+def full_like(x: Array, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Array:
+    """Like ``full`` with the shape (and dtype, unless given) of ``x``."""
+    return full(x.shape, fill_value, dtype=dtype if dtype is not None else x.dtype, device=device)
+
+
+def zeros_like(x: Array, /, *, dtype: Any = None, device: Any = None) -> Array:
+    """Zeros with the shape and dtype of ``x``."""
+    return full_like(x, 0, dtype=dtype, device=device)
+
+
+def ones_like(x: Array, /, *, dtype: Any = None, device: Any = None) -> Array:
+    """Ones with the shape and dtype of ``x``."""
+    return full_like(x, 1, dtype=dtype, device=device)
+
+
+def empty_like(x: Array, /, *, dtype: Any = None, device: Any = None) -> Array:
+    """Like ``empty`` with the shape and dtype of ``x``."""
+    return zeros_like(x, dtype=dtype, device=device)
+
+
+# --- ranges --------------------------------------------------------------------------------
+def _arange_infer(inputs, attrs):
+    n = max(0, math.ceil((attrs["stop"] - attrs["start"]) / attrs["step"]))
+    return (n,), attrs["dtype"]
+
+
+register_op("arange", Category.CREATION, _arange_infer, attrs=("start", "stop", "step", "dtype"),
+            doc="evenly spaced values in [start, stop)")
+
+
+def arange(start: float, /, stop: float | None = None, step: float = 1, *, dtype: Any = None,
+           device: Any = None) -> Array:
+    """Values ``start, start+step, ...`` below ``stop`` (like ``range``).
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.arange(1, 7, 2).tolist()
+        [1, 3, 5]
+    """
+    if stop is None:
+        start, stop = 0, start
+    if step == 0:
+        raise AttributeValueError("arange step must not be zero")
+    if dtype is None:
+        dt = D.default_int if all(isinstance(v, int) for v in (start, stop, step)) else D.default_float
+    else:
+        dt = D.dtype(dtype)
+    out = build("arange", start=start, stop=stop, step=step, dtype=dt)
+    return out.to_device(device) if device is not None else out
+
+
+def _linspace(*, start, stop, num, endpoint, dtype):
+    div = (num - 1) if endpoint else num
+    step = (stop - start) / div if div > 0 else 0.0
+    i = build("arange", start=0, stop=num, step=1, dtype=D.float64 if dtype is D.float64 else D.float32)
+    out = i * step + start
+    if endpoint and num > 1:  # NOTE: NumPy pins the last value to stop exactly
+        from .elementwise import where
+
+        out = where(i == num - 1, float(stop), out)
+    return out if out.dtype is dtype else out.astype(dtype)
+
+
+register_op("linspace", Category.CREATION, lambda i, a: ((a["num"],), a["dtype"]),
+            attrs=("start", "stop", "num", "endpoint", "dtype"), decompose=_linspace,
+            doc="num evenly spaced values over [start, stop]")
+
+
+def linspace(start: float, stop: float, /, num: int, *, dtype: Any = None, device: Any = None,
+             endpoint: bool = True) -> Array:
+    """``num`` evenly spaced values from ``start`` to ``stop``.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.linspace(0, 1, 5).tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    if num < 0:
+        raise AttributeValueError(f"linspace num must be >= 0, got {num}")
+    dt = D.dtype(dtype) if dtype is not None else D.default_float
+    out = build("linspace", start=float(start), stop=float(stop), num=int(num), endpoint=bool(endpoint), dtype=dt)
+    return out.to_device(device) if device is not None else out
+
+
+def _eye(*, n_rows, n_cols, k, dtype):
+    r = build("reshape", build("arange", start=0, stop=n_rows, step=1, dtype=D.int64), shape=(n_rows, 1))
+    c = build("reshape", build("arange", start=0, stop=n_cols, step=1, dtype=D.int64), shape=(1, n_cols))
+    return ((r + k) == c).astype(dtype)
+
+
+register_op("eye", Category.CREATION, lambda i, a: ((a["n_rows"], a["n_cols"]), a["dtype"]),
+            attrs=("n_rows", "n_cols", "k", "dtype"), decompose=_eye, doc="ones on the k-th diagonal")
+
+
+def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None, device: Any = None) -> Array:
+    """A 2-D array with ones on diagonal ``k``.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.eye(2).tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+    """
+    dt = D.dtype(dtype) if dtype is not None else D.default_float
+    out = build("eye", n_rows=int(n_rows), n_cols=int(n_rows if n_cols is None else n_cols), k=int(k), dtype=dt)
+    return out.to_device(device) if device is not None else out
+
+
+def _tri(x: Array, k: int, lower: bool) -> Array:
+    from .elementwise import where
+    from .creation import zeros_like as _z
+
+    n, m = x.shape[-2:]
+    r = build("reshape", build("arange", start=0, stop=n, step=1, dtype=D.int64), shape=(n, 1))
+    c = build("reshape", build("arange", start=0, stop=m, step=1, dtype=D.int64), shape=(1, m))
+    keep = (c <= r + k) if lower else (c >= r + k)
+    return where(keep, x, _z(x))
+
+
+def tril(x: Array, /, *, k: int = 0) -> Array:
+    """Lower triangle of the last two axes (zeros above diagonal ``k``)."""
+    return _tri(x, k, True)
+
+
+def triu(x: Array, /, *, k: int = 0) -> Array:
+    """Upper triangle of the last two axes (zeros below diagonal ``k``)."""
+    return _tri(x, k, False)
+
+
+def meshgrid(*arrays: Array, indexing: str = "xy") -> list[Array]:
+    """Coordinate grids from 1-D arrays (``indexing='xy'`` or ``'ij'``)."""
+    from .manipulation import broadcast_to, reshape
+
+    n = len(arrays)
+    shape = [a.shape[0] for a in arrays]
+    if indexing == "xy" and n > 1:
+        shape[0], shape[1] = shape[1], shape[0]
+    out = []
+    for i, a in enumerate(arrays):
+        s = [1] * n
+        j = (1 - i if i < 2 else i) if indexing == "xy" and n > 1 else i
+        s[j] = a.shape[0]
+        out.append(broadcast_to(reshape(a, s), shape))
+    return out
