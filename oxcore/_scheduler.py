@@ -226,14 +226,17 @@ def _allowed() -> list[str] | None:
 
 
 class _Planner:
-    def __init__(self) -> None:
+    def __init__(self, only: str | None = None) -> None:
         from ._plugins import manager
         from . import _profile
 
         self.m = manager()
         self.backends: list[Backend] = sorted(self.m.available_backends(), key=lambda b: -b.priority)
         allowed = _allowed()
-        if allowed is not None:
+        if only is not None:
+            self.backends = [b for b in self.backends if b.name == only]
+            self.default_pin = None
+        elif allowed is not None:
             known = [b for b in allowed if b in self.m.backends]
             self.backends = [b for b in self.backends if b.name in allowed] or self.backends
             self.default_pin = tuple(known) or None
@@ -343,9 +346,15 @@ class _Planner:
         return where[id(out)]
 
 
-def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool]) -> Plan:
+def plan_only_on(backend: str, nodes: list[Node]) -> Plan:
+    """Plan ``nodes`` using one backend alone (pins ignored); raises OpNotSupportedError if it cannot."""
+    order, pos, _ = _collect([n for n in nodes if n.buf is None])
+    return _build_plan(order, pos, [n in nodes for n in order], only=backend)
+
+
+def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool], only: str | None = None) -> Plan:
     STATS["plans"] += 1
-    pl = _Planner()
+    pl = _Planner(only)
     where: list[int] = []
     for i, n in enumerate(order):
         if n.buf is not None:
@@ -404,11 +413,12 @@ def _segment(pl: _Planner, outputs: list[tuple[int, int]]) -> Plan:
     for gi, g in enumerate(groups):
         b = pnodes[g[0]].backend
         inside = {i: k for k, i in enumerate(g)}
-        ext: list[int] = []
+        ext_set: dict[int, None] = {}  # NOTE: ordered set; graphs can have 10k+ inputs
         for i in g:
             for a in pnodes[i].args:
-                if a not in inside and a not in ext:
-                    ext.append(a)
+                if a not in inside:
+                    ext_set[a] = None
+        ext = list(ext_set)
         in_slots = []
         for a in ext:
             key = (a, b.device.name)

@@ -1,0 +1,3 @@
+from oxcore.cli import main
+
+main(prog_name="oxcore")

@@ -1,0 +1,46 @@
+"""The ``oxcore`` command line (also ``python -m oxcore``).
+
+Subcommands live in small modules of this package; plugins add more through the
+``oxcore_register_commands`` hook. Heavy imports happen inside commands so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# NOTE: modules that attach commands to `main` when imported; add yours here.
+COMMAND_MODULES = ("oxcore.cli.listing", "oxcore.cli.demo", "oxcore.cli.bench")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="oxcore")
+def main() -> None:
+    """oxcore: lazy arrays, pluggable backends, kernels chosen by measurement."""
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: median and spread against the direct library, saved as JSON."""
+
+
+def _attach() -> None:
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod)
+    try:
+        from .._plugins import manager
+
+        m = manager()
+        for impl in m.pm.hook.oxcore_register_commands.get_hookimpls():
+            try:
+                impl.function(cli=main)
+            except Exception as e:  # a plugin's broken command must not take the CLI down
+                info = m.plugins.get(impl.plugin_name)
+                if info is not None:
+                    info.status, info.reason = "failed", f"oxcore_register_commands raised {type(e).__name__}: {e}"
+    except Exception as e:
+        click.echo(f"warning: plugins could not be loaded: {e}", err=True)
+
+
+_attach()

@@ -1,0 +1,1 @@
+"""``oxcore bench ...`` commands (harness in ``oxcore.bench``)."""

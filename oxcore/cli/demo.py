@@ -1,0 +1,1 @@
+"""``oxcore demo``: build a small MLP and attention block, show the plan, evaluate, time."""

@@ -1,0 +1,1 @@
+"""oxcore's conformance kit (pytest plugin ``--oxcore-backend`` / ``--oxcore-format``)."""
