@@ -37,6 +37,7 @@ class Kernel:
     source: str = ""
     version: str = ""
     prior_us: Callable[[Any], float] | None = None
+    failed: str | None = field(default=None, compare=False)  # set when it raised at run time
 
     @property
     def id(self) -> str:

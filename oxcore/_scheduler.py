@@ -9,6 +9,7 @@ nodes (and any node the user still holds) and drops their inputs so memory can b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -17,12 +18,37 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import _plugins, _profile
 from ._backend import Backend, Instr, Kernel, Segment
 from ._device import HOST, Device
 from ._errors import FallbackError, OpNotSupportedError
 from ._registry import REGISTRY, Node
 
 _LOCK = threading.RLock()
+#: callbacks ``f(plan)`` called on every evaluation (``oxcore.record`` uses this)
+RECORDERS: list[Callable[["Plan"], None]] = []
+#: run-time kernel failures, newest last (shown by ``oxcore kernels list``)
+FAILURES: list[str] = []
+
+
+class KernelFailed(Exception):
+    """Raised by a guarded (third-party) kernel; the scheduler disables it and re-plans."""
+
+    def __init__(self, kernel: Kernel, error: BaseException) -> None:
+        super().__init__(f"{kernel.id}: {error}")
+        self.kernel, self.error = kernel, error
+
+
+def guard(k: Kernel) -> Callable:
+    """Wrap a third-party kernel so its failures are attributed to it (not a crash of the eval)."""
+    fn = k.fn
+
+    def guarded(*args, **kw):
+        try:
+            return fn(*args, **kw)
+        except Exception as e:
+            raise KernelFailed(k, e) from e
+    return guarded
 _CACHE: "OrderedDict[tuple, Plan]" = OrderedDict()
 _CACHE_SIZE = 1024
 STATS = {"hits": 0, "misses": 0, "plans": 0}
@@ -117,28 +143,32 @@ class Explanation:
 
 # --- collecting the graph ------------------------------------------------------------------------
 def _collect(targets: list[Node]) -> tuple[list[Node], dict[int, int], list[int]]:
-    """Iterative post-order over unrealized nodes; realized nodes are leaves. Returns
-    (order, id -> position, uses per position)."""
+    """Iterative post-order over unrealized nodes (no recursion limit); realized nodes are
+    leaves. Returns (order, id -> position, uses of each position inside the graph)."""
     order: list[Node] = []
     pos: dict[int, int] = {}
-    stack: list[tuple[Node, bool]] = [(t, False) for t in reversed(targets)]
+    uses: list[int] = []
+    stack = list(targets)
+    stack.reverse()
     while stack:
-        n, done = stack.pop()
+        n = stack[-1]
         if id(n) in pos:
+            stack.pop()
             continue
-        if done or n.buf is not None:
-            pos[id(n)] = len(order)
-            order.append(n)
-            continue
-        stack.append((n, True))
-        for i in reversed(n.inputs):
-            if id(i) not in pos:
-                stack.append((i, False))
-    uses = [0] * len(order)
-    for n in order:
         if n.buf is None:
+            pending = False
+            for i in n.inputs:
+                if id(i) not in pos:
+                    stack.append(i)
+                    pending = True
+            if pending:
+                continue
             for i in n.inputs:
                 uses[pos[id(i)]] += 1
+        stack.pop()
+        pos[id(n)] = len(order)
+        order.append(n)
+        uses.append(0)
     return order, pos, uses
 
 
@@ -148,21 +178,13 @@ def _signature(order: list[Node], pos: dict[int, int], keep: list[bool], config:
         if n.buf is not None:
             sig.append((n.dtype, n.shape, n.device.name))
         else:
-            sig.append((n.op, tuple(n.attrs.items()), tuple(pos[id(i)] for i in n.inputs), n.pin, k))
+            sig.append((n.op, tuple(n.attrs.items()), tuple([pos[id(i)] for i in n.inputs]), n.pin, k))
     return tuple(sig)
 
 
 def _config() -> tuple:
-    from ._plugins import manager
-
-    m = manager()
-    return (m.epoch, os.environ.get("OXCORE_BACKENDS", ""), os.environ.get("OXCORE_STRICT", ""), _profile_epoch())
-
-
-def _profile_epoch() -> int:
-    from . import _profile
-
-    return _profile.EPOCH
+    env = os.environ
+    return (_plugins.manager().epoch, env.get("OXCORE_BACKENDS", ""), env.get("OXCORE_STRICT", ""), _profile.EPOCH)
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -177,6 +199,7 @@ def evaluate(targets: list[Node]) -> None:
         keep = []
         for i, n in enumerate(order):
             keep.append(n.buf is None and (id(n) in tset or sys.getrefcount(n) > _BASE_REFS + uses[i]))
+        del n
         sig = _signature(order, pos, keep, _config())
         plan = _CACHE.get(sig)
         if plan is None:
@@ -187,7 +210,21 @@ def evaluate(targets: list[Node]) -> None:
                 _CACHE.popitem(last=False)
         else:
             STATS["hits"] += 1
-        _run(plan, order)
+        for rec in RECORDERS:
+            rec(plan)
+        for _attempt in range(8):
+            try:
+                _run(plan, order)
+                return
+            except KernelFailed as e:
+                # NOTE: a third-party kernel broke at run time: disable it, say why, and re-plan
+                # (leaves are untouched until a run completes, so starting over is safe)
+                e.kernel.failed = f"raised at run time: {type(e.error).__name__}: {e.error}"
+                FAILURES.append(f"{e.kernel.id} ({e.kernel.source}) {e.kernel.failed}; re-placed")
+                clear_cache()
+                plan = _build_plan(order, pos, keep)
+                _CACHE[sig] = plan
+        raise OpNotSupportedError("kernels kept failing at run time:\n  " + "\n  ".join(FAILURES[-8:]))
 
 
 def explain(nodes: list[Node]) -> Explanation:
@@ -227,10 +264,7 @@ def _allowed() -> list[str] | None:
 
 class _Planner:
     def __init__(self, only: str | None = None) -> None:
-        from ._plugins import manager
-        from . import _profile
-
-        self.m = manager()
+        self.m = _plugins.manager()
         self.backends: list[Backend] = sorted(self.m.available_backends(), key=lambda b: -b.priority)
         allowed = _allowed()
         if only is not None:
@@ -277,7 +311,7 @@ class _Planner:
                 p.candidates.append((b.name, "no kernel"))
                 continue
             for k in ks:
-                why = k.check(p)
+                why = k.failed or k.check(p)
                 if why is not None:
                     refusals.setdefault(b.name, why)
                     p.candidates.append((k.id, why))
@@ -434,7 +468,10 @@ def _segment(pl: _Planner, outputs: list[tuple[int, int]]) -> Plan:
         for i in g:
             p = pnodes[i]
             env[i] = len(ext) + len(seg.instrs)
-            seg.instrs.append(Instr(p.op, p.attrs, p.kernel, tuple(env[a] for a in p.args), p.shape, p.dtype))
+            k = p.kernel
+            if k.source and k.source != b.distribution:
+                k = dataclasses.replace(k, fn=guard(k))
+            seg.instrs.append(Instr(p.op, p.attrs, k, tuple(env[a] for a in p.args), p.shape, p.dtype))
         outs = [i for i in g if i in final or used_later.get(i, -1) > gi]
         seg.outputs = tuple(env[i] for i in outs)
         out_slots = []
