@@ -1,0 +1,103 @@
+"""The one reference helper: compare an oxcore result with a float64 NumPy reference.
+
+``assert_close(got, expected, dtype, what=...)`` checks, in this order, the **shape**, then
+the **dtype** (the node's dtype and the dtype of the buffer the backend handed back), then
+the **values**, and raises ``AssertionError`` with ``expected=… got=…`` naming the op, dtype,
+shape, the max error and the first offending element.
+
+Tolerances, per result dtype (``|got - expected| <= atol + rtol * |expected|``, elementwise;
+NaN must meet NaN and an infinity the same infinity):
+
+============  ========  ========  ==============================================
+dtype         rtol      atol      why
+============  ========  ========  ==============================================
+float16       5e-3      2e-3      ~10 ulp (eps 9.8e-4): one rounding plus a short
+                                  decomposition in half precision
+bfloat16      3e-2      1.6e-2    ~8 ulp (eps 7.8e-3)
+float32       1e-5      1e-6      ~80 ulp: sums of a few hundred terms, decomposed
+                                  transcendentals (``log(x + 1)`` near 0)
+float64       1e-12     1e-12     the reference itself is float64
+bool, ints    exact     exact     integer arithmetic wraps the same everywhere
+============  ========  ========  ==============================================
+
+A case may scale both with ``tol`` (long contractions, chained decompositions). The
+reference is computed in float64 from the very values the backend received (inputs are made
+in the tested dtype first), so the tolerance covers the backend's error only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._dtypes import DType
+
+#: dtype name -> (rtol, atol); integer and bool dtypes compare exactly.
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "float16": (5e-3, 2e-3),
+    "bfloat16": (3e-2, 1.6e-2),
+    "float32": (1e-5, 1e-6),
+    "float64": (1e-12, 1e-12),
+}
+
+
+def tolerance(dtype: DType, scale: float = 1.0) -> tuple[float, float]:
+    """``(rtol, atol)`` for results of ``dtype`` (``(0, 0)`` for exact dtypes)."""
+    rtol, atol = TOLERANCES.get(dtype.name, (0.0, 0.0))
+    return rtol * scale, atol * scale
+
+
+def assert_close(got: Any, expected: Any, dtype: DType, *, what: str = "result", tol: float = 1.0) -> None:
+    """Assert that oxcore array ``got`` matches NumPy ``expected`` in shape, dtype, then values.
+
+    Args:
+        got: an ``oxcore.Array`` (evaluated here) or a NumPy array.
+        expected: the reference values (any real dtype; float64 for floating results).
+        dtype: the oxcore dtype ``got`` must have.
+        what: names the check in messages, e.g. ``"add float16 (3, 4)"``.
+        tol: multiplies the dtype's rtol and atol.
+
+    Example:
+        >>> import numpy as np, oxcore as ox
+        >>> from oxcore.testing import assert_close
+        >>> assert_close(ox.asarray([1.0, 2.0]) * 2, np.array([2.0, 4.0]), ox.float32)
+    """
+    expected = np.asarray(expected)
+    shape = tuple(got.shape)
+    if shape != expected.shape:
+        raise AssertionError(f"{what}: wrong shape: expected={expected.shape} got={shape} (dtype {dtype.name})")
+    got_dtype = getattr(got, "dtype", None)
+    if hasattr(got, "_node") and got_dtype is not dtype:
+        raise AssertionError(f"{what}: wrong dtype: expected={dtype.name} got={got_dtype} (shape {shape})")
+    values = np.asarray(got.numpy() if hasattr(got, "_node") else got)
+    if values.dtype != dtype.numpy:
+        raise AssertionError(f"{what}: the backend returned a buffer of the wrong dtype: expected={dtype.numpy} "
+                             f"got={values.dtype} (shape {shape})")
+    if values.shape != shape:
+        raise AssertionError(f"{what}: the backend returned a buffer of the wrong shape: expected={shape} "
+                             f"got={values.shape} ({dtype.name})")
+    if not dtype.is_floating:
+        want = expected.astype(dtype.numpy) if expected.dtype != dtype.numpy else expected
+        bad = values != want
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
+            raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} values differ ({dtype.name} {shape}, "
+                                 f"exact): at index {idx} expected={want[idx]!r} got={values[idx]!r}")
+        return
+    g = values.astype(np.float64)
+    e = expected.astype(np.float64)
+    rtol, atol = tolerance(dtype, tol)
+    both_nan = np.isnan(g) & np.isnan(e)
+    same_inf = np.isinf(e) & (g == e)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(g - e)
+        ok = (err <= atol + rtol * np.abs(e)) | both_nan | same_inf
+    if not ok.all():
+        bad = ~ok
+        idx = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
+        finite = err[np.isfinite(err)]
+        max_err = float(finite.max()) if finite.size else float("nan")
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} values differ ({dtype.name} {shape}, "
+                             f"rtol={rtol:g} atol={atol:g}, max abs error {max_err:.3g}): at index {idx} "
+                             f"expected={e[idx]!r} got={g[idx]!r}")
