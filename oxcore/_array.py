@@ -334,4 +334,7 @@ class Array:
         return _ops.permute_dims(self, tuple(p))
 
 
+from . import _registry  # noqa: E402
+
+_registry._wrap, _registry._PIN = Array._wrap, _PIN
 from . import ops as _ops  # noqa: E402  (ops import Array; the operators need ops)

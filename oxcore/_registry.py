@@ -153,14 +153,18 @@ def build(name: str, *inputs: Any, **attrs: Any) -> Any:
         >>> y.tolist()
         [4, 6]
     """
-    from ._array import Array, _current_pin
-
-    op = REGISTRY[name]
-    nodes = tuple(x._node for x in inputs)
-    if op.attrs != ("*",):
+    op = REGISTRY.ops.get(name) or REGISTRY[name]
+    nodes = tuple([x._node for x in inputs])
+    if attrs and op.attrs != ("*",):
         for k in attrs:
             if k not in op.attrs:
                 raise AttributeValueError(f"{name}() got an unexpected attribute {k!r}; "
                                           f"valid attributes are: {', '.join(op.attrs) or '(none)'}")
     shape, dt = op.infer(nodes, attrs)
-    return Array._wrap(Node(name, nodes, attrs, shape, dt, pin=_current_pin()))
+    return _wrap(Node(name, nodes, attrs, shape, dt, pin=_PIN.get()))
+
+
+# NOTE: bound by oxcore._array at import (it imports this module), keeping build() free of
+# per-call imports: it is the hottest function in the library.
+_wrap: Callable[[Node], Any]
+_PIN: Any

@@ -118,22 +118,28 @@ def unary(kind: str, out: str = "same"):
     return infer
 
 
+_KINDS = {"float": frozenset(D.FLOATING), "numeric": frozenset(D.NUMERIC), "integer": frozenset(D.INTEGER),
+          "bool": frozenset((D.bool_,)), "int_or_bool": frozenset(D.INTEGER + (D.bool_,)), "any": frozenset(D.ALL)}
+_WANT = {"float": "a floating-point", "numeric": "a numeric", "integer": "an integer", "bool": "a bool",
+         "int_or_bool": "an integer or bool"}
+
+
 def _check_kind(dt: D.DType, kind: str, op: str) -> None:
-    ok = {"float": dt.is_floating, "numeric": dt.is_numeric, "integer": dt.is_integer,
-          "bool": dt is D.bool_, "int_or_bool": dt.is_integer or dt is D.bool_, "any": True}[kind]
-    if not ok:
-        want = {"float": "a floating-point", "numeric": "a numeric", "integer": "an integer",
-                "bool": "a bool", "int_or_bool": "an integer or bool"}[kind]
-        raise DTypeError(f"{op} expects {want} dtype, got {dt.name}")
+    if dt not in _KINDS[kind]:
+        raise DTypeError(f"{op} expects {_WANT[kind]} dtype, got {dt.name}")
 
 
 def binary(kind: str, out: str = "same"):
     """Rule for elementwise binary ops: broadcast shapes, promote dtypes, check kind."""
+    ok = _KINDS[kind]
+
     def infer(inputs: tuple[Node, ...], attrs: dict) -> tuple[Shape, D.DType]:
         a, b = inputs
-        dt = D.result_type_pair(a.dtype, b.dtype)
-        _check_kind(dt, kind, "this op")
-        shape = a.shape if a.shape == b.shape else broadcast_shapes(a.shape, b.shape)
+        dt = a.dtype if a.dtype is b.dtype else D.result_type_pair(a.dtype, b.dtype)
+        if dt not in ok:
+            _check_kind(dt, kind, "this op")
+        sa, sb = a.shape, b.shape
+        shape = sa if (sa == sb or not sb) else sb if not sa else broadcast_shapes(sa, sb)
         return shape, (D.bool_ if out == "bool" else dt)
     return infer
 

@@ -33,12 +33,14 @@ def _params_infer(inputs, attrs):
     if not w.dtype.is_floating or w.ndim < 1 or w.shape[-1] % g:
         raise ShapeError(f"quantize needs a float array whose last axis is a multiple of {g}, "
                          f"got {w.dtype.name}{list(w.shape)}")
-    return w.shape[:-1] + (w.shape[-1] // g, 2), w.dtype
+    return w.shape[:-1] + (w.shape[-1] // g, 2), D.float32
 
 
 def _params(w, *, group_size, bits):
     # NOTE: MLX's algorithm: the edge value of larger magnitude is represented exactly, so that
-    # symmetric-ish groups keep zero; scale may be negative.
+    # symmetric-ish groups keep zero; scale may be negative. The params stay float32: MLX packs
+    # with the unrounded float32 scales and only then casts them to w's dtype (for float16 and
+    # bfloat16 weights, packing with rounded scales gives different codes).
     n_bins = float(2 ** bits - 1)
     g = reshape(w.astype(D.float32), w.shape[:-1] + (w.shape[-1] // group_size, group_size))
     ax = (g.ndim - 1,)
@@ -50,8 +52,7 @@ def _params(w, *, group_size, bits):
     q0 = E.round(edge / scales)
     scales = E.where(q0 != 0, edge / E.where(q0 != 0, q0, scalar(1.0, D.float32)), scales)
     biases = E.where(q0 == 0, scalar(0.0, D.float32), edge)
-    sb = build("concat", reshape(scales, scales.shape + (1,)), reshape(biases, biases.shape + (1,)), axis=scales.ndim)
-    return sb.astype(w.dtype)
+    return build("concat", reshape(scales, scales.shape + (1,)), reshape(biases, biases.shape + (1,)), axis=scales.ndim)
 
 
 def _pack_infer(inputs, attrs):
@@ -72,7 +73,7 @@ def _pack(w, sb, *, group_size, bits):
 
 
 register_op("quant_params", Category.QUANT, _params_infer, attrs=("group_size", "bits"), decompose=_params,
-            doc="affine scales and biases per group, stacked on a last axis of 2")
+            doc="affine scales and biases per group (float32), stacked on a last axis of 2")
 register_op("quant_pack", Category.QUANT, _pack_infer, attrs=("group_size", "bits"), decompose=_pack,
             doc="quantize and pack into uint32 with given scales/biases")
 
@@ -90,7 +91,7 @@ def quantize(w: Any, /, group_size: int = 64, bits: int = 4) -> tuple[Array, Arr
     w = as_array(w)
     sb = build("quant_params", w, group_size=group_size, bits=bits)
     wq = build("quant_pack", w, sb, group_size=group_size, bits=bits)
-    return wq, sb[..., 0], sb[..., 1]
+    return wq, sb[..., 0].astype(w.dtype, copy=False), sb[..., 1].astype(w.dtype, copy=False)
 
 
 def _deq_infer(inputs, attrs):
