@@ -18,11 +18,16 @@ from ._errors import (AttributeValueError, DTypeError, FallbackError, FormatErro
 from ._array import Array, use
 from ._device import HOST, Device
 from ._registry import build
+from ._format import TensorFile
+from ._io import load, save
 from ._plugins import hookimpl, PLUGIN_API
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
+from . import nn
 from . import _dtypes, _scheduler
+from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
+from ._trace import record
 
 __version__ = "0.1.0"
 __array_api_version__ = "2024.12"
@@ -132,9 +137,9 @@ def backends() -> list[str]:
     return [b.name for b in manager().available_backends()]
 
 
-__all__ = ["Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
-           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "PLUGIN_API", "OxcoreError",
+__all__ = ["record", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
+           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "nn", "PLUGIN_API", "OxcoreError",
            "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
            "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",
            "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64",
-           "e", "pi", "inf", "nan", "newaxis"] + list(_ops_all)
+           "e", "pi", "inf", "nan", "newaxis", "load", "save", "TensorFile"] + list(_ops_all)

@@ -71,7 +71,7 @@ class Array:
         >>> y.shape, y.dtype
         ((2,), oxcore.float32)
         >>> y.tolist()
-        [14.0, 28.0]
+        [18.0, 38.0]
     """
 
     __slots__ = ("_node", "__weakref__")

@@ -67,7 +67,8 @@ class LazyFile(Mapping[str, Any]):
                  infos: Mapping[str, TensorInfo], realize: Callable[[TensorInfo], Any],
                  raw: Callable[[TensorInfo], np.ndarray]) -> None:
         self.path, self.format = str(path), format
-        self.metadata = dict(metadata)
+        # NOTE: keep a dict subclass as is (GGUF's remembers value types for writing back)
+        self.metadata = metadata if isinstance(metadata, dict) else dict(metadata)
         self._infos, self._realize, self._raw = dict(infos), realize, raw
 
     def __getitem__(self, name: str) -> Any:
@@ -121,10 +122,13 @@ class TensorFile(Mapping[str, Any]):
         self.files = files
         self.format = files[0].format.name if files else ""
         if metadata is None:
-            metadata = {}
-            for f in files:
-                metadata.update(f.metadata)
-        self.metadata = dict(metadata)
+            if len(files) == 1:
+                metadata = files[0].metadata
+            else:
+                metadata = {}
+                for f in files:
+                    metadata.update(f.metadata)
+        self.metadata = metadata if isinstance(metadata, dict) else dict(metadata)
         if where is None:
             where = {}
             for f in files:
@@ -220,7 +224,8 @@ class Format:
         """Write ``tensors`` (name -> Array or NumPy array) to ``path``.
 
         ``oxcore.save`` passes a temporary path in the target directory and renames it
-        afterwards, so a format may write in place.
+        afterwards (``oxcore.extend.atomic_write``), so a format may write in place. Formats may
+        take extra keyword options (``progress=callable(name, nbytes)``, ``quantize=...``).
         """
         raise NotImplementedError(f"format {self.name!r} cannot write")
 

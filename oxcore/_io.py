@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -192,12 +193,29 @@ def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
     for k in tensors:
         if not isinstance(k, str):
             raise TypeError(f"tensor names must be str, got {type(k).__name__} {k!r}")
+    fmt = get_format(format) if format else format_for(path, reading=False)
+    with atomic_write(path) as tmp:
+        fmt.save(tmp, tensors, metadata)
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it.
+
+    Example:
+        >>> import tempfile, os
+        >>> from oxcore.extend import atomic_write
+        >>> p = os.path.join(tempfile.mkdtemp(), "out.bin")
+        >>> with atomic_write(p) as tmp:
+        ...     _ = open(tmp, "wb").write(b"ok")
+        >>> open(p, "rb").read()
+        b'ok'
+    """
     p = Path(path)
-    fmt = get_format(format) if format else format_for(p, reading=False)
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        fmt.save(tmp, tensors, metadata)
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # NOTE: mkstemp makes 0600; give the file normal permissions

@@ -126,10 +126,14 @@ class Explanation:
                 lines.append(f"  %{i:<3} {what:<22} {p.dtype.name}{list(p.shape)} on {p.device}")
                 continue
             args = ", ".join(f"%{a}" for a in p.args)
-            cands = "; ".join(f"{k}={v:.1f}us" if isinstance(v, float) else f"{k}: {v}" for k, v in p.candidates)
+            # NOTE: "*" marks a cost measured by `oxcore autotune`; the others are static priors
+            cands = "; ".join(f"{k}={v:.1f}us{'*' if getattr(v, 'measured', False) else ''}"
+                              if isinstance(v, float) else f"{k}: {v}" for k, v in p.candidates)
             origin = f" (from {p.origin})" if p.origin else ""
             lines.append(f"  %{i:<3} {p.op}({args}){origin} -> {p.dtype.name}{list(p.shape)} on "
                          f"{p.backend.name} [{cands}]{(' ' + p.note) if p.note else ''}")
+        if any(getattr(v, "measured", False) for p in self.nodes for _, v in p.candidates):
+            lines.append("  (costs with * were measured by `oxcore autotune`; others are static priors)")
         for src, a, b, n in self.transfers:
             lines.append(f"  transfer %{src}: {a} -> {b} ({n} bytes)")
         for f in self.fallbacks:
@@ -281,6 +285,8 @@ class _Planner:
         self.fallbacks: list[str] = []
         self.decomposed = 0
         self.strict = os.environ.get("OXCORE_STRICT", "") not in ("", "0")
+        self.movable: dict[int, list[tuple[float, int, Backend, Kernel]]] = {}  # pnode -> options (compute us)
+        self.chosen_us: dict[int, float] = {}
 
     # transfers: latency + bytes / bandwidth, measured when the profile has it
     def transfer_us(self, src: Device, dst: Device, nbytes: int) -> float:
@@ -289,20 +295,30 @@ class _Planner:
         lat, bw = self.profile.transfer(src.name, dst.name) if self.profile else (None, None)
         return (lat if lat is not None else 20.0) + nbytes / (bw if bw else 4e3)
 
-    def cost(self, k: Kernel, b: Backend, p: PNode) -> float:
+    def compute_us(self, k: Kernel, b: Backend, p: PNode) -> float:
+        """The kernel's own time: measured (a ``MeasuredUs``, shown with ``*``) or the static prior."""
         t = self.profile.lookup(k, p) if self.profile else None
         if t is None:
             t = k.prior_us(p) if k.prior_us else b.prior_us(p)
+        return t
+
+    def cost(self, k: Kernel, b: Backend, p: PNode) -> float:
+        return self.with_inputs(self.compute_us(k, b, p), b, p)
+
+    def with_inputs(self, c: float, b: Backend, p: PNode) -> float:
+        """``c`` plus moving the node's inputs that live on another device to ``b``'s."""
+        t = float(c)
         for a in p.inputs:
             if a.device is not None and a.device != b.device:
                 t += self.transfer_us(a.device, b.device, a.nbytes)
-        return t
+        return type(c)(t) if getattr(c, "measured", False) else t
 
     def add(self, op: str, attrs: dict, args: tuple[int, ...], shape, dtype, pin, origin=None) -> int:
         p = PNode(op, attrs, args, [self.pnodes[a] for a in args], shape, dtype, pin)
         p.origin = origin
         pins = pin or self.default_pin
         options: list[tuple[float, int, Backend, Kernel]] = []
+        computes: list[float] = []
         refusals: dict[str, str] = {}
         for rank, b in enumerate(self.backends):
             ks = b.kernels_for(op)
@@ -316,33 +332,143 @@ class _Planner:
                     refusals.setdefault(b.name, why)
                     p.candidates.append((k.id, why))
                     continue
-                c = self.cost(k, b, p)
+                c0 = self.compute_us(k, b, p)
+                c = self.with_inputs(c0, b, p)
                 p.candidates.append((k.id, c))
                 options.append((c, rank, b, k))
+                computes.append(c0)
+        # NOTE: once any candidate was measured, unmeasured ones (static priors, optimistic by
+        # design) do not compete: a new kernel is chosen after `oxcore autotune` measured it
+        pool = [o for o, c0 in zip(options, computes) if getattr(c0, "measured", False)] or options
+        if options and not pins and self.profile:
+            alt = self.decomposed_us(p)
+            if alt is not None and alt[0] < min(o[0] for o in pool):
+                # NOTE: measured: this op's decomposition beats every native kernel here
+                best = min(pool, key=lambda o: (o[0], o[1]))
+                out = self.decompose(REGISTRY[op], p, args, pin)
+                q = self.pnodes[out]
+                q.note = (q.note + " " if q.note else "") + \
+                    f"({op} decomposed: {alt[1]}={alt[0]:.1f}us* < {best[3].id}={best[0]:.1f}us)"
+                return out
         if not options:
             opdef = REGISTRY[op]
             if opdef.decompose is None:
                 raise OpNotSupportedError(self._no_backend_message(p, refusals))
             return self.decompose(opdef, p, args, pin)
+        # NOTE: a pinned backend without a kernel for the op can still run its decomposition;
+        # that beats falling back to another backend (pins win over cost).
+        if pins and refusals.get(pins[0]) == "no kernel" and REGISTRY[op].decompose is not None:
+            return self.decompose(REGISTRY[op], p, args, pin)
         if pins:
             pinned = [o for name in pins for o in options if o[2].name == name]
             if pinned and pinned[0][2].name == pins[0]:
                 choice = pinned[0]
             else:
-                choice = pinned[0] if pinned else min(options, key=lambda o: (o[0], o[1]))
+                choice = pinned[0] if pinned else min(pool, key=lambda o: (o[0], o[1]))
                 why = refusals.get(pins[0], "not installed or not available")
                 self.fallbacks.append(f"{op} {dtype.name}{list(shape)}: pinned {pins[0]} refused ({why}); "
                                       f"ran on {choice[2].name}")
         else:
-            choice = min(options, key=lambda o: (o[0], o[1]))
+            choice = min(pool, key=lambda o: (o[0], o[1]))
             top = self.backends[0].name if self.backends else None
             if top in refusals and choice[2].name != top:
                 self.fallbacks.append(f"{op} {dtype.name}{list(shape)}: {top} refused ({refusals[top]}); "
                                       f"ran on {choice[2].name}")
         _, _, p.backend, p.kernel = choice
         p.device = p.backend.device
+        if not pins:  # NOTE: refine() may move unpinned nodes; keep their compute-only costs
+            self.movable[len(self.pnodes)] = [(c0, o[1], o[2], o[3]) for c0, o in zip(computes, options)
+                                              if o in pool]
+            self.chosen_us[len(self.pnodes)] = computes[options.index(choice)]
         self.pnodes.append(p)
         return len(self.pnodes) - 1
+
+    def decomposed_us(self, p: PNode) -> tuple[float, str] | None:
+        """The cheapest measured decomposition of ``p`` (``oxcore autotune`` times those too)."""
+        if REGISTRY[p.op].decompose is None:
+            return None
+        best = None
+        for b in self.backends:
+            t = self.profile.lookup(_profile.DecomposedKernel(p.op, b.name), p)
+            if t is not None:
+                t = self.with_inputs(t, b, p)
+                if best is None or t < best[0]:
+                    best = (t, f"{b.name}.{p.op}.decomposed")
+        return best
+
+    # --- second pass: fix ping-pong between devices -------------------------------------------
+    def refine(self, rounds: int = 3) -> None:
+        """Move runs of nodes (and single nodes) to another device where that lowers the plan's
+        total of compute + transfers.
+
+        Greedy placement charges a node for the transfers *into* it but not for sending its
+        output back to consumers on the first device, so a node that is slightly faster
+        elsewhere can cost two transfers for a small gain. This pass sees every transfer once
+        (one per value and destination device) and only accepts moves that lower the total.
+        Pinned nodes never move; with a single device nothing happens.
+        """
+        P, mov = self.pnodes, self.movable
+        devs = {o[2].device.name for opts in mov.values() for o in opts}
+        if len(devs) < 2:
+            return
+        users: list[list[int]] = [[] for _ in P]
+        for i, p in enumerate(P):
+            for a in p.args:
+                users[a].append(i)
+
+        def xfer(v: int) -> float:
+            home, seen, t = P[v].device, set(), 0.0
+            for u in users[v]:
+                d = P[u].device
+                if d != home and d.name not in seen:
+                    seen.add(d.name)
+                    t += self.transfer_us(home, d, P[v].nbytes)
+            return t
+
+        def try_move(group: list[int], dev: str) -> bool:
+            new = []
+            for i in group:
+                opts = [o for o in mov[i] if o[2].device.name == dev]
+                if not opts:
+                    return False
+                new.append(min(opts, key=lambda o: (o[0], o[1])))
+            touched = sorted({*group, *(a for i in group for a in P[i].args)})
+            before = sum(self.chosen_us[i] for i in group) + sum(xfer(v) for v in touched)
+            old = [(P[i].backend, P[i].kernel, P[i].device) for i in group]
+            for i, o in zip(group, new):
+                P[i].backend, P[i].kernel, P[i].device = o[2], o[3], o[2].device
+            after = sum(float(o[0]) for o in new) + sum(xfer(v) for v in touched)
+            if after < before - 1e-6:
+                for i, o in zip(group, new):
+                    self.chosen_us[i] = o[0]
+                    moved[i] = moved.get(i, 0.0) + before - after
+                return True
+            for i, (b, k, d) in zip(group, old):
+                P[i].backend, P[i].kernel, P[i].device = b, k, d
+            return False
+
+        moved: dict[int, float] = {}
+        for _ in range(rounds):
+            runs: list[list[int]] = []
+            for i in sorted(mov):
+                if runs and P[runs[-1][-1]].backend is P[i].backend:
+                    runs[-1].append(i)
+                else:
+                    runs.append([i])
+            any_move = False
+            for g in runs + [[i] for r in runs if len(r) > 1 for i in r]:
+                here = P[g[0]].device.name
+                if any(P[i].device.name != here for i in g):
+                    continue  # an earlier move this round split the run
+                for dev in sorted(devs - {here}):
+                    if try_move(g, dev):
+                        any_move = True
+                        break
+            if not any_move:
+                break
+        for i, gain in moved.items():
+            P[i].note = (P[i].note + " " if P[i].note else "") + \
+                f"(placed on {P[i].backend.name} by refine: plan total -{gain:.1f}us)"
 
     def _no_backend_message(self, p: PNode, refusals: dict[str, str]) -> str:
         ins = ", ".join(f"{i.dtype.name}{list(i.shape)}" for i in p.inputs) or "no inputs"
@@ -399,6 +525,7 @@ def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool], only: 
         else:
             where.append(pl.add(n.op, n.attrs, tuple(where[pos[id(x)]] for x in n.inputs),
                                 n.shape, n.dtype, n.pin))
+    pl.refine()
     if pl.strict and pl.fallbacks:
         raise FallbackError("OXCORE_STRICT=1 and the plan needs fallbacks:\n  " + "\n  ".join(pl.fallbacks))
     outputs = [(i, where[i]) for i, n in enumerate(order) if keep[i]]

@@ -11,7 +11,8 @@ import importlib
 import click
 
 # NOTE: modules that attach commands to `main` when imported; add yours here.
-COMMAND_MODULES = ("oxcore.cli.listing", "oxcore.cli.demo", "oxcore.cli.bench")
+COMMAND_MODULES = ("oxcore.cli.listing", "oxcore.cli.demo", "oxcore.cli.bench",
+                   "oxcore.cli.kernels", "oxcore.cli.autotune", "oxcore.cli.bench_plan", "oxcore.cli.io")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

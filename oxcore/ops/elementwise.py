@@ -89,6 +89,10 @@ BINARY_OPS = tuple(r[0] for r in _BINARY)
 _INT_TO_FLOAT = {"divide"}
 
 
+_EXAMPLE = {"float": ("[0.5, 1.0]", "2.0"), "numeric": ("[0.5, 1.0]", "2.0"), "any": ("[0.5, 1.0]", "2.0"),
+            "bool": ("[True, False]", "True"), "int_or_bool": ("[1, 2]", "3"), "integer": ("[1, 2]", "3")}
+
+
 def _make_unary(name: str, kind: str, out: str, decomp: Any):
     rule = unary(kind, out)
     register_op(name, Category.UNARY, lambda i, a: rule(i, a, name), decompose=decomp,
@@ -98,7 +102,7 @@ def _make_unary(name: str, kind: str, out: str, decomp: Any):
         return build(name, as_array(x))
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}`` (Array API).\n\nExample:\n    >>> import oxcore as ox\n" \
-                 f"    >>> ox.{name}(ox.asarray([0.5, 1.0])).shape\n    (2,)\n"
+                 f"    >>> ox.{name}(ox.asarray({_EXAMPLE[kind][0]})).shape\n    (2,)\n"
     return fn
 
 
@@ -114,7 +118,8 @@ def _make_binary(name: str, kind: str, out: str, decomp: Any):
         return build(name, a, b)
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}`` with broadcasting and Array API promotion.\n\nExample:\n" \
-                 f"    >>> import oxcore as ox\n    >>> ox.{name}(ox.asarray([1.0, 2.0]), 2.0).shape\n    (2,)\n"
+                 f"    >>> import oxcore as ox\n    >>> ox.{name}(ox.asarray({_EXAMPLE[kind][0]}), {_EXAMPLE[kind][1]}).shape\n" \
+                 f"    (2,)\n"
     return fn
 
 

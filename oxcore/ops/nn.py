@@ -194,12 +194,13 @@ def _rope_infer(inputs, attrs):
 
 def _rope(x, offset, *, dims, traditional, base, scale):
     T = x.shape[-2]
-    pos = (build("arange", start=0, stop=T, step=1, dtype=D.int64) + offset.astype(D.int64)).astype(D.float32)
+    cd = D.float64 if x.dtype is D.float64 else D.float32  # NOTE: float64 input keeps float64 angles
+    pos = (build("arange", start=0, stop=T, step=1, dtype=D.int64) + offset.astype(D.int64)).astype(cd)
     half = dims // 2
-    inv = build("arange", start=0, stop=half, step=1, dtype=D.float32) * scalar(-2.0 * math.log(base) / dims, D.float32)
-    theta = reshape(pos * scalar(scale, D.float32), (T, 1)) * reshape(E.exp(inv), (1, half))
+    inv = build("arange", start=0, stop=half, step=1, dtype=cd) * scalar(-2.0 * math.log(base) / dims, cd)
+    theta = reshape(pos * scalar(scale, cd), (T, 1)) * reshape(E.exp(inv), (1, half))
     cos, sin = E.cos(theta), E.sin(theta)
-    xf = x.astype(D.float32)
+    xf = x.astype(cd, copy=False)
     if traditional:
         pairs = reshape(slice_axis(xf, x.ndim - 1, 0, dims), x.shape[:-1] + (half, 2))
         x1, x2 = reshape(slice_axis(pairs, x.ndim, 0, 1), x.shape[:-1] + (half,)), \
@@ -212,7 +213,7 @@ def _rope(x, offset, *, dims, traditional, base, scale):
         rot = concat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
     if dims < x.shape[-1]:
         rot = concat([rot, slice_axis(xf, x.ndim - 1, dims, x.shape[-1])], axis=-1)
-    return rot.astype(x.dtype)
+    return rot.astype(x.dtype, copy=False)
 
 
 register_op("rope", Category.NN, _rope_infer, attrs=("dims", "traditional", "base", "scale"), decompose=_rope,

@@ -1,1 +1,101 @@
-"""pytest plugin (placeholder while the kit is written)."""
+"""The ``oxcore`` pytest plugin (entry point ``pytest11``), installed with oxcore.
+
+Options:
+
+``--oxcore-backend NAME`` (repeatable)
+    Run the conformance suite (``oxcore.testing.suite``) against that installed backend:
+    every op it claims, in every dtype, pinned to it and checked against float64 NumPy, plus
+    the protocol checks (transfers, DLPack, ``supports`` reasons, threads, freed buffers).
+    With no test paths on the command line only the suite runs; with paths, those tests run
+    and ``oxcore_backend`` is restricted to the named backends.
+``--oxcore-format NAME`` (repeatable)
+    Run the format round-trip and hostile-file checks for that format (they need
+    ``oxcore.testing.formats``; without it they skip and say so).
+
+Fixtures/parameters it provides to any test that names them: ``oxcore_backend`` (every
+installed, available backend, or the ``--oxcore-backend`` ones), ``oxcore_case`` (every
+``(Case, dtype)`` of ``oxcore.testing.cases``) and ``oxcore_format``.
+
+hypothesis profiles: ``ci`` (few examples, no deadline, derandomized) is loaded when the
+``CI`` environment variable is set, ``dev`` otherwise, unless ``--hypothesis-profile`` chose.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=5, deadline=None, derandomize=True, database=None,
+                              print_blob=True, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.data_too_large])
+    settings.register_profile("dev", max_examples=20, deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+except ImportError:  # NOTE: the suite needs hypothesis; the options still parse without it
+    settings = None
+
+SUITE = Path(__file__).with_name("suite.py")
+
+
+def pytest_addoption(parser: Any) -> None:
+    g = parser.getgroup("oxcore", "oxcore conformance kit")
+    g.addoption("--oxcore-backend", action="append", default=[], metavar="NAME",
+                help="run the oxcore conformance suite against this installed backend (repeatable)")
+    g.addoption("--oxcore-format", action="append", default=[], metavar="NAME",
+                help="run the round-trip and hostile-file checks for this oxcore format (repeatable)")
+
+
+def pytest_configure(config: Any) -> None:
+    if settings is not None and not config.getoption("hypothesis_profile", None):
+        settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    backends, formats = config.getoption("oxcore_backend"), config.getoption("oxcore_format")
+    if not (backends or formats):
+        return
+    _check_names(backends)
+    explicit = getattr(config, "args_source", None) == pytest.Config.ArgsSource.ARGS
+    if not explicit:  # NOTE: bare `pytest --oxcore-backend X` runs the suite, not the project's tests
+        config.args[:] = [str(SUITE)]
+
+
+def _check_names(names: list[str]) -> None:
+    if not names:
+        return
+    from oxcore.extend import manager
+
+    m = manager()
+    for n in names:
+        if n not in m.backends:
+            raise pytest.UsageError(f"--oxcore-backend: unknown backend {n!r}. Installed backends: "
+                                    f"{', '.join(m.backends) or '(none)'}")
+
+
+def _backend_params(config: Any) -> list[Any]:
+    from oxcore.extend import manager
+
+    m = manager()
+    names = config.getoption("oxcore_backend") or list(m.backends)
+    params = []
+    for n in names:
+        ok, why = m.available(m.backends[n])
+        params.append(pytest.param(n, id=n) if ok else
+                      pytest.param(n, id=n, marks=pytest.mark.skip(reason=f"backend {n} is not available: {why}")))
+    return params
+
+
+def pytest_generate_tests(metafunc: Any) -> None:
+    names = metafunc.fixturenames
+    if "oxcore_backend" in names:
+        metafunc.parametrize("oxcore_backend", _backend_params(metafunc.config), scope="session")
+    if "oxcore_case" in names:
+        from .cases import iter_cases
+
+        metafunc.parametrize("oxcore_case", [pytest.param((c, dt), id=f"{c.id}-{dt.name}") for c, dt in iter_cases()])
+    if "oxcore_format" in names:
+        fmts = metafunc.config.getoption("oxcore_format")
+        metafunc.parametrize("oxcore_format", [pytest.param(f, id=f) for f in fmts] or [
+            pytest.param(None, id="no-format", marks=pytest.mark.skip(reason="pass --oxcore-format NAME to check a format"))])

@@ -39,7 +39,7 @@ _erf64 = np.frompyfunc(math.erf, 1, 1)
 
 def _erf(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.float64:
-        return _erf64(x).astype(np.float64)
+        return np.asarray(_erf64(x), dtype=np.float64)  # NOTE: frompyfunc gives a Python float for 0-d input
     z = np.abs(x).astype(np.float64)
     t = 1.0 / (1.0 + 0.5 * z)
     poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (

@@ -1,0 +1,186 @@
+"""oxcore-toy-backend: a pure-Python backend on its own device, ``toy``.
+
+It is the tutorial's first plugin (docs/plugins/tutorial.md). Buffers are flat
+``array.array`` objects with a shape; kernels are list comprehensions. It claims a handful
+of ops (elementwise arithmetic, a few unary functions, ``sum`` over the last axis) for
+float32, float64, int32 and int64. Everything else is refused with a reason: the scheduler
+then decomposes the op into ops the toy has, or runs it on another backend.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Any
+
+from oxcore import hookimpl
+
+OXCORE_PLUGIN_API = 1
+__version__ = "0.1.0"
+
+# oxcore dtype name -> array typecode. The toy refuses every other dtype.
+CODES = {"float32": "f", "float64": "d", "int32": "i", "int64": "q"}
+
+
+class ToyBuffer:
+    """What lives on the toy device: a flat row-major ``array.array`` and a shape."""
+
+    __slots__ = ("data", "shape")
+
+    def __init__(self, data: array, shape: tuple[int, ...]) -> None:
+        self.data, self.shape = data, tuple(shape)
+
+    def __repr__(self) -> str:
+        return f"ToyBuffer({self.data.typecode}, {self.shape})"
+
+
+def make_device():
+    """The ``toy`` device: host memory, but in the toy's own buffer type."""
+    import numpy as np
+    from oxcore.extend import Device
+
+    class ToyDevice(Device):
+        def from_numpy(self, a):
+            code = CODES.get(a.dtype.name)
+            if code is None:  # NOTE: never reached: every kernel's supports() refuses these dtypes
+                raise TypeError(f"the toy device stores {', '.join(CODES)}, got {a.dtype}")
+            return ToyBuffer(array(code, np.ascontiguousarray(a).tobytes()), a.shape)
+
+        def to_numpy(self, buf):
+            dtype = {v: k for k, v in CODES.items()}[buf.data.typecode]
+            return np.frombuffer(buf.data, dtype=dtype).reshape(buf.shape)  # a view, no copy
+
+    return ToyDevice("toy", "cpu", "pure-Python arrays (oxcore-toy-backend)")
+
+
+# --- supports(): True, or the reason the toy cannot run the node -----------------------------
+def elementwise(node) -> bool | str:
+    for x in node.inputs:
+        if x.dtype.name not in CODES:
+            return f"toy stores {', '.join(CODES)} only, got {x.dtype.name}"
+        if x.dtype is not node.dtype:
+            return f"toy needs inputs of the result dtype {node.dtype.name}, got {x.dtype.name}"
+        if x.shape not in (node.shape, ()):
+            return f"toy broadcasts 0-d operands only, got {x.shape} for a {node.shape} result"
+    return True
+
+
+def floating(node) -> bool | str:
+    if node.dtype.name not in ("float32", "float64"):
+        return f"toy computes {node.op} in float32 and float64 only, got {node.dtype.name}"
+    return elementwise(node)
+
+
+def last_axis_sum(node) -> bool | str:
+    (x,) = node.inputs
+    if x.dtype.name not in CODES:
+        return f"toy stores {', '.join(CODES)} only, got {x.dtype.name}"
+    if x.dtype is not node.dtype:
+        return f"toy sums in the input dtype only, not {x.dtype.name} -> {node.dtype.name}"
+    if x.ndim == 0 or tuple(node.attrs["axis"]) != (x.ndim - 1,):
+        return f"toy sums over the last axis only, got axis={node.attrs['axis']} for shape {x.shape}"
+    return True
+
+
+# --- kernels ----------------------------------------------------------------------------------
+def _wrap_int(v: int, bits: int) -> int:
+    """Two's-complement wrap-around, as NumPy (and every other backend) does on overflow."""
+    half = 1 << (bits - 1)
+    return (v + half) % (1 << bits) - half
+
+
+def _store(values: list, like: ToyBuffer, shape: tuple[int, ...]) -> ToyBuffer:
+    code = like.data.typecode
+    if code in "iq":
+        bits = 32 if code == "i" else 64
+        values = [_wrap_int(v, bits) for v in values]
+    return ToyBuffer(array(code, values), shape)
+
+
+def _spread(buf: ToyBuffer, n: int):
+    """A 0-d operand repeated ``n`` times; others as they are."""
+    return buf.data * n if not buf.shape else buf.data
+
+
+def _binary(f):
+    def kernel(a: ToyBuffer, b: ToyBuffer) -> ToyBuffer:
+        shape = a.shape or b.shape
+        n = math.prod(shape)
+        return _store([f(x, y) for x, y in zip(_spread(a, n), _spread(b, n))], a, shape)
+    return kernel
+
+
+def _unary(f):
+    def kernel(a: ToyBuffer) -> ToyBuffer:
+        return _store([f(x) for x in a.data], a, a.shape)
+    return kernel
+
+
+def _divide(x, y):
+    if y == 0:  # NOTE: IEEE results, like NumPy: x/0 is ±inf, 0/0 is nan
+        return math.nan if x == 0 or x != x else math.copysign(math.inf, x) * math.copysign(1.0, y)
+    return x / y
+
+
+def _maximum(x, y):
+    return x if x != x else y if y != y else max(x, y)  # NaN propagates
+
+
+def _exp(x):
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def _log(x):
+    return -math.inf if x == 0 else math.nan if x < 0 else math.log(x)
+
+
+def _sqrt(x):
+    return math.nan if x < 0 else math.sqrt(x)
+
+
+def sum_last(x: ToyBuffer, *, axis, keepdims, dtype=None) -> ToyBuffer:
+    n = x.shape[-1]
+    rows = [math.fsum(x.data[i:i + n]) if x.data.typecode in "fd" else sum(x.data[i:i + n])
+            for i in range(0, len(x.data), n)] if n else [0] * math.prod(x.shape[:-1])
+    return _store(rows, x, x.shape[:-1] + ((1,) if keepdims else ()))
+
+
+KERNELS = {
+    # op: (kernel, supports)
+    "add": (_binary(lambda x, y: x + y), elementwise),
+    "subtract": (_binary(lambda x, y: x - y), elementwise),
+    "multiply": (_binary(lambda x, y: x * y), elementwise),
+    "maximum": (_binary(_maximum), elementwise),
+    "divide": (_binary(_divide), floating),
+    "negative": (_unary(lambda x: -x), elementwise),
+    "exp": (_unary(_exp), floating),
+    "log": (_unary(_log), floating),
+    "sqrt": (_unary(_sqrt), floating),
+    "sum": (sum_last, last_axis_sum),
+}
+
+
+def make_backend():
+    from oxcore.extend import Backend
+
+    class ToyBackend(Backend):
+        name = "toy"
+        device = make_device()
+        # NOTE: pure Python is ~100x slower than NumPy; a high cost prior keeps the scheduler
+        # from choosing the toy unless you pin it (`with oxcore.use("toy"):`).
+        priority = -10
+        launch_us = 50.0
+        bytes_per_us = 50.0
+
+    b = ToyBackend()
+    for op, (fn, supports) in KERNELS.items():
+        b.kernel(op, supports=supports)(fn)
+    return b
+
+
+@hookimpl
+def oxcore_register_backends(register):
+    register(make_backend())

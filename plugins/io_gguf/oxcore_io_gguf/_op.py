@@ -1,0 +1,61 @@
+"""The ``ggml_dequantize`` op: declaration (shape rule, decomposition) and the cpu_numpy kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _types as T
+
+OP = "ggml_dequantize"
+ATTRS = ("ggml_type", "shape", "dtype")
+DOC = "ggml block bytes (uint8) -> values; attrs: ggml_type name, logical shape, out dtype"
+
+
+def infer(inputs: tuple[Any, ...], attrs: dict[str, Any]) -> tuple[tuple[int, ...], Any]:
+    from oxcore import DTypeError, ShapeError, dtype as as_dtype, uint8
+
+    from .quants import supported
+
+    (raw,) = inputs
+    try:
+        t = T.ggml_type(attrs["ggml_type"])
+    except ValueError as e:
+        raise DTypeError(str(e)) from None
+    shape = tuple(int(s) for s in attrs["shape"])
+    out = as_dtype(attrs["dtype"])
+    if raw.dtype is not uint8:
+        raise DTypeError(f"{OP} takes the stored bytes as uint8, got {raw.dtype.name}")
+    if not out.is_floating:
+        raise DTypeError(f"{OP} produces a floating dtype, got {out.name}; valid: float16, bfloat16, float32, float64")
+    if shape and shape[-1] % t.block_size:
+        raise ShapeError(f"{OP}: last axis {shape[-1]} is not a multiple of the {t.name} block size {t.block_size}")
+    n = 1
+    for s in raw.shape:
+        n *= s
+    if n != T.nbytes(t, shape):
+        raise ShapeError(f"{OP}: shape {shape} of {t.name} takes {T.nbytes(t, shape)} bytes, got {n}")
+    if not supported(t.name):
+        raise DTypeError(f"ggml type {t.name} cannot be dequantized (neither oxcore_io_gguf nor gguf-py "
+                         "implements it); read its bytes with TensorFile.raw(name)")
+    return shape, out
+
+
+def numpy_kernel(raw: Any, *, ggml_type: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    from .quants import dequantize
+
+    out = dequantize(raw, ggml_type, shape)
+    return out if out.dtype == dtype.numpy else out.astype(dtype.numpy)
+
+
+def register_op(register: Any) -> None:
+    from oxcore.extend import Category
+
+    from ._decompose import decompose
+
+    register(OP, Category.QUANT, infer, attrs=ATTRS, decompose=decompose, doc=DOC)
+
+
+def kernels() -> list[Any]:
+    from oxcore.extend import Kernel
+
+    return [Kernel(OP, "cpu_numpy", numpy_kernel, name="gguf")]

@@ -1,0 +1,79 @@
+"""Capability checks: ``supports(node) -> True | "reason"`` for the MLX kernels.
+
+They look only at dtypes, shapes and attributes (never at data) and import nothing from mlx,
+so a refusal can be explained even while planning. The scheduler runs refused nodes on
+another backend (or through the op's decomposition) and records why.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+# NOTE: an integer matmul multiplies-and-sums through a (..., M, K, N) temporary; above this
+# many elements NumPy's BLAS-free integer matmul on the host is the better place for it.
+INT_MATMUL_LIMIT = 1 << 26
+
+_FLOAT_ONLY = {"linear", "tensordot", "dequantize", "quantized_matmul"}
+
+#: Ops whose float64 results MLX's CPU kernels compute with float32 accuracy (exp, sin, cos and
+#: erf use float32 approximations; measured errors ~1e-7 relative), and the ops built on them.
+#: tests/test_basic_support.py re-measures this, so the list shrinks when MLX improves.
+F64_INEXACT = frozenset({"exp", "sin", "cos", "erf", "sigmoid", "silu", "gelu", "logaddexp", "softmax",
+                         "log_softmax", "logsumexp", "rope", "scaled_dot_product_attention"})
+
+
+def _dtypes(node: Any) -> list[str]:
+    return [node.dtype.name] + [i.dtype.name for i in node.inputs]
+
+
+def _int_matmul(node: Any) -> "bool | str":
+    a, b = node.inputs
+    if a.dtype.is_floating:
+        return True
+    k = a.shape[-1]
+    temp = math.prod(node.shape) * k
+    if temp > INT_MATMUL_LIMIT:
+        return (f"MLX matmul is floating-point only; this {a.dtype.name} product would need a temporary of "
+                f"{temp} elements (limit {INT_MATMUL_LIMIT})")
+    return True
+
+
+def _quantized(node: Any) -> "bool | str":
+    if "float64" in _dtypes(node):
+        return "MLX's quantized kernels have no float64"
+    if any(math.prod(i.shape) == 0 for i in node.inputs) or math.prod(node.shape) == 0:
+        return "MLX's quantized kernels fail on empty arrays"
+    return True
+
+
+_OP_CHECKS: dict[str, Callable[[Any], "bool | str"]] = {
+    "matmul": _int_matmul,
+    "dequantize": _quantized,
+    "quantized_matmul": _quantized,
+}
+
+
+def make_supports(device: Any, op: str, extra: Callable[[Any], "bool | str"] | None = None) -> Callable:
+    """The ``supports`` function of ``op``'s kernel on ``device`` (an MLXDevice or a stand-in
+    with ``.kind`` and ``.platform``); ``extra`` adds a kernel-specific check."""
+    gpu = device.kind == "gpu"
+    check = _OP_CHECKS.get(op)
+    float_only = op in _FLOAT_ONLY
+
+    def supports(node: Any) -> "bool | str":
+        names = _dtypes(node)
+        if "float64" in names:
+            if gpu:
+                return f"MLX has no float64 kernels on the GPU ({device.platform}); {op} was asked for float64"
+            if op in F64_INEXACT:
+                return f"MLX computes float64 {op} with float32 accuracy"
+        if float_only and not node.inputs[0].dtype.is_floating:
+            return f"MLX's {op} is floating-point only, got {node.inputs[0].dtype.name}"
+        for c in (check, extra):
+            if c is not None:
+                r = c(node)
+                if r is not True:
+                    return r
+        return True
+    return supports

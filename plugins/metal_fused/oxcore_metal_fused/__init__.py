@@ -1,0 +1,50 @@
+"""oxcore-metal-fused: MLX backend that compiles whole segments and uses ``mx.fast``.
+
+Same device as oxcore-metal-basic (``mlx:gpu`` or ``mlx:cpu``, so no transfers between the
+two), same kernels, plus: each segment is compiled once with ``mx.compile`` (elementwise
+chains such as SwiGLU, GELU and residual adds fuse into single kernels), and rms_norm,
+layer_norm, rope and scaled_dot_product_attention go to ``mx.fast``. mlx is imported inside
+the factory, not when this entry point loads.
+
+Example:
+    >>> import oxcore as ox
+    >>> with ox.use("metal_fused"):
+    ...     y = ox.rms_norm(ox.asarray([[3.0, 4.0]]))
+    >>> [round(v, 3) for v in y.tolist()[0]]
+    [0.849, 1.131]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oxcore import hookimpl  # NOTE: only oxcore loads this module, so oxcore is importable
+
+from ._backend import FusedBackend, shapeless_key
+
+OXCORE_PLUGIN_API = 1
+__version__ = "0.1.0"
+__all__ = ["OXCORE_PLUGIN_API", "FusedBackend", "make_backend", "shapeless_key"]
+
+
+def make_backend() -> Any:
+    """Build the metal_fused backend (unavailable, with the reason, when MLX is missing)."""
+    from oxcore_metal_basic import kernel_table, mlx_device, mlx_missing
+
+    missing = mlx_missing()
+    if missing:
+        return FusedBackend(missing=missing)
+    from ._fast import CHECKS, KERNELS
+
+    b = FusedBackend(mlx_device())
+    b.version = __version__
+    b.add_kernels(kernel_table())
+    # NOTE: mx.fast kernels sit beside the mlx.core ones (which still take float64 on the CPU,
+    # or mixed-dtype parameters); a lower prior makes them win wherever they accept the node
+    b.add_kernels(KERNELS, CHECKS, name="fast", prior_us=lambda node: 0.5 * b.prior_us(node))
+    return b
+
+
+@hookimpl
+def oxcore_register_backends(register: Any) -> None:
+    register(make_backend())
