@@ -74,8 +74,16 @@ class DecomposedKernel:
     def id(self) -> str:
         return f"{self.backend}.{self.op}.decomposed"
 
+    @classmethod
+    def of(cls, op: str, backend: str) -> "DecomposedKernel":
+        k = _DECOMP.get((op, backend))
+        if k is None:
+            k = _DECOMP[(op, backend)] = cls(op, backend)
+        return k
+
 
 _DECOMP_VERSIONS: dict[str, str] = {}
+_DECOMP: dict[tuple[str, str], DecomposedKernel] = {}
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -163,6 +171,7 @@ class Profile:
         self._didx: dict[tuple, dict[tuple, float]] = {}
         self._slopes: dict[int, float] = {}
         self._fp: dict[str, str | None] = {}
+        self._last: tuple = (None, None)
         self._env = env_key()
         self.serial = next(_SERIAL)  # NOTE: identifies it in plan-cache keys (ids get reused)
         if self.file is not None:
@@ -236,12 +245,17 @@ class Profile:
         return self.file
 
     def stale(self) -> list[str]:
-        """Keys of entries whose kernel is installed here with a different version."""
-        from ._plugins import manager
+        """Keys of entries whose kernel (or op decomposition) is installed here with another version."""
         from ._backend import iter_kernels
+        from ._plugins import manager
+        from ._registry import REGISTRY
 
         m = manager()
         installed = {k.id: k.version for k in iter_kernels(m.backends.values())}
+        for op, b in {(e["op"], e["kernel"].split(".", 1)[0]) for e in self.data["kernels"].values()
+                      if e["kernel"].endswith(".decomposed")}:
+            if op in REGISTRY:  # NOTE: a decomposition's version is its op's distribution's
+                installed[f"{b}.{op}.decomposed"] = DecomposedKernel.of(op, b).version
         return [key for key, e in self.data["kernels"].items()
                 if e["kernel"] in installed and installed[e["kernel"]] != e["version"]]
 
@@ -249,7 +263,7 @@ class Profile:
     def has(self, kernel: Any, node: Any) -> bool:
         """Whether this exact bucket was measured for ``kernel`` on this machine and env."""
         g = self._idx.get(self._group(kernel, node, kernel.version, None, self._env))
-        return g is not None and bucket_of(node.inputs, node) in g
+        return g is not None and self._keys(node)[1] in g
 
     def lookup(self, kernel: Any, node: Any) -> MeasuredUs | None:
         """Measured time of ``kernel`` on ``node`` at the nearest shape bucket, or None.
@@ -266,7 +280,7 @@ class Profile:
             g = self._default_group(key)
         if not g:
             return None
-        return MeasuredUs(_nearest(g, bucket_of(node.inputs, node), self._slopes))
+        return MeasuredUs(_nearest(g, self._keys(node)[1], self._slopes))
 
     def transfer(self, src: str, dst: str) -> tuple[float | None, float | None]:
         """``(latency_us, bytes_per_us)`` measured from device ``src`` to ``dst`` (names)."""
@@ -277,6 +291,12 @@ class Profile:
         return (e["latency_us"], e["bytes_per_us"]) if e else (None, None)
 
     # --- internals --------------------------------------------------------------------------------
+    def _keys(self, node: Any) -> tuple[str, tuple]:
+        # NOTE: the planner asks about one node for each candidate in a row; key it once
+        if node is not self._last[0]:
+            self._last = (node, (dtypes_of(node.inputs, node), bucket_of(node.inputs, node)))
+        return self._last[1]
+
     def _group(self, kernel: Any, node: Any, version: str, dev: str | None, env: str) -> tuple | None:
         fp = self._fp.get(kernel.backend)
         if fp is None and kernel.backend not in self._fp:
@@ -284,7 +304,7 @@ class Profile:
             fp = self._fp[kernel.backend] = fingerprint(d) if d is not None else None
         if fp is None:
             return None
-        return (kernel.op, kernel.id, version, dev or fp, env, dtypes_of(node.inputs, node))
+        return (kernel.op, kernel.id, version, dev or fp, env, self._keys(node)[0])
 
     def _default_group(self, key: tuple) -> dict | None:
         op, kid, version, dev, env, dts = key

@@ -280,7 +280,8 @@ class _Planner:
             self.default_pin = tuple(known) or None
         else:
             self.default_pin = None
-        self.profile = _profile.current()
+        self.profile = _profile.current() or None  # NOTE: an empty profile is no profile (fast path)
+        self._links: dict[tuple[str, str], tuple] = {}  # (src, dst) device names -> (latency, bandwidth)
         self.pnodes: list[PNode] = []
         self.fallbacks: list[str] = []
         self.decomposed = 0
@@ -292,12 +293,15 @@ class _Planner:
     def transfer_us(self, src: Device, dst: Device, nbytes: int) -> float:
         if src == dst:
             return 0.0
-        lat, bw = self.profile.transfer(src.name, dst.name) if self.profile else (None, None)
-        return (lat if lat is not None else 20.0) + nbytes / (bw if bw else 4e3)
+        link = self._links.get((src.name, dst.name))
+        if link is None:
+            lat, bw = self.profile.transfer(src.name, dst.name) if self.profile is not None else (None, None)
+            link = self._links[(src.name, dst.name)] = (lat if lat is not None else 20.0, bw or 4e3)
+        return link[0] + nbytes / link[1]
 
     def compute_us(self, k: Kernel, b: Backend, p: PNode) -> float:
         """The kernel's own time: measured (a ``MeasuredUs``, shown with ``*``) or the static prior."""
-        t = self.profile.lookup(k, p) if self.profile else None
+        t = self.profile.lookup(k, p) if self.profile is not None else None
         if t is None:
             t = k.prior_us(p) if k.prior_us else b.prior_us(p)
         return t
@@ -340,7 +344,7 @@ class _Planner:
         # NOTE: once any candidate was measured, unmeasured ones (static priors, optimistic by
         # design) do not compete: a new kernel is chosen after `oxcore autotune` measured it
         pool = [o for o, c0 in zip(options, computes) if getattr(c0, "measured", False)] or options
-        if options and not pins and self.profile:
+        if options and not pins and self.profile is not None:
             alt = self.decomposed_us(p)
             if alt is not None and alt[0] < min(o[0] for o in pool):
                 # NOTE: measured: this op's decomposition beats every native kernel here
@@ -389,7 +393,7 @@ class _Planner:
             return None
         best = None
         for b in self.backends:
-            t = self.profile.lookup(_profile.DecomposedKernel(p.op, b.name), p)
+            t = self.profile.lookup(_profile.DecomposedKernel.of(p.op, b.name), p)
             if t is not None:
                 t = self.with_inputs(t, b, p)
                 if best is None or t < best[0]:

@@ -29,7 +29,8 @@ from ._dtypes import DType
 from .bench import Stats
 from ._tune_cases import Case, from_trace, host_inputs, representative, TABLE
 
-__all__ = ["tune", "TuneResult", "time_kernel", "interleaved", "kernel_runner", "decomposition_runner", "time_transfer", "default_ops"]
+__all__ = ["tune", "TuneResult", "time_kernel", "time_transfer", "interleaved", "kernel_runner",
+           "decomposition_runner", "default_ops"]
 
 
 @dataclass
@@ -263,10 +264,6 @@ def _cases(ops: list[str] | None, dtypes: Iterable[DType], quick: bool, trace: A
     return out
 
 
-def _has_native(op: str, backends: list[Backend]) -> bool:
-    return any(b.kernels_for(op) for b in backends)
-
-
 def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",), *, quick: bool = False,
          trace: Any = None, profile: "_profile.Profile | None" = None, force: bool = False,
          transfers: bool = True, progress: Callable[[str, int, int], None] | None = None) -> TuneResult:
@@ -292,56 +289,17 @@ def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",),
         if file is None:
             raise ValueError("profiles are off (OXCORE_PROFILE=off); set OXCORE_PROFILE to a file to autotune")
         profile = _profile.Profile(file)
-    ops = list(ops) if ops else None
     backends = sorted(_backends(), key=lambda b: b.name)
-    cases = _cases(ops, [D.dtype(d) for d in dtypes], quick, trace)
-    jobs: list[tuple[Case, Backend, Any]] = []
-    for c in cases:
-        pn = c.pnode()
-        for b in backends:
-            for k in b.kernels_for(c.op):
-                if not k.failed and k.check(pn) is None:
-                    jobs.append((c, b, k))
-        if _has_native(c.op, backends) and c.op in _decomposable():
-            # NOTE: a backend without a kernel for the op runs its decomposition; time that, so
-            # the planner can weigh it against the other backends' native kernels
-            jobs += [(c, b, _profile.DecomposedKernel(c.op, b.name)) for b in backends if not b.kernels_for(c.op)]
+    cases = _cases(list(ops) if ops else None, [D.dtype(d) for d in dtypes], quick, trace)
+    jobs = [(c, _candidates(c, backends)) for c in cases]
     devices = _devices(backends) if transfers else []
     pairs = [(a, b) for a in devices for b in devices if a.name != b.name]
-    total = len(jobs) + len(pairs)
+    total = sum(len(ks) for _, ks in jobs) + len(pairs)
     res = TuneResult(path=profile.file)
     done = 0
-    for c in cases:  # NOTE: the candidates of one case are timed together, interleaved
-        pn = c.pnode()
-        mine = [(b, k) for cc, b, k in jobs if cc is c]
-        todo, runners = [], []
-        host = host_inputs(c)
-        for b, k in mine:
-            row = {"op": c.op, "case": c.describe(), "kernel": k.id, "backend": b.name, "us": None, "runs": 0,
-                   "origin": c.origin, "status": "ok"}
-            res.rows.append(row)
-            if not force and profile.has(k, pn):
-                row["status"], row["us"] = "cached", float(profile.lookup(k, pn))
-                res.cached += 1
-                continue
-            try:  # NOTE: a kernel that cannot run here is reported, never fatal
-                run = decomposition_runner(b, c, host) if isinstance(k, _profile.DecomposedKernel) \
-                    else kernel_runner(b, k, c, host)
-                run()
-            except Exception as e:
-                row["status"] = f"failed: {type(e).__name__}: {e}"
-                res.failed += 1
-                continue
-            todo.append((b, k, row))
-            runners.append(run)
-        if runners:
-            for (b, k, row), st in zip(todo, interleaved(runners, (0.04 if quick else 0.2) * len(runners),
-                                                           15 if quick else 31)):
-                profile.add(k, pn, st.median_us, device=b.device, runs=st.runs, p10_us=st.p10_us,
-                            p90_us=st.p90_us, case=c.describe())
-                row.update(us=st.median_us, runs=st.runs)
-                res.measured += 1
-        done += len(mine)
+    for c, ks in jobs:
+        _tune_case(c, ks, profile, res, quick, force)
+        done += len(ks)
         if progress:
             progress(c.describe(), done, total)
     for j, (a, b) in enumerate(pairs):
@@ -350,7 +308,7 @@ def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",),
         res.transfers.append({"src": a.name, "dst": b.name, "latency_us": lat + switch, "bytes_per_us": bw,
                               "switch_us": switch})
         if progress:
-            progress(f"transfer {a.name} -> {b.name}", len(jobs) + j + 1, total)
+            progress(f"transfer {a.name} -> {b.name}", done + j + 1, total)
     if profile.file is not None:
         stale = profile.stale()
         res.dropped = len(stale)
@@ -359,6 +317,64 @@ def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",),
         _profile.reload()
     res.seconds = time.perf_counter() - t_start
     return res
+
+
+def _candidates(c: Case, backends: list[Backend]) -> list[tuple[Backend, Any]]:
+    """Every kernel that accepts ``c``, plus the decomposition on backends without a kernel."""
+    pn = c.pnode()
+    out: list[tuple[Backend, Any]] = [(b, k) for b in backends for k in b.kernels_for(c.op)
+                                      if not k.failed and k.check(pn) is None]
+    if out and c.op in _decomposable():
+        # NOTE: a backend without a kernel for the op runs its decomposition; time that, so the
+        # planner can weigh it against the other backends' native kernels
+        out += [(b, _profile.DecomposedKernel.of(c.op, b.name)) for b in backends if not b.kernels_for(c.op)]
+    return out
+
+
+def _tune_case(c: Case, ks: list[tuple[Backend, Any]], profile: "_profile.Profile", res: TuneResult,
+               quick: bool, force: bool) -> None:
+    """Time the candidates of one case together (interleaved) and add them to ``profile``."""
+    pn = c.pnode()
+    todo, runners = [], []
+    host: list | None = None
+    for b, k in ks:
+        row = {"op": c.op, "case": c.describe(), "kernel": k.id, "backend": b.name, "us": None, "runs": 0,
+               "origin": c.origin, "status": "ok"}
+        res.rows.append(row)
+        if not force and profile.has(k, pn):
+            row["status"], row["us"] = "cached", float(profile.lookup(k, pn))
+            res.cached += 1
+            continue
+        host = host if host is not None else host_inputs(c)
+        try:  # NOTE: a kernel that cannot run here is reported, never fatal
+            run = decomposition_runner(b, c, host) if isinstance(k, _profile.DecomposedKernel) \
+                else kernel_runner(b, k, c, host)
+            run()
+        except Exception as e:
+            row["status"] = f"failed: {type(e).__name__}: {e}"
+            res.failed += 1
+            continue
+        todo.append((b, k, row))
+        runners.append(run)
+    budget, most = (0.04 if quick else 0.2), (15 if quick else 31)
+    try:
+        timed: list = interleaved(runners, budget * len(runners), most) if runners else []
+    except Exception:  # NOTE: one kernel broke after its first run: time each alone to find it
+        timed = []
+        for run in runners:
+            try:
+                timed.append(interleaved([run], budget, most)[0])
+            except Exception as e:
+                timed.append(e)
+    for (b, k, row), st in zip(todo, timed):
+        if isinstance(st, Exception):
+            row["status"] = f"failed: {type(st).__name__}: {st}"
+            res.failed += 1
+            continue
+        profile.add(k, pn, st.median_us, device=b.device, runs=st.runs, p10_us=st.p10_us, p90_us=st.p90_us,
+                    case=c.describe())
+        row.update(us=st.median_us, runs=st.runs)
+        res.measured += 1
 
 
 def _decomposable() -> set[str]:

@@ -78,3 +78,25 @@ def test_cli_bench_plan_runs_and_saves_ratios(numpy_only, tmp_profile, tmp_path)
     assert {n for _, n in names} == {"cpu_numpy alone", "untuned default", "autotuned"}
     assert any("autotuned / best single" in n for n in rec["notes"])
     assert all(r["ratio"] is not None for r in rec["results"])
+
+
+def test_a_kernel_that_raises_while_tuned_is_reported_not_fatal(numpy_only, tmp_profile):
+    from oxcore.extend import Kernel
+
+    from .conftest import register
+
+    calls = []
+
+    def flaky(x):
+        calls.append(1)
+        if len(calls) > 2:  # NOTE: works while warming up, breaks while being timed
+            raise RuntimeError("flaky on purpose")
+        return np.exp(x)
+
+    register("flaky_tune", oxcore_register_kernels=lambda register: register(Kernel("exp", "cpu_numpy", flaky,
+                                                                                     name="flaky")))
+    r = autotune.tune(ops=["exp"], quick=True, transfers=False)
+    status = {(row["case"], row["kernel"]): row["status"] for row in r.rows}
+    assert all(v == "ok" for (c, k), v in status.items() if k == "cpu_numpy.exp.default")
+    assert any(v.startswith("failed: RuntimeError: flaky on purpose") for (c, k), v in status.items()
+               if k == "cpu_numpy.exp.flaky")

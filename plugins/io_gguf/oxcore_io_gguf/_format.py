@@ -115,6 +115,17 @@ def _plain_value(v: Any) -> Any:
     return v
 
 
+def _still_quantized(x: Any) -> tuple[np.ndarray, str] | None:
+    """(raw bytes, type) of an unevaluated ggml_dequantize of stored bytes, else None."""
+    node = getattr(x, "_node", None)
+    if node is None or node.op != "ggml_dequantize" or node.attrs.get("dtype") is None:
+        return None
+    src = node.inputs[0] if node.inputs else None
+    if src is None or src.buf is None or node.attrs["dtype"].name != "float32":
+        return None
+    return src.device.to_numpy(src.buf), node.attrs["ggml_type"]
+
+
 def _wants_quant(name: str, shape: tuple[int, ...], ox_dtype: str, quantize: str | None) -> bool:
     # NOTE: like llama.cpp: matrices get the block type; vectors (norms, biases) stay exact
     return (quantize is not None and len(shape) >= 2 and ox_dtype in ("float32", "float16", "bfloat16", "float64")
@@ -150,7 +161,10 @@ def save_gguf(path: Any, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
                                                            np.dtype(x.dtype).name)
         if len(shape) > 4:
             raise ValueError(f"tensor {name!r} has {len(shape)} dimensions; GGUF allows at most 4")
-        if _wants_quant(name, shape, dname, quantize):
+        kept = _still_quantized(x)
+        if kept is not None:  # NOTE: GGUF -> GGUF keeps quantized tensors as they are, bytes copied
+            tname, x = kept[1], kept[0]
+        elif _wants_quant(name, shape, dname, quantize):
             tname = quantize
         elif dname in _FROM_OX:
             tname = _FROM_OX[dname]
@@ -170,7 +184,9 @@ def save_gguf(path: Any, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
     w.write_ti_data_to_file()
     for name, x, t, shape in plan:
         a = host_array(x)
-        if t.name in ("Q8_0", "Q4_0"):
+        if a.dtype == np.uint8 and t.name not in T.PLAIN:
+            pass  # stored bytes kept as they are
+        elif t.name in ("Q8_0", "Q4_0"):
             from .quants import quantize as q
 
             a = q(a.reshape((-1, shape[-1])), t.name)

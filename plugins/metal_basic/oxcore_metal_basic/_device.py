@@ -82,4 +82,5 @@ def mlx_device() -> MLXDevice:
         name = str(info.get("device_name") or info.get("architecture") or "GPU")
         plat = "cuda" if mx.cuda.is_available() else "metal"
         return MLXDevice(mx.gpu, plat, f"{'CUDA' if plat == 'cuda' else 'Metal'}: {name} (MLX {mx.__version__})")
-    return MLXDevice(mx.cpu, "cpu", f"CPU: {_cpu_name()} (MLX {mx.__version__} CPU backend)")
+    name = mx.device_info(mx.cpu).get("device_name") or _cpu_name()
+    return MLXDevice(mx.cpu, "cpu", f"CPU: {name} (MLX {mx.__version__} CPU backend)")

@@ -38,10 +38,12 @@ def make_backend() -> Any:
 
     b = FusedBackend(mlx_device())
     b.version = __version__
-    b.add_kernels(kernel_table())
     # NOTE: mx.fast kernels sit beside the mlx.core ones (which still take float64 on the CPU,
-    # or mixed-dtype parameters); a lower prior makes them win wherever they accept the node
+    # or mixed-dtype parameters); a lower prior makes them win wherever they accept the node,
+    # and registering them first makes them win under a pin too (pins take a backend's first
+    # accepting kernel)
     b.add_kernels(KERNELS, CHECKS, name="fast", prior_us=lambda node: 0.5 * b.prior_us(node))
+    b.add_kernels(kernel_table())
     return b
 
 

@@ -10,6 +10,7 @@ from oxcore.extend import REGISTRY, Category, Segment
 from oxcore_metal_basic import MLXBackend
 
 _ELEMENTWISE = (Category.UNARY, Category.BINARY, Category.TERNARY)
+_ELEMENTWISE_NN = frozenset({"relu", "sigmoid", "silu", "gelu"})  # activations are elementwise too
 # NOTE: their kernels bit-cast (mx.view), whose output shape MLX cannot infer shapelessly
 _NOT_SHAPELESS = frozenset({"signbit", "copysign"})
 
@@ -23,7 +24,8 @@ def shapeless_key(segment: Segment) -> tuple | None:
     under a compiled function; only the sizes of the other dimensions may.
     """
     for ins in segment.instrs:
-        if REGISTRY.ops[ins.op].category not in _ELEMENTWISE or ins.op in _NOT_SHAPELESS:
+        elementwise = REGISTRY.ops[ins.op].category in _ELEMENTWISE or ins.op in _ELEMENTWISE_NN
+        if not elementwise or ins.op in _NOT_SHAPELESS:
             return None
     pattern = tuple((dt.name, tuple(d == 1 for d in shape)) for shape, dt in segment.input_avals)
     body = segment.key[1:]
@@ -75,7 +77,7 @@ class FusedBackend(MLXBackend):
         self.compiled[key] = fn
         self.stats["compiled"] += 1
         self.stats["shapeless"] += skey is not None
-        if len(self.compiled) > self.cache_size:
+        while len(self.compiled) > self.cache_size:
             self.compiled.popitem(last=False)
         return fn
 

@@ -18,20 +18,21 @@ from oxcore import hookimpl
 OXCORE_PLUGIN_API = 1
 __version__ = "0.1.0"
 
-# oxcore dtype name -> array typecode. The toy refuses every other dtype.
+# oxcore dtype name -> array typecode of the dtypes the toy computes in. Buffers of other
+# dtypes are kept as raw bytes: every device must hold (and give back) every dtype.
 CODES = {"float32": "f", "float64": "d", "int32": "i", "int64": "q"}
 
 
 class ToyBuffer:
-    """What lives on the toy device: a flat row-major ``array.array`` and a shape."""
+    """What lives on the toy device: a flat row-major ``array.array``, a shape, a NumPy dtype."""
 
-    __slots__ = ("data", "shape")
+    __slots__ = ("data", "shape", "dtype")
 
-    def __init__(self, data: array, shape: tuple[int, ...]) -> None:
-        self.data, self.shape = data, tuple(shape)
+    def __init__(self, data: array, shape: tuple[int, ...], dtype: Any) -> None:
+        self.data, self.shape, self.dtype = data, tuple(shape), dtype
 
     def __repr__(self) -> str:
-        return f"ToyBuffer({self.data.typecode}, {self.shape})"
+        return f"ToyBuffer({self.dtype}, {self.shape})"
 
 
 def make_device():
@@ -41,14 +42,11 @@ def make_device():
 
     class ToyDevice(Device):
         def from_numpy(self, a):
-            code = CODES.get(a.dtype.name)
-            if code is None:  # NOTE: never reached: every kernel's supports() refuses these dtypes
-                raise TypeError(f"the toy device stores {', '.join(CODES)}, got {a.dtype}")
-            return ToyBuffer(array(code, np.ascontiguousarray(a).tobytes()), a.shape)
+            code = CODES.get(a.dtype.name, "B")
+            return ToyBuffer(array(code, np.ascontiguousarray(a).tobytes()), a.shape, a.dtype)
 
         def to_numpy(self, buf):
-            dtype = {v: k for k, v in CODES.items()}[buf.data.typecode]
-            return np.frombuffer(buf.data, dtype=dtype).reshape(buf.shape)  # a view, no copy
+            return np.frombuffer(buf.data, dtype=buf.dtype).reshape(buf.shape)  # a view, no copy
 
     return ToyDevice("toy", "cpu", "pure-Python arrays (oxcore-toy-backend)")
 
@@ -94,7 +92,7 @@ def _store(values: list, like: ToyBuffer, shape: tuple[int, ...]) -> ToyBuffer:
     if code in "iq":
         bits = 32 if code == "i" else 64
         values = [_wrap_int(v, bits) for v in values]
-    return ToyBuffer(array(code, values), shape)
+    return ToyBuffer(array(code, values), shape, like.dtype)
 
 
 def _spread(buf: ToyBuffer, n: int):
