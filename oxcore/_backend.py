@@ -184,6 +184,8 @@ class Segment:
             for a in ins.args:
                 last[a] = j
         keep = set(self.outputs)
+        if len(self.instrs) > _STRAIGHT_LINE_MAX:  # NOTE: compiling a huge function is superlinear
+            return self._loop(last, keep)
         lines = ["def run(inputs):"]
         lines.append("    " + (", ".join(f"v{i}" for i in range(n)) + (",", "")[n != 1] + " = inputs" if n else "pass"))
         ns: dict[str, Any] = {}
@@ -200,6 +202,24 @@ class Segment:
         lines.append("    return [" + ", ".join(f"v{o}" for o in self.outputs) + "]")
         exec(compile("\n".join(lines), f"<oxcore segment on {self.backend.name}>", "exec"), ns)
         return ns["run"]
+
+    def _loop(self, last: dict[int, int], keep: set[int]) -> Callable[[list], list]:
+        """The interpreter as a loop over the instructions (for segments too big to compile)."""
+        n, outs = self.n_inputs, self.outputs
+        prog = [(ins.kernel.fn, ins.args, ins.attrs, tuple({a for a in ins.args if last.get(a) == j and a not in keep}))
+                for j, ins in enumerate(self.instrs)]
+
+        def run(inputs: list) -> list:
+            env = list(inputs) + [None] * len(prog)
+            for j, (fn, args, attrs, dead) in enumerate(prog, n):
+                env[j] = fn(*[env[a] for a in args], **attrs)
+                for d in dead:
+                    env[d] = None
+            return [env[o] for o in outs]
+        return run
+
+
+_STRAIGHT_LINE_MAX = 2000
 
 
 def _freeze(x: Any) -> Any:

@@ -29,7 +29,7 @@ from ._dtypes import DType
 from .bench import Stats
 from ._tune_cases import Case, from_trace, host_inputs, representative, TABLE
 
-__all__ = ["tune", "TuneResult", "time_kernel", "time_transfer", "interleaved", "kernel_runner",
+__all__ = ["tune", "TuneResult", "machine_load", "time_kernel", "time_transfer", "interleaved", "kernel_runner",
            "decomposition_runner", "default_ops"]
 
 
@@ -46,6 +46,12 @@ class TuneResult:
     dropped: int = 0
     seconds: float = 0.0
     path: Any = None
+    load: float | None = None  # 1-minute load average per usable core while tuning (Unix)
+
+    @property
+    def busy(self) -> bool:
+        """The machine was busy with other work while measuring: timings may be inflated."""
+        return self.load is not None and self.load > 0.75
 
     def winners(self) -> list[dict[str, Any]]:
         """Per case, the fastest kernel and how much faster it is than the runner-up."""
@@ -316,7 +322,22 @@ def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",),
     if _profile.current() is not profile:
         _profile.reload()
     res.seconds = time.perf_counter() - t_start
+    res.load = machine_load()
     return res
+
+
+def machine_load() -> float | None:
+    """1-minute load average per usable core, or None where the OS does not say."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        return os.getloadavg()[0] / cores
+    except (AttributeError, OSError):
+        return None
 
 
 def _candidates(c: Case, backends: list[Backend]) -> list[tuple[Backend, Any]]:

@@ -56,7 +56,8 @@ def autotune(ops: tuple[str, ...], dtypes: tuple[str, ...], quick: bool, trace: 
                       transfers=not no_transfers, progress=progress)
     wall = time.perf_counter() - t0
     if as_json:
-        click.echo(json.dumps({"path": str(res.path), "seconds": wall, "measured": res.measured,
+        click.echo(json.dumps({"path": str(res.path), "seconds": wall, "load_per_core": res.load,
+                               "measured": res.measured,
                                "cached": res.cached, "failed": res.failed, "dropped_stale": res.dropped,
                                "rows": res.rows, "transfers": res.transfers, "winners": res.winners()},
                               indent=2, default=str))
@@ -70,6 +71,9 @@ def autotune(ops: tuple[str, ...], dtypes: tuple[str, ...], quick: bool, trace: 
             console.print(f"[red]{r['kernel']}[/] on {r['case']}: {r['status']}")
     console.print(f"measured {res.measured}, already in profile {res.cached}, failed {res.failed}, "
                   f"stale entries dropped {res.dropped} in {wall:.1f}s -> {res.path}")
+    if res.busy:
+        console.print(f"[yellow]warning:[/] the machine was busy (load {res.load:.1f} per core) while measuring; "
+                      "timings may be inflated: run `oxcore autotune --force` again when it is idle")
 
 
 def _print_winners(console: Any, winners: list[dict]) -> None:

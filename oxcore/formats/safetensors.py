@@ -127,6 +127,56 @@ def parse_header(path: PathLike, head: bytes, size: int) -> tuple[int, dict[str,
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise FormatError(path, 8 + e.start, f"header is not valid UTF-8 ({e.reason})") from None
+    try:
+        return _parse_fast(path, text, n, size)
+    except FormatError:
+        pass  # NOTE: invalid: the careful parser below finds where, and says so
+    return _parse_careful(path, text, n, size)
+
+
+class _Dup(ValueError):
+    pass
+
+
+def _dup_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Dup("duplicate key")
+    return d
+
+
+def _parse_fast(path: PathLike, text: str, n: int, size: int) -> tuple[int, dict[str, str], list[tuple]]:
+    """The common case at C speed: one ``json.loads``; offsets are not tracked, so any problem
+    raises a FormatError without a meaningful offset and the careful parser takes over."""
+    if not text.startswith("{"):
+        raise FormatError(path, None, "")
+    try:
+        obj = json.loads(text, object_pairs_hook=_dup_hook, parse_constant=_bad_constant)
+    except (ValueError, RecursionError):
+        raise FormatError(path, None, "") from None
+    if not isinstance(obj, dict):
+        raise FormatError(path, None, "")
+    data_size = size - 8 - n
+    metadata: dict[str, str] = {}
+    entries = []
+    for key, value in obj.items():
+        if key == "__metadata__":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise FormatError(path, None, "")
+            metadata = value
+            continue
+        entries.append(_entry(path, key, value, -1, data_size))
+    if "\\u" in text:  # NOTE: only escapes can smuggle lone surrogates into a name
+        try:
+            for key in obj:
+                key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FormatError(path, None, "") from None
+    _check_layout(path, entries, 8 + n, data_size)
+    return n, metadata, entries
+
+
+def _parse_careful(path: PathLike, text: str, n: int, size: int) -> tuple[int, dict[str, str], list[tuple]]:
     pos = _Bytes(text)
     at = lambda ci: 8 + pos(ci)  # noqa: E731
     data_size = size - 8 - n
@@ -209,24 +259,30 @@ def parse_header(path: PathLike, head: bytes, size: int) -> tuple[int, dict[str,
 
 
 def _entry(path: PathLike, name: str, v: Any, off: int, data_size: int) -> tuple:
+    # NOTE: the per-tensor hot path of opening a file: plain loops and type() checks
     def bad(why: str) -> FormatError:
         return FormatError(path, off, f"tensor {name!r}: {why}")
 
-    if not isinstance(v, dict):
+    if type(v) is not dict:
         raise bad(f"entry must be an object with dtype, shape, data_offsets; got {type(v).__name__}")
     for k in ("dtype", "shape", "data_offsets"):
         if k not in v:
             raise bad(f"missing {k!r}")
     st, shape, offs = v["dtype"], v["shape"], v["data_offsets"]
-    if not isinstance(st, str) or st not in DTYPES:
+    info = DTYPES.get(st) if type(st) is str else None
+    if info is None:
         raise bad(f"unknown dtype {st!r}; valid dtypes are: {', '.join(DTYPES)}")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+    if type(shape) is not list:
         raise bad(f"shape must be a list of non-negative integers, got {shape!r}")
-    if (not isinstance(offs, list) or len(offs) != 2 or not all(type(o) is int for o in offs)
-            or not 0 <= offs[0] <= offs[1]):
+    count = 1
+    for d in shape:
+        if type(d) is not int or d < 0:
+            raise bad(f"shape must be a list of non-negative integers, got {shape!r}")
+        count *= d  # NOTE: Python ints: a product that would overflow 64 bits is just a big number
+    if type(offs) is not list or len(offs) != 2 or type(offs[0]) is not int or type(offs[1]) is not int \
+            or not 0 <= offs[0] <= offs[1]:
         raise bad(f"data_offsets must be [begin, end] with 0 <= begin <= end, got {offs!r}")
-    # NOTE: Python ints: a product that would overflow 64 bits is just a big number here
-    nbytes = math.prod(shape) * DTYPES[st][0]
+    nbytes = count * info[0]
     begin, end = offs
     if nbytes != end - begin:
         over = " (the element count overflows 64 bits)" if nbytes >= 1 << 64 else ""

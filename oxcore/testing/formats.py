@@ -9,7 +9,7 @@ conformance mode (``pytest --oxcore-format NAME``) and the tests of each format 
 Example:
     >>> from oxcore.testing.formats import corpus
     >>> cases = corpus("safetensors")
-    >>> any(c.name.startswith("truncated") for c in cases), all(c.data for c in cases)
+    >>> any(c.name.startswith("truncated") for c in cases), all(c.reason for c in cases)
     (True, True)
 """
 

@@ -71,21 +71,25 @@ def run_case(case: Case, dt: ox.DType, params: Any, seed: int, backend: str) -> 
     assert out.device == dev, f"{what}: result lives on {out.device}, expected the backend's device {dev}"
 
 
-# --- per-op ---------------------------------------------------------------------------------------------
-def test_op(oxcore_backend: str, oxcore_case: tuple[Case, ox.DType]) -> None:
-    """Every (case, dtype): pinned to the backend, placed there, equal to the float64 reference."""
+def check_case(case: Case, dt: ox.DType, backend: str) -> None:
+    """``run_case`` on the fixed example, then on hypothesis-drawn shapes, attributes and seeds."""
     from hypothesis import given, strategies as st
 
-    case, dt = oxcore_case
     # NOTE: decide refusals once on the fixed example, so a refused combination skips without
     # hypothesis shrinking through it; shape-dependent refusals still skip inside.
-    run_case(case, dt, case.example(dt), 0, oxcore_backend)
+    run_case(case, dt, case.example(dt), 0, backend)
 
     @given(params=case.params(dt), seed=st.integers(0, 2**32 - 1))
     def check(params: Any, seed: int) -> None:
-        run_case(case, dt, params, seed, oxcore_backend)
+        run_case(case, dt, params, seed, backend)
 
     check()
+
+
+# --- per-op ---------------------------------------------------------------------------------------------
+def test_op(oxcore_backend: str, oxcore_case: tuple[Case, ox.DType]) -> None:
+    """Every (case, dtype): pinned to the backend, placed there, equal to the float64 reference."""
+    check_case(*oxcore_case, oxcore_backend)
 
 
 # --- protocol ----------------------------------------------------------------------------------------
@@ -124,8 +128,7 @@ def test_dlpack(oxcore_backend: str) -> None:
     with ox.use(oxcore_backend):
         y = x * 3 - 1
     assert placement_problem(y, oxcore_backend) is None
-    out = np.from_dlpack(y)
-    np.testing.assert_allclose(out, a.astype(np.float64) * 3 - 1, rtol=1e-6)
+    assert_close(np.from_dlpack(y), a.astype(np.float64) * 3 - 1, ox.float32, what="oxcore -> NumPy via DLPack")
     assert y.__dlpack_device__()[0] == 1  # kDLCPU
     z = ox.from_dlpack(y)  # oxcore is a DLPack producer for itself too
     assert_close(z, a.astype(np.float64) * 3 - 1, ox.float32, what="oxcore -> oxcore via DLPack")

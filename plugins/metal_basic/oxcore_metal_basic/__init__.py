@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from oxcore import hookimpl  # NOTE: only oxcore loads this module, so oxcore is importable
@@ -34,7 +35,11 @@ def mlx_missing() -> str:
 
         mx.array(0)  # NOTE: a broken CUDA/Metal runtime fails here rather than at first eval
     except Exception as e:  # ImportError, or the runtime failing to start
-        return f"mlx is not importable: {type(e).__name__}: {e}"
+        hint = ""
+        if sys.platform == "linux":
+            hint = (" (on Linux MLX needs a backend package: pip install 'oxcore-metal-basic[cpu]', "
+                    "or [cuda13] / [cuda12])")
+        return f"mlx is not importable: {type(e).__name__}: {e}{hint}"
     return ""
 
 
