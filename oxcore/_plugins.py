@@ -8,6 +8,7 @@ its reason and never breaks the core.
 from __future__ import annotations
 
 import importlib.metadata as md
+import itertools
 import os
 import threading
 import traceback
@@ -28,6 +29,9 @@ ENTRY_POINT_GROUP = "oxcore"
 BUILTIN = ("oxcore.formats",)  # modules in the core that are plugins too
 
 hookimpl = pluggy.HookimplMarker("oxcore")
+# NOTE: epochs are unique across managers: caches keyed on them (coverage, plans) must not
+# mistake a reloaded plugin set for the previous one
+_EPOCHS = itertools.count(1)
 
 
 @dataclass
@@ -102,7 +106,7 @@ class PluginManager:
                     continue
                 self._add(ep.name, module, dist, ver)
             self._collect()
-            self.epoch += 1
+            self.epoch = next(_EPOCHS)
         return self
 
     def _add(self, name: str, module: ModuleType, dist: str, version: str) -> None:
@@ -130,7 +134,7 @@ class PluginManager:
             self.load()
             self._add(name, module, dist, version)
             self._collect()
-            self.epoch += 1
+            self.epoch = next(_EPOCHS)
             return self.plugins[name]
 
     def unregister_plugin(self, name: str) -> None:
@@ -140,7 +144,7 @@ class PluginManager:
                 self.pm.unregister(p)
             self.plugins.pop(name, None)
             self._collect()
-            self.epoch += 1
+            self.epoch = next(_EPOCHS)
 
     def _call_each(self, hook: str, make_register: Callable[[PluginInfo], Callable], **kw: Any) -> None:
         """Call one hook plugin by plugin, so one plugin's failure is only its own."""

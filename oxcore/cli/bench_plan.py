@@ -15,7 +15,6 @@ from collections import Counter
 from typing import Any, Callable, Iterator
 
 import click
-import numpy as np
 
 from . import main
 
@@ -49,12 +48,14 @@ def mlp(ox: Any, x: Any, p: dict[str, Any]) -> Any:
     return x + ox.linear(ox.gelu(ox.linear(x, p["w1"], p["b1"])), p["w2"], p["b2"])
 
 
-def make_workloads(size: str, seed: int = 0) -> list[tuple[str, dict[str, np.ndarray], Callable]]:
-    """``(name, host inputs, fn(ox, arrays) -> output)`` per workload."""
+def make_workloads(size: str, seed: int = 0) -> list[tuple[str, dict[str, Any], Callable]]:
+    """``(name, host inputs, fn(ox, arrays) -> output)`` per workload (inputs are NumPy arrays)."""
+    import numpy as np
+
     T, D, H, Hk, F, Bm, Hm = SIZES[size]
     rng = np.random.default_rng(seed)
 
-    def w(*shape: int) -> np.ndarray:
+    def w(*shape: int) -> Any:
         return (rng.standard_normal(shape) / math.sqrt(shape[-1])).astype(np.float32)
 
     dh = D // H
@@ -85,7 +86,7 @@ def _env(**kv: str | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _resident(ox: Any, fn: Callable, host: dict[str, np.ndarray]) -> dict[str, Any]:
+def _resident(ox: Any, fn: Callable, host: dict[str, Any]) -> dict[str, Any]:
     """Inputs moved to the device where the plan consumes them (twice: placement may follow)."""
     from .._scheduler import _collect
 

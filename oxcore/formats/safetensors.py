@@ -29,7 +29,7 @@ import os
 import struct
 import threading
 from json.decoder import scanstring
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_dtypes
 import numpy as np
@@ -387,7 +387,8 @@ def _st_dtype(name: str, x: Any) -> str:
     return st
 
 
-def save_safetensors(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None) -> None:
+def save_safetensors(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None,
+                     progress: Callable[[str, int], None] | None = None) -> None:
     from .._array import Array
     from .._io import host_array
 
@@ -428,6 +429,8 @@ def save_safetensors(path: PathLike, tensors: Mapping[str, Any], metadata: Mappi
             a = np.ascontiguousarray(a).reshape(-1)
             if a.size:
                 f.write(memoryview(a.view(np.uint8)))
+            if progress is not None:
+                progress(name, a.nbytes)
         f.flush()
         os.fsync(f.fileno())
 
@@ -460,5 +463,8 @@ class Safetensors(Format):
     def open(self, path: PathLike) -> LazyFile:
         return open_safetensors(self, path)
 
-    def save(self, path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> None:
-        save_safetensors(path, tensors, metadata)
+    def save(self, path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None, *,
+             progress: Callable[[str, int], None] | None = None) -> None:
+        """Write tensors (streamed, one at a time) with str -> str metadata; ``progress(name, nbytes)``
+        is called after each tensor."""
+        save_safetensors(path, tensors, metadata, progress)

@@ -36,7 +36,7 @@ _UNARY: list[tuple[str, str, str, Any]] = [
     ("sinh", "float", "same", lambda x: (exp(x) - exp(-x)) * 0.5),
     ("cosh", "float", "same", lambda x: (exp(x) + exp(-x)) * 0.5),
     ("tanh", "float", "same", None),
-    ("asinh", "float", "same", lambda x: log(x + sqrt(x * x + 1))),
+    ("asinh", "float", "same", lambda x: sign(x) * log(abs(x) + sqrt(x * x + 1))),  # NOTE: odd: no cancellation for x < 0
     ("acosh", "float", "same", lambda x: log(x + sqrt(x * x - 1))),
     ("atanh", "float", "same", lambda x: 0.5 * log((1 + x) / (1 - x))),
     ("erf", "float", "same", None),
@@ -65,8 +65,7 @@ _BINARY: list[tuple[str, str, str, Any]] = [
     ("atan2", "float", "same", None),
     ("hypot", "float", "same", lambda a, b: sqrt(a * a + b * b)),
     ("copysign", "float", "same", lambda a, b: where(signbit(b), -abs(a), abs(a))),
-    ("logaddexp", "float", "same",
-     lambda a, b: maximum(a, b) + log1p(exp(-abs(a - b)))),
+    ("logaddexp", "float", "same", lambda a, b: _logaddexp(a, b)),
     ("equal", "any", "bool", None),
     ("not_equal", "any", "bool", None),
     ("less", "numeric", "bool", None),
@@ -82,6 +81,12 @@ _BINARY: list[tuple[str, str, str, Any]] = [
     ("bitwise_left_shift", "integer", "same", None),
     ("bitwise_right_shift", "integer", "same", None),
 ]
+
+def _logaddexp(a, b):
+    m = maximum(a, b)
+    # NOTE: both -inf (or both +inf) make a - b nan; the answer is m itself
+    return where(isinf(m), m, m + log1p(exp(-abs(a - b))))
+
 
 UNARY_OPS = tuple(r[0] for r in _UNARY)
 BINARY_OPS = tuple(r[0] for r in _BINARY)

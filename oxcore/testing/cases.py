@@ -152,15 +152,15 @@ def _discrete(rng, shape, dt, lo=-3, hi=3):
 
 
 def gen(lo: float = -3.0, hi: float = 3.0, ilo: int = -50, ihi: int = 50, edges: tuple = (),
-        discrete: bool = False) -> Callable[..., list]:
-    """Input generator: every input of ``dt`` from ``rand`` (or small integers), with a quarter
-    of the float elements replaced by ``edges`` values."""
+        discrete: bool = False, edge_p: float = 0.25) -> Callable[..., list]:
+    """Input generator: every input of ``dt`` from ``rand`` (or small integers), with a fraction
+    ``edge_p`` of the float elements replaced by ``edges`` values."""
     def inputs(rng, dt, shapes, kw):
         out = []
         for s in shapes:
             a = _discrete(rng, s, dt) if discrete else rand(rng, s, dt, lo, hi, ilo, ihi)
             if edges and a.size and dt.is_floating:
-                mask = rng.random(a.shape) < 0.25
+                mask = rng.random(a.shape) < edge_p
                 a = np.where(mask, np.asarray(rng.choice(edges, size=a.shape)).astype(dt.numpy), a).astype(dt.numpy)
             out.append(a)
         return out
@@ -345,7 +345,7 @@ for _op, _ref, _dts, _g, _out in [
     ("atan2", np.arctan2, F, gen(edges=(0.0, -0.0)), None),
     ("hypot", np.hypot, F, gen(), None),
     ("copysign", np.copysign, F, gen(edges=(0.0, -0.0)), None),
-    ("logaddexp", np.logaddexp, F, gen(-5, 5, edges=(-np.inf,)), None),
+    ("logaddexp", np.logaddexp, F, gen(-5, 5, edges=(-np.inf, np.inf), edge_p=0.5), None),
     ("equal", np.equal, ALL, gen(discrete=True), _bool_out),
     ("not_equal", np.not_equal, ALL, gen(discrete=True), _bool_out),
     ("less", np.less, NUM, gen(discrete=True), _bool_out),

@@ -62,6 +62,15 @@ def pytest_configure(config: Any) -> None:
         config.args[:] = [str(SUITE)]
 
 
+def pytest_collection_modifyitems(config: Any, items: list) -> None:
+    # NOTE: `--oxcore-format X` alone checks formats only, not every installed backend
+    if config.getoption("oxcore_format") and not config.getoption("oxcore_backend"):
+        drop = {id(i) for i in items if "oxcore_backend" in getattr(i, "fixturenames", ()) and Path(str(i.path)) == SUITE}
+        if drop:
+            config.hook.pytest_deselected(items=[i for i in items if id(i) in drop])
+            items[:] = [i for i in items if id(i) not in drop]
+
+
 def _check_names(names: list[str]) -> None:
     if not names:
         return

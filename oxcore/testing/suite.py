@@ -235,27 +235,22 @@ def _format_kit() -> Any:
 
 
 def test_format_roundtrip(oxcore_format: str, tmp_path: Any) -> None:
-    """Arrays of every dtype written by the format read back equal (``formats.roundtrip``)."""
+    """Arrays of every dtype the format accepts are saved and read back bit for bit."""
     kit = _format_kit()
-    fn = getattr(kit, "roundtrip", None)
-    if fn is None:
-        pytest.skip("oxcore.testing.formats has no roundtrip(format_name, tmp_path) yet")
-    fn(oxcore_format, tmp_path)
+    done = kit.roundtrip(oxcore_format, tmp_path)
+    assert "float32" in done
 
 
 def test_format_hostile(oxcore_format: str, tmp_path: Any) -> None:
-    """Every hostile file of the corpus raises FormatError naming the file; none crashes or hangs."""
+    """Every file of the hostile corpus raises FormatError naming the file, the offset and the
+    problem; the tricky-but-valid files load. Nothing crashes, hangs or reads outside a file."""
     kit = _format_kit()
-    fn = getattr(kit, "hostile_corpus", None)
-    if fn is None:
-        pytest.skip("oxcore.testing.formats has no hostile_corpus(format_name, tmp_path) yet")
-    fmt = manager().formats.get(oxcore_format)
-    if fmt is None:
-        pytest.fail(f"Unknown format {oxcore_format!r}. Installed formats: "
-                    f"{', '.join(manager().formats) or '(none)'}")
-    for label, path in fn(oxcore_format, tmp_path):
-        with pytest.raises(ox.FormatError) as info:
-            arrays = fmt.open(path)
-            for v in (arrays.values() if hasattr(arrays, "values") else arrays):
-                np.asarray(v)
-        assert str(path) in str(info.value), f"{label}: FormatError does not name the file: {info.value}"
+    cases = kit.corpus(oxcore_format) + kit.valid_cases(oxcore_format)
+    assert cases, f"the {oxcore_format} corpus is empty"
+    failures = []
+    for c in cases:
+        try:
+            kit.check_case(c, tmp_path)
+        except AssertionError as e:
+            failures.append(str(e))
+    assert not failures, f"{len(failures)} of {len(cases)} corpus files misbehaved:\n" + "\n".join(failures)

@@ -11,6 +11,7 @@ soon as the venv is ready (two at a time, for two cores) and tests wait for thei
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -143,6 +144,17 @@ class PluginVenv:
         if xml.exists():
             r.outcomes, r.modules = junit_outcomes(xml)
         return r
+
+    def pinned_kernel(self, op: str, dtype: str, shape: tuple[int, ...], env: dict[str, str] | None = None,
+                      **attrs: Any) -> str:
+        """The id of the kernel the scheduler picks for ``op`` pinned to cpu_numpy (what the kit tests)."""
+        code = (f"import numpy as np, oxcore as ox\n"
+                f"x = ox.asarray(np.linspace(-2, 2, {math.prod(shape)}).reshape({shape!r}).astype({dtype!r}))\n"
+                f"with ox.use('cpu_numpy'):\n    y = getattr(ox, {op!r})(x, **{attrs!r})\n"
+                f"print(next(p.kernel.id for p in ox.explain(y).nodes if p.op == {op!r}))\n")
+        r = self.run("-c", code, env=env)
+        assert r.returncode == 0, r.explain()
+        return r.output.strip().splitlines()[-1]
 
     def submit(self, name: str, fn: Any, *args: Any, **kw: Any) -> None:
         self.jobs[name] = self._pool.submit(fn, *args, **kw)

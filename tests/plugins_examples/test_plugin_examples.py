@@ -68,11 +68,13 @@ def test_toy_backend_passes_the_kit(plugin_venv):
     assert not missing, f"claimed but not passed: {missing}\n{r.explain()}"
     for proto in ("test_transfers", "test_dlpack", "test_supports_reasons", "test_threads", "test_buffers_freed"):
         assert r.passed(f"{proto}[toy]"), r.outcomes.get(f"{proto}[toy]")
-    skips = [msg for outcome, msg in r.outcomes.values() if outcome == "skipped"]
+    skips = [msg for name, (outcome, msg) in r.outcomes.items() if outcome == "skipped" and name.startswith("test_op[")]
     assert skips and all("not claimed" in m or "refused" in m for m in skips), \
         [m for m in skips if "not claimed" not in m and "refused" not in m][:5]
     assert any("toy stores float32, float64, int32, int64 only" in m for m in skips)
-    assert any("toy broadcasts 0-d operands only" in m for m in skips)
+    assert any("toy computes exp in float32 and float64 only" in m for m in skips)
+    # NOTE: ops the toy lacks but whose decomposition it can run count too (mean, relu...)
+    assert r.passed("test_op[toy-mean-float32]") and r.passed("test_op[toy-sigmoid-float64]")
 
 
 def test_toy_kernel_passes_the_kit_on_its_op(plugin_venv):
@@ -80,6 +82,12 @@ def test_toy_kernel_passes_the_kit_on_its_op(plugin_venv):
     assert r.returncode == 0, r.explain()
     for dt in ("float32", "float64", "float16", "bfloat16"):
         assert r.passed(f"test_op[cpu_numpy-rms_norm-{dt}]"), r.outcomes.get(f"test_op[cpu_numpy-rms_norm-{dt}]")
+    # NOTE: the kit pins the backend; it tested the einsum kernel only if the scheduler picks it there
+    chosen = plugin_venv.pinned_kernel("rms_norm", "float32", (3, 8), eps=1e-5)
+    if chosen != "cpu_numpy.rms_norm.einsum":
+        from .test_broken_kernel import PIN_BUG
+
+        pytest.xfail(f"{PIN_BUG} (pinned rms_norm float32 ran {chosen})")
 
 
 def _format_results(plugin_venv, fmt: str) -> None:

@@ -19,12 +19,16 @@ from oxcore.extend import Device
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
-def mx_dtype(dt: Any) -> Any:
-    """The ``mlx.core`` dtype for an oxcore DType (or a NumPy dtype)."""
+@functools.lru_cache(maxsize=None)
+def _mx_dtype_named(name: str) -> Any:
     import mlx.core as mx
 
-    name = dt.name if hasattr(dt, "is_floating") else np.dtype(dt).name
     return getattr(mx, "bool_" if name == "bool" else name)
+
+
+def mx_dtype(dt: Any) -> Any:
+    """The ``mlx.core`` dtype for an oxcore DType (or a NumPy dtype)."""
+    return _mx_dtype_named(dt.name if hasattr(dt, "is_floating") else np.dtype(dt).name)
 
 
 class MLXDevice(Device):
@@ -39,15 +43,31 @@ class MLXDevice(Device):
         kind = "cpu" if platform == "cpu" else "gpu"
         super().__init__(f"mlx:{kind}", kind, description)
         self.platform, self.mx_device = platform, mx_device
+        self._scalars: dict[tuple, Any] = {}
 
     def from_numpy(self, array: np.ndarray) -> Any:
-        """Copy a host array into MLX memory (bfloat16 travels as its uint16 bits)."""
+        """Copy a host array into MLX memory (bfloat16 travels as its uint16 bits).
+
+        0-d arrays (the Python scalars of expressions) are cached by dtype and value: MLX
+        arrays are immutable, and a scalar crosses to the device on every call otherwise.
+        """
+        if array.ndim == 0:
+            key = (array.dtype.str, array.tobytes())
+            buf = self._scalars.get(key)
+            if buf is None:
+                if len(self._scalars) >= 4096:
+                    self._scalars.clear()
+                buf = self._scalars[key] = self._copy(array)
+            return buf
+        return self._copy(array)
+
+    def _copy(self, array: np.ndarray) -> Any:
         import mlx.core as mx
 
         if array.dtype == _BF16:
             return mx.array(array.view(np.uint16)).view(mx.bfloat16)
         # NOTE: the dtype is explicit: mx.array would turn float64 into float32 silently
-        return mx.array(array, dtype=mx_dtype(array.dtype))
+        return mx.array(array, dtype=_mx_dtype_named(array.dtype.name))
 
     def to_numpy(self, buffer: Any) -> np.ndarray:
         """A NumPy view of MLX memory through the buffer protocol (evaluates ``buffer`` first)."""

@@ -83,3 +83,13 @@ def test_entry_point_does_not_import_mlx():
             "print(any(m == 'mlx' or m.startswith('mlx.') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_scalars_are_cached_by_value():
+    d = mlx_device()
+    a = np.array(0.25, np.float32)
+    first = d.from_numpy(a)
+    assert d.from_numpy(np.array(0.25, np.float32)) is first
+    a[()] = 0.5  # a host array the user changes: its new value gets its own buffer
+    assert d.from_numpy(a).item() == 0.5 and first.item() == 0.25
+    assert d.from_numpy(np.array(0.25, np.float16)) is not first

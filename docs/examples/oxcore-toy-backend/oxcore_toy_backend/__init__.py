@@ -2,13 +2,14 @@
 
 It is the tutorial's first plugin (docs/plugins/tutorial.md). Buffers are flat
 ``array.array`` objects with a shape; kernels are list comprehensions. It claims a handful
-of ops (elementwise arithmetic, a few unary functions, ``sum`` over the last axis) for
+of ops (elementwise arithmetic with broadcasting, a few unary functions, ``sum``) for
 float32, float64, int32 and int64. Everything else is refused with a reason: the scheduler
 then decomposes the op into ops the toy has, or runs it on another backend.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from array import array
 from typing import Any
@@ -58,8 +59,6 @@ def elementwise(node) -> bool | str:
             return f"toy stores {', '.join(CODES)} only, got {x.dtype.name}"
         if x.dtype is not node.dtype:
             return f"toy needs inputs of the result dtype {node.dtype.name}, got {x.dtype.name}"
-        if x.shape not in (node.shape, ()):
-            return f"toy broadcasts 0-d operands only, got {x.shape} for a {node.shape} result"
     return True
 
 
@@ -69,14 +68,12 @@ def floating(node) -> bool | str:
     return elementwise(node)
 
 
-def last_axis_sum(node) -> bool | str:
+def same_dtype_sum(node) -> bool | str:
     (x,) = node.inputs
     if x.dtype.name not in CODES:
         return f"toy stores {', '.join(CODES)} only, got {x.dtype.name}"
-    if x.dtype is not node.dtype:
+    if x.dtype is not node.dtype:  # e.g. int32 sums accumulate in int64
         return f"toy sums in the input dtype only, not {x.dtype.name} -> {node.dtype.name}"
-    if x.ndim == 0 or tuple(node.attrs["axis"]) != (x.ndim - 1,):
-        return f"toy sums over the last axis only, got axis={node.attrs['axis']} for shape {x.shape}"
     return True
 
 
@@ -95,17 +92,30 @@ def _store(values: list, like: ToyBuffer, shape: tuple[int, ...]) -> ToyBuffer:
     return ToyBuffer(array(code, values), shape, like.dtype)
 
 
-def _spread(buf: ToyBuffer, n: int):
-    """A 0-d operand repeated ``n`` times; others as they are."""
-    return buf.data * n if not buf.shape else buf.data
+def _indices(shape: tuple[int, ...]):
+    return itertools.product(*map(range, shape))
+
+
+def _broadcast(buf: ToyBuffer, shape: tuple[int, ...]):
+    """The buffer's values repeated to ``shape`` (NumPy's broadcasting rules), flat."""
+    if buf.shape == shape:
+        return buf.data
+    src = (1,) * (len(shape) - len(buf.shape)) + buf.shape
+    strides = [0 if d == 1 else math.prod(src[i + 1:]) for i, d in enumerate(src)]
+    return [buf.data[sum(i * s for i, s in zip(idx, strides))] for idx in _indices(shape)]
 
 
 def _binary(f):
     def kernel(a: ToyBuffer, b: ToyBuffer) -> ToyBuffer:
-        shape = a.shape or b.shape
-        n = math.prod(shape)
-        return _store([f(x, y) for x, y in zip(_spread(a, n), _spread(b, n))], a, shape)
+        shape = _broadcast_shape(a.shape, b.shape)
+        return _store([f(x, y) for x, y in zip(_broadcast(a, shape), _broadcast(b, shape))], a, shape)
     return kernel
+
+
+def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    return tuple(y if x == 1 else x for x, y in zip(a, b))
 
 
 def _unary(f):
@@ -139,11 +149,15 @@ def _sqrt(x):
     return math.nan if x < 0 else math.sqrt(x)
 
 
-def sum_last(x: ToyBuffer, *, axis, keepdims, dtype=None) -> ToyBuffer:
-    n = x.shape[-1]
-    rows = [math.fsum(x.data[i:i + n]) if x.data.typecode in "fd" else sum(x.data[i:i + n])
-            for i in range(0, len(x.data), n)] if n else [0] * math.prod(x.shape[:-1])
-    return _store(rows, x, x.shape[:-1] + ((1,) if keepdims else ()))
+def sum_axes(x: ToyBuffer, *, axis, keepdims, dtype=None) -> ToyBuffer:
+    keep = [d not in axis for d in range(len(x.shape))]
+    out = tuple(n if k else 1 for n, k in zip(x.shape, keep))
+    groups: list[list] = [[] for _ in range(math.prod(out))]
+    for idx, v in zip(_indices(x.shape), x.data):  # row-major, like the data
+        groups[sum(i * math.prod(out[d + 1:]) for d, i in enumerate(idx) if keep[d])].append(v)
+    add = math.fsum if x.data.typecode in "fd" else sum
+    shape = out if keepdims else tuple(n for n, k in zip(x.shape, keep) if k)
+    return _store([add(g) for g in groups], x, shape)
 
 
 KERNELS = {
@@ -157,7 +171,7 @@ KERNELS = {
     "exp": (_unary(_exp), floating),
     "log": (_unary(_log), floating),
     "sqrt": (_unary(_sqrt), floating),
-    "sum": (sum_last, last_axis_sum),
+    "sum": (sum_axes, same_dtype_sum),
 }
 
 
