@@ -69,7 +69,9 @@ class LazyFile(Mapping[str, Any]):
         self.path, self.format = str(path), format
         # NOTE: keep a dict subclass as is (GGUF's remembers value types for writing back)
         self.metadata = metadata if isinstance(metadata, dict) else dict(metadata)
-        self._infos, self._realize, self._raw = dict(infos), realize, raw
+        # NOTE: a Mapping is kept as is, so a format may build TensorInfos lazily
+        self._infos = infos if isinstance(infos, Mapping) else dict(infos)
+        self._realize, self._raw = realize, raw
 
     def __getitem__(self, name: str) -> Any:
         return self._realize(self.info(name))

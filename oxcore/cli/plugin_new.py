@@ -17,9 +17,9 @@ import click
 from . import main
 
 KINDS = {
-    "backend": ("an oxcore backend: device {name}, kernels on it", "--oxcore-backend {name}"),
-    "kernels": ("kernels for oxcore backends owned by other packages", "--oxcore-backend cpu_numpy -k relu"),
-    "format": ("the oxcore file format {name} (.{name} files)", "--oxcore-format {name}"),
+    "backend": ("An oxcore backend: device {name} and kernels on it", "--oxcore-backend {name}"),
+    "kernels": ("Kernels for oxcore backends owned by other packages", "--oxcore-backend cpu_numpy -k relu"),
+    "format": ("The oxcore file format {name} (.{name} files)", "--oxcore-format {name}"),
 }
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 

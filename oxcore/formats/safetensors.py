@@ -356,6 +356,32 @@ def _raw(mf: MappedFile, info: TensorInfo) -> np.ndarray:
     return mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,))
 
 
+class _Infos(Mapping[str, TensorInfo]):
+    """name -> TensorInfo, each made on first request (opening stays proportional to the JSON)."""
+
+    def __init__(self, entries: list[tuple], base: int, path: str) -> None:
+        self._entries = {e[0]: e for e in entries}
+        self._base, self._path = base, path
+        self._made: dict[str, TensorInfo] = {}
+
+    def __getitem__(self, name: str) -> TensorInfo:
+        info = self._made.get(name)
+        if info is None:
+            _, st, shape, begin, end, _ = self._entries[name]
+            info = self._made[name] = TensorInfo(name, DTYPES[st][2], st, shape, end - begin, self._base + begin,
+                                                 self._path)
+        return info
+
+    def __iter__(self) -> Any:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+
 def open_safetensors(fmt: Format, path: PathLike) -> LazyFile:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -365,9 +391,7 @@ def open_safetensors(fmt: Format, path: PathLike) -> LazyFile:
             if n <= HEADER_CAP and 8 + n <= size:  # NOTE: never read a length we have not checked
                 head += f.read(n)
     n, metadata, entries = parse_header(path, head, size)
-    base = 8 + n
-    infos = {name: TensorInfo(name, DTYPES[st][2], st, shape, end - begin, base + begin, str(path))
-             for name, st, shape, begin, end, _ in entries}
+    infos = _Infos(entries, 8 + n, str(path))
     mf = MappedFile(path, size)
     return LazyFile(path, fmt, metadata, infos, lambda i: _realize(mf, i), lambda i: _raw(mf, i))
 

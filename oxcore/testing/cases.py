@@ -14,6 +14,7 @@ need it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
@@ -199,11 +200,13 @@ def composite(fn: Callable[..., Params]) -> Callable[[DType], Any]:
     return strategy
 
 
+@functools.lru_cache(maxsize=None)  # NOTE: building strategies is slow; draws happen thousands of times
 def shape_st(min_dims=0, max_dims=3, min_side=1, max_side=5):
     _, hnp = _hyp()
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
 
 
+@functools.lru_cache(maxsize=None)
 def axis_st(ndim: int, none: bool = True, multi: bool = True):
     st, _ = _hyp()
     opts = [st.integers(-ndim, ndim - 1)]
@@ -214,15 +217,21 @@ def axis_st(ndim: int, none: bool = True, multi: bool = True):
     return st.one_of(*opts)
 
 
+@functools.lru_cache(maxsize=None)
+def broadcastable_st(n: int, min_dims: int = 0, max_dims: int = 3, max_side: int = 4):
+    """n mutually broadcastable shapes, as a tuple."""
+    _, hnp = _hyp()
+    return hnp.mutually_broadcastable_shapes(num_shapes=n, min_dims=min_dims, max_dims=max_dims, min_side=1,
+                                             max_side=max_side).map(lambda bs: tuple(bs.input_shapes))
+
+
 def p_shapes(n: int = 1, min_dims: int = 0, max_dims: int = 3, max_side: int = 5):
     """n mutually broadcastable shapes (one shape when n == 1)."""
     def fn(draw, dt):
         st, hnp = _hyp()
         if n == 1:
             return (draw(shape_st(min_dims, max_dims, 1, max_side)),), {}
-        bs = draw(hnp.mutually_broadcastable_shapes(num_shapes=n, min_dims=min_dims, max_dims=max_dims,
-                                                    min_side=1, max_side=max_side))
-        return tuple(bs.input_shapes), {}
+        return draw(broadcastable_st(n, min_dims, max_dims, max_side)), {}
     return composite(fn)
 
 
@@ -379,8 +388,7 @@ def _partners(dt: DType) -> list[DType]:
 
 def _p_promote(draw, dt):
     st, hnp = _hyp()
-    bs = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=4))
-    return tuple(bs.input_shapes), {"partner": draw(st.sampled_from(_partners(dt)))}
+    return draw(broadcastable_st(2)), {"partner": draw(st.sampled_from(_partners(dt)))}
 
 
 def _promote_inputs(rng, dt, shapes, kw):
@@ -673,8 +681,7 @@ case("tensordot", _fn("tensordot"), lambda a, b, *, axes: np.tensordot(a, b, axe
 
 def _p_vecdot(draw, dt):
     st, hnp = _hyp()
-    bs = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3, min_side=1, max_side=4))
-    a, b = bs.input_shapes
+    a, b = draw(broadcastable_st(2, 1))
     k = draw(st.integers(1, 5))
     axis = draw(st.integers(-min(len(a), len(b)), -1))
     a, b = list(a), list(b)

@@ -55,13 +55,14 @@ def test_ten_thousand_steps_reuse_one_plan_in_flat_memory():
     ref = x0.copy()
     s0 = _stats()
     nodes_at, mem_at = {}, {}
-    tracemalloc.start()
     try:
         for step in range(10_000):
             x = x * 0.999 + 1
             x.eval()
             ref = ref * np.float32(0.999) + np.float32(1)
-            if step in (1_000, 9_999):
+            if step == 4_000:  # NOTE: trace the second half only: tracemalloc slows every step
+                tracemalloc.start()
+            if step in (5_000, 9_999):
                 gc.collect()
                 nodes_at[step] = sum(isinstance(o, Node) for o in gc.get_objects())
                 mem_at[step] = tracemalloc.get_traced_memory()[0]
@@ -70,8 +71,8 @@ def test_ten_thousand_steps_reuse_one_plan_in_flat_memory():
     d = _delta(s0)
     assert d["misses"] == 1, f"the loop planned {d['misses']} times; one plan should serve every step"
     assert d["hits"] == 9_999
-    assert nodes_at[9_999] <= nodes_at[1_000], f"live nodes grew: {nodes_at}"
-    assert mem_at[9_999] - mem_at[1_000] < 64 * 1024, f"traced memory grew by {mem_at[9_999] - mem_at[1_000]} bytes"
+    assert nodes_at[9_999] <= nodes_at[5_000], f"live nodes grew: {nodes_at}"
+    assert mem_at[9_999] - mem_at[5_000] < 32 * 1024, f"traced memory grew by {mem_at[9_999] - mem_at[5_000]} bytes"
     assert_close(x, ref.astype(np.float64), ox.float32)  # the same float32 recurrence, step for step
     closed = x0.astype(np.float64) * 0.999 ** 10_000 + (1 - 0.999 ** 10_000) / 0.001
     np.testing.assert_allclose(x.numpy(), closed, rtol=1e-3)

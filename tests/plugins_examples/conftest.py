@@ -50,6 +50,19 @@ def _own_tests(v: PluginVenv, dirs: list[Path]) -> Run:
     return v.pytest(*(str(d / "tests") for d in dirs), cwd=v.work, tag="own")
 
 
+def _wheel(v: PluginVenv) -> Run:
+    """Build oxcore's own wheel from a copy of the sources (does package-data ship the templates?)."""
+    import shutil
+
+    root, src = Path(__file__).parents[2], v.root / "oxcore-src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "oxcore", src / "oxcore", ignore=shutil.ignore_patterns("__pycache__"))
+    return v.run("-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
+                 "--no-index", "-w", str(v.root / "wheels"), str(src))
+
+
 def _tutorial_snippets(v: PluginVenv) -> list[tuple[str, Run]]:
     out = []
     for i, code in enumerate(runnable_blocks(Path(__file__).parents[2] / "docs/plugins/tutorial.md")):
@@ -95,6 +108,7 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory):
         v.submit("kit-formats", v.pytest, "--oxcore-format", "npz", "--oxcore-format", "skel_format",
                  "-k", "test_format_", cwd=by["oxcore-npz"], tag="formats")
         v.submit("tutorial", _tutorial_snippets, v)
+        v.submit("wheel", _wheel, v)
         yield v
     finally:
         v.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -71,14 +72,16 @@ def test_never_overwrites(tmp_path):
     assert "Format" in (tmp_path / "oxcore-x/oxcore_x/__init__.py").read_text()
 
 
-def test_templates_ship_as_package_data():
-    from importlib import resources
+def test_templates_are_in_the_wheel(plugin_venv):
+    import zipfile
 
-    root = resources.files("oxcore") / "templates"
-    assert all((root / k).is_dir() for k in ("common", *KINDS))
-    with open(resources.files("oxcore").parent / "pyproject.toml", "rb") as f:
-        data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["oxcore"]
-    assert "templates/**/*" in data
+    r = plugin_venv.result("wheel")
+    assert r.returncode == 0, r.explain()
+    (whl,) = (plugin_venv.root / "wheels").glob("oxcore-*.whl")
+    names = set(zipfile.ZipFile(whl).namelist())
+    root = Path(__file__).parents[2]
+    want = {str(p.relative_to(root)) for p in (root / "oxcore/templates").rglob("*.tmpl")}
+    assert len(want) >= 10 and want <= names, sorted(want - names)
 
 
 def test_generated_backend_passes_the_kit_unchanged(plugin_venv):
