@@ -364,7 +364,9 @@ class _Planner:
         if pins and refusals.get(pins[0]) == "no kernel" and REGISTRY[op].decompose is not None:
             return self.decompose(REGISTRY[op], p, args, pin)
         if pins:
-            pinned = [o for name in pins for o in options if o[2].name == name]
+            # NOTE: pins choose the backend; among that backend's kernels the cheapest still wins
+            pinned = [o for name in pins for o in sorted((o for o in options if o[2].name == name),
+                                                         key=lambda o: o[0])]
             if pinned and pinned[0][2].name == pins[0]:
                 choice = pinned[0]
             else:

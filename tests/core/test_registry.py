@@ -11,14 +11,15 @@ from oxcore.extend import REGISTRY, Category, OpDef, PluginError, register_op, s
 from oxcore._array import Array
 from oxcore.testing import CASES, cases_for, iter_cases, sample_for
 
-OPS = list(REGISTRY)
+# NOTE: the core's own ops; ops that plugins declare (ggml_dequantize...) are their tests' business
+OPS = [op for op in REGISTRY if REGISTRY[op].source == "oxcore"]
 
 
 def test_registry_has_the_documented_size_and_every_op_a_case():
     assert len(OPS) >= 118
     missing = [op for op in OPS if not cases_for(op)]
     assert not missing, f"ops without conformance cases in oxcore.testing.cases: {missing}"
-    unknown = sorted({c.op for c in CASES} - set(OPS))
+    unknown = sorted({c.op for c in CASES} - set(REGISTRY))
     assert not unknown, f"cases for ops the registry does not know: {unknown}"
 
 

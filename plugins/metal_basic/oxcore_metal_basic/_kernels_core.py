@@ -94,8 +94,8 @@ def _safe_divisor(b):
 
 
 def _remainder(a, b):
-    if _floating(a):
-        return mx.remainder(a, b)
+    if _floating(a):  # NOTE: half inputs in float32 and one rounding, like cpu_numpy
+        return mx.remainder(_f32(a), _f32(b)).astype(a.dtype)
     r = mx.remainder(a, _safe_divisor(b))
     bad = b == 0 if not mx.issubdtype(b.dtype, mx.signedinteger) else (b == 0) | (b == -1)
     return mx.where(bad, mx.zeros_like(r), r)
@@ -103,7 +103,12 @@ def _remainder(a, b):
 
 def _floor_divide(a, b):
     if _floating(a):
-        return mx.floor_divide(a, b)
+        # NOTE: MLX takes floor(a / b), which rounds up when a / b lands on an integer from
+        # below (1.0 // 0.1 gives 10; NumPy 9). NumPy's divmod: (a - a % b) / b is an integer
+        # up to rounding, so round it; % is exact in MLX as in NumPy.
+        af, bf = _f32(a), _f32(b)
+        q = mx.round((af - mx.remainder(af, bf)) / bf)
+        return mx.where(bf == 0, af / bf, q).astype(a.dtype)
     q = mx.floor_divide(a, _safe_divisor(b))
     if mx.issubdtype(b.dtype, mx.signedinteger):
         q = mx.where(b == -1, -a, q)  # wraps at MIN, like NumPy

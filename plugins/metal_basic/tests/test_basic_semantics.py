@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("mlx.core")
 
 import oxcore as ox  # noqa: E402
+from oxcore.extend import manager  # noqa: E402
 
 SIGNED = ["int8", "int16", "int32", "int64"]
 UNSIGNED = ["uint8", "uint16", "uint32", "uint64"]
@@ -35,11 +36,20 @@ def test_integer_division_and_remainder_like_numpy(mlx_backend, run_on, dt):
     assert np.array_equal(run_on(mlx_backend, lambda x, y: x % y, a, b), rem)
 
 
-def test_float_remainder_and_floor_divide_signs(mlx_backend, run_on):
-    a = np.array([-7.5, 7.5, -7.0, 7.0, 5.25, -0.5], np.float32)
-    b = np.array([2.0, -2.0, -2.0, 2.0, -1.5, 3.0], np.float32)
-    assert np.array_equal(run_on(mlx_backend, lambda x, y: x % y, a, b), np.remainder(a, b))
-    assert np.array_equal(run_on(mlx_backend, lambda x, y: x // y, a, b), np.floor_divide(a, b))
+@pytest.mark.parametrize("dt", ["float32", "float64", "float16", "bfloat16"])
+def test_float_remainder_and_floor_divide_like_numpy(mlx_backend, run_on, dt):
+    if dt == "float64" and manager().backend(mlx_backend).device.kind == "gpu":
+        pytest.skip("capability: MLX has no float64 on the GPU (test_basic_support.py checks the refusal)")
+    rng = np.random.default_rng()
+    npdt = ox.dtype(dt).numpy
+    a = np.concatenate([[-7.5, 7.5, -7.0, 7.0, 5.25, -0.5, 1.0, 0.3, -0.3], rng.uniform(-9, 9, 500)]).astype(npdt)
+    b = np.concatenate([[2.0, -2.0, -2.0, 2.0, -1.5, 3.0, 0.1, 0.1, 0.1],  # 1.0 // 0.1 is 9 in NumPy
+                        rng.uniform(0.05, 2, 500) * rng.choice([-1, 1], 500)]).astype(npdt)
+    f32 = np.float64 if dt == "float64" else np.float32  # cpu_numpy's (and our) compute type
+    want_mod = np.remainder(a.astype(f32), b.astype(f32)).astype(npdt)
+    want_div = np.floor_divide(a.astype(f32), b.astype(f32)).astype(npdt)
+    assert np.array_equal(run_on(mlx_backend, lambda x, y: x % y, a, b), want_mod)
+    assert np.array_equal(run_on(mlx_backend, lambda x, y: x // y, a, b), want_div)
 
 
 @pytest.mark.parametrize("dt", ["float32", "float16", "bfloat16"])
