@@ -17,7 +17,7 @@ import pytest
 
 import oxcore as ox
 from oxcore import _profile
-from oxcore.extend import Backend, Device, Kernel, hookimpl, manager, reload_plugins
+from oxcore.extend import Backend, Device, hookimpl, manager, reload_plugins
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 
