@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from . import main
+from .demo import attention_block
 
 bench_group = main.commands["bench"]  # NOTE: the module oxcore.cli.bench shadows the group's name
 
@@ -26,23 +27,7 @@ SIZES = {  # name: (tokens, d_model, heads, kv_heads, ffn, mlp_batch, mlp_hidden
 }
 
 
-# --- workloads (oxcore ops only) -----------------------------------------------------------------
-def transformer_block(ox: Any, x: Any, p: dict[str, Any], heads: int, kv_heads: int) -> Any:
-    """rms_norm -> QKV -> rope -> GQA attention -> out proj -> residual -> rms_norm -> SwiGLU -> residual."""
-    B, T, D = x.shape
-    dh = D // heads
-    h = ox.rms_norm(x, p["norm1"])
-    q = ox.permute_dims(ox.reshape(ox.linear(h, p["wq"]), (B, T, heads, dh)), (0, 2, 1, 3))
-    k = ox.permute_dims(ox.reshape(ox.linear(h, p["wk"]), (B, T, kv_heads, dh)), (0, 2, 1, 3))
-    v = ox.permute_dims(ox.reshape(ox.linear(h, p["wv"]), (B, T, kv_heads, dh)), (0, 2, 1, 3))
-    q, k = ox.rope(q, dh), ox.rope(k, dh)
-    a = ox.scaled_dot_product_attention(q, k, v, causal=True)
-    a = ox.reshape(ox.permute_dims(a, (0, 2, 1, 3)), (B, T, D))
-    x = x + ox.linear(a, p["wo"])
-    h = ox.rms_norm(x, p["norm2"])
-    return x + ox.linear(ox.silu(ox.linear(h, p["wg"])) * ox.linear(h, p["wu"]), p["wd"])
-
-
+# --- workloads (oxcore ops only; the block is the demo's) ------------------------------------------
 def mlp(ox: Any, x: Any, p: dict[str, Any]) -> Any:
     """linear -> gelu -> linear -> residual."""
     return x + ox.linear(ox.gelu(ox.linear(x, p["w1"], p["b1"])), p["w2"], p["b2"])
@@ -60,10 +45,10 @@ def make_workloads(size: str, seed: int = 0) -> list[tuple[str, dict[str, Any], 
 
     dh = D // H
     blk = {"x": w(1, T, D), "norm1": 1 + 0.1 * w(D), "norm2": 1 + 0.1 * w(D), "wq": w(D, D), "wk": w(Hk * dh, D),
-           "wv": w(Hk * dh, D), "wo": w(D, D), "wg": w(F, D), "wu": w(F, D), "wd": w(D, F)}
+           "wv": w(Hk * dh, D), "wo": w(D, D), "w_gate": w(F, D), "w_up": w(F, D), "w_down": w(D, F)}
     mlp_in = {"x": w(Bm, D), "w1": w(Hm, D), "b1": w(Hm), "w2": w(D, Hm), "b2": w(D)}
     return [(f"transformer block T={T} D={D} H={H}/{Hk}", blk,
-             lambda ox, a: transformer_block(ox, a["x"], a, H, Hk)),
+             lambda ox, a: attention_block(ox, a["x"], a, heads=H, kv_heads=Hk)),
             (f"mlp B={Bm} D={D} H={Hm}", mlp_in, lambda ox, a: mlp(ox, a["x"], a))]
 
 

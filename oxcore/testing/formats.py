@@ -574,3 +574,41 @@ def gemma_gguf(cache_dir: str | os.PathLike | None = None) -> Path | None:
         return None
     ok.write_text(f"{g.EXPECTED_SHA256} {target.stat().st_size}")
     return target
+
+
+def open_mutated(path: str | os.PathLike, format_name: str, *, alloc_budget: int,
+                 event: Callable[[str], None] = lambda s: None,
+                 read: Callable[[Any, str], None] | None = None) -> Any:
+    """Open a (possibly hostile) file the way the fuzz tests do and check the contract.
+
+    Only ``FormatError`` may escape, naming ``path`` and an offset inside the file; opening may
+    not allocate more than ``alloc_budget`` bytes; every tensor a successful open reports must
+    lie inside the file, and small ones must read. ``read(file, name)`` replaces the read of
+    one tensor (to tolerate documented refusals). Returns the opened file or None.
+    """
+    import tracemalloc
+
+    import oxcore as ox
+
+    real = os.path.getsize(path)
+    tracemalloc.start()
+    try:
+        try:
+            f = ox.load(path, format=format_name)
+        except ox.FormatError as e:
+            assert e.path == str(path)
+            assert e.offset is None or 0 <= e.offset <= real
+            event(f"FormatError: {e.reason.split(':')[0][:40]}")
+            return None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < alloc_budget, f"opening allocated {peak} bytes (budget {alloc_budget})"
+    event(f"loaded ({len(f)} tensors)")
+    for n in f:
+        i = f.info(n)
+        assert 0 <= i.offset and i.offset + i.nbytes <= real, n
+        if i.nbytes <= 1 << 16:
+            (read or (lambda file, name: file[name].numpy()))(f, n)
+    return f
+
