@@ -52,6 +52,21 @@ class PluginInfo:
         return dict(self.__dict__)
 
 
+# NOTE: the eval path reads a few variables per call; os.environ.get encodes and decodes each
+# time (~1.5 us). On POSIX the raw bytes mapping answers the same question for ~0.05 us.
+_RAW_ENV = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
+def env_raw(name: str, key: bytes | None = None) -> Any:
+    """An environment variable's value (bytes on POSIX, str elsewhere; None when unset), cheaply.
+
+    For cache keys, not for display. ``key`` is ``name.encode()`` precomputed by hot callers.
+    """
+    if _RAW_ENV is not None:
+        return _RAW_ENV.get(key if key is not None else name.encode())
+    return os.environ.get(name)
+
+
 def _csv_env(name: str) -> list[str] | None:
     v = os.environ.get(name)
     if v is None:

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ._plugins import env_raw
+
 __all__ = ["Profile", "MeasuredUs", "DecomposedKernel", "current", "reload", "active", "path", "fingerprint", "env_key",
            "bucket_of", "dtypes_of", "TUNING_ENV"]
 
@@ -43,7 +45,7 @@ TUNING_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VEC
 
 _LOCK = threading.RLock()
 _epoch = 0
-_seen_env: str | None = None
+_seen_env: Any = None  # raw env value (bytes on POSIX)
 _loaded: "Profile | None" = None
 _loaded_for: tuple = ()
 _override: list = []  # stack of profiles set by ``active()``; None entries mean "no profile"
@@ -451,24 +453,29 @@ _SERIAL = iter(range(1, 1 << 62))
 
 
 def __getattr__(name: str) -> Any:
+    if name == "EPOCH":
+        return epoch()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def epoch() -> int:
+    """The plan-cache key part for the active profile (``EPOCH`` reads the same)."""
     # NOTE: EPOCH is computed: it must notice OXCORE_PROFILE changing (tests, notebooks) without a
     # stat() per eval, and switching back and forth between profiles with ``active()`` must find
     # the plans cached for each again (a benchmark alternates tuned and untuned plans).
-    if name == "EPOCH":
-        global _seen_env, _epoch
-        v = os.environ.get("OXCORE_PROFILE")
-        if v != _seen_env:
-            with _LOCK:
-                _seen_env = v
-                _epoch += 1
-        top = (_override[-1].serial if _override[-1] is not None else 0) if _override else -1
-        key = (_epoch, top)
-        e = _EPOCHS.get(key)
-        if e is None:
-            with _LOCK:
-                e = _EPOCHS.setdefault(key, len(_EPOCHS) + 1)
-        return e
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    global _seen_env, _epoch
+    v = env_raw("OXCORE_PROFILE", b"OXCORE_PROFILE")
+    if v != _seen_env:
+        with _LOCK:
+            _seen_env = v
+            _epoch += 1
+    top = (_override[-1].serial if _override[-1] is not None else 0) if _override else -1
+    key = (_epoch, top)
+    e = _EPOCHS.get(key)
+    if e is None:
+        with _LOCK:
+            e = _EPOCHS.setdefault(key, len(_EPOCHS) + 1)
+    return e
 
 
 def _default_entries() -> list[dict]:

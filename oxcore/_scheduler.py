@@ -187,8 +187,9 @@ def _signature(order: list[Node], pos: dict[int, int], keep: list[bool], config:
 
 
 def _config() -> tuple:
-    env = os.environ
-    return (_plugins.manager().epoch, env.get("OXCORE_BACKENDS", ""), env.get("OXCORE_STRICT", ""), _profile.EPOCH)
+    env = _plugins.env_raw
+    return (_plugins.manager().epoch, env("OXCORE_BACKENDS", b"OXCORE_BACKENDS"),
+            env("OXCORE_STRICT", b"OXCORE_STRICT"), _profile.epoch())
 
 
 # --- evaluation ----------------------------------------------------------------------------------
