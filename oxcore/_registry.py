@@ -73,6 +73,9 @@ class OpDef:
         variadic: the op takes any number of array inputs (concat, stack...).
         vjp, jvp: optional differentiation rules (reserved for autodiff).
         doc: one line for ``oxcore ops list``.
+        sample: optional ``sample(oxcore) -> Array`` building a small instance of the op; coverage
+            (``oxcore ops list``) plans it to tell native from decomposed. Core ops get theirs
+            from the conformance cases; plugin ops should pass one.
     """
 
     name: str
@@ -85,6 +88,7 @@ class OpDef:
     jvp: Callable[..., Any] | None = None
     doc: str = ""
     source: str = field(default="oxcore", compare=False)
+    sample: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     @property
     def primitive(self) -> bool:
@@ -129,7 +133,7 @@ REGISTRY = Registry()
 
 def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str, ...] = (),
                 decompose: Callable | None = None, variadic: bool = False, doc: str = "",
-                source: str = "oxcore") -> OpDef:
+                source: str = "oxcore", sample: Callable[[Any], Any] | None = None) -> OpDef:
     """Declare an op in the global registry (one declaration per op).
 
     Example:
@@ -141,7 +145,7 @@ def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str
         [2.0, 4.0]
     """
     return REGISTRY.register(OpDef(name, category, infer, attrs, decompose, variadic,
-                                   doc=doc, source=source))
+                                   doc=doc, source=source, sample=sample))
 
 
 def build(name: str, *inputs: Any, **attrs: Any) -> Any:

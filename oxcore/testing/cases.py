@@ -111,6 +111,13 @@ def sample_for(op: str) -> Any:
         out = c.build(ox, *inputs, **kw)
         if getattr(out, "_node", None) is not None and out._node.op == op:
             return out
+    from oxcore.extend import REGISTRY
+
+    d = REGISTRY.ops.get(op)
+    if d is not None and d.sample is not None:  # a plugin op's own sample
+        out = d.sample(ox)
+        if getattr(out, "_node", None) is not None and out._node.op == op:
+            return out
     return None
 
 

@@ -52,7 +52,16 @@ def register_op(register: Any) -> None:
 
     from ._decompose import decompose
 
-    register(OP, Category.QUANT, infer, attrs=ATTRS, decompose=decompose, doc=DOC)
+    register(OP, Category.QUANT, infer, attrs=ATTRS, decompose=decompose, doc=DOC, sample=sample)
+
+
+def sample(ox: Any) -> Any:
+    """One Q8_0 block (an f16 scale and 32 int8 values) dequantized: for ``oxcore ops list``."""
+    import numpy as np
+
+    block = np.concatenate([np.array([0.5], np.float16).view(np.uint8),
+                            np.arange(-16, 16, dtype=np.int8).view(np.uint8)])
+    return ox.build(OP, ox.asarray(block), ggml_type="Q8_0", shape=(32,), dtype=ox.float32)
 
 
 def kernels() -> list[Any]:
