@@ -94,10 +94,6 @@ def _format_results(plugin_venv, fmt: str) -> None:
     r = plugin_venv.result("kit-formats")
     assert r.passed(f"test_format_roundtrip[{fmt}]"), r.explain()
     outcome, msg = r.outcomes.get(f"test_format_hostile[{fmt}]", ("missing", ""))
-    if outcome != "passed" and "No corpus for format" in msg:
-        # NOTE: the kit's hostile-file corpora exist only for builtin formats (safetensors,
-        # gguf) so far; a third-party format gets no generic corpus yet. Strict once it does.
-        pytest.xfail(f"the kit has no hostile corpus for {fmt!r} yet")
     assert outcome == "passed", r.explain()
 
 
