@@ -10,6 +10,6 @@ Example:
 """
 
 from .cases import CASES, Case, cases_for, iter_cases, sample_for
-from .check import TOLERANCES, assert_close, tolerance
+from .check import TOLERANCES, assert_close, run_in_threads, tolerance
 
-__all__ = ["CASES", "Case", "cases_for", "iter_cases", "sample_for", "TOLERANCES", "assert_close", "tolerance"]
+__all__ = ["CASES", "Case", "cases_for", "iter_cases", "sample_for", "TOLERANCES", "assert_close", "run_in_threads", "tolerance"]

@@ -101,3 +101,33 @@ def assert_close(got: Any, expected: Any, dtype: DType, *, what: str = "result",
         raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} values differ ({dtype.name} {shape}, "
                              f"rtol={rtol:g} atol={atol:g}, max abs error {max_err:.3g}): at index {idx} "
                              f"expected={e[idx]!r} got={g[idx]!r}")
+
+
+def run_in_threads(work: Any, n: int) -> None:
+    """Call ``work(i)`` for ``i in range(n)`` in ``n`` threads started together (a barrier);
+    re-raise the first failure in the caller's thread.
+
+    Example:
+        >>> from oxcore.testing import run_in_threads
+        >>> seen = set(); run_in_threads(seen.add, 3); sorted(seen)
+        [0, 1, 2]
+    """
+    import threading
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            work(i)
+        except BaseException as e:  # NOTE: re-raised below, in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

@@ -15,7 +15,6 @@ is reported as a skip with that reason, never as a pass.
 from __future__ import annotations
 
 import gc
-import threading
 import weakref
 from typing import Any
 
@@ -27,7 +26,7 @@ from oxcore._scheduler import PNode
 from oxcore.extend import HOST, manager
 
 from .cases import CASES, Case
-from .check import assert_close
+from .check import assert_close, run_in_threads
 
 __all__ = ["test_op", "test_transfers", "test_dlpack", "test_supports_reasons", "test_threads",
            "test_buffers_freed", "test_format_roundtrip", "test_format_hostile"]
@@ -168,30 +167,18 @@ def test_threads(oxcore_backend: str) -> None:
     shared_in = rng.uniform(-2, 2, (8, 8)).astype(np.float32)
     with ox.use(oxcore_backend):
         shared = ox.tanh(ox.asarray(shared_in) @ ox.asarray(shared_in)) + 1
-    errors: list[BaseException] = []
     results: dict[int, Any] = {}
-    barrier = threading.Barrier(4)
 
     def work(i: int) -> None:
-        try:
-            barrier.wait()
-            for step in range(10):
-                a = inputs[i]
-                with ox.use(oxcore_backend):
-                    y = ox.sum(ox.exp(ox.asarray(a) * 0.5) + step, axis=1)
-                assert_close(y, np.sum(np.exp(a.astype(np.float64) * 0.5) + step, axis=1), ox.float32,
-                             what=f"thread {i} step {step}", tol=4)
-            results[i] = np.array(shared.numpy())
-        except BaseException as e:  # NOTE: re-raised below, in the test's thread
-            errors.append(e)
+        for step in range(10):
+            a = inputs[i]
+            with ox.use(oxcore_backend):
+                y = ox.sum(ox.exp(ox.asarray(a) * 0.5) + step, axis=1)
+            assert_close(y, np.sum(np.exp(a.astype(np.float64) * 0.5) + step, axis=1), ox.float32,
+                         what=f"thread {i} step {step}", tol=4)
+        results[i] = np.array(shared.numpy())
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    run_in_threads(work, 4)
     ref = np.tanh(shared_in.astype(np.float64) @ shared_in.astype(np.float64)) + 1
     for i in range(4):
         assert_close(results[i], ref, ox.float32, what=f"shared array seen by thread {i}", tol=4)

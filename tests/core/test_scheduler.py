@@ -4,7 +4,6 @@ held intermediates kept, 100k-node graphs, concurrent evaluation."""
 from __future__ import annotations
 
 import gc
-import threading
 import tracemalloc
 import weakref
 
@@ -14,7 +13,7 @@ import pytest
 import oxcore as ox
 from oxcore import _scheduler
 from oxcore.extend import Node
-from oxcore.testing import assert_close
+from oxcore.testing import assert_close, run_in_threads
 
 rng = np.random.default_rng()
 
@@ -126,31 +125,19 @@ def test_concurrent_evals_from_threads_are_right():
     inputs = [_f32(16, 16) for _ in range(6)]
     shared_in = _f32(16, 16)
     shared = ox.softmax(ox.asarray(shared_in) @ ox.asarray(shared_in), axis=-1)
-    errors: list[BaseException] = []
     out: dict[int, np.ndarray] = {}
-    barrier = threading.Barrier(6)
 
     def work(i: int) -> None:
-        try:
-            barrier.wait()
-            for k in range(20):
-                a = inputs[i]
-                y = ox.tanh(ox.asarray(a) * (k + 1)).sum(axis=0) + (shared if k == 10 else 0.0)
-                ref = np.tanh(a.astype(np.float64) * (k + 1)).sum(axis=0)
-                if k == 10:
-                    ref = ref + np.asarray(shared.numpy(), np.float64)
-                assert_close(y, ref, ox.float32, what=f"thread {i} step {k}", tol=4)
-            out[i] = np.array(shared.numpy())
-        except BaseException as e:
-            errors.append(e)
+        for k in range(20):
+            a = inputs[i]
+            y = ox.tanh(ox.asarray(a) * (k + 1)).sum(axis=0) + (shared if k == 10 else 0.0)
+            ref = np.tanh(a.astype(np.float64) * (k + 1)).sum(axis=0)
+            if k == 10:
+                ref = ref + np.asarray(shared.numpy(), np.float64)
+            assert_close(y, ref, ox.float32, what=f"thread {i} step {k}", tol=4)
+        out[i] = np.array(shared.numpy())
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    run_in_threads(work, 6)
     s = shared_in.astype(np.float64) @ shared_in
     e = np.exp(s - s.max(axis=-1, keepdims=True))
     for i in range(6):
