@@ -156,7 +156,7 @@ class _Reader:
                 pos += 8
                 append(pos)
                 pos += n
-        except struct.error:
+        except (struct.error, OverflowError):  # NOTE: a lying length can push pos past ssize_t
             pos = self.size + 1
         if pos > self.size:
             self._strings_slow(count, what)
