@@ -378,7 +378,10 @@ class _Planner:
         else:
             choice = min(pool, key=lambda o: (o[0], o[1]))
             top = self.backends[0].name if self.backends else None
-            if top in refusals and choice[2].name != top:
+            # NOTE: a default backend that merely lacks a kernel for a decomposable op is not a
+            # fallback (it could run the decomposition; another backend's kernel was cheaper)
+            if top in refusals and choice[2].name != top and not (
+                    refusals[top] == "no kernel" and REGISTRY[op].decompose is not None):
                 self.fallbacks.append(f"{op} {dtype.name}{list(shape)}: {top} refused ({refusals[top]}); "
                                       f"ran on {choice[2].name}")
         _, _, p.backend, p.kernel = choice

@@ -138,3 +138,21 @@ def test_op_not_supported_names_op_dtypes_and_every_backend(fake_backend):
         assert "cpu_numpy: no kernel" in msg
     finally:
         REGISTRY.ops.pop(name, None)
+
+
+def test_a_cheaper_kernel_elsewhere_for_a_decomposable_op_is_no_fallback(fake_backend, monkeypatch):
+    # fake (the top-priority backend) has no softmax kernel but softmax decomposes: choosing
+    # cpu_numpy's kernel is a cost decision, not a fallback, and OXCORE_STRICT lets it run
+    monkeypatch.setenv("OXCORE_STRICT", "1")
+    a = _f32(3, 5)
+    y = ox.softmax(ox.asarray(a), axis=-1)
+    ex = ox.explain(y)
+    assert not ex.fallbacks, ex.fallbacks
+    e = np.exp(a.astype(np.float64) - a.max(axis=-1, keepdims=True))
+    assert_close(y, e / e.sum(axis=-1, keepdims=True), ox.float32, tol=4)
+
+
+def test_a_real_refusal_of_the_top_backend_is_a_fallback(fake_backend):
+    a = rng.uniform(-2, 2, (4,))  # float64: fake refuses it with a reason
+    ex = ox.explain(ox.exp(ox.asarray(a)))
+    assert any("fake refused" in f and "float64" in f for f in ex.fallbacks), ex.fallbacks
