@@ -67,3 +67,12 @@ def random_blocks(type_name: str, n_blocks: int, seed: int = 0) -> np.ndarray:
     for at in scale_at:
         b[:, at:at + 2] = rng.uniform(-2, 2, n_blocks).astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
     return b
+
+
+def assert_infos_match_reader(f, reader) -> None:
+    """Our tensor order, types, shapes, offsets and sizes equal gguf-py's ``GGUFReader``'s."""
+    assert [t.name for t in reader.tensors] == list(f)
+    for t in reader.tensors:
+        i = f.info(t.name)
+        assert (i.type, i.shape, i.offset, i.nbytes) == (t.tensor_type.name, tuple(int(d) for d in reversed(t.shape)),
+                                                        int(t.data_offset), int(t.n_bytes))

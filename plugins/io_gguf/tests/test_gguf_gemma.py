@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import oxcore as ox
+from gguf_helpers import assert_infos_match_reader
 from oxcore_io_gguf._types import BY_ID
 
 
@@ -78,11 +79,7 @@ def test_against_gguf_reader(gemma_path):
 
     r = gguf.GGUFReader(gemma_path)
     f = ox.load(gemma_path)
-    assert [t.name for t in r.tensors] == list(f)
-    for t in r.tensors:
-        i = f.info(t.name)
-        assert (i.type, i.shape, i.offset, i.nbytes) == (t.tensor_type.name, tuple(int(d) for d in reversed(t.shape)),
-                                                        int(t.data_offset), int(t.n_bytes))
+    assert_infos_match_reader(f, r)
     for k, field in r.fields.items():
         if not k.startswith("GGUF."):
             assert k in f.metadata
