@@ -13,7 +13,7 @@ from typing import Any
 
 from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, float32, float64, iinfo,  # noqa: A004
                       int8, int16, int32, int64, uint8, uint16, uint32, uint64)
-from ._errors import (AttributeValueError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
+from ._errors import (AttributeValueError, CompileError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
                       OxcoreError, PluginError, ShapeError, UnknownNameError)
 from ._array import Array, use
 from ._device import HOST, Device
@@ -28,6 +28,7 @@ from . import nn
 from . import _dtypes, _scheduler
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
+from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
 
 __version__ = "0.1.0"
 __array_api_version__ = "2024.12"
@@ -137,7 +138,7 @@ def backends() -> list[str]:
     return [b.name for b in manager().available_backends()]
 
 
-__all__ = ["record", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
+__all__ = ["record", "compile", "CompileError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
            "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "nn", "PLUGIN_API", "OxcoreError",
            "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
            "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",

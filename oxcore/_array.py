@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import operator
 from typing import Any, Iterator
@@ -12,7 +11,7 @@ import numpy as np
 from . import _dtypes as D
 from ._device import HOST, Device
 from ._errors import DTypeError
-from ._registry import Node
+from ._registry import TRACING, Node, check_not_traced
 
 _PIN: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("oxcore_pin", default=None)
 
@@ -21,8 +20,7 @@ def _current_pin() -> tuple[str, ...] | None:
     return _PIN.get()
 
 
-@contextlib.contextmanager
-def use(*backends: str) -> Iterator[None]:
+class use:  # noqa: N801  (a function-like context manager, as np.errstate)
     """Pin the ops built inside the block to these backends, in order of preference.
 
     Pins win over measured cost. A node that none of them can run falls back to the others
@@ -35,12 +33,20 @@ def use(*backends: str) -> Iterator[None]:
         >>> y.tolist()
         [3.0, 6.0]
     """
-    names = tuple(n for b in backends for n in b.split(",") if n)
-    token = _PIN.set(names or None)
-    try:
-        yield
-    finally:
-        _PIN.reset(token)
+
+    # NOTE: a class, not @contextmanager: entered on every call of a hot loop (a decode step
+    # under oxcore.compile), where a generator-based manager costs ~4 us
+    __slots__ = ("names", "_tokens")
+
+    def __init__(self, *backends: str) -> None:
+        self.names = tuple(n for b in backends for n in b.split(",") if n) or None
+        self._tokens: list[contextvars.Token] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(_PIN.set(self.names))
+
+    def __exit__(self, *exc: Any) -> None:
+        _PIN.reset(self._tokens.pop())
 
 
 def _leaf(buf: Any, dtype: D.DType, device: Device = HOST) -> "Array":
@@ -148,6 +154,8 @@ class Array:
         n = self._node
         if n.buf is None:
             self.eval()
+        elif TRACING.get() is not None:
+            check_not_traced((n,))
         out = n.device.to_numpy(n.buf)
         if out.flags.writeable:
             out = out.view()
@@ -220,6 +228,8 @@ class Array:
         n = self._node
         if n.buf is None:
             self.eval()
+        elif TRACING.get() is not None:
+            check_not_traced((n,))
         if n.device == dev:
             return self
         return Array._wrap(Node(None, (), {}, n.shape, n.dtype, dev.from_numpy(n.device.to_numpy(n.buf)), dev))

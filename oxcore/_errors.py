@@ -27,6 +27,10 @@ class FallbackError(OxcoreError, RuntimeError):
     """``OXCORE_STRICT=1`` and the plan needed a fallback."""
 
 
+class CompileError(OxcoreError, RuntimeError):
+    """A function cannot be traced by ``oxcore.compile`` (it reads values, mutates an argument...)."""
+
+
 class PluginError(OxcoreError, RuntimeError):
     """A plugin could not be loaded or registered something invalid."""
 

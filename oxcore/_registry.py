@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ._dtypes import DType
-from ._errors import AttributeValueError, PluginError, UnknownNameError
+from ._errors import AttributeValueError, CompileError, PluginError, UnknownNameError
 
 Shape = tuple[int, ...]
+
+
+#: while ``oxcore.compile`` traces a function: the ids of its argument nodes (else None)
+TRACING: contextvars.ContextVar[frozenset | None] = contextvars.ContextVar("oxcore_tracing", default=None)
+
+
+def check_not_traced(nodes: Any) -> None:
+    """Raise ``CompileError`` if a function being traced by ``oxcore.compile`` reads values
+    that depend on its arguments: the replay would not run the Python that read them."""
+    args = TRACING.get()
+    if args is not None and any(id(n) in args for n in nodes):
+        raise CompileError("a function under oxcore.compile read the value of an array that depends on its "
+                           "arguments (bool(), float(), .item(), .numpy(), to_device(), print...). A compiled "
+                           "function replays its graph without running its Python again, so it must not branch "
+                           "on or read values. Move that code out of the function, or call it uncompiled.")
 
 
 class Category(enum.Enum):

@@ -18,11 +18,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from . import _plugins, _profile
 from ._backend import Backend, Instr, Kernel, Segment
 from ._device import HOST, Device
 from ._errors import FallbackError, OpNotSupportedError
-from ._registry import REGISTRY, Node
+from ._registry import REGISTRY, TRACING, Node, check_not_traced
 
 _LOCK = threading.RLock()
 #: callbacks ``f(plan)`` called on every evaluation (``oxcore.record`` uses this)
@@ -200,6 +202,8 @@ def evaluate(targets: list[Node]) -> None:
         if not targets:
             return
         order, pos, uses = _collect(targets)
+        if TRACING.get() is not None:
+            check_not_traced(order)
         tset = {id(t) for t in targets}
         keep = []
         for i, n in enumerate(order):
@@ -222,14 +226,18 @@ def evaluate(targets: list[Node]) -> None:
                 _run(plan, order)
                 return
             except KernelFailed as e:
-                # NOTE: a third-party kernel broke at run time: disable it, say why, and re-plan
-                # (leaves are untouched until a run completes, so starting over is safe)
-                e.kernel.failed = f"raised at run time: {type(e.error).__name__}: {e.error}"
-                FAILURES.append(f"{e.kernel.id} ({e.kernel.source}) {e.kernel.failed}; re-placed")
-                clear_cache()
+                # NOTE: leaves are untouched until a run completes, so starting over is safe
+                disable_failed(e)
                 plan = _build_plan(order, pos, keep)
                 _CACHE[sig] = plan
         raise OpNotSupportedError("kernels kept failing at run time:\n  " + "\n  ".join(FAILURES[-8:]))
+
+
+def disable_failed(e: KernelFailed) -> None:
+    """A third-party kernel broke at run time: disable it, say why, and drop plans using it."""
+    e.kernel.failed = f"raised at run time: {type(e.error).__name__}: {e.error}"
+    FAILURES.append(f"{e.kernel.id} ({e.kernel.source}) {e.kernel.failed}; re-placed")
+    clear_cache()
 
 
 def explain(nodes: list[Node]) -> Explanation:
@@ -243,18 +251,23 @@ def explain(nodes: list[Node]) -> Explanation:
         return _build_plan(order, pos, keep).explain()
 
 
+def run_steps(steps: list, vals: list) -> None:
+    """Run a plan's steps over its slot list ``vals`` (leaves and constants already filled)."""
+    for fn, ins, outs, frees in steps:
+        res = fn([vals[i] for i in ins])
+        for o, r in zip(outs, res):
+            vals[o] = r
+        for f in frees:
+            vals[f] = None
+
+
 def _run(plan: Plan, order: list[Node]) -> None:
     vals: list[Any] = [None] * plan.nslots
     for p, s in plan.leaf_slots:
         vals[s] = order[p].buf
     for s, buf in plan.consts:
         vals[s] = buf
-    for fn, ins, outs, frees in plan.steps:
-        res = fn([vals[i] for i in ins])
-        for o, r in zip(outs, res):
-            vals[o] = r
-        for f in frees:
-            vals[f] = None
+    run_steps(plan.steps, vals)
     for p, s, dev in plan.outputs:
         n = order[p]
         n.buf, n.device = vals[s], dev
@@ -289,6 +302,8 @@ class _Planner:
         self.strict = os.environ.get("OXCORE_STRICT", "") not in ("", "0")
         self.movable: dict[int, list[tuple[float, int, Backend, Kernel]]] = {}  # pnode -> options (compute us)
         self.chosen_us: dict[int, float] = {}
+        # order positions of leaves with fixed values; None outside oxcore.compile
+        self.frozen: set[int] | None = None
 
     # transfers: latency + bytes / bandwidth, measured when the profile has it
     def transfer_us(self, src: Device, dst: Device, nbytes: int) -> float:
@@ -522,9 +537,13 @@ def plan_only_on(backend: str, nodes: list[Node]) -> Plan:
     return _build_plan(order, pos, [n in nodes for n in order], only=backend)
 
 
-def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool], only: str | None = None) -> Plan:
+def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool], only: str | None = None,
+                frozen: set[int] | None = None) -> Plan:
+    """``frozen``: positions in ``order`` of leaves whose values are fixed for the plan's life
+    (``oxcore.compile``'s constants); given, small constants become ``Segment.constants``."""
     STATS["plans"] += 1
     pl = _Planner(only)
+    pl.frozen = frozen
     where: list[int] = []
     for i, n in enumerate(order):
         if n.buf is not None:
@@ -539,13 +558,33 @@ def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool], only: 
     if pl.strict and pl.fallbacks:
         raise FallbackError("OXCORE_STRICT=1 and the plan needs fallbacks:\n  " + "\n  ".join(pl.fallbacks))
     outputs = [(i, where[i]) for i, n in enumerate(order) if keep[i]]
-    plan = _segment(pl, outputs)
+    plan = _segment(pl, outputs, lambda i: order[i].buf)
     if "plan" in os.environ.get("OXCORE_LOG", ""):
         print(plan.explain(), file=sys.stderr)
     return plan
 
 
-def _segment(pl: _Planner, outputs: list[tuple[int, int]]) -> Plan:
+def _constant_inputs(pl: _Planner, ext: list[int], order_bufs: Callable[[int], Any]) -> dict[int, Any]:
+    """Segment inputs whose values are fixed and small (0-d): their host values by input index.
+
+    Only for ``oxcore.compile`` plans: a backend may bake these into its kernels, which costs a
+    kernel build per distinct value (MLX: a C++/NVRTC compile). A trace pays that once; a lazy
+    plan would pay it for every new scalar, so lazy plans keep them as ordinary inputs."""
+    out: dict[int, Any] = {}
+    if pl.frozen is None:
+        return out
+    for k, a in enumerate(ext):
+        p = pl.pnodes[a]
+        if p.op is not None or p.shape:
+            continue
+        if p.const is not None:
+            out[k] = np.asarray(p.device.to_numpy(p.const))
+        elif p.leaf_pos in pl.frozen:
+            out[k] = np.asarray(p.device.to_numpy(order_bufs(p.leaf_pos)))
+    return out
+
+
+def _segment(pl: _Planner, outputs: list[tuple[int, int]], order_bufs: Callable[[int], Any]) -> Plan:
     pnodes = pl.pnodes
     # live: pnodes needed to compute the outputs (decompositions may leave dead helpers)
     need = [False] * len(pnodes)
@@ -602,6 +641,7 @@ def _segment(pl: _Planner, outputs: list[tuple[int, int]]) -> Plan:
             in_slots.append(slot_of[key])
         env = {a: k for k, a in enumerate(ext)}
         seg = Segment(b, len(ext), [(pnodes[a].shape, pnodes[a].dtype) for a in ext])
+        seg.constants = _constant_inputs(pl, ext, order_bufs)
         for i in g:
             p = pnodes[i]
             env[i] = len(ext) + len(seg.instrs)
@@ -649,7 +689,10 @@ def _compiled(b: Backend, seg: Segment) -> Callable:
 
 def _transfer(src: Device, dst: Device) -> Callable:
     if src is HOST or src.name == HOST.name:
-        return lambda v: [dst.from_numpy(v[0])]
-    if dst.name == HOST.name:
-        return lambda v: [src.to_numpy(v[0])]
-    return lambda v: [dst.from_numpy(src.to_numpy(v[0]))]
+        move = lambda v: [dst.from_numpy(v[0])]  # noqa: E731
+    elif dst.name == HOST.name:
+        move = lambda v: [src.to_numpy(v[0])]  # noqa: E731
+    else:
+        move = lambda v: [dst.from_numpy(src.to_numpy(v[0]))]  # noqa: E731
+    move.is_transfer = True  # NOTE: oxcore.compile moves constants once, at trace time
+    return move

@@ -1,8 +1,10 @@
 """``oxcore bench ops`` and ``oxcore bench block``: the MLX backends against cpu_numpy and
 against MLX and NumPy used directly, in one run.
 
-Every oxcore row is a full call as a user makes it: build the lazy graph, look up the cached
-plan, run, wait for the result (inputs already on the backend's device, so no transfers).
+Every oxcore row is a full call as a user makes it, with inputs already on the backend's
+device: "oxcore B" builds the lazy graph, looks up the cached plan, runs and waits for the
+result; "oxcore B, ox.compile" calls the same function wrapped in ``oxcore.compile`` (the plan
+replayed without building the graph), the counterpart of ``mx.compile``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,43 @@ def _on(backend: str, arrays: list[Any]) -> list[Any]:
 
     dev = manager().backend(backend).device.name
     return [a.to_device(dev) for a in arrays]
+
+
+def _backend_calls(b: str, fn: Any, args: list[Any]) -> dict[str, Any]:
+    """Two timed calls for backend ``b``: the lazy call and the ``oxcore.compile``d call."""
+    import oxcore as ox
+
+    compiled = ox.compile(fn)
+
+    def lazy() -> Any:
+        with ox.use(b):
+            y = fn(*args)
+        return y.eval()
+
+    def replay() -> Any:
+        with ox.use(b):
+            return compiled(*args)
+    return {f"oxcore {b}": lazy, f"oxcore {b}, ox.compile": replay}
+
+
+def _time_group(rep: Any, group: str, calls: dict[str, Any], repeat: int, baseline: str,
+                meta: dict[str, dict] | None = None) -> None:
+    """Time ``calls`` in interleaved rounds (load and clock drift hit every row alike; timing
+    them one after the other made the same row differ by 1.4x between runs on a GPU host)."""
+    from oxcore.autotune import interleaved
+
+    names = list(calls)
+    for name, st in zip(names, interleaved([calls[n] for n in names], min_rounds=repeat, max_rounds=repeat)):
+        rep.add(name, st, group=group, baseline=name == baseline, **(meta or {}).get(name, {}))
+
+
+def _target(rep: Any, group: str, row: str, ref: str, goal: float) -> None:
+    """Note how many times ``ref``'s median time ``row`` takes, against a goal (at most ``goal``x)."""
+    med = {r["name"]: r["median_us"] for r in rep.rows if r["group"] == group}
+    if row in med and ref in med:
+        x = med[row] / med[ref]
+        rep.notes.append(f"goal {group}: {row!r} takes {x:.2f}x the time of {ref!r} (goal <= {goal:.2f}x: "
+                         f"{'met' if x <= goal else 'MISSED'})")
 
 
 def _finish(rep: Any, out_path: str | None) -> None:
@@ -110,21 +149,18 @@ def bench_ops(ops: tuple[str, ...], backends: tuple[str, ...], sizes: str, dtype
             group = f"{name} n={n}"
             mx_in = [ox.asarray(h).to_device("mlx:" + ("gpu" if mx.is_available(mx.gpu) else "cpu"))._node.buf
                      for h in host]
-            rep.add("mlx eager", measure(lambda: mx.eval(mx_fn(*mx_in)), repeat=repeat), group=group, baseline=True)
             comp = mx.compile(mx_fn)
-            rep.add("mlx mx.compile", measure(lambda: mx.eval(comp(*mx_in)), repeat=repeat), group=group)
+            calls = {"mlx eager": lambda: mx.eval(mx_fn(*mx_in)), "mlx mx.compile": lambda: mx.eval(comp(*mx_in))}
             if dt.name != "bfloat16":
-                rep.add("numpy", measure(lambda: np_fn(*host), repeat=repeat), group=group)
+                calls["numpy"] = lambda: np_fn(*host)
             for b in _backends(backends):
-                xs = _on(b, [ox.asarray(h) for h in host])
-
-                def call(b=b, xs=xs):
-                    with ox.use(b):
-                        y = ox_fn(*xs)
-                    return y.eval()
-                rep.add(f"oxcore {b}", measure(call, repeat=repeat, warmup=4), group=group)
+                calls.update(_backend_calls(b, ox_fn, _on(b, [ox.asarray(h) for h in host])))
+            _time_group(rep, group, calls, repeat, baseline="mlx eager")
+            if name == "chain8":  # NOTE: the issue's goal: fused at least 2x basic on fusible chains
+                for how in ("", ", ox.compile"):
+                    _target(rep, group, f"oxcore metal_fused{how}", f"oxcore metal_basic{how}", 0.5)
     rep.notes.append("baseline: MLX called directly, eager; oxcore rows include graph building and planning "
-                     "(cached), with inputs already on the backend's device")
+                     "(cached), with inputs already on the backend's device; ', ox.compile' rows replay the plan")
     _finish(rep, out_path)
 
 
@@ -254,21 +290,25 @@ def bench_block(dim: int, heads: int, kv_heads: int, ffn: int, cache: int, prefi
             return lambda: mx.eval(f(to_mx, to_mx["x"], to_mx["kc"], to_mx["vc"], off_mx))
         eager = lambda Wm, xx, k, v, o: _mx_block(mx, Wm, xx, k, v, o, heads, kv_heads)  # noqa: E731
         comp = mx.compile(eager)
-        rep.add("mlx hand-written, mx.compile", measure(mx_call(comp), repeat=repeat), group=group, baseline=True)
-        rep.add("mlx hand-written, eager", measure(mx_call(eager), repeat=repeat), group=group)
+        calls = {"mlx hand-written, mx.compile": mx_call(comp), "mlx hand-written, eager": mx_call(eager)}
         want = np.asarray(comp(to_mx, to_mx["x"], to_mx["kc"], to_mx["vc"], off_mx).astype(mx.float32))
         if dt.name != "bfloat16":
             rep.add("numpy hand-written", measure(lambda: _np_block(np, W, x, kc, vc, S, heads, kv_heads),
                                                   repeat=max(3, repeat // 4)), group=group)
+        errs: dict[str, dict] = {}
         for b in _backends(backends):
             dev = {k: (None if v is None else _on(b, [ox.asarray(v)])[0]) for k, v in host.items()}
-            off = ox.asarray(np.array(S, np.int32))
+            off = _on(b, [ox.asarray(np.array(S, np.int32))])[0]
 
-            def call(b=b, dev=dev, off=off):
-                with ox.use(b):
-                    y = _ox_block(ox, dev, dev["x"], dev["kc"], dev["vc"], off, heads, kv_heads)
-                return y.eval()
-            y = call()
+            def block(Wd, xx, k, v, o):
+                return _ox_block(ox, Wd, xx, k, v, o, heads, kv_heads)
+            with ox.use(b):
+                y = block(dev, dev["x"], dev["kc"], dev["vc"], off)
             err = float(np.max(np.abs(np.asarray(y.numpy(), np.float32) - want)))
-            rep.add(f"oxcore {b}", measure(call, repeat=repeat, warmup=4), group=group, max_abs_diff=err)
+            more = _backend_calls(b, block, [dev, dev["x"], dev["kc"], dev["vc"], off])
+            calls.update(more)
+            errs.update({name: {"max_abs_diff": err} for name in more})
+        _time_group(rep, group, calls, repeat, baseline="mlx hand-written, mx.compile", meta=errs)
+        # NOTE: the issue's goal: metal_fused within 1.1x of hand-written compiled MLX
+        _target(rep, group, "oxcore metal_fused, ox.compile", "mlx hand-written, mx.compile", 1.1)
     _finish(rep, out_path)

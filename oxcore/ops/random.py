@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 from .. import _dtypes as D
 from .._array import Array, scalar
-from .._errors import AttributeValueError
-from .._registry import Category, build, register_op
+from .._errors import AttributeValueError, CompileError
+from .._registry import TRACING, Category, build, register_op
 from ._rules import norm_shape
 
 __all__ = ["seed", "random_bits", "uniform", "normal", "randint"]
@@ -41,6 +41,10 @@ def seed(value: int) -> None:
 def _next_seed(s: int | None) -> int:
     if s is not None:
         return int(s) & 0xFFFFFFFF
+    if TRACING.get() is not None:
+        raise CompileError("oxcore.random.* without seed= inside oxcore.compile would draw the same numbers on "
+                           "every call (the graph is replayed, the global stream is not advanced). Pass seed= "
+                           "(each new seed traces again), or draw outside the function and pass the array in.")
     with _lock:
         return (_base_seed * 0x9E3779B1 + next(_counter) * 0x85EBCA77 + 1) & 0xFFFFFFFF
 

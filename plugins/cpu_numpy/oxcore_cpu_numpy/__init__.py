@@ -20,6 +20,35 @@ __version__ = "0.1.0"
 _HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 
 
+class _ErrstateVar:
+    """``np.errstate(all="ignore")`` as a context variable set/reset (0.6 us instead of 2.7 us a
+    segment). NOTE: NumPy >= 2 keeps the error state in a ContextVar; elsewhere use errstate."""
+
+    def __init__(self) -> None:
+        try:
+            from numpy._core._ufunc_config import _extobj_contextvar as var
+            with np.errstate(all="ignore"):
+                self.var, self.ignore = var, var.get()
+        except (ImportError, AttributeError):
+            self.var = None
+
+    def set(self) -> Any:
+        if self.var is None:
+            state = np.errstate(all="ignore")
+            state.__enter__()
+            return state
+        return self.var.set(self.ignore)
+
+    def reset(self, token: Any) -> None:
+        if self.var is None:
+            token.__exit__(None, None, None)
+        else:
+            self.var.reset(token)
+
+
+_ERRSTATE = _ErrstateVar()
+
+
 def _up(f, recast: bool = True):
     """Run ``f`` in float32 for half inputs; cast the result back when ``recast``."""
     def k(*xs, **attrs):
@@ -243,8 +272,11 @@ def make_backend():
             run = segment.interpreter()
 
             def guarded(inputs):
-                with np.errstate(all="ignore"):  # NOTE: IEEE results (inf/nan), like every other backend
+                token = _ERRSTATE.set()  # NOTE: IEEE results (inf/nan), like every other backend
+                try:
                     return run(inputs)
+                finally:
+                    _ERRSTATE.reset(token)
             return guarded
 
     b = NumpyBackend()

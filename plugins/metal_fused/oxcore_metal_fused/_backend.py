@@ -63,8 +63,6 @@ class FusedBackend(MLXBackend):
         self.stats = {"compiled": 0, "reused": 0, "shapeless": 0}
 
     def _compiled_fn(self, segment: Segment) -> Callable:
-        import mlx.core as mx
-
         skey = shapeless_key(segment)
         key = skey if skey is not None else segment.key
         fn = self.compiled.get(key)
@@ -72,14 +70,36 @@ class FusedBackend(MLXBackend):
             self.compiled.move_to_end(key)
             self.stats["reused"] += 1
             return fn
-        run = segment.interpreter()
-        fn = mx.compile(lambda *xs: run(list(xs)), shapeless=skey is not None)
+        fn = self._compile(segment, shapeless=skey is not None)
         self.compiled[key] = fn
         self.stats["compiled"] += 1
         self.stats["shapeless"] += skey is not None
         while len(self.compiled) > self.cache_size:
             self.compiled.popitem(last=False)
         return fn
+
+    def _compile(self, segment: Segment, shapeless: bool) -> Callable:
+        """``mx.compile`` the segment's interpreter; its constant inputs are baked in as captured
+        MLX constants (literals in fused kernels) and dropped from the compiled call."""
+        import mlx.core as mx
+
+        run = segment.interpreter()
+        if not segment.constants:
+            return mx.compile(lambda *xs: run(list(xs)), shapeless=shapeless)
+        consts = {k: self.device.from_numpy(v) for k, v in segment.constants.items()}
+        mx.eval(list(consts.values()))
+        live = [k for k in range(segment.n_inputs) if k not in consts]
+        n = segment.n_inputs
+
+        def body(*xs: Any) -> list:
+            ins: list[Any] = [None] * n
+            for k, x in zip(live, xs):
+                ins[k] = x
+            for k, c in consts.items():
+                ins[k] = c
+            return run(ins)
+        compiled = mx.compile(body, shapeless=shapeless)
+        return lambda *inputs: compiled(*[inputs[k] for k in live])
 
     def compile_segment(self, segment: Segment) -> Callable[[list], list]:
         """``mx.compile`` the whole segment (cached) once it repeats; evaluate its outputs in
