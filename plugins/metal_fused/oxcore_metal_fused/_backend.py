@@ -37,7 +37,9 @@ class FusedBackend(MLXBackend):
     chains fuse into single kernels) and norms, RoPE and attention go to ``mx.fast``.
 
     Segment inputs, Python scalars included (they arrive as 0-d arrays), are arguments of the
-    compiled function, never captured constants, so one compilation serves every call.
+    compiled function, so one compilation serves every call. The exception is a segment planned
+    by ``oxcore.compile``: its ``segment.constants`` (values fixed for the trace's life) are
+    baked in, which lets MLX fuse them as literals.
     Compiled functions are kept in a bounded LRU keyed by ``segment.key``.
 
     A segment is compiled the ``compile_after``-th time it runs (default 2, env
