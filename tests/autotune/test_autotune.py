@@ -100,3 +100,20 @@ def test_a_kernel_that_raises_while_tuned_is_reported_not_fatal(numpy_only, tmp_
     assert all(v == "ok" for (c, k), v in status.items() if k == "cpu_numpy.exp.default")
     assert any(v.startswith("failed: RuntimeError: flaky on purpose") for (c, k), v in status.items()
                if k == "cpu_numpy.exp.flaky")
+
+
+def test_interleaved_does_not_take_a_late_compile_for_a_sample():
+    """A backend that compiles on a function's second call (metal_fused) must not have that call
+    timed as the function's speed."""
+    import time
+
+    calls = {"n": 0}
+
+    def compiles_on_second_call():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            time.sleep(1.1)
+
+    fast, late = autotune.interleaved([lambda: None, compiles_on_second_call], min_rounds=5, max_rounds=5)
+    assert late.runs >= 5 and late.median_us < 10_000, late
+    assert fast.median_us < 10_000
