@@ -165,8 +165,9 @@ class Segment:
     segment's structure (ops, attrs, input shapes/dtypes, constants), for compile caches.
 
     ``constants`` maps input indices to their values (host NumPy arrays, 0-d) where those
-    values can never change for this segment: constants of decompositions, and the Python
-    scalars of a function under ``oxcore.compile``. They are still passed in at run time; a
+    values can never change for this segment. Only segments planned by ``oxcore.compile`` have
+    any (constants of decompositions, the traced function's Python scalars and captured 0-d
+    values); lazy plans leave it empty. They are still passed in at run time; a
     compiling backend may bake them into its code instead (literals fuse into kernels; on
     MLX's CUDA backend a 0-d input costs ~15 us a call).
     """

@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _scheduler as S
-from ._array import Array, _PIN
-from ._errors import CompileError, OpNotSupportedError
+from ._array import Array, _PIN, _host_leaf, _leaf
+from ._errors import CompileError
 from ._registry import TRACING, Node
 
 __all__ = ["compile", "CompiledFunction"]
@@ -51,7 +51,7 @@ def _flatten(obj: Any, leaves: list[Array]) -> Any:
         leaves.append(obj)
         return _ARRAY
     if isinstance(obj, np.ndarray):
-        leaves.append(Array._wrap(Node(None, (), {}, obj.shape, _dtype_of(obj), obj, _host())))
+        leaves.append(_host_leaf(obj))
         return _ARRAY
     for base in (tuple, list, dict):  # NOTE: subclasses (named tuples...) come back as their base type
         if isinstance(obj, base):
@@ -94,18 +94,6 @@ def _unflatten(tree: Any, leaves: Any) -> Any:
     if subtrees is None:
         return kind(next(leaves) for _ in range(shape))
     return kind(_unflatten(v, leaves) for v in subtrees)
-
-
-def _dtype_of(a: np.ndarray) -> Any:
-    from ._dtypes import dtype
-
-    return dtype(a.dtype)
-
-
-def _host() -> Any:
-    from ._device import HOST
-
-    return HOST
 
 
 class _Replay:
@@ -162,7 +150,7 @@ class _Replay:
         return _unflatten(self.out_tree, iter(out))
 
 
-def _share_small_constants(order: list[Node], pos: dict[int, int], args: set[int]) -> None:
+def _share_small_constants(order: list[Node], pos: dict[int, int], args: frozenset[int]) -> None:
     """Point every use of a small constant (Python scalars become 0-d leaves, one per use) at
     its first equal copy: fewer inputs for each compiled segment. Only valid here, where
     constant values are fixed; the lazy path's plans are reused for other scalar values."""
@@ -212,15 +200,16 @@ class CompiledFunction:
             except S.KernelFailed as e:
                 S.disable_failed(e)
                 self._cache.clear()
-        raise OpNotSupportedError("kernels kept failing at run time:\n  " + "\n  ".join(S.FAILURES[-8:]))
+        raise S.kept_failing()
 
     def _trace(self, key: tuple, tree: Any, leaves: list[Array]) -> _Replay:
         # NOTE: fresh leaf nodes for the arguments, so an argument is told apart from the same
         # array captured as a constant (or passed twice)
-        proxies = [Array._wrap(Node(None, (), {}, a.shape, a.dtype, a._node.buf, a._node.device)) for a in leaves]
+        proxies = [_leaf(a._node.buf, a.dtype, a._node.device) for a in leaves]
         nodes = [p._node for p in proxies]
+        arg_ids = frozenset(id(n) for n in nodes)
         args, kwargs = _join(tree, proxies)
-        token = TRACING.set(frozenset(id(n) for n in nodes))
+        token = TRACING.set(arg_ids)
         try:
             result = self.fn(*args, **kwargs)
         finally:
@@ -236,10 +225,9 @@ class CompiledFunction:
         with S._LOCK:
             if targets:
                 order, pos, _ = S._collect(targets)
-                args = {id(n) for n in nodes}
-                _share_small_constants(order, pos, args)
+                _share_small_constants(order, pos, arg_ids)
                 tset = {id(t) for t in targets}
-                frozen = {i for i, n in enumerate(order) if n.buf is not None and id(n) not in args}
+                frozen = {i: n.buf for i, n in enumerate(order) if n.buf is not None and id(n) not in arg_ids}
                 plan = S._build_plan(order, pos, [id(n) in tset for n in order], frozen=frozen)
             else:
                 order, plan = [], S.Plan([], [], [], [], 0, [], [], [])

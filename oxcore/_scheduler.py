@@ -230,7 +230,12 @@ def evaluate(targets: list[Node]) -> None:
                 disable_failed(e)
                 plan = _build_plan(order, pos, keep)
                 _CACHE[sig] = plan
-        raise OpNotSupportedError("kernels kept failing at run time:\n  " + "\n  ".join(FAILURES[-8:]))
+        raise kept_failing()
+
+
+def kept_failing() -> OpNotSupportedError:
+    """The error for an evaluation whose re-plans after kernel failures ran out."""
+    return OpNotSupportedError("kernels kept failing at run time:\n  " + "\n  ".join(FAILURES[-8:]))
 
 
 def disable_failed(e: KernelFailed) -> None:
@@ -302,8 +307,8 @@ class _Planner:
         self.strict = os.environ.get("OXCORE_STRICT", "") not in ("", "0")
         self.movable: dict[int, list[tuple[float, int, Backend, Kernel]]] = {}  # pnode -> options (compute us)
         self.chosen_us: dict[int, float] = {}
-        # order positions of leaves with fixed values; None outside oxcore.compile
-        self.frozen: set[int] | None = None
+        # buffers of leaves with fixed values, by order position; None outside oxcore.compile
+        self.frozen: dict[int, Any] | None = None
 
     # transfers: latency + bytes / bandwidth, measured when the profile has it
     def transfer_us(self, src: Device, dst: Device, nbytes: int) -> float:
@@ -538,9 +543,10 @@ def plan_only_on(backend: str, nodes: list[Node]) -> Plan:
 
 
 def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool], only: str | None = None,
-                frozen: set[int] | None = None) -> Plan:
-    """``frozen``: positions in ``order`` of leaves whose values are fixed for the plan's life
-    (``oxcore.compile``'s constants); given, small constants become ``Segment.constants``."""
+                frozen: dict[int, Any] | None = None) -> Plan:
+    """``frozen``: the buffers of leaves whose values are fixed for the plan's life, by position
+    in ``order`` (``oxcore.compile``'s constants); given, small constants become
+    ``Segment.constants``."""
     STATS["plans"] += 1
     pl = _Planner(only)
     pl.frozen = frozen
@@ -558,13 +564,13 @@ def _build_plan(order: list[Node], pos: dict[int, int], keep: list[bool], only: 
     if pl.strict and pl.fallbacks:
         raise FallbackError("OXCORE_STRICT=1 and the plan needs fallbacks:\n  " + "\n  ".join(pl.fallbacks))
     outputs = [(i, where[i]) for i, n in enumerate(order) if keep[i]]
-    plan = _segment(pl, outputs, lambda i: order[i].buf)
+    plan = _segment(pl, outputs)
     if "plan" in os.environ.get("OXCORE_LOG", ""):
         print(plan.explain(), file=sys.stderr)
     return plan
 
 
-def _constant_inputs(pl: _Planner, ext: list[int], order_bufs: Callable[[int], Any]) -> dict[int, Any]:
+def _constant_inputs(pl: _Planner, ext: list[int]) -> dict[int, Any]:
     """Segment inputs whose values are fixed and small (0-d): their host values by input index.
 
     Only for ``oxcore.compile`` plans: a backend may bake these into its kernels, which costs a
@@ -580,11 +586,11 @@ def _constant_inputs(pl: _Planner, ext: list[int], order_bufs: Callable[[int], A
         if p.const is not None:
             out[k] = np.asarray(p.device.to_numpy(p.const))
         elif p.leaf_pos in pl.frozen:
-            out[k] = np.asarray(p.device.to_numpy(order_bufs(p.leaf_pos)))
+            out[k] = np.asarray(p.device.to_numpy(pl.frozen[p.leaf_pos]))
     return out
 
 
-def _segment(pl: _Planner, outputs: list[tuple[int, int]], order_bufs: Callable[[int], Any]) -> Plan:
+def _segment(pl: _Planner, outputs: list[tuple[int, int]]) -> Plan:
     pnodes = pl.pnodes
     # live: pnodes needed to compute the outputs (decompositions may leave dead helpers)
     need = [False] * len(pnodes)
@@ -641,7 +647,7 @@ def _segment(pl: _Planner, outputs: list[tuple[int, int]], order_bufs: Callable[
             in_slots.append(slot_of[key])
         env = {a: k for k, a in enumerate(ext)}
         seg = Segment(b, len(ext), [(pnodes[a].shape, pnodes[a].dtype) for a in ext])
-        seg.constants = _constant_inputs(pl, ext, order_bufs)
+        seg.constants = _constant_inputs(pl, ext)
         for i in g:
             p = pnodes[i]
             env[i] = len(ext) + len(seg.instrs)
