@@ -25,21 +25,30 @@ def _clear_errors() -> Iterator[None]:
         raise click.ClickException(msg) from None
 
 
+_LOADED: dict[tuple, Any] = {}
+
+
 def _load(model: str | None, arch: str, backend: str | None, **kw: Any) -> Any:
+    import oxcore as ox
     import oxcore.models as om
 
     path, found, meta = om.resolve(model or arch)
     if found != arch:
         raise click.ClickException(f"{path} is a {found!r} model; this command needs a {arch!r} model")
-    import oxcore as ox
+    st = path.stat()
+    # NOTE: one process usually loads one model; the cache serves in-process callers (tests, notebooks)
+    key = (str(path), st.st_size, st.st_mtime_ns, arch, backend, tuple(sorted(kw.items())))
+    if key not in _LOADED:
+        f = ox.load(path)
+        if arch == "gemma3":
+            from .gemma3 import Gemma3
 
-    f = ox.load(path)
-    if arch == "gemma3":
-        from .gemma3 import Gemma3
-
-        return Gemma3.from_file(f, meta, backend=backend, **kw)
-    m = om.architectures()[arch].loader(f, meta)
-    return m
+            m = Gemma3.from_file(f, meta, backend=backend, **kw)
+        else:
+            m = om.architectures()[arch].loader(f, meta)
+        _LOADED.clear()
+        _LOADED[key] = m
+    return _LOADED[key]
 
 
 def read_lines(path: str) -> list[str]:
