@@ -6,8 +6,9 @@ module only finds the file, reads which architecture it states, and calls that l
 
 Example:
     >>> import oxcore.models
-    >>> sorted(a.name for a in oxcore.models.architectures().values()) == sorted(oxcore.models.architectures())
-    True
+    >>> oxcore.models.load("no/such/model.gguf")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    FileNotFoundError: model 'no/such/model.gguf' not found: expected a .gguf or .safetensors file, ...
 """
 
 from __future__ import annotations
