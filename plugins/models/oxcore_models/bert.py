@@ -115,7 +115,9 @@ class BertEncoder:
         tok = Tokenizer.from_file(str(tj))
         tok.no_padding()
         tok.enable_truncation(cfg.max_length)  # NOTE: sentence-transformers' max_seq_length, not tokenizer.json's
-        return cls(_read_weights(file, cfg.layers), cfg, tok, name=folder.name)
+        # NOTE: packaged models keep their files in a folder called `model`; the package names them
+        name = folder.parent.name if folder.name == "model" else folder.name
+        return cls(_read_weights(file, cfg.layers), cfg, tok, name=name)
 
     # --- the forward pass -------------------------------------------------------------------
     def _encode(self, ids: ox.Array, mask: ox.Array) -> ox.Array:

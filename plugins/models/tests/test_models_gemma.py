@@ -31,10 +31,10 @@ def test_tokenizer_ids_equal_llama_cpp(gemma_tokenizer):
     assert not bad, f"{len(bad)} of {len(ref['strings'])} strings tokenize differently, e.g. {bad[:3]}"
 
 
-def test_detokenize_round_trips(gemma, gemma_tokenizer):
+def test_detokenize_round_trips(gemma_tokenizer):
     ref = json.loads((REF / "gemma_tokens.json").read_text())
-    for s in ref["strings"][:60]:
-        assert gemma.detokenize(gemma.tokenize(s)) == s
+    for s, ids in zip(ref["strings"], ref["ids"]):
+        assert gemma_tokenizer.decode(ids[1:], skip_special_tokens=False) == s
 
 
 def test_greedy_continuations_equal_llama_cpp(gemma, greedy_refs):
