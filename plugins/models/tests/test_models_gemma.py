@@ -120,3 +120,17 @@ def test_chat_prompt_uses_the_turn_format(gemma):
 def test_bad_prompts_say_what_is_wrong(gemma, prompt, ctx, match):
     with pytest.raises(ValueError, match=match):
         list(gemma.generate(prompt, max_tokens=2, context=ctx))
+
+
+def test_weights_stay_in_their_block_types_until_a_backend_copies_them(gemma_path, gemma):
+    import oxcore as ox
+    from oxcore_models.gemma3 import Gemma3
+
+    f = ox.load(gemma_path)
+    lazy = Gemma3.from_file(f, f.metadata, dequantize="lazy")
+    q = lazy.w.layers[0]["attn_q"]
+    assert f.info("blk.0.attn_q.weight").type == "Q5_0" and q.is_lazy and q._node.op == "ggml_dequantize"
+    assert not gemma.w.layers[0]["attn_q"].is_lazy  # NOTE: the default ("load") holds float32 copies
+    np.testing.assert_array_equal(q.numpy(), gemma.w.layers[0]["attn_q"].numpy())
+    with pytest.raises(ValueError, match="Invalid dequantize: 'eager'. Valid values are: 'load', 'lazy'"):
+        Gemma3.from_file(f, f.metadata, dequantize="eager")
