@@ -39,7 +39,7 @@ def _stats(samples: list[float], per: int = 1) -> Any:
     from oxcore.bench import Stats
 
     us = sorted(s * 1e6 / per for s in samples)
-    q = statistics.quantiles(us, n=10) if len(us) >= 2 else [us[0]] * 9
+    q = statistics.quantiles(us, n=10, method="inclusive") if len(us) >= 2 else [us[0]] * 9
     return Stats(statistics.median(us), q[0], q[-1], len(us))
 
 
