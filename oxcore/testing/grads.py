@@ -28,7 +28,7 @@ __all__ = ["differentiable", "check_gradients", "check_vmap", "GRAD_DTYPES"]
 
 #: dtypes the gradient checks run in (finite differences need the precision)
 GRAD_DTYPES = (D.float32, D.float64)
-_RTOL = {"float64": 1e-6, "float32": 2e-3, "float16": 2e-2, "bfloat16": 1e-1}
+_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
 _STEP = 1e-6
 
 
