@@ -15,9 +15,8 @@ from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, flo
                       int8, int16, int32, int64, uint8, uint16, uint32, uint64)
 from ._errors import (AttributeValueError, CompileError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
                       OxcoreError, PluginError, ShapeError, UnknownNameError)
-from ._array import Array, use
+from ._array import Array, build, use
 from ._device import HOST, Device
-from ._registry import build
 from ._format import TensorFile
 from ._io import load, save
 from ._plugins import hookimpl, PLUGIN_API
@@ -25,7 +24,7 @@ from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
 from . import nn
-from . import _dtypes, _scheduler
+from . import _dtypes, _plan, _runtime  # noqa: F401  (_runtime wires the layers together)
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
 from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
@@ -49,10 +48,10 @@ def eval(*arrays: Array) -> None:
         >>> ox.eval(a, b); a.is_lazy, b.is_lazy
         (False, False)
     """
-    _scheduler.evaluate([a._node for a in arrays if isinstance(a, Array)])
+    _plan.evaluate([a._node for a in arrays if isinstance(a, Array)])
 
 
-def explain(*arrays: Array) -> _scheduler.Explanation:
+def explain(*arrays: Array) -> _plan.Explanation:
     """Show where each node would run and why: candidates with their costs, the winner,
     segments, transfers and fallbacks. Nothing is computed.
 
@@ -61,7 +60,7 @@ def explain(*arrays: Array) -> _scheduler.Explanation:
         >>> print(ox.explain(ox.asarray([1.0]) + 1))  # doctest: +ELLIPSIS
         plan: 1 nodes, 1 segments, ...
     """
-    return _scheduler.explain([a._node for a in arrays])
+    return _plan.explain([a._node for a in arrays])
 
 
 def result_type(*arrays_and_dtypes: Any) -> DType:

@@ -23,7 +23,7 @@ def shapeless_key(segment: Segment) -> tuple | None:
     key keeps dtypes, ranks and which dimensions are 1, so broadcasting patterns never change
     under a compiled function; only the sizes of the other dimensions may.
     """
-    for ins in segment.instrs:
+    for ins in segment.instructions:
         elementwise = REGISTRY.ops[ins.op].category in _ELEMENTWISE or ins.op in _ELEMENTWISE_NN
         if not elementwise or ins.op in _NOT_SHAPELESS:
             return None
