@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, float32, float64, iinfo,  # noqa: A004
@@ -24,10 +25,12 @@ from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
 from . import nn
-from . import _dtypes, _plan, _runtime  # noqa: F401  (_runtime wires the layers together)
+from . import _dtypes, _plan, _runtime
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
 from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
+
+_runtime.install(sys.modules[__name__])  # NOTE: wires the layers together; before any array is used
 
 __version__ = "0.1.0"
 __array_api_version__ = "2024.12"

@@ -169,11 +169,9 @@ class Array:
         return _ops.matrix_transpose(self)
 
     def __array_namespace__(self, *, api_version: str | None = None) -> Any:
-        import oxcore
-
         if api_version not in (None, "2023.12", "2024.12"):
             raise ValueError(f"Unsupported Array API version {api_version!r}; oxcore implements 2024.12")
-        return oxcore
+        return _namespace
 
     # --- realization --------------------------------------------------------------------
     def eval(self) -> "Array":
@@ -375,12 +373,15 @@ class Array:
 
 
 # NOTE: the operators call the op functions of ``oxcore.ops``, one layer up (they build on
-# Array). The runtime hands that module down once at import (``use_ops``), as it hands
-# planning its backends: no module imports upward.
+# Array), and ``__array_namespace__`` returns the ``oxcore`` package, the top. The runtime
+# hands both down once at import (``use_ops``), as it hands planning its backends: no module
+# imports upward.
 _ops: Any = None
+_namespace: Any = None
 
 
-def use_ops(ops: ModuleType) -> None:
-    """Give ``Array``'s operators their op functions (``oxcore._runtime`` does this at import)."""
-    global _ops
-    _ops = ops
+def use_ops(ops: ModuleType, namespace: ModuleType) -> None:
+    """Give ``Array``'s operators their op functions and ``__array_namespace__`` its namespace
+    (``oxcore`` does this at import, through ``oxcore._runtime``)."""
+    global _ops, _namespace
+    _ops, _namespace = ops, namespace

@@ -8,6 +8,8 @@ know yet (a plugin may declare them).
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from . import _array, _plan, _profile, ops
 from ._plugins import manager
 from ._registry import REGISTRY
@@ -17,12 +19,11 @@ def _load_plugins_for(op: str) -> None:
     manager()  # NOTE: loading the plugins registers their ops; the registry looks again
 
 
-def install() -> None:
-    """Wire the layers (idempotent)."""
+def install(namespace: ModuleType) -> None:
+    """Wire the layers (idempotent); ``namespace`` is the ``oxcore`` package (the Array API
+    namespace arrays report)."""
     _plan.install_runtime(_plan.Runtime(plugins=manager, profile=_profile.current, profile_epoch=_profile.epoch,
                                         wrap=_array.Array._wrap))
-    _array.use_ops(ops)
+    _array.use_ops(ops, namespace)
     REGISTRY.on_unknown = _load_plugins_for
 
-
-install()
