@@ -77,6 +77,10 @@ class Backend:
         priority: static preference before autotuning; higher wins ties (cpu_numpy is 0).
         launch_us, bytes_per_us: the static cost prior: ``launch_us + bytes / bytes_per_us``.
         fuses: True when ``compile_segment`` really fuses (shown in listings).
+        warmup_runs: how many runs a new segment takes before it runs at its steady speed
+            (1: compiled by ``compile_segment`` or at its first run; metal_fused compiles a
+            segment on its second run, so 2). Timing (``oxcore autotune``, benchmarks) runs
+            each candidate that many times untimed.
     """
 
     name: str = "unnamed"
@@ -85,6 +89,7 @@ class Backend:
     launch_us: float = 2.0
     bytes_per_us: float = 8e3  # ~8 GB/s: a single CPU core streaming
     fuses: bool = False
+    warmup_runs: int = 1
     distribution: str = ""
     version: str = ""
 

@@ -76,16 +76,16 @@ def _once(fn: Callable[[], Any]) -> float:
 
 
 def interleaved(fns: list[Callable[[], Any]], budget_s: float = 0.2, max_rounds: int = 31,
-                min_rounds: int = 3) -> list[Stats]:
+                min_rounds: int = 3, warmup: int | list[int] = 1) -> list[Stats]:
     """Timing ``Stats`` (median, p10, p90 in us) per ``fn``; each ``fn`` must finish its work,
     synchronize included.
 
     Candidates are timed in interleaved rounds, not one after the other, so load that comes and
-    goes on a shared machine hits them all alike. After warm-up (the first call compiles; a slow
-    estimate call is repeated, as metal_fused compiles a segment on its second run), a
-    microsecond-scale ``fn`` that follows a different one is run once untimed first: worker
-    threads of the previous library (OpenBLAS, MLX) may still be spinning. ``fn`` slower than a
-    second gets a single sample.
+    goes on a shared machine hits them all alike. Each ``fn`` first runs ``warmup`` times
+    untimed (one number for all, or one per ``fn``): a backend that compiles late declares how
+    many runs that takes (``Backend.warmup_runs``). Then a microsecond-scale ``fn`` that
+    follows a different one is run once untimed first: worker threads of the previous library
+    (OpenBLAS, MLX) may still be spinning. ``fn`` slower than a second gets a single sample.
 
     Example:
         >>> st = interleaved([lambda: None, lambda: sum(range(1000))], budget_s=0.01)
@@ -93,13 +93,12 @@ def interleaved(fns: list[Callable[[], Any]], budget_s: float = 0.2, max_rounds:
         (2, True)
     """
     n = len(fns)
+    warm = warmup if isinstance(warmup, list) else [warmup] * n
     est = []
-    for fn in fns:
-        fn()  # NOTE: compiles (mx.compile, segment codegen); never a sample
-        e = _once(fn)
-        if e > 0.05:  # NOTE: a late compile (metal_fused compiles a segment on its 2nd run) is not a sample
-            e = min(e, _once(fn))
-        est.append(e)
+    for fn, w in zip(fns, warm):
+        for _ in range(w):
+            fn()  # NOTE: compiles (mx.compile, segment codegen); never a sample
+        est.append(_once(fn))
     inner = [10 if e < 20e-6 else 1 for e in est]  # NOTE: amortize the timer for microsecond kernels
     discard = [n > 1 and e < 0.02 for e in est]
     cost = sum(e * (i + d) for e, i, d in zip(est, inner, discard))
@@ -177,7 +176,8 @@ def decomposition_runner(backend: Backend, case: Case, inputs: list | None = Non
 def time_kernel(backend: Backend, kernel: Kernel, case: Case, inputs: list | None = None,
                 quick: bool = False) -> tuple[float, int]:
     """``(median_us, runs)`` of ``kernel`` alone on ``case``."""
-    st = interleaved([kernel_runner(backend, kernel, case, inputs)], 0.04 if quick else 0.2)[0]
+    st = interleaved([kernel_runner(backend, kernel, case, inputs)], 0.04 if quick else 0.2,
+                     warmup=backend.warmup_runs)[0]
     return st.median_us, st.runs
 
 
@@ -385,13 +385,15 @@ def _tune_case(c: Case, ks: list[tuple[Backend, Any]], profile: "_profile.Profil
         todo.append((b, k, row))
         runners.append(run)
     budget, most = (0.04 if quick else 0.2), (15 if quick else 31)
+    # NOTE: each runner already ran once above
+    warm = [max(0, b.warmup_runs - 1) for b, _, _ in todo]
     try:
-        timed: list = interleaved(runners, budget * len(runners), most) if runners else []
+        timed: list = interleaved(runners, budget * len(runners), most, warmup=warm) if runners else []
     except Exception:  # NOTE: one kernel broke after its first run: time each alone to find it
         timed = []
-        for run in runners:
+        for run, w in zip(runners, warm):
             try:
-                timed.append(interleaved([run], budget, most)[0])
+                timed.append(interleaved([run], budget, most, warmup=w)[0])
             except Exception as e:
                 timed.append(e)
     for (b, k, row), st in zip(todo, timed):

@@ -230,6 +230,16 @@ class GGUF(Format):
     def open(self, path: Any) -> GGUFFile:
         return open_gguf(self, path)
 
+    def broken_files(self) -> list:
+        from .testing import gguf_corpus
+
+        return gguf_corpus()
+
+    def valid_files(self) -> list:
+        from .testing import gguf_valid_cases
+
+        return gguf_valid_cases()
+
     def save(self, path: Any, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None, *,
              quantize: str | None = None, progress: Callable[[str, int], None] | None = None) -> None:
         save_gguf(path, tensors, metadata, quantize=quantize or self.quantize, progress=progress)

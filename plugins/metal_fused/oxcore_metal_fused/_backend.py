@@ -40,7 +40,10 @@ class FusedBackend(MLXBackend):
     compiled function, so one compilation serves every call. The exception is a segment planned
     by ``oxcore.compile``: its ``segment.constants`` (values fixed for the trace's life) are
     baked in, which lets MLX fuse them as literals.
-    Compiled functions are kept in a bounded LRU keyed by ``segment.key``.
+    Compiled MLX functions are kept in a bounded LRU keyed by ``shapeless_key`` (all-elementwise
+    segments: one compilation serves every size) or else ``segment.key``. NOTE: oxcore's own
+    cache (``oxcore._plan.compiled``) keeps the step function per segment and backend; this one
+    shares ``mx.compile`` results between segments that differ only in sizes.
 
     A segment is compiled the ``compile_after``-th time it runs (default 2, env
     ``OXCORE_MLX_COMPILE_AFTER``); earlier runs go op by op like metal_basic. NOTE: compiling
@@ -61,6 +64,7 @@ class FusedBackend(MLXBackend):
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.compile_after = max(1, int(os.environ.get("OXCORE_MLX_COMPILE_AFTER", "2")))
+        self.warmup_runs = self.compile_after  # NOTE: the run that compiles is not a steady-speed sample
         self.compiled: "OrderedDict[tuple, Callable]" = OrderedDict()
         self.stats = {"compiled": 0, "reused": 0, "shapeless": 0}
 
