@@ -15,6 +15,9 @@ Shape = tuple[int, ...]
 
 #: while ``oxcore.compile`` traces a function: the ids of its argument nodes (else None)
 TRACING: contextvars.ContextVar[frozenset | None] = contextvars.ContextVar("oxcore_tracing", default=None)
+#: while a transform (``grad``, ``vjp``, ``jvp``...) traces a function: realizing a node keeps its
+#: op and inputs, so gradients still flow through values the function printed or branched on
+KEEP_GRAPH: contextvars.ContextVar[bool] = contextvars.ContextVar("oxcore_keep_graph", default=False)
 #: the backends ``oxcore.use(...)`` pins the nodes built in its block to (else None)
 PIN: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("oxcore_pin", default=None)
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any, Callable, TypeVar
 
 from .._errors import FallbackError, OpNotSupportedError
-from .._graph import TRACING, Node, check_not_traced, collect, signature
+from .._graph import KEEP_GRAPH, TRACING, Node, check_not_traced, collect, signature
 from .._osutil import env_raw
 from .context import runtime
 from .placement import Planner
@@ -158,7 +158,9 @@ def _run(plan: Plan, order: list[Node]) -> None:
     for s, buf in plan.constants:
         vals[s] = buf
     run_steps(plan.steps, vals)
+    keep_graph = KEEP_GRAPH.get()
     for p, s, dev in plan.outputs:
         n = order[p]
         n.buf, n.device = vals[s], dev
-        n.inputs, n.op, n.attrs = (), None, {}
+        if not keep_graph:  # NOTE: under a transform the node keeps its history for the backward pass
+            n.inputs, n.op, n.attrs = (), None, {}
