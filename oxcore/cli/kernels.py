@@ -69,6 +69,7 @@ def kernels_list(op: str | None, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"oxcore kernels{f' for {op}' if op else ''} ({len(rows)})")
@@ -77,8 +78,10 @@ def kernels_list(op: str | None, as_json: bool) -> None:
     style = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "orphan": "[yellow]orphan[/]",
              "backend unavailable": "[yellow]backend unavailable[/]"}
     for r in rows:
-        status = style[r["status"]] + (f": {r['reason']}" if r["reason"] else "")
-        t.add_row(r["op"], r["id"], r["source"], r["version"], str(r["profiled_buckets"] or ""), status)
+        # NOTE: ids, sources and reasons come from plugins: `[cuda13]` is text, not rich markup
+        status = style[r["status"]] + (f": {escape(r['reason'])}" if r["reason"] else "")
+        t.add_row(*map(escape, (r["op"], r["id"], r["source"], r["version"])), str(r["profiled_buckets"] or ""),
+                  status)
     Console().print(t)
     if not rows:
         click.echo(f"No kernels{f' for op {op!r}' if op else ''}. See `oxcore backends list`.")
