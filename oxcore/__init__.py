@@ -30,7 +30,7 @@ from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.prof
 from ._trace import record
 from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
 
-__version__ = "0.1.0"
+from ._version import __version__  # NOTE: written in one place, oxcore/VERSION
 __array_api_version__ = "2024.12"
 
 e = 2.718281828459045
