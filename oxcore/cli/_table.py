@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from rich.console import Console
-from rich.padding import Padding
-from rich.text import Text
+# NOTE: rich is imported when a listing prints, not when the CLI loads (`oxcore --help` stays fast)
 
 #: a cell: its text, or ``(text, rich style)`` (the style only shows in a terminal)
 Cell = Union[str, "tuple[str, str]"]
@@ -53,6 +51,8 @@ class Listing:
         NOTE: plugin-provided strings (reasons, errors, descriptions) print as written, brackets
         included: Text is never parsed as markup (what ``rich.markup.escape`` is for elsewhere).
         """
+        from rich.text import Text
+
         cells = [[_split(c) for c in row] for row, _ in self.rows]
         widths = [max([len(h), *(len(r[i][0]) for r in cells)]) for i, h in enumerate(self.columns)]
         out = [(_join([(h, "bold") for h in self.columns], widths), False),
@@ -68,6 +68,10 @@ class Listing:
 
     def print(self, console: Any = None) -> None:
         """Print to the terminal with colour and wrapped notes, or as plain text when not a terminal."""
+        from rich.console import Console
+        from rich.padding import Padding
+        from rich.text import Text
+
         console = console or Console()
         if not console.is_terminal:
             # NOTE: no width to fit in a pipe: rich would wrap at COLUMNS (or 80) and cut cells
@@ -85,7 +89,9 @@ def _split(cell: Cell) -> tuple[str, str]:
     return (cell, "") if isinstance(cell, str) else (str(cell[0]), cell[1])
 
 
-def _join(cells: list[tuple[str, str]], widths: list[int]) -> Text:
+def _join(cells: list[tuple[str, str]], widths: list[int]) -> Any:
+    from rich.text import Text
+
     t = Text()
     for i, ((s, style), w) in enumerate(zip(cells, widths)):
         last = i == len(cells) - 1
