@@ -14,7 +14,7 @@ from typing import Any, Union
 # NOTE: rich is imported when a listing prints, not when the CLI loads (`oxcore --help` stays fast)
 
 #: a cell: its text, or ``(text, rich style)`` (the style only shows in a terminal)
-Cell = Union[str, "tuple[str, str]"]
+Cell = Union[str, tuple[str, str]]
 NOTE_INDENT = 4
 
 
