@@ -1,4 +1,4 @@
-"""``oxcore backends|plugins|ops list`` as a newcomer reads them: at 80 columns, in a pipe and in
+"""``oxcore backends|plugins|ops|kernels list`` as a newcomer reads them: at 80 columns, in a pipe and in
 a terminal, whole names, each long reason once under its row and printed as written (a
 plugin's ``[cpu]`` is not rich markup), ``--json`` untouched."""
 
@@ -26,6 +26,10 @@ BROKEN = "RuntimeError: needs the [cuda13] extra: pip install 'oxcore[cuda]' [bo
 class _Unavailable(Backend):
     name = LONG
     distribution = "oxcore-test-brackets"
+
+    def __init__(self):
+        super().__init__()
+        self.kernel("add")(lambda x, y: x + y)  # listed by `kernels list` as "backend unavailable"
 
     def available(self):
         return False, REASON
@@ -119,3 +123,15 @@ def test_ops_list_in_a_pipe_has_every_op_once_and_whole():
     rows = [ln.split() for ln in lines[2:]]
     assert [r[0] for r in rows] == list(ox.extend.REGISTRY)
     assert all(len(r) == 2 + len(names) and set(r[2:]) <= {"native", "decomposed", "no"} for r in rows)
+
+
+def test_kernels_list_in_a_pipe_has_whole_ids_and_reasons_once(odd_plugins):
+    rows = json.loads(_run("kernels", "list", "--json"))
+    lines = _run("kernels", "list").splitlines()
+    assert lines[0].split() == ["op", "kernel", "source", "version", "profiled", "status"]
+    table = [ln.split() for ln in lines[2:] if not ln.startswith(" ")]
+    assert [t[:2] for t in table] == [[r["op"], r["id"]] for r in rows]
+    notes = [ln[4:] for ln in lines[2:] if ln.startswith("    ")]
+    assert notes == [r["reason"] for r in rows if r["reason"]] and notes.count(REASON) == 1, notes
+    mine = next(i for i, ln in enumerate(lines) if f" {LONG}.add.default " in ln)
+    assert lines[mine].split()[-2:] == ["backend", "unavailable"] and lines[mine + 1] == "    " + REASON
