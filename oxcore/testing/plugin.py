@@ -19,7 +19,7 @@ installed, available backend, or the ``--oxcore-backend`` ones), ``oxcore_case``
 hypothesis profiles (``--hypothesis-profile NAME`` picks one): ``fast`` (the default: 5
 examples per property, no deadline), ``ci`` (``fast``, derandomized and without the example
 database; the default when the ``CI`` environment variable is set) and ``thorough`` (20
-examples per property: about 4x longer, for a nightly run or before a release).
+examples per property, 4x as many: for a nightly run or before a release).
 """
 
 from __future__ import annotations
