@@ -10,7 +10,7 @@ import numpy as np
 from oxcore.extend import Format, FormatError, LazyFile, TensorInfo, host_array
 
 from . import _types as T
-from ._parse import GGUFMetadata, StringArray, parse
+from ._parse import MAX_DIMS, MAX_NAME, GGUFMetadata, StringArray, parse
 
 #: --quantize choices: which tensors get quantized is decided by ``_wants_quant``
 QUANTIZE = ("Q8_0", "Q4_0")
@@ -159,8 +159,11 @@ def save_gguf(path: Any, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
         shape = tuple(int(s) for s in x.shape)
         dname = x.dtype.name if isinstance(x, Array) else ("bfloat16" if x.dtype.name == "bfloat16" else
                                                            np.dtype(x.dtype).name)
-        if len(shape) > 4:
-            raise ValueError(f"tensor {name!r} has {len(shape)} dimensions; GGUF allows at most 4")
+        if len(shape) > MAX_DIMS:
+            raise ValueError(f"tensor {name!r} has {len(shape)} dimensions; GGUF allows at most {MAX_DIMS}")
+        if len(name.encode("utf-8")) > MAX_NAME:
+            raise ValueError(f"tensor name {name!r} is {len(name.encode('utf-8'))} bytes; GGUF allows at most "
+                             f"{MAX_NAME} (rename it, e.g. shorten the prefix)")
         kept = _still_quantized(x)
         if kept is not None:  # NOTE: GGUF -> GGUF keeps quantized tensors as they are, bytes copied
             tname, x = kept[1], kept[0]

@@ -28,6 +28,9 @@ from . import _types as T
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 MAX_DIMS = 4  # GGML_MAX_DIMS
+# NOTE: the GGUF spec: a tensor name "must be at most 64 bytes long" (ggml keeps names in a
+# char[GGML_MAX_NAME = 64] field); longer names would be cut or refused by llama.cpp
+MAX_NAME = 64
 MAX_DEPTH = 4  # nested metadata arrays
 DEFAULT_ALIGNMENT = 32
 _MIN_SIZE = {T.STRING: 8, T.ARRAY: 12, **{k: v.itemsize for k, v in T.SCALAR.items()}}
@@ -264,6 +267,9 @@ def parse(path: Any, buf: Any, size: int) -> Header:
     for i in range(n_tensors):
         at = r.pos
         name = r.string(f"name of tensor #{i}", strict=True)
+        if len(name.encode("utf-8")) > MAX_NAME:
+            raise r.fail(f"tensor name {name[:80]!r} is {len(name.encode('utf-8'))} bytes; GGUF allows at most "
+                         f"{MAX_NAME}", at)
         if name in names:
             raise r.fail(f"duplicate tensor name {name!r}", at)
         names.add(name)
