@@ -27,7 +27,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -399,18 +398,10 @@ def _read(file: Path) -> dict[str, Any]:
 
 
 def _atomic_write(file: Path, doc: dict) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=file.name + ".", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, file)  # NOTE: readers see the old file or the new one, never half of one
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from ._atomic import atomic_write
+
+    with atomic_write(file) as tmp, open(tmp, "w") as f:  # NOTE: readers see the old file or the new one
+        json.dump(doc, f, indent=1, sort_keys=True)
 
 
 @contextlib.contextmanager
