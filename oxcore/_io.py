@@ -11,6 +11,7 @@ import numpy as np
 from ._atomic import atomic_write  # noqa: F401  (re-exported: oxcore.extend.atomic_write)
 from ._errors import FormatError, UnknownNameError
 from ._format import Format, LazyFile, PathLike, TensorFile
+from ._mapping import in_memory
 
 INDEX_SUFFIX = ".index.json"
 _INDEX_CAP = 64 << 20  # NOTE: real index files are kilobytes; refuse to parse a giant one
@@ -112,7 +113,7 @@ def _load_index(path: Path, fmt: Format | None) -> TensorFile:
     return TensorFile(list(shards.values()), merged, where)
 
 
-def load(path: PathLike, *, format: str | None = None) -> TensorFile:
+def load(path: PathLike, *, format: str | None = None, mmap: bool = True) -> TensorFile:
     """Open a model file lazily: a mapping ``name -> Array`` plus ``.metadata``.
 
     ``path`` may be a file (the format is recognised from its first bytes, then its suffix),
@@ -120,12 +121,19 @@ def load(path: PathLike, *, format: str | None = None) -> TensorFile:
     every file of a registered format in it). Only headers are read now; each tensor is a
     memory-mapped, zero-copy view made into an Array when you index the mapping.
 
+    A mapping reads the file as it is *now*: every evaluation touching a mapped tensor first
+    checks that the file kept its size, mtime and inode, and raises ``FormatError`` if not
+    (instead of crashing on a truncated file). ``mmap=False`` reads the files into memory
+    now, so the arrays never depend on the file again (see docs/guide/files.md).
+
     Args:
         path: file, index or directory.
         format: force a format by name (``"safetensors"``, ``"gguf"``).
+        mmap: map the files (default); False reads them whole into memory.
 
     Raises:
-        FormatError: the file is corrupt, truncated or hostile (names file, offset, problem).
+        FormatError: the file is corrupt, truncated or hostile (names file, offset, problem),
+            or (when mapped) changed after it was opened.
 
     Example:
         >>> import oxcore as ox, tempfile, os
@@ -135,8 +143,11 @@ def load(path: PathLike, *, format: str | None = None) -> TensorFile:
         >>> sorted(f), f["w"].sum().item()
         (['w'], 15)
     """
-    p = Path(path)
-    fmt = get_format(format) if format else None
+    with in_memory(not mmap):
+        return _load(Path(path), get_format(format) if format else None)
+
+
+def _load(p: Path, fmt: Format | None) -> TensorFile:
     if p.is_dir():
         idx = sorted(p.glob(f"*{INDEX_SUFFIX}"))
         if idx:

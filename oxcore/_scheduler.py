@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _plugins, _profile
+from . import _mapping, _plugins, _profile
 from ._backend import Backend, Instr, Kernel, Segment
 from ._device import HOST, Device
 from ._errors import FallbackError, OpNotSupportedError
@@ -258,6 +258,8 @@ def explain(nodes: list[Node]) -> Explanation:
 
 def run_steps(steps: list, vals: list) -> None:
     """Run a plan's steps over its slot list ``vals`` (leaves and constants already filled)."""
+    if _mapping.LIVE:  # NOTE: a view on a file truncated since would SIGBUS: check the files first
+        _mapping.check_buffers(vals)
     for fn, ins, outs, frees in steps:
         res = fn([vals[i] for i in ins])
         for o, r in zip(outs, res):

@@ -10,6 +10,7 @@ from ._dtypes import ALL as DTYPES, FLOATING, INTEGER, DType
 from ._errors import FormatError, PluginError
 from ._format import Format, LazyFile, TensorFile, TensorInfo
 from ._io import atomic_write, host_array
+from ._mapping import MappedFile
 from ._plugins import PLUGIN_API, hookimpl, manager, reload_plugins
 from ._registry import REGISTRY, Category, Node, OpDef, build, register_op
 from .ops._rules import binary, broadcast_shapes, same_as_input, unary
@@ -17,4 +18,4 @@ from .ops._rules import binary, broadcast_shapes, same_as_input, unary
 __all__ = ["Backend", "Kernel", "Segment", "Instr", "Device", "HOST", "DType", "DTYPES", "FLOATING", "INTEGER",
            "FormatError", "PluginError", "PLUGIN_API", "hookimpl", "manager", "reload_plugins", "REGISTRY",
            "Category", "Node", "OpDef", "build", "register_op", "same_as_input", "unary", "binary",
-           "broadcast_shapes", "Format", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write"]
+           "broadcast_shapes", "Format", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write", "MappedFile"]

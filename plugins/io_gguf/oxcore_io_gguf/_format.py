@@ -1,13 +1,12 @@
-"""The GGUF ``Format``: lazy reading over one mmap, streaming writes through gguf-py's GGUFWriter."""
+"""The GGUF ``Format``: lazy reading over one mmap (the core's ``MappedFile``), streaming writes through gguf-py's GGUFWriter."""
 
 from __future__ import annotations
 
-import mmap
 import os
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from oxcore.extend import Format, FormatError, LazyFile, TensorInfo, host_array
+from oxcore.extend import Format, LazyFile, MappedFile, TensorInfo, host_array
 
 from . import _types as T
 from ._parse import MAX_DIMS, MAX_NAME, GGUFMetadata, StringArray, parse
@@ -25,22 +24,11 @@ class GGUFFile(LazyFile):
     alignment: int = 32
 
 
-def _view(mm: mmap.mmap, size: int, info: TensorInfo, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    if info.offset < 0 or info.offset + info.nbytes > size:  # NOTE: parse() checked; belt and braces
-        raise FormatError(info.path, info.offset, f"{info.nbytes} bytes at offset {info.offset} are outside the file")
-    if info.nbytes == 0:
-        a = np.empty(shape, dtype)
-        a.flags.writeable = False
-        return a
-    return np.frombuffer(mm, dtype=dtype, count=info.nbytes // dtype.itemsize, offset=info.offset).reshape(shape)
-
-
 def open_gguf(fmt: Format, path: Any) -> GGUFFile:
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        # NOTE: an empty file cannot be mapped; the parser then reports the missing magic
-        mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size else b""
-    hdr = parse(path, mm, size)
+    size = os.path.getsize(path)
+    # NOTE: the core's MappedFile: change detection at every eval, and load(mmap=False) support
+    mf = MappedFile(path, size)
+    hdr = parse(path, mf.get(), size)
     infos = {}
     for e in hdr.tensors:
         plain = T.PLAIN.get(e.type.name)
@@ -57,12 +45,12 @@ def open_gguf(fmt: Format, path: Any) -> GGUFFile:
 
         plain = T.PLAIN.get(info.type)
         if plain is not None:
-            return _host_leaf(_view(mm, size, info, plain, info.shape))
-        raw = _host_leaf(_view(mm, size, info, np.dtype(np.uint8), (info.nbytes,)))
+            return _host_leaf(mf.view(info.offset, info.nbytes, plain, info.shape))
+        raw = _host_leaf(mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,)))
         return build("ggml_dequantize", raw, ggml_type=info.type, shape=info.shape, dtype=float32)
 
     def raw(info: TensorInfo) -> np.ndarray:
-        return _view(mm, size, info, np.dtype(np.uint8), (info.nbytes,))
+        return mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,))
 
     lf = GGUFFile(path, fmt, hdr.metadata, infos, realize, raw)
     lf.version, lf.alignment = hdr.version, hdr.alignment
