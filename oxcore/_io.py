@@ -177,7 +177,7 @@ def host_array(x: Any) -> np.ndarray:
 
 
 def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None, *,
-         format: str | None = None) -> None:
+         format: str | None = None, max_shard_size: int | str | None = None) -> None:
     """Write tensors to a file whose format is picked from the suffix (or ``format=``).
 
     The write is atomic: a temporary file in the same directory is renamed over ``path`` once
@@ -189,6 +189,10 @@ def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
         tensors: name -> Array (or NumPy array).
         metadata: format metadata (safetensors: str -> str).
         format: force a format by name.
+        max_shard_size: split into safetensors shards of at most this size (``"2GB"``, ``"500MiB"``
+            or bytes) named ``model-00001-of-0000N.safetensors`` next to ``path``, plus the
+            ``model.safetensors.index.json`` that Hugging Face tools and ``oxcore.load`` read.
+            Everything fitting in one shard is written to ``path`` alone.
 
     Example:
         >>> import oxcore as ox, tempfile, os
@@ -203,5 +207,9 @@ def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
         if not isinstance(k, str):
             raise TypeError(f"tensor names must be str, got {type(k).__name__} {k!r}")
     fmt = get_format(format) if format else format_for(path, reading=False)
+    if max_shard_size is not None:
+        from ._shards import save_sharded
+
+        return save_sharded(Path(path), tensors, metadata, fmt, max_shard_size)
     with atomic_write(path) as tmp:
         fmt.save(tmp, tensors, metadata)
