@@ -103,7 +103,7 @@ def plugins_list(as_json: bool) -> None:
     for p in infos:
         status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(p["status"], p["status"])
         t.add_row(p["name"], p["distribution"], p["version"], str(p["api"]), status,
-                  p["reason"] or ", ".join(p["registered"]) or "(nothing)")
+                  "; ".join(x for x in (", ".join(p["registered"]), p["reason"]) if x) or "(nothing)")
     Console().print(t)
 
 
