@@ -282,6 +282,9 @@ def _entry(path: PathLike, name: str, v: Any, off: int, data_size: int) -> tuple
             or not 0 <= offs[0] <= offs[1]:
         raise bad(f"data_offsets must be [begin, end] with 0 <= begin <= end, got {offs!r}")
     nbytes = count * info[0]
+    if count == 0 and shape and _too_big(shape, info[0]):
+        raise bad(f"shape {shape} has no elements, but its other dimensions span 2**63 bytes or more, "
+                  "which no array can represent")
     begin, end = offs
     if nbytes != end - begin:
         over = " (the element count overflows 64 bits)" if nbytes >= 1 << 64 else ""
@@ -290,6 +293,14 @@ def _entry(path: PathLike, name: str, v: Any, off: int, data_size: int) -> tuple
     if end > data_size:
         raise bad(f"data_offsets [{begin}, {end}] run past the end of the data region ({data_size} bytes)")
     return (name, st, tuple(shape), begin, end, off)
+
+
+def _too_big(shape: Any, itemsize: int) -> bool:
+    # NOTE: found by scripts/fuzz: NumPy refuses a zero-size shape like (2**63, 0) or (2**40, 2**40, 0)
+    n = itemsize
+    for d in shape:
+        n *= d or 1
+    return n >= 1 << 63
 
 
 def _check_layout(path: PathLike, entries: list[tuple], base: int, data_size: int) -> None:

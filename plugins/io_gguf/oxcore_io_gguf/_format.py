@@ -46,6 +46,8 @@ def open_gguf(fmt: Format, path: Any) -> GGUFFile:
         plain = T.PLAIN.get(info.type)
         if plain is not None:
             return _host_leaf(mf.view(info.offset, info.nbytes, plain, info.shape))
+        if 0 in info.shape:  # NOTE: found by scripts/fuzz: nothing to dequantize (and no kernel for empty TQ1_0)
+            return _host_leaf(np.zeros(info.shape, np.float32))
         raw = _host_leaf(mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,)))
         return build("ggml_dequantize", raw, ggml_type=info.type, shape=info.shape, dtype=float32)
 
