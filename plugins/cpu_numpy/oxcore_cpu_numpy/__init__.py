@@ -226,6 +226,12 @@ def _native_dtypes(node) -> bool | str:
 _SUPPORTED = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
               "bfloat16", "float32", "float64"}
 
+def _scatter_add(x, i, v, *, axis):
+    out = np.array(x, copy=True)
+    np.add.at(out, (slice(None),) * axis + (i,), v)  # NOTE: unbuffered: repeated indices accumulate
+    return out
+
+
 KERNELS: dict[str, Any] = {
     **{k: _up(f) for k, f in UNARY.items()},
     **{k: _up(f, recast=False) for k, f in PREDICATES.items()},
@@ -251,6 +257,7 @@ KERNELS: dict[str, Any] = {
     "slice": lambda x, *, starts, stops, steps: x[tuple(map(slice, starts, stops, steps))],
     "take": lambda x, i, *, axis: np.take(x, i, axis=axis),
     "take_along_axis": lambda x, i, *, axis: np.take_along_axis(x, i, axis=axis),
+    "scatter_add": _scatter_add,
     "index": lambda x, *arrays, spec: x[_index_key(spec, arrays)],
     "index_update": _index_update,
     "softmax": _up(_softmax), "log_softmax": _up(_log_softmax),
