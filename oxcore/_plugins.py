@@ -221,7 +221,7 @@ class PluginManager:
                     raise PluginError(f"register() expects an oxcore Backend, got {type(b).__name__}")
                 if b.name in self.backends:
                     raise PluginError(f"backend {b.name!r} is already registered by {self.backends[b.name].distribution}")
-                _drop_foreign_kernels(b, b.distribution or info.distribution)
+                _drop_foreign_kernels(b)
                 b.distribution, b.version = b.distribution or info.distribution, b.version or info.version
                 for ks in b.kernels.values():
                     for k in ks:
@@ -363,7 +363,7 @@ def _prune_ops(m: PluginManager, ops_now: dict[str, str]) -> None:
         del _HOOK_OPS[name]
 
 
-def _drop_foreign_kernels(b: Backend, own: str) -> None:
+def _drop_foreign_kernels(b: Backend) -> None:
     """A backend object registered again (a module-level instance) loses the kernels other
     plugins added last time; the ones still loaded add theirs again."""
     for op, ks in list(b.kernels.items()):
