@@ -89,3 +89,13 @@ def test_only_safetensors_shards(tmp_path):
         pytest.skip("oxcore-io-gguf not installed")
     with pytest.raises(ValueError, match="format 'gguf' cannot be sharded"):
         ox.save(tmp_path / "m.gguf", {"a": np.ones(3, np.float32)}, max_shard_size="1KB")
+
+
+def test_sharded_checkpoint_read_into_memory_outlives_its_files(tmp_path):
+    ts = _tensors(np.random.default_rng())
+    ox.save(tmp_path / "model.safetensors", ts, max_shard_size=1)
+    f = ox.load(tmp_path, mmap=False)
+    for q in tmp_path.iterdir():
+        q.unlink()
+    for k, v in ts.items():
+        assert np.array_equal(f[k].numpy(), v), k
