@@ -374,6 +374,15 @@ def _drop_foreign_kernels(b: Backend) -> None:
 
 def _load_entry_point(ep: Any) -> Any:
     """``ep.load()`` with a time limit: a plugin whose import hangs is listed as failed."""
+    import sys
+
+    parts = ep.module.split(".")
+    for i in range(1, len(parts) + 1):
+        mod = sys.modules.get(".".join(parts[:i]))
+        if mod is not None and getattr(getattr(mod, "__spec__", None), "_initializing", False):
+            # NOTE: this thread is importing it right now (a plugin module that evaluates at import):
+            # another thread would wait for that import, and this one for the other thread
+            return ep.load()
     limit = float(os.environ.get("OXCORE_PLUGIN_IMPORT_TIMEOUT", IMPORT_TIMEOUT_S))
     out: list[Any] = []
 

@@ -5,6 +5,7 @@ reason, and nothing it registered stays behind. Real entry points (temporary dis
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import time
@@ -206,3 +207,22 @@ def test_registering_a_name_twice_isolates_the_plugin(site, what):
     a = np.random.default_rng().standard_normal(4).astype(np.float32)
     assert np.array_equal(ox.build("oxtest_halve", ox.asarray(a)).numpy(), a * np.float32(0.5))
     assert why in _plugins_json()["oxtest_twice"]["reason"]
+
+
+def test_a_plugin_that_evaluates_at_import_is_not_mistaken_for_a_hang(site, monkeypatch):
+    # NOTE: importing it loads the plugins (an eval at import), which must not wait on itself
+    monkeypatch.setenv("OXCORE_PLUGIN_IMPORT_TIMEOUT", "3")
+    make_dist(site, "oxtest-selfload", "oxtest_selfload", f"""
+import numpy as np
+import oxcore
+from oxcore.extend import reload_plugins
+OXCORE_PLUGIN_API = {PLUGIN_API}
+reload_plugins()
+VALUE = (oxcore.asarray(np.arange(3)) + 1).tolist()
+""", "oxtest_selfload")
+    importlib.invalidate_caches()
+    t0 = time.perf_counter()
+    mod = importlib.import_module("oxtest_selfload")
+    assert time.perf_counter() - t0 < 2.5 and mod.VALUE == [1, 2, 3]
+    info = ox.extend.manager().plugins["oxtest_selfload"]
+    assert info.status == "loaded", info.reason
