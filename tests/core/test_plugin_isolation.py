@@ -20,7 +20,10 @@ from oxcore import _plugins
 from oxcore.cli import main
 from oxcore.extend import PLUGIN_API, REGISTRY
 
-from .test_plugins import GOOD, _load, make_dist, site  # noqa: F401  (the site fixture)
+from . import test_plugins
+from .test_plugins import GOOD, _load, make_dist
+
+site = test_plugins.site  # NOTE: the same temporary-distribution fixture as test_plugins.py
 
 KERNEL_AND_FORMAT = """
 import numpy as np
