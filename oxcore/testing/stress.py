@@ -82,7 +82,7 @@ def _compiled_fns(ox: Any) -> list[tuple[Any, Any]]:
             (ox.compile(f_float), lambda a, b: np.maximum(a * b, a) + b)]
 
 
-def stress(threads: int = 8, graphs: int = 1000, *, backends: tuple[str, ...] = ("cpu_numpy", "metal_basic"),
+def stress(threads: int = 8, graphs: int = 1000, *, backends: tuple[str, ...] | None = None,
            profile_writer: bool = True, compiled: bool = False, timeout_s: float = 600.0,
            seed: int | None = None) -> dict[str, Any]:
     """Run the stress; returns a report (graphs, mismatches, errors, plan-cache checks, seconds).
@@ -94,7 +94,8 @@ def stress(threads: int = 8, graphs: int = 1000, *, backends: tuple[str, ...] = 
     from oxcore._plan import run as S
 
     avail = ox.backends()
-    backends = tuple(b for b in backends if b in avail)
+    # NOTE: default: every available backend, so graphs on different devices interleave
+    backends = tuple(b for b in (backends or avail) if b in avail)
     if not backends:
         raise RuntimeError(f"none of the backends is available here; available: {', '.join(avail)}")
     fns = _compiled_fns(ox) if compiled else []
