@@ -13,7 +13,7 @@ from typing import Any
 
 from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, float32, float64, iinfo,  # noqa: A004
                       int8, int16, int32, int64, uint8, uint16, uint32, uint64)
-from ._errors import (AttributeValueError, CompileError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
+from ._errors import (AttributeValueError, CompileError, DifferentiationError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
                       OxcoreError, PluginError, ShapeError, UnknownNameError)
 from ._array import Array, use
 from ._device import HOST, Device
@@ -29,6 +29,8 @@ from . import _dtypes, _scheduler
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
 from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
+from ._autodiff import (checkpoint, custom_jvp, custom_vjp, grad, jvp, stop_gradient, value_and_grad,  # noqa: F401
+                        vjp)
 
 __version__ = "0.1.0"
 __array_api_version__ = "2024.12"
@@ -138,7 +140,8 @@ def backends() -> list[str]:
     return [b.name for b in manager().available_backends()]
 
 
-__all__ = ["record", "compile", "CompileError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
+__all__ = ["record", "compile", "CompileError", "grad", "value_and_grad", "vjp", "jvp", "stop_gradient",
+           "custom_vjp", "custom_jvp", "checkpoint", "DifferentiationError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
            "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "nn", "tree", "PLUGIN_API", "OxcoreError",
            "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
            "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",

@@ -31,6 +31,11 @@ class CompileError(OxcoreError, RuntimeError):
     """A function cannot be traced by ``oxcore.compile`` (it reads values, mutates an argument...)."""
 
 
+class DifferentiationError(OxcoreError, TypeError):
+    """A function cannot be differentiated or batched as asked (an op without rules, an integer
+    input, a non-scalar output for ``grad``, a bad ``argnums`` or ``in_axes``)."""
+
+
 class PluginError(OxcoreError, RuntimeError):
     """A plugin could not be loaded or registered something invalid."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import enum
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ def check_not_traced(nodes: Any) -> None:
                            "arguments (bool(), float(), .item(), .numpy(), to_device(), print...). A compiled "
                            "function replays its graph without running its Python again, so it must not branch "
                            "on or read values. Move that code out of the function, or call it uncompiled.")
+
+
+#: while a transform (``grad``, ``vjp``, ``jvp``...) traces a function: realizing a node keeps its
+#: op and inputs, so gradients still flow through values the function printed or branched on
+KEEP_GRAPH: contextvars.ContextVar[bool] = contextvars.ContextVar("oxcore_keep_graph", default=False)
 
 
 class Category(enum.Enum):
@@ -87,7 +93,15 @@ class OpDef:
         decompose: ``decompose(*inputs: Array, **attrs) -> Array`` written with other oxcore
             ops, used when a backend has no kernel for this op. ``None`` for primitives.
         variadic: the op takes any number of array inputs (concat, stack...).
-        vjp, jvp: optional differentiation rules (reserved for autodiff).
+        vjp: ``vjp(g, out, *inputs, **attrs) -> tuple`` (one cotangent or None per input),
+            written in oxcore ops, so the backward graph is an ordinary graph. ``out`` is the
+            op's result, ``g`` the cotangent of the same shape and dtype.
+        jvp: ``jvp(tangents, out, *inputs, **attrs) -> Array | None``; ``tangents`` holds one
+            tangent or None (zero) per input.
+        batch: ``batch(inputs, batched, **attrs) -> Array`` for ``oxcore.vmap``: ``batched[i]``
+            says whether input i carries the batch as its axis 0; the result carries it as axis 0.
+        Ops without rules are differentiated and batched through their decomposition (core
+        ops), or refused with ``DifferentiationError`` (see ``oxcore.autodiff``).
         doc: one line for ``oxcore ops list``.
         sample: optional ``sample(oxcore) -> Array`` building a small instance of the op; coverage
             (``oxcore ops list``) plans it to tell native from decomposed. Core ops get theirs
@@ -102,6 +116,7 @@ class OpDef:
     variadic: bool = False
     vjp: Callable[..., Any] | None = None
     jvp: Callable[..., Any] | None = None
+    batch: Callable[..., Any] | None = None
     doc: str = ""
     source: str = field(default="oxcore", compare=False)
     sample: Callable[[Any], Any] | None = field(default=None, compare=False)
@@ -137,6 +152,13 @@ class Registry:
             raise UnknownNameError(f"Unknown op {name!r}. Registered ops: {', '.join(sorted(self.ops))}")
         return op
 
+    def set_rules(self, name: str, **rules: Callable[..., Any] | None) -> OpDef:
+        """Attach ``vjp``/``jvp``/``batch`` rules to a registered op (replaces its entry)."""
+        with self._lock:
+            op = dataclasses.replace(self.ops[name], **rules)
+            self.ops[name] = op
+        return op
+
     def __contains__(self, name: str) -> bool:
         return name in self.ops
 
@@ -149,7 +171,9 @@ REGISTRY = Registry()
 
 def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str, ...] = (),
                 decompose: Callable | None = None, variadic: bool = False, doc: str = "",
-                source: str = "oxcore", sample: Callable[[Any], Any] | None = None) -> OpDef:
+                source: str = "oxcore", sample: Callable[[Any], Any] | None = None,
+                vjp: Callable | None = None, jvp: Callable | None = None,
+                batch: Callable | None = None) -> OpDef:
     """Declare an op in the global registry (one declaration per op).
 
     Example:
@@ -160,8 +184,8 @@ def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str
         >>> ox.build("my_double", ox.asarray([1.0, 2.0])).tolist()
         [2.0, 4.0]
     """
-    return REGISTRY.register(OpDef(name, category, infer, attrs, decompose, variadic,
-                                   doc=doc, source=source, sample=sample))
+    return REGISTRY.register(OpDef(name, category, infer, attrs, decompose, variadic, vjp=vjp, jvp=jvp,
+                                   batch=batch, doc=doc, source=source, sample=sample))
 
 
 def build(name: str, *inputs: Any, **attrs: Any) -> Any:

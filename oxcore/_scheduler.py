@@ -24,7 +24,7 @@ from . import _plugins, _profile
 from ._backend import Backend, Instr, Kernel, Segment
 from ._device import HOST, Device
 from ._errors import FallbackError, OpNotSupportedError
-from ._registry import REGISTRY, TRACING, Node, check_not_traced
+from ._registry import KEEP_GRAPH, REGISTRY, TRACING, Node, check_not_traced
 
 _LOCK = threading.RLock()
 #: callbacks ``f(plan)`` called on every evaluation (``oxcore.record`` uses this)
@@ -273,10 +273,12 @@ def _run(plan: Plan, order: list[Node]) -> None:
     for s, buf in plan.consts:
         vals[s] = buf
     run_steps(plan.steps, vals)
+    keep_graph = KEEP_GRAPH.get()
     for p, s, dev in plan.outputs:
         n = order[p]
         n.buf, n.device = vals[s], dev
-        n.inputs, n.op, n.attrs = (), None, {}
+        if not keep_graph:  # NOTE: under a transform the node keeps its history for the backward pass
+            n.inputs, n.op, n.attrs = (), None, {}
 
 
 # --- planning ------------------------------------------------------------------------------------

@@ -1282,3 +1282,50 @@ def _qmm_ref(x, wq, s, b, *, group_size, bits, transpose):
 case("quantized_matmul", _qmm_build, _qmm_ref, F, composite(_p_qmm),
      lambda dt: (((2, 64),) + _deq_shapes((3, 64), 32, 4), {"group_size": 32, "bits": 4, "transpose": True}),
      _deq_inputs, tol={"float64": 1e7, "float32": 8.0, "float16": 2.0, "bfloat16": 2.0})
+
+
+# --- scatter and the transforms' ops -----------------------------------------------------------------
+def _p_scatter(draw, dt):
+    st, _ = _hyp()
+    s = draw(shape_st(1, 3, 1, 4))
+    axis = draw(st.integers(-len(s), len(s) - 1))
+    i = draw(shape_st(0, 2, 1, 4))
+    a = axis % len(s)
+    return (s, i, s[:a] + i + s[a + 1:]), {"axis": axis}
+
+
+def _scatter_inputs(rng, dt, shapes, kw):
+    s, i, v = shapes
+    n = s[kw["axis"] % len(s)]
+    return [rand(rng, s, dt, ihi=20, ilo=-20), rng.integers(0, n, size=i), rand(rng, v, dt, ihi=20, ilo=-20)]
+
+
+def _scatter_ref(x, i, v, *, axis):
+    out = np.array(x, copy=True)
+    np.add.at(out, (slice(None),) * (axis % x.ndim) + (i,), v)
+    return out
+
+
+case("scatter_add", _fn("scatter_add"), _scatter_ref, F + (D.int32, D.int64), composite(_p_scatter),
+     const((3, 4), (5,), (3, 5), axis=1), _scatter_inputs)
+case("stop_gradient", _fn("stop_gradient"), lambda x: x, F, UNARY_ONE, EX1)
+
+
+@functools.lru_cache(maxsize=None)
+def _custom_square(kind: str) -> Any:
+    """``x * x`` with a hand-written rule (custom_vjp or custom_jvp): the rule is what the
+    gradient checks then certify."""
+    import oxcore as ox
+
+    if kind == "vjp":
+        f = ox.custom_vjp(lambda x: x * x)
+        f.defvjp(lambda x: (x * x, x), lambda x, g: (2 * x * g,))
+    else:
+        f = ox.custom_jvp(lambda x: x * x)
+        f.defjvp(lambda p, t: (p[0] * p[0], 2 * p[0] * t[0]))
+    return f
+
+
+for _kind in ("vjp", "jvp"):
+    case(f"custom_{_kind}_call", lambda ox, x, _k=_kind: _custom_square(_k)(ox.asarray(x)), lambda x: x * x, F,
+         UNARY_ONE, EX1)

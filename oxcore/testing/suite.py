@@ -64,10 +64,14 @@ def run_case(case: Case, dt: ox.DType, params: Any, seed: int, backend: str) -> 
     problem = placement_problem(out, backend)
     if problem is not None:
         pytest.skip(f"{case.id} {dt.name}: {problem}")
+    # NOTE: a decomposition that does nothing (stop_gradient, roll by 0) plans no node: the
+    # result is the input, wherever it lives, and no backend ran anything to place
+    computes = bool(ox.explain(out).nodes)
     expected = case.reference(inputs, kw)
     assert_close(out, expected, case.out_dtype(dt, kw), what=what, tol=case.tolerance(dt))
     dev = manager().backend(backend).device
-    assert out.device == dev, f"{what}: result lives on {out.device}, expected the backend's device {dev}"
+    assert out.device == dev or not computes, \
+        f"{what}: result lives on {out.device}, expected the backend's device {dev}"
 
 
 def check_case(case: Case, dt: ox.DType, backend: str) -> None:

@@ -251,6 +251,7 @@ KERNELS: dict[str, Any] = {
     "slice": lambda x, *, starts, stops, steps: x[tuple(map(slice, starts, stops, steps))],
     "take": lambda x, i, *, axis: np.take(x, i, axis=axis),
     "take_along_axis": lambda x, i, *, axis: np.take_along_axis(x, i, axis=axis),
+    "scatter_add": _scatter_add,
     "index": lambda x, *arrays, spec: x[_index_key(spec, arrays)],
     "index_update": _index_update,
     "softmax": _up(_softmax), "log_softmax": _up(_log_softmax),
@@ -258,6 +259,12 @@ KERNELS: dict[str, Any] = {
     "sigmoid": _up(lambda x: 1 / (1 + np.exp(-x))), "silu": _up(lambda x: x / (1 + np.exp(-x))),
     "gelu": _up(_gelu), "rms_norm": _up(_rms_norm), "layer_norm": _up(_layer_norm),
 }
+
+
+def _scatter_add(x, i, v, *, axis):
+    out = np.array(x, copy=True)
+    np.add.at(out, (slice(None),) * axis + (i,), v)  # NOTE: unbuffered: repeated indices accumulate
+    return out
 
 
 def make_backend():
