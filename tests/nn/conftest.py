@@ -1,0 +1,27 @@
+"""Shared helpers for the nn/optim tests: the backends to run on and MLX conversions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import oxcore as ox
+
+BACKENDS = ["cpu_numpy", "metal_basic", "metal_fused"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param not in ox.backends():
+        pytest.skip(f"backend {request.param} is not available here")
+    return request.param
+
+
+def to_mx(x):
+    import mlx.core as mx
+
+    return mx.array(np.asarray(x.numpy() if isinstance(x, ox.Array) else x))
+
+
+def np_of(x) -> np.ndarray:
+    return np.array(x.numpy() if isinstance(x, ox.Array) else x)
