@@ -31,6 +31,7 @@ from ._trace import record
 from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
 from ._autodiff import (checkpoint, custom_jvp, custom_vjp, grad, jvp, stop_gradient, value_and_grad,  # noqa: F401
                         vjp)
+from ._vmap import vmap  # noqa: F401
 
 __version__ = "0.1.0"
 __array_api_version__ = "2024.12"
@@ -141,7 +142,7 @@ def backends() -> list[str]:
 
 
 __all__ = ["record", "compile", "CompileError", "grad", "value_and_grad", "vjp", "jvp", "stop_gradient",
-           "custom_vjp", "custom_jvp", "checkpoint", "DifferentiationError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
+           "custom_vjp", "custom_jvp", "checkpoint", "vmap", "DifferentiationError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
            "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "nn", "tree", "PLUGIN_API", "OxcoreError",
            "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
            "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",

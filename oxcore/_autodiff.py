@@ -287,9 +287,10 @@ def vjp(fn: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """
     flat, in_def = tree_flatten(primals)
     traced = [_trace_input(x, f"vjp primal {i}") for i, x in enumerate(flat)]
+    # NOTE: taken before the call: `x[k] = v` inside fn repoints the handle, not the input
+    wrt = [t._node for t in traced]
     out, aux = _split_aux(_call(fn, tree_unflatten(in_def, traced)), has_aux, "the function")
     out_leaves, out_def = _outputs(out, "the function")
-    wrt = [t._node for t in traced]
     out_nodes = [o._node for o in out_leaves]
 
     def vjp_fn(cotangents: Any) -> tuple:
@@ -302,8 +303,8 @@ def vjp(fn: Callable, *primals: Any, has_aux: bool = False) -> tuple:
                                            f"for an output of shape {o.shape}")
         grads = backward(out_nodes, [c if c.dtype is o.dtype else c.astype(o.dtype) for c, o in zip(cts, out_leaves)],
                          wrt)
-        return tuple(tree_unflatten(in_def, [g if g is not None else _zeros(t.shape, t.dtype)
-                                             for g, t in zip(grads, traced)]))
+        return tuple(tree_unflatten(in_def, [g if g is not None else _zeros(n.shape, n.dtype)
+                                             for g, n in zip(grads, wrt)]))
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
 
 
@@ -413,9 +414,10 @@ def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux: 
         if t.shape != x.shape:
             raise DifferentiationError(f"jvp: a tangent of shape {t.shape} for a primal of shape {x.shape}")
         ts.append(t if t.dtype is x.dtype else t.astype(x.dtype))
+    wrt = [t._node for t in traced]
     out, aux = _split_aux(_call(fn, tree_unflatten(in_def, traced)), has_aux, "the function")
     out_leaves, out_def = _outputs(out, "the function")
-    tans = forward([o._node for o in out_leaves], [t._node for t in traced], ts)
+    tans = forward([o._node for o in out_leaves], wrt, ts)
     tan_out = tree_unflatten(out_def, [t if t is not None else _zeros(o.shape, o.dtype) if o.dtype.is_floating
                                        else _zeros(o.shape, o.dtype) for t, o in zip(tans, out_leaves)])
     return (out, tan_out, aux) if has_aux else (out, tan_out)

@@ -156,7 +156,7 @@ _binary("logaddexp", lambda a, b, out: (E.exp(a - out), E.exp(b - out)))
 
 #: ops whose derivative is zero wherever it exists, or whose output is integer/bool
 NOT_DIFFERENTIABLE = ("floor", "ceil", "round", "trunc", "sign", "floor_divide", "argmax", "argmin", "random_bits",
-                      "full", "arange", "linspace", "eye", "quant_params", "quant_pack")
+                      "full", "arange", "linspace", "eye")
 for _name in NOT_DIFFERENTIABLE:
     _set(_name, vjp=lambda g, out, *ins, **attrs: (None,) * len(ins), jvp=lambda ts, out, *ins, **attrs: None)
 
@@ -326,20 +326,15 @@ _set("take_along_axis", vjp=_take_along_vjp, jvp=_linear_jvp("take_along_axis"))
 
 
 def _index_vjp(g: Array, out: Array, x: Array, *arrays: Array, spec: tuple) -> tuple:
-    arr_pos = [i for i, e in enumerate(spec) if e[0] == "a"]
-    if not arr_pos:
+    if not arrays:
         return (build("index_update", _zeros_like(x), g, spec=spec),)
-    full = all(slice(*e[1:]).indices(d) == (0, d, 1) for e, d in zip(spec, x.shape) if e[0] == "s")
-    if len(arr_pos) == 1 and full:
-        # NOTE: x[..., idx, ...] with full slices elsewhere is take along that axis
-        (ax,) = arr_pos
-        return (build("scatter_add", _zeros_like(x), _wrap_negative(arrays[0], x.shape[ax]), g, axis=ax),
-                *([None] * len(arrays)))
-    from .._errors import DifferentiationError
-
-    raise DifferentiationError("the gradient of indexing with several index arrays (or index arrays mixed with "
-                               "partial slices) is not supported; use take/take_along_axis, or index one axis "
-                               "at a time")
+    # NOTE: indexing an iota with the same key gives the flat position of every picked element;
+    # scattering g there adds up repeats (x[[0, 0]] reads x[0] twice)
+    n = math.prod(x.shape)
+    iota = _reshape(build("arange", start=0, stop=n, step=1, dtype=D.int64), x.shape)
+    where = _reshape(build("index", iota, *arrays, spec=spec), (out.size,))
+    flat = build("scatter_add", _full((n,), 0, x.dtype), where, _reshape(g, (out.size,)), axis=0)
+    return (_reshape(flat, x.shape), *([None] * len(arrays)))
 
 
 def _index_update_vjp(g: Array, out: Array, x: Array, v: Array, *arrays: Array, spec: tuple) -> tuple:

@@ -43,6 +43,8 @@ class Case:
         inputs: ``inputs(rng, dtype, shapes, kw) -> list[np.ndarray]``.
         out: ``out(dtype, kw) -> DType`` of the result (default: ``dtype``).
         tol: multiplies the dtype tolerance (a float, or a mapping dtype name -> float).
+        grad_ref: the reference in float64 throughout, where ``ref`` rounds on purpose (as the
+            op defines); gradient checks take finite differences of it.
     """
 
     op: str
@@ -55,6 +57,7 @@ class Case:
     out: Callable[[DType, dict], DType] | None = None
     name: str = ""
     tol: float | Mapping[str, float] = 1.0
+    grad_ref: Callable[..., Any] | None = None
 
     @property
     def id(self) -> str:
@@ -172,13 +175,23 @@ def gen(lo: float = -3.0, hi: float = 3.0, ilo: int = -50, ihi: int = 50, edges:
                 a = np.where(mask, np.asarray(rng.choice(edges, size=a.shape)).astype(dt.numpy), a).astype(dt.numpy)
             out.append(a)
         return out
+    if edges or discrete:
+        # NOTE: gradient checks need points where the function is smooth: no edge values, no ties
+        inputs.smooth = gen(lo, hi, ilo, ihi)
     return inputs
+
+
+def smooth(g: Callable[..., list]) -> Callable[..., list]:
+    """The variant of an input generator without edge values or ties (for gradient checks)."""
+    return getattr(g, "smooth", g)
 
 
 def each(*gens: Callable[..., list]) -> Callable[..., list]:
     """One generator per input position (the last one repeats)."""
     def inputs(rng, dt, shapes, kw):
         return [gens[min(i, len(gens) - 1)](rng, dt, (s,), kw)[0] for i, s in enumerate(shapes)]
+    if any(hasattr(g, "smooth") for g in gens):
+        inputs.smooth = each(*map(smooth, gens))
     return inputs
 
 
@@ -188,6 +201,8 @@ def typed(dt_of: Callable[[DType, dict], DType], g: Callable[..., list] | None =
 
     def inputs(rng, dt, shapes, kw):
         return g(rng, dt_of(dt, kw), shapes, kw)
+    if hasattr(g, "smooth"):
+        inputs.smooth = typed(dt_of, g.smooth)
     return inputs
 
 
@@ -1180,10 +1195,9 @@ def _p_quant(draw, dt):
     return (lead + (gs * draw(st.integers(1, 2)),),), {"group_size": gs, "bits": bits}
 
 
-def _qparams_ref(w, *, group_size, bits):
+def _qparams_ref(w, *, group_size, bits, f=np.float32):
     # NOTE: the op is defined in float32 arithmetic (MLX's): round(edge / scale) sits on exact
     # ties for half-precision weights, and float64 would break them the other way.
-    f = np.float32
     g = w.astype(f).reshape(w.shape[:-1] + (w.shape[-1] // group_size, group_size))
     wmax, wmin = g.max(-1), g.min(-1)
     mask = np.abs(wmin) > np.abs(wmax)
@@ -1198,7 +1212,7 @@ def _qparams_ref(w, *, group_size, bits):
 case("quant_params", lambda ox, w, *, group_size, bits: ox.build("quant_params", ox.asarray(w), group_size=group_size,
                                                                   bits=bits),
      _qparams_ref, F, composite(_p_quant), const((2, 64), group_size=32, bits=4), gen(-1, 1),
-     out=lambda dt, kw: D.float32, tol=2.0)
+     out=lambda dt, kw: D.float32, tol=2.0, grad_ref=lambda w, **kw: _qparams_ref(w, **kw, f=np.float64))
 
 
 def _pack_inputs(rng, dt, shapes, kw):
@@ -1243,12 +1257,12 @@ def _deq_inputs(rng, dt, shapes, kw):
     return [rand(rng, sh, dt, 0.1, 2) for sh in lead] + [words, rand(rng, s_s, dt, 0.01, 0.1), rand(rng, b_s, dt, 0, 1)]
 
 
-def _unpack(wq, s, b, gs, bits):
+def _unpack(wq, s, b, gs, bits, dtype=np.float32):
     per = 32 // bits
     q = (wq.astype(np.uint64)[..., None] >> (np.arange(per, dtype=np.uint64) * np.uint64(bits))) & np.uint64(2 ** bits - 1)
     # NOTE: dequantization is float32 arithmetic by definition (MLX's), whatever the scales' dtype
-    q = q.reshape(wq.shape[:-1] + (-1, gs)).astype(np.float32)
-    w = q * s.astype(np.float32)[..., None] + b.astype(np.float32)[..., None]
+    q = q.reshape(wq.shape[:-1] + (-1, gs)).astype(dtype)
+    w = q * s.astype(dtype)[..., None] + b.astype(dtype)[..., None]
     return w.reshape(wq.shape[:-1] + (-1,)).astype(np.float64)
 
 
@@ -1257,7 +1271,8 @@ case("dequantize", lambda ox, wq, s, b, *, group_size, bits: ox.dequantize(ox.as
      lambda wq, s, b, *, group_size, bits: _unpack(wq, s, b, group_size, bits), F,
      composite(lambda draw, dt: (lambda p: (_deq_shapes(p[0][0], p[1]["group_size"], p[1]["bits"]), p[1]))(
          _p_quant(draw, dt))),
-     lambda dt: (_deq_shapes((2, 64), 32, 4), {"group_size": 32, "bits": 4}), _deq_inputs, tol=_Q_TOL)
+     lambda dt: (_deq_shapes((2, 64), 32, 4), {"group_size": 32, "bits": 4}), _deq_inputs, tol=_Q_TOL,
+     grad_ref=lambda wq, s, b, *, group_size, bits: _unpack(wq, s, b, group_size, bits, np.float64))
 
 
 def _p_qmm(draw, dt):
@@ -1274,14 +1289,15 @@ def _qmm_build(ox, x, wq, s, b, *, group_size, bits, transpose):
                                group_size=group_size, bits=bits)
 
 
-def _qmm_ref(x, wq, s, b, *, group_size, bits, transpose):
-    w = _unpack(wq, s, b, group_size, bits)
+def _qmm_ref(x, wq, s, b, *, group_size, bits, transpose, dtype=np.float32):
+    w = _unpack(wq, s, b, group_size, bits, dtype)
     return x @ (w.T if transpose else w)
 
 
 case("quantized_matmul", _qmm_build, _qmm_ref, F, composite(_p_qmm),
      lambda dt: (((2, 64),) + _deq_shapes((3, 64), 32, 4), {"group_size": 32, "bits": 4, "transpose": True}),
-     _deq_inputs, tol={"float64": 1e7, "float32": 8.0, "float16": 2.0, "bfloat16": 2.0})
+     _deq_inputs, tol={"float64": 1e7, "float32": 8.0, "float16": 2.0, "bfloat16": 2.0},
+     grad_ref=lambda *a, **kw: _qmm_ref(*a, **kw, dtype=np.float64))
 
 
 # --- scatter and the transforms' ops -----------------------------------------------------------------

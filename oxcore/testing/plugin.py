@@ -104,6 +104,18 @@ def pytest_generate_tests(metafunc: Any) -> None:
         from .cases import iter_cases
 
         metafunc.parametrize("oxcore_case", [pytest.param((c, dt), id=f"{c.id}-{dt.name}") for c, dt in iter_cases()])
+    if "oxcore_grad_case" in names:
+        from .cases import CASES
+        from .grads import GRAD_DTYPES, differentiable
+
+        metafunc.parametrize("oxcore_grad_case", [pytest.param((c, dt), id=f"{c.id}-{dt.name}") for c in CASES
+                                                  for dt in GRAD_DTYPES if differentiable(c, dt)])
+    if "oxcore_vmap_case" in names:
+        from .cases import CASES
+
+        # NOTE: ops without array inputs (full, arange...) have nothing to batch
+        metafunc.parametrize("oxcore_vmap_case", [pytest.param((c, c.dtypes[0]), id=f"{c.id}-{c.dtypes[0].name}")
+                                                  for c in CASES if c.example(c.dtypes[0])[0]])
     if "oxcore_format" in names:
         fmts = metafunc.config.getoption("oxcore_format")
         metafunc.parametrize("oxcore_format", [pytest.param(f, id=f) for f in fmts] or [

@@ -226,6 +226,12 @@ def _native_dtypes(node) -> bool | str:
 _SUPPORTED = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
               "bfloat16", "float32", "float64"}
 
+def _scatter_add(x, i, v, *, axis):
+    out = np.array(x, copy=True)
+    np.add.at(out, (slice(None),) * axis + (i,), v)  # NOTE: unbuffered: repeated indices accumulate
+    return out
+
+
 KERNELS: dict[str, Any] = {
     **{k: _up(f) for k, f in UNARY.items()},
     **{k: _up(f, recast=False) for k, f in PREDICATES.items()},
@@ -259,12 +265,6 @@ KERNELS: dict[str, Any] = {
     "sigmoid": _up(lambda x: 1 / (1 + np.exp(-x))), "silu": _up(lambda x: x / (1 + np.exp(-x))),
     "gelu": _up(_gelu), "rms_norm": _up(_rms_norm), "layer_norm": _up(_layer_norm),
 }
-
-
-def _scatter_add(x, i, v, *, axis):
-    out = np.array(x, copy=True)
-    np.add.at(out, (slice(None),) * axis + (i,), v)  # NOTE: unbuffered: repeated indices accumulate
-    return out
 
 
 def make_backend():
