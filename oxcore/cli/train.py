@@ -185,6 +185,8 @@ def _progress(show: bool, total: int) -> Any:
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=3e-3, show_default=True, help="Peak learning rate (linear warmup, then cosine).")
 @click.option("--hidden", default=256, show_default=True, help="MLP width.")
+@click.option("--blas-threads", default=1, show_default=True,
+              help="BLAS threads for NumPy (0: the library's default).")
 @click.option("--compile/--no-compile", "compiled", default=False, show_default=True,
               help="Run the step under oxcore.compile.")
 @click.option("--save", default=None, type=click.Path(dir_okay=False),
@@ -194,10 +196,19 @@ def _progress(show: bool, total: int) -> Any:
 @click.option("--resume", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Continue from a --save checkpoint (bit-identical to an uninterrupted run).")
 def digits(epochs: int, seed: int, backend: str | None, batch_size: int, lr: float, hidden: int, compiled: bool,
-           save: str | None, stop_after: int | None, resume: str | None) -> None:
+           save: str | None, stop_after: int | None, resume: str | None, blas_threads: int) -> None:
     """Train an MLP on the 1,797 8x8 handwritten digits of scikit-learn (20% held out)."""
-    r = train_digits(epochs=epochs, seed=seed, backend=backend, batch_size=batch_size, lr=lr, hidden=hidden,
-                     save=save, resume=resume, compiled=compiled, stop_after=stop_after)
+    limit = contextlib.nullcontext()
+    if blas_threads > 0:
+        # NOTE: these matrices are small (batch 64 x 256): BLAS threads cost more than they give,
+        # and on a busy 2-core machine OpenBLAS's spinning threads made each matmul ~100x slower
+        # (a 20-epoch run took 60 s instead of 6 s). threadpoolctl comes with scikit-learn.
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(blas_threads, user_api="blas")
+    with limit:
+            r = train_digits(epochs=epochs, seed=seed, backend=backend, batch_size=batch_size, lr=lr, hidden=hidden,
+                         save=save, resume=resume, compiled=compiled, stop_after=stop_after)
     click.echo(f"held-out accuracy {100 * r['accuracy']:.2f}% after {r['epochs']} epochs "
                f"({r['steps']} steps in {r['seconds']:.1f} s, final batch loss {r['loss']:.4f})")
     if save:

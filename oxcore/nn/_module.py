@@ -213,6 +213,8 @@ class Module(dict):
             items = src.items() if isinstance(src, Mapping) else enumerate(src)
             for k, new in items:
                 where = f"{path}.{k}" if path else str(k)
+                if isinstance(dst, (list, tuple)) and isinstance(k, str) and k.isdigit():
+                    k = int(k)  # NOTE: tree_from_items keeps {"0": .., "2": ..} (a list with holes) as a dict
                 try:
                     cur = dst[k]
                 except (KeyError, IndexError, TypeError):

@@ -25,3 +25,17 @@ def to_mx(x):
 
 def np_of(x) -> np.ndarray:
     return np.array(x.numpy() if isinstance(x, ox.Array) else x)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """NOTE: on this 2-core machine shared by several processes, OpenBLAS's spinning worker
+    threads make a (64, 256) @ (256, 256) float32 matmul take ~20 ms instead of ~0.2 ms, which
+    turns the cpu_numpy training runs here from seconds into minutes. One thread for the tests."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield

@@ -16,10 +16,11 @@ from oxcore.cli.train import train_digits  # noqa: E402
 
 
 def test_short_run_learns_the_digits():
-    r = train_digits(epochs=6, seed=0, progress=False)
-    # NOTE: 6 of the command's 20 epochs; 20 epochs reach 97.8-98.6% (seeds 0-2)
-    assert r["accuracy"] >= 0.95, r["accuracy"]
-    assert r["steps"] == 6 * 23 and r["loss"] < 0.3
+    r = train_digits(epochs=8, seed=0, backend="cpu_numpy", progress=False)
+    # NOTE: 8 of the command's 20 epochs (~2.5 s); seeds 0-2 reach 97.8-98.1% after 8 epochs and
+    # 97.8-98.6% after 20, on 360 held-out images
+    assert r["accuracy"] >= 0.97, r["accuracy"]
+    assert r["steps"] == 8 * 23 and r["loss"] < 0.1
 
 
 def test_resume_is_bit_identical(tmp_path):
