@@ -23,19 +23,32 @@ def _param_keys(m: "Module") -> list[str]:
 
 
 class _Aux:
-    """Pytree aux data of a module: the module itself, compared by identity (rebuilding needs
-    its non-array attributes; two modules of the same structure are still different trees)."""
+    """Pytree aux data of a module: the module (rebuilding needs its non-array attributes) and
+    a fingerprint of its structure, so two modules of one type, parameter names and settings
+    are the same tree (``oxcore.compile`` replays one trace for both)."""
 
-    __slots__ = ("module", "keys")
+    __slots__ = ("module", "key", "_hash")
 
     def __init__(self, module: "Module", keys: tuple[str, ...]) -> None:
-        self.module, self.keys = module, keys
+        self.module = module
+        self.key = (type(module), keys, tuple(_setting(k, v) for k, v in sorted(module.__dict__.items())))
+        self._hash = hash(self.key)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Aux) and other.module is self.module and other.keys == self.keys
+        return isinstance(other, _Aux) and other.key == self.key
 
     def __hash__(self) -> int:
-        return hash((id(self.module), self.keys))
+        return self._hash
+
+
+def _setting(k: str, v: Any) -> tuple:
+    if isinstance(v, (set, frozenset)):
+        return (k, frozenset(v))
+    try:
+        hash(v)
+    except TypeError:
+        return (k, "id", id(v))
+    return (k, type(v), v) if isinstance(v, (int, float, str, bool, tuple, type(None))) else (k, "id", id(v))
 
 
 def _flatten(m: "Module") -> tuple[list, list, Any]:
