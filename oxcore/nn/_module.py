@@ -343,7 +343,7 @@ class Module(dict):
     def _check_input(self, x: Any, expect: str, ok: bool) -> None:
         if not ok:
             got = getattr(x, "shape", type(x).__name__)
-            raise ShapeError(f"{self!r}: expected input of shape {expect}, got {got}".replace("\n", " "))
+            raise ShapeError(f"{type(self).__name__}({self._extra_repr()}): expected input of shape {expect}, got {got}")
 
 
 register_pytree_node(Module, _flatten, _unflatten)
@@ -355,10 +355,10 @@ def _empty(v: Any) -> bool:
 
 def _prune(tree: Any) -> Any:
     """Drop ``None`` leaves and containers left empty (the filters' holes)."""
-    if isinstance(tree, dict):
+    if type(tree) is dict:  # NOTE: exact types: a Module (a dict) is a leaf here
         out = {k: _prune(v) for k, v in tree.items()}
         return {k: v for k, v in out.items() if not _empty(v)}
-    if isinstance(tree, list):
+    if type(tree) is list:
         out = [_prune(v) for v in tree]
         # NOTE: lists keep their positions (names are indices), so holes stay as empty dicts
         return [({} if v is None else v) for v in out] if not all(_empty(v) for v in out) else []
