@@ -14,7 +14,7 @@ import click
 COMMAND_MODULES = ("oxcore.cli.listing", "oxcore.cli.demo", "oxcore.cli.bench",
                    "oxcore.cli.kernels", "oxcore.cli.autotune", "oxcore.cli.bench_plan", "oxcore.cli.io",
                    "oxcore.cli.plugin_new", "oxcore.cli.validate", "oxcore.cli.bench_mlx", "oxcore.cli.bench_grad",
-                   "oxcore.cli.train")
+                   "oxcore.cli.train", "oxcore.cli.bench_train")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -213,3 +213,24 @@ def digits(epochs: int, seed: int, backend: str | None, batch_size: int, lr: flo
                f"({r['steps']} steps in {r['seconds']:.1f} s, final batch loss {r['loss']:.4f})")
     if save:
         click.echo(f"saved {save} and {_optim_path(Path(save))}")
+
+
+def causal_lm(vocab: int, dims: int = 128, heads: int = 4, layers: int = 4, max_len: int = 256) -> Any:
+    """A small decoder-only transformer: token embedding, ``layers`` pre-norm blocks with causal
+    self-attention (RoPE), a final LayerNorm and a linear head (``oxcore bench train``'s LM)."""
+    from oxcore import nn
+
+    class CausalLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(vocab, dims)
+            self.layers = [nn.TransformerEncoderLayer(dims, heads, rope=nn.RoPE(dims // heads)) for _ in range(layers)]
+            self.norm = nn.LayerNorm(dims)
+            self.head = nn.Linear(dims, vocab)
+
+        def __call__(self, ids: Any, caches: list | None = None) -> Any:
+            h = self.embed(ids)
+            for i, layer in enumerate(self.layers):
+                h = layer(h, mask="causal", cache=None if caches is None else caches[i])
+            return self.head(self.norm(h))
+    return CausalLM()
