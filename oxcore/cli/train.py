@@ -94,8 +94,6 @@ def train_digits(*, epochs: int = 20, seed: int = 0, backend: str | None = None,
     after every epoch; ``stop_after`` ends this run early (after that many epochs in all), and
     ``resume`` continues from a checkpoint: the result is bit-identical to an uninterrupted
     run with the same ``epochs``, ``seed`` and backend."""
-    import numpy as np
-
     import oxcore as ox
 
     # NOTE: everything (initial weights included) is built under the pin: a value computed by

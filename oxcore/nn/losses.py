@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _dtypes as D
 from .._array import Array
 from .._errors import AttributeValueError, DTypeError, ShapeError
 from ..ops import elementwise as E

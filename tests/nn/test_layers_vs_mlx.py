@@ -188,3 +188,17 @@ def test_cache_rejects_wrong_shapes():
     with pytest.raises(ox.ShapeError, match=r"KVCache\(k=\(1, 2, 4, 8\).*expected input of shape keys "
                                             r"\(batch=1, kv_heads=2, L<=4, 8\)"):
         cache.update(ox.ones((1, 3, 1, 8)), ox.ones((1, 3, 1, 8)))
+
+
+@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q8_0"])
+def test_quantized_linear_from_gguf_blocks(tmp_path, ggml_type):
+    gguf = pytest.importorskip("oxcore_io_gguf")
+    w = _x((16, 64), 20)
+    path = tmp_path / "w.gguf"
+    gguf.save(path, {"w": ox.asarray(w)}, quantize=ggml_type)
+    f = ox.load(path)
+    q = nn.QuantizedLinear.from_gguf(f["w"], bias=ox.asarray(_x((16,), 21)))
+    assert q.bits == (4 if ggml_type == "Q4_0" else 8) and q.weight.dtype == ox.uint32
+    x = _x((3, 64), 22)
+    want = x @ gguf.dequantize(gguf.quantize(w, ggml_type), ggml_type, (16, 64)).T + _x((16,), 21)
+    _close(q(ox.asarray(x)), want, tol=1e-4)
