@@ -31,13 +31,16 @@ def _x(shape, seed, dtype=np.float32):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-@pytest.mark.parametrize("shape,bias", [((3, 8), True), ((2, 5, 8), False)])
-def test_linear(backend, shape, bias):
-    lin = nn.Linear(8, 16, bias=bias)
+@pytest.mark.parametrize("shape,bias,dtype", [((3, 8), True, np.float32), ((2, 5, 8), False, np.float32),
+                                              ((4, 8), True, np.float16)])
+def test_linear(backend, shape, bias, dtype):
+    lin = nn.Linear(8, 16, bias=bias, dtype=ox.dtype(dtype))
     ref = _same_weights(lin, mnn.Linear(8, 16, bias=bias))
-    x = _x(shape, 1)
+    x = _x(shape, 1, dtype)
     with ox.use(backend):
-        _close(lin(ox.asarray(x)), ref(mx.array(x)))
+        got = lin(ox.asarray(x))
+    assert got.dtype == ox.dtype(dtype)
+    _close(got.astype(ox.float32), ref(mx.array(x)).astype(mx.float32), tol=1e-5 if dtype == np.float32 else 2e-3)
 
 
 def test_embedding(backend):
@@ -51,16 +54,19 @@ def test_embedding(backend):
 
 
 @pytest.mark.parametrize("kind", ["layer", "layer-no-bias", "rms"])
-def test_norms(backend, kind):
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_norms(backend, kind, dtype):
     if kind == "rms":
         ours, theirs = nn.RMSNorm(24, eps=1e-6), mnn.RMSNorm(24, eps=1e-6)
     else:
         ours, theirs = nn.LayerNorm(24, bias=kind == "layer"), mnn.LayerNorm(24, bias=kind == "layer")
-    ours.update({k: ox.asarray(_x(v.shape, 4 + i)) for i, (k, v) in enumerate(ours.named_parameters())})
+    ours.update({k: ox.asarray(_x(v.shape, 4 + i, dtype)) for i, (k, v) in enumerate(ours.named_parameters())})
     _same_weights(ours, theirs)
-    x = _x((2, 3, 24), 5) * 3 + 1
+    x = (_x((2, 3, 24), 5) * 3 + 1).astype(dtype)
     with ox.use(backend):
-        _close(ours(ox.asarray(x)), theirs(mx.array(x)), tol=2e-5)
+        got = ours(ox.asarray(x))
+    assert got.dtype == ox.dtype(dtype)
+    _close(got.astype(ox.float32), theirs(mx.array(x)).astype(mx.float32), tol=2e-5 if dtype == np.float32 else 1e-2)
 
 
 @pytest.mark.parametrize("traditional", [False, True])
