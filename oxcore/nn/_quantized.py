@@ -127,6 +127,28 @@ class QuantizedEmbedding(Module):
         q._set(embedding.weight, group_size, bits)
         return q
 
+    @classmethod
+    def from_quantized(cls, w_q: Array, scales: Array, biases: Array, *, group_size: int,
+                       bits: int) -> "QuantizedEmbedding":
+        """A table over already-quantized ``(w_q, scales, biases)`` (MLX's affine layout)."""
+        q = cls.__new__(cls)
+        Module.__init__(q)
+        q.group_size, q.bits = group_size, bits
+        q.weight, q.scales, q.biases = w_q, scales, biases
+        q.freeze(recurse=False)
+        return q
+
+    @classmethod
+    def from_gguf(cls, tensor: Any) -> "QuantizedEmbedding":
+        """A table over a ggml block-quantized GGUF tensor, re-packed without dequantizing (see
+        ``QuantizedLinear.from_gguf``)."""
+        try:
+            from oxcore_io_gguf import to_mlx_affine
+        except ImportError as e:
+            raise ImportError("QuantizedEmbedding.from_gguf needs oxcore-io-gguf: pip install 'oxcore[gguf]'") from e
+        wq, s, b = to_mlx_affine(tensor)
+        return cls.from_quantized(wq, s, b, group_size=32, bits=wq.shape[-1] // s.shape[-1])
+
     @property
     def dims(self) -> int:
         return self.weight.shape[1] * 32 // self.bits

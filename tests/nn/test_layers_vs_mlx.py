@@ -206,5 +206,8 @@ def test_quantized_linear_from_gguf_blocks(tmp_path, ggml_type):
     q = nn.QuantizedLinear.from_gguf(f["w"], bias=ox.asarray(_x((16,), 21)))
     assert q.bits == (4 if ggml_type == "Q4_0" else 8) and q.weight.dtype == ox.uint32
     x = _x((3, 64), 22)
-    want = x @ gguf.dequantize(gguf.quantize(w, ggml_type), ggml_type, (16, 64)).T + _x((16,), 21)
-    _close(q(ox.asarray(x)), want, tol=1e-4)
+    table = gguf.dequantize(gguf.quantize(w, ggml_type), ggml_type, (16, 64))
+    _close(q(ox.asarray(x)), x @ table.T + _x((16,), 21), tol=1e-4)
+    emb = nn.QuantizedEmbedding.from_gguf(f["w"])
+    ids = np.array([[3, 0, 15]])
+    _close(emb(ox.asarray(ids)), table[ids], tol=1e-6)
