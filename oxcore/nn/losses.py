@@ -1,7 +1,8 @@
 """Loss functions. Each takes ``reduction`` = ``"mean"`` (the default), ``"sum"`` or ``"none"``.
 
 Formulas follow ``mlx.nn.losses`` (and PyTorch where MLX has no counterpart: class weights and
-``ignore_index`` in ``cross_entropy``).
+``ignore_index`` in ``cross_entropy``). The default reduction is PyTorch's ``"mean"`` (MLX's is
+``"none"``), as for ``oxcore.cross_entropy``.
 
 Example:
     >>> import oxcore as ox
