@@ -9,15 +9,15 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, float32, float64, iinfo,  # noqa: A004
                       int8, int16, int32, int64, uint8, uint16, uint32, uint64)
 from ._errors import (AttributeValueError, CompileError, DifferentiationError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
                       OxcoreError, PluginError, ShapeError, UnknownNameError)
-from ._array import Array, use
+from ._array import Array, build, use
 from ._device import HOST, Device
-from ._registry import build
 from ._format import TensorFile
 from ._io import load, save
 from ._plugins import hookimpl, PLUGIN_API
@@ -25,13 +25,15 @@ from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
 from . import nn, tree
-from . import _dtypes, _scheduler
+from . import _dtypes, _plan, _runtime
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
 from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
 from ._autodiff import (checkpoint, custom_jvp, custom_vjp, grad, jvp, stop_gradient, value_and_grad,  # noqa: F401
                         vjp)
 from ._vmap import vmap  # noqa: F401
+
+_runtime.install(sys.modules[__name__])  # NOTE: wires the layers together; before any array is used
 
 __version__ = "0.1.0"
 __array_api_version__ = "2024.12"
@@ -52,10 +54,10 @@ def eval(*arrays: Array) -> None:
         >>> ox.eval(a, b); a.is_lazy, b.is_lazy
         (False, False)
     """
-    _scheduler.evaluate([a._node for a in arrays if isinstance(a, Array)])
+    _plan.evaluate([a._node for a in arrays if isinstance(a, Array)])
 
 
-def explain(*arrays: Array) -> _scheduler.Explanation:
+def explain(*arrays: Array) -> _plan.Explanation:
     """Show where each node would run and why: candidates with their costs, the winner,
     segments, transfers and fallbacks. Nothing is computed.
 
@@ -64,7 +66,7 @@ def explain(*arrays: Array) -> _scheduler.Explanation:
         >>> print(ox.explain(ox.asarray([1.0]) + 1))  # doctest: +ELLIPSIS
         plan: 1 nodes, 1 segments, ...
     """
-    return _scheduler.explain([a._node for a in arrays])
+    return _plan.explain([a._node for a in arrays])
 
 
 def result_type(*arrays_and_dtypes: Any) -> DType:

@@ -100,6 +100,6 @@ def demo(dim: int, seq: int, backend: str | None, runs: int) -> None:
                   f"{st.median_us / 1e3:.2f} ms", f"{st.p10_us / 1e3:.2f}-{st.p90_us / 1e3:.2f} ms",
                   f"{sc.median_us / 1e3:.2f} ms")
         con.print(t)
-    from oxcore._scheduler import STATS
+    from oxcore._plan import STATS
 
     con.print(f"plan cache: {STATS['hits']} hits, {STATS['misses']} misses")

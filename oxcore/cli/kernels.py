@@ -62,7 +62,7 @@ def kernels_list(op: str | None, as_json: bool) -> None:
     Kernels registered for a backend that is not installed are listed as orphans; a kernel
     that raised at run time is listed as failed with the error (it is no longer placed).
     """
-    from .._scheduler import FAILURES
+    from .._plan import FAILURES
 
     rows = kernel_rows(op)
     if as_json:

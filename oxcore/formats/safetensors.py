@@ -342,14 +342,13 @@ class MappedFile:
 
 
 def _realize(mf: MappedFile, info: TensorInfo) -> Any:
-    from .._array import _host_leaf
-    from .._registry import build
+    from .._array import build, host_leaf
 
     if info.type in FLOAT8:
-        raw = _host_leaf(mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,)))
-        out = build("take", _host_leaf(_LUTS[info.type]), raw, axis=0)
+        raw = host_leaf(mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,)))
+        out = build("take", host_leaf(_LUTS[info.type]), raw, axis=0)
         return build("reshape", out, shape=info.shape)
-    return _host_leaf(mf.view(info.offset, info.nbytes, DTYPES[info.type][1], info.shape))
+    return host_leaf(mf.view(info.offset, info.nbytes, DTYPES[info.type][1], info.shape))
 
 
 def _raw(mf: MappedFile, info: TensorInfo) -> np.ndarray:

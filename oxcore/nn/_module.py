@@ -378,13 +378,13 @@ def value_and_grad(model: Module, fn: Callable[..., Any]) -> Callable[..., tuple
         >>> sorted(grads), grads["weight"].shape
         (['bias', 'weight'], (1, 3))
     """
-    import oxcore as ox
+    from .._autodiff import value_and_grad as _value_and_grad
 
     def inner(params: dict, *args: Any, **kwargs: Any) -> Any:
         model.update(params)
         return fn(*args, **kwargs)
 
-    vg = ox.value_and_grad(inner)
+    vg = _value_and_grad(inner)
 
     def wrapped(*args: Any, **kwargs: Any) -> tuple[Any, dict]:
         params = model.trainable_parameters()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._array import Array
-from .._registry import REGISTRY, build
+from .._array import Array, build
+from .._registry import REGISTRY
 from .elementwise import BINARY_OPS, UNARY_OPS
 
 

@@ -14,8 +14,8 @@ import math
 from typing import Any, Callable
 
 from .. import _dtypes as D
-from .._array import Array, scalar
-from .._registry import REGISTRY, build
+from .._array import Array, build, scalar
+from .._registry import REGISTRY
 from . import elementwise as E
 
 Rule = Callable[..., Any]

@@ -8,9 +8,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _dtypes as D
-from .._array import Array, _host_leaf
+from .._array import Array, build, host_leaf
 from .._errors import AttributeValueError, DTypeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import norm_shape
 
 __all__ = ["asarray", "from_dlpack", "full", "zeros", "ones", "empty", "full_like", "zeros_like",
@@ -51,7 +51,7 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
         a = a.astype(dt.numpy)
     elif copy:
         a = a.copy()
-    out = _host_leaf(a)
+    out = host_leaf(a)
     return out.to_device(device) if device is not None else out
 
 
@@ -71,7 +71,7 @@ def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> A
         [0.0, 1.0, 2.0]
     """
     a = _from_any(x)
-    out = _host_leaf(a.copy() if copy else a)
+    out = host_leaf(a.copy() if copy else a)
     return out.to_device(device) if device is not None else out
 
 

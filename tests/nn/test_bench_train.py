@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 import oxcore as ox
-from oxcore.cli.bench_train import _lm_loss, _mlp_loss
 from oxcore.cli.train import causal_lm, digits_mlp
 from oxcore.nn import losses
 
 mx = pytest.importorskip("mlx.core")
+_lm_loss = pytest.importorskip("oxcore_metal_fused._bench_train")._lm_loss
+_mlp_loss = pytest.importorskip("oxcore_metal_fused._bench_train")._mlp_loss
 
 FNS = {"softmax": lambda t: mx.softmax(t, axis=-1), "gelu": lambda t: t * 0.5 * (1 + mx.erf(t / 2 ** 0.5)),
        "logsumexp": lambda t: mx.logsumexp(t, axis=-1),

@@ -56,6 +56,13 @@ def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
         register(k)
 
 
+@hookimpl
+def oxcore_register_commands(cli: Any) -> None:
+    from ._bench import register
+
+    register(cli)
+
+
 def save(path: Any, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None, *,
          quantize: str | None = None, progress: Callable[[str, int], None] | None = None) -> None:
     """Write a GGUF file atomically, optionally quantizing float matrices to ``"Q8_0"``/``"Q4_0"``.

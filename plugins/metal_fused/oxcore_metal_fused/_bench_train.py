@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .bench_mlx import _backends, _finish, _on, _target, _time_group, bench_group
+from ._bench import _backends, _finish, _on, _target, _time_group, bench_group
 
 LR, WD = 1e-3, 1e-2
 
@@ -99,7 +99,7 @@ def _run(lm_dims: int, lm_layers: int, lm_tokens: int, lm_batch: int, backends: 
     from oxcore import optim
     from oxcore.bench import Report
 
-    from .train import causal_lm, digits_mlp, make_step
+    from oxcore.cli.train import causal_lm, digits_mlp, make_step
 
     if quick:
         lm_dims, lm_layers, lm_tokens, lm_batch, repeat = 64, 2, 16, 2, min(repeat, 3)
