@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import oxcore as ox
-from oxcore import _scheduler, nn
+from oxcore import _plan, nn
 
 mx = pytest.importorskip("mlx.core")
 mnn = pytest.importorskip("mlx.nn")
@@ -171,7 +171,7 @@ def test_kv_cache_decode_equals_full_attention_with_one_plan(backend):
         misses = []
         for t in range(3, 9):
             got.append(attn(ox.asarray(x[:, t:t + 1]), mask="causal", cache=cache).numpy())
-            misses.append(_scheduler.STATS["misses"])
+            misses.append(_plan.STATS["misses"])
     np.testing.assert_allclose(np.concatenate(got, axis=1), full, rtol=2e-5, atol=2e-5)
     assert cache.offset.item() == 9
     # NOTE: the second decode step and later reuse the first decode step's plan
