@@ -56,7 +56,9 @@ class QuantizedLinear(Module):
     @classmethod
     def from_quantized(cls, w_q: Array, scales: Array, biases: Array, *, group_size: int, bits: int,
                        bias: Array | None = None) -> "QuantizedLinear":
-        """A layer over already-quantized ``(w_q, scales, biases)`` (MLX's affine layout)."""
+        """A layer over already-quantized ``(w_q, scales, biases)`` (MLX's affine layout), e.g.
+        ggml blocks of a GGUF file re-packed without dequantizing by the GGUF plugin's
+        ``to_mlx_affine`` (group size 32)."""
         q = cls.__new__(cls)
         Module.__init__(q)
         q.group_size, q.bits = group_size, bits
@@ -65,19 +67,6 @@ class QuantizedLinear(Module):
             q.bias = bias
         q.freeze(recurse=False, keys=["weight", "scales", "biases"])
         return q
-
-    @classmethod
-    def from_gguf(cls, tensor: Any, bias: Array | None = None) -> "QuantizedLinear":
-        """A layer over a ggml block-quantized GGUF weight (``oxcore.load("m.gguf")[name]``,
-        Q4_0/Q4_1/Q8_0/Q4_K/Q5_*), re-packed without dequantizing by oxcore-io-gguf's
-        ``to_mlx_affine`` (group size 32; 4 bits, or 8 for Q8_0 and the 5-bit types)."""
-        try:
-            from oxcore_io_gguf import to_mlx_affine
-        except ImportError as e:
-            raise ImportError("QuantizedLinear.from_gguf needs oxcore-io-gguf: pip install 'oxcore[gguf]'") from e
-        wq, s, b = to_mlx_affine(tensor)
-        # NOTE: groups of 32 values, so bits = 32-bit words per row / groups per row
-        return cls.from_quantized(wq, s, b, group_size=32, bits=wq.shape[-1] // s.shape[-1], bias=bias)
 
     @property
     def input_dims(self) -> int:
@@ -137,17 +126,6 @@ class QuantizedEmbedding(Module):
         q.weight, q.scales, q.biases = w_q, scales, biases
         q.freeze(recurse=False)
         return q
-
-    @classmethod
-    def from_gguf(cls, tensor: Any) -> "QuantizedEmbedding":
-        """A table over a ggml block-quantized GGUF tensor, re-packed without dequantizing (see
-        ``QuantizedLinear.from_gguf``)."""
-        try:
-            from oxcore_io_gguf import to_mlx_affine
-        except ImportError as e:
-            raise ImportError("QuantizedEmbedding.from_gguf needs oxcore-io-gguf: pip install 'oxcore[gguf]'") from e
-        wq, s, b = to_mlx_affine(tensor)
-        return cls.from_quantized(wq, s, b, group_size=32, bits=wq.shape[-1] // s.shape[-1])
 
     @property
     def dims(self) -> int:

@@ -203,11 +203,13 @@ def test_quantized_linear_from_gguf_blocks(tmp_path, ggml_type):
     path = tmp_path / "w.gguf"
     gguf.save(path, {"w": ox.asarray(w)}, quantize=ggml_type)
     f = ox.load(path)
-    q = nn.QuantizedLinear.from_gguf(f["w"], bias=ox.asarray(_x((16,), 21)))
+    wq, s, b = gguf.to_mlx_affine(f["w"])
+    bits = 4 if ggml_type == "Q4_0" else 8
+    q = nn.QuantizedLinear.from_quantized(wq, s, b, group_size=32, bits=bits, bias=ox.asarray(_x((16,), 21)))
     assert q.bits == (4 if ggml_type == "Q4_0" else 8) and q.weight.dtype == ox.uint32
     x = _x((3, 64), 22)
     table = gguf.dequantize(gguf.quantize(w, ggml_type), ggml_type, (16, 64))
     _close(q(ox.asarray(x)), x @ table.T + _x((16,), 21), tol=1e-4)
-    emb = nn.QuantizedEmbedding.from_gguf(f["w"])
+    emb = nn.QuantizedEmbedding.from_quantized(wq, s, b, group_size=32, bits=bits)
     ids = np.array([[3, 0, 15]])
     _close(emb(ox.asarray(ids)), table[ids], tol=1e-6)
