@@ -38,7 +38,7 @@ class Linear(Module):
         >>> nn.Linear(4, 2)(ox.ones((3, 5)))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        oxcore._errors.ShapeError: Linear(input_dims=4, output_dims=2, bias=True): expected input of shape (..., 4), got (3, 5)
+        oxcore.ShapeError: Linear(input_dims=4, output_dims=2, bias=True): expected input of shape (..., 4), got (3, 5)
     """
 
     def __init__(self, input_dims: int, output_dims: int, bias: bool = True, dtype: Any = D.float32) -> None:
