@@ -45,13 +45,15 @@ class MLXDevice(Device):
         self.platform, self.mx_device = platform, mx_device
         self._scalars: dict[tuple, Any] = {}
 
-    def from_numpy(self, array: np.ndarray) -> Any:
+    def from_numpy(self, array: np.ndarray, *, shared: bool = True) -> Any:
         """Copy a host array into MLX memory (bfloat16 travels as its uint16 bits).
 
         0-d arrays (the Python scalars of expressions) are cached by dtype and value: MLX
         arrays are immutable, and a scalar crosses to the device on every call otherwise.
+        ``shared=False`` makes a new array (a constant baked into an ``mx.compile``d function
+        must not be the very array that is also passed in as an input).
         """
-        if array.ndim == 0:
+        if array.ndim == 0 and shared:
             key = (array.dtype.str, array.tobytes())
             buf = self._scalars.get(key)
             if buf is None:

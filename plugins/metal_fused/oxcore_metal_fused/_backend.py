@@ -96,7 +96,9 @@ class FusedBackend(MLXBackend):
         run = segment.interpreter()
         if not segment.constants:
             return mx.compile(lambda *xs: run(list(xs)), shapeless=shapeless)
-        consts = {k: self.device.from_numpy(v) for k, v in segment.constants.items()}
+        # NOTE: own copies: the device shares 0-d arrays by value, and MLX refuses to compile a
+        # function whose captured constant is also one of its inputs (an argument equal to it)
+        consts = {k: self.device.from_numpy(v, shared=False) for k, v in segment.constants.items()}
         mx.eval(list(consts.values()))
         live = [k for k in range(segment.n_inputs) if k not in consts]
         n = segment.n_inputs
