@@ -149,10 +149,6 @@ def test_an_argument_equal_to_a_baked_constant():
     """A 0-d argument whose value equals a constant of the trace (a learning rate of 0.1 next to
     a literal 0.1): the device shares 0-d arrays by value, and MLX refuses to compile a function
     whose captured constant is also an input, so baked constants are own copies."""
-    import numpy as np
-
-    import oxcore as ox
-
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal(5).astype(np.float32)
     w, lr = ox.asarray(w0), ox.asarray(np.float32(0.1))
