@@ -16,6 +16,10 @@ from ._graph import PIN, TRACING, Node, check_not_traced
 from ._plan import evaluate, runtime
 from ._registry import REGISTRY
 
+_OPS = REGISTRY.ops  # NOTE: the registry's dict itself (registering adds to it), one lookup less per build
+_new = object.__new__
+_get_pin = PIN.get
+
 
 class use:  # noqa: N801  (a function-like context manager, as np.errstate)
     """Pin the ops built inside the block to these backends, in order of preference.
@@ -80,7 +84,9 @@ def build(name: str, *inputs: Any, **attrs: Any) -> "Array":
         >>> y.tolist()
         [4, 6]
     """
-    op = REGISTRY.ops.get(name) or REGISTRY[name]
+    # NOTE: the hottest function of the lazy path (once per op): positional arguments, no
+    # intermediate calls beyond the op's own shape rule
+    op = _OPS.get(name) or REGISTRY[name]
     nodes = tuple([x._node for x in inputs])
     if attrs and op.attrs != ("*",):
         for k in attrs:
@@ -88,7 +94,9 @@ def build(name: str, *inputs: Any, **attrs: Any) -> "Array":
                 raise AttributeValueError(f"{name}() got an unexpected attribute {k!r}; "
                                           f"valid attributes are: {', '.join(op.attrs) or '(none)'}")
     shape, dt = op.infer(nodes, attrs)
-    return Array._wrap(Node(name, nodes, attrs, shape, dt, pin=PIN.get()))
+    a = _new(Array)
+    a._node = Node(name, nodes, attrs, shape, dt, None, None, _get_pin())
+    return a
 
 
 def scalar(value: Any, dtype: D.DType) -> "Array":
@@ -119,7 +127,7 @@ class Array:
 
     @classmethod
     def _wrap(cls, node: Node) -> "Array":
-        a = object.__new__(cls)
+        a = _new(cls)
         a._node = node
         return a
 
