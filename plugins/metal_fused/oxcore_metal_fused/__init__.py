@@ -54,4 +54,4 @@ def oxcore_register_backends(register: Any) -> None:
 @hookimpl
 def oxcore_register_commands(cli: Any) -> None:
     """``oxcore bench ops`` and ``oxcore bench block``: the MLX backends against MLX and NumPy."""
-    from . import _bench  # noqa: F401  (its decorators attach the commands)
+    from . import _bench  # noqa: F401  # pyflakes: the import attaches the commands

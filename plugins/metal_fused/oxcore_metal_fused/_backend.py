@@ -114,9 +114,6 @@ class FusedBackend(MLXBackend):
     def compile_segment(self, segment: Segment) -> Callable[[list], list]:
         """``mx.compile`` the whole segment (cached) once it repeats; evaluate its outputs in
         one ``mx.eval``."""
-        import mlx.core as mx
-
-        stream = self._stream()
         state = {"runs": 0, "fn": None}
         first = self.compile_after
         interp = segment.interpreter()
@@ -129,14 +126,4 @@ class FusedBackend(MLXBackend):
                     return interp(inputs)
                 fn = state["fn"] = self._compiled_fn(segment)
             return fn(*inputs)
-
-        def go(inputs: list) -> list:
-            if stream is None:
-                outs = call(inputs)
-                mx.eval(outs)
-                return outs
-            with mx.stream(stream):
-                outs = call(inputs)
-                mx.eval(outs)
-            return outs
-        return go
+        return self.evaluated(call)
