@@ -53,5 +53,6 @@ def oxcore_register_backends(register: Any) -> None:
 
 @hookimpl
 def oxcore_register_commands(cli: Any) -> None:
-    """``oxcore bench ops`` and ``oxcore bench block``: the MLX backends against MLX and NumPy."""
-    from . import _bench  # noqa: F401  # pyflakes: the import attaches the commands
+    """``oxcore bench ops``, ``bench block`` and ``bench grad``: the MLX backends against MLX,
+    NumPy (and JAX for ``grad``)."""
+    from . import _bench, _bench_grad  # noqa: F401  # pyflakes: the imports attach the commands
