@@ -147,16 +147,3 @@ def collect_signed(targets: list[Node]) -> tuple[list[Node], list[Any], list[int
 def position_map(order: list[Node]) -> dict[int, int]:
     """id(node) -> position, for a collected order."""
     return {id(n): i for i, n in enumerate(order)}
-
-
-def signature(order: list[Node], pos: dict[int, int], outputs: list[bool], config: tuple) -> tuple:
-    """The plan-cache key of a collected graph: ``config`` (plugins, env, profile), then per node
-    its dtype, shape and device (leaves) or op, attributes, input positions, pin and whether
-    the plan must hand its value out (``outputs``)."""
-    sig: list[Any] = [config]
-    for n, out in zip(order, outputs):
-        if n.buf is not None:
-            sig.append((n.dtype, n.shape, n.device.name))
-        else:
-            sig.append((n.op, tuple(n.attrs.items()), tuple([pos[id(i)] for i in n.inputs]), n.pin, out))
-    return tuple(sig)
