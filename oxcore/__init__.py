@@ -35,7 +35,7 @@ from ._vmap import vmap  # noqa: F401
 
 _runtime.install(sys.modules[__name__])  # NOTE: wires the layers together; before any array is used
 
-__version__ = "0.1.0"
+from ._version import __version__  # NOTE: written in one place, oxcore/VERSION
 __array_api_version__ = "2024.12"
 
 e = 2.718281828459045

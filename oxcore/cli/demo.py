@@ -53,13 +53,14 @@ def demo(dim: int, seq: int, backend: str | None, runs: int) -> None:
 
     import numpy as np
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     import oxcore as ox
     from oxcore.bench import measure
 
     con = Console()
-    con.print(f"[bold]oxcore demo[/] · backends available: {', '.join(ox.backends())}")
+    con.print(f"[bold]oxcore demo[/] · backends available: {escape(', '.join(ox.backends()))}")
     pin = ox.use(backend) if backend else contextlib.nullcontext()
     w1 = ox.random.normal((4 * dim, dim), seed=1) * dim ** -0.5
     w2 = ox.random.normal((dim, 4 * dim), seed=2) * (4 * dim) ** -0.5

@@ -117,7 +117,9 @@ def parse_header(path: PathLike, head: bytes, size: int) -> tuple[int, dict[str,
         raise FormatError(path, 0, f"file is {size} bytes; a safetensors file starts with an 8-byte header length")
     (n,) = struct.unpack_from("<Q", head, 0)
     if n > HEADER_CAP:
-        raise FormatError(path, 0, f"header length {n} is over the {HEADER_CAP}-byte limit")
+        # NOTE: a text or other binary file lands here (its first 8 bytes read as a huge length)
+        raise FormatError(path, 0, f"not a safetensors file (header length {n} is not plausible: it is over "
+                                   f"the {HEADER_CAP}-byte limit)")
     if 8 + n > size:
         raise FormatError(path, 0, f"header length {n} runs past the end of the file ({size} bytes)")
     if len(head) < 8 + n:

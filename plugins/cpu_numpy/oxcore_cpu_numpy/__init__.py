@@ -7,6 +7,8 @@ both faster in NumPy and closer to the float64 reference.
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import math
 from typing import Any
 
@@ -14,7 +16,7 @@ import numpy as np
 from oxcore import bfloat16, hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
 
 OXCORE_PLUGIN_API = 1
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("oxcore-cpu-numpy")  # NOTE: written once, in oxcore/VERSION
 
 # NOTE: bfloat16 joins in make_backend(): its NumPy dtype imports ml_dtypes (~0.5 s), which
 # loading this plugin (`oxcore --help`) must not pay

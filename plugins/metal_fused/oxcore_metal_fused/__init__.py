@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from typing import Any
 
 from oxcore import hookimpl  # NOTE: only oxcore loads this module, so oxcore is importable
@@ -23,7 +25,7 @@ from oxcore import hookimpl  # NOTE: only oxcore loads this module, so oxcore is
 from ._backend import FusedBackend, shapeless_key
 
 OXCORE_PLUGIN_API = 1
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("oxcore-metal-fused")  # NOTE: written once, in oxcore/VERSION
 __all__ = ["OXCORE_PLUGIN_API", "FusedBackend", "make_backend", "shapeless_key"]
 
 
@@ -53,6 +55,5 @@ def oxcore_register_backends(register: Any) -> None:
 
 @hookimpl
 def oxcore_register_commands(cli: Any) -> None:
-    """``oxcore bench ops``, ``bench block`` and ``bench grad``: the MLX backends against MLX,
-    NumPy (and JAX for ``grad``)."""
-    from . import _bench, _bench_grad  # noqa: F401  # pyflakes: the imports attach the commands
+    """``oxcore bench ops``, ``bench block`` and ``bench grad``: the MLX backends against MLX, NumPy and JAX."""
+    from . import _bench, _bench_grad  # noqa: F401  (their decorators attach the commands)
