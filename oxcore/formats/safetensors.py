@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import struct
-import threading
 from json.decoder import scanstring
 from typing import Any, Callable, Mapping
 
@@ -37,6 +35,7 @@ import numpy as np
 from .. import _dtypes
 from .._errors import FormatError
 from .._format import Format, LazyFile, PathLike, TensorInfo
+from .._mapping import MappedFile
 
 HEADER_CAP = 100_000_000  # bytes of JSON; the reference library's limit too
 MAGIC_MAX = 1 << 40  # sniff: a plausible header length
@@ -285,6 +284,9 @@ def _entry(path: PathLike, name: str, v: Any, off: int, data_size: int) -> tuple
             or not 0 <= offs[0] <= offs[1]:
         raise bad(f"data_offsets must be [begin, end] with 0 <= begin <= end, got {offs!r}")
     nbytes = count * info[0]
+    if count == 0 and shape and _too_big(shape, info[0]):
+        raise bad(f"shape {shape} has no elements, but its other dimensions span 2**63 bytes or more, "
+                  "which no array can represent")
     begin, end = offs
     if nbytes != end - begin:
         over = " (the element count overflows 64 bits)" if nbytes >= 1 << 64 else ""
@@ -293,6 +295,14 @@ def _entry(path: PathLike, name: str, v: Any, off: int, data_size: int) -> tuple
     if end > data_size:
         raise bad(f"data_offsets [{begin}, {end}] run past the end of the data region ({data_size} bytes)")
     return (name, st, tuple(shape), begin, end, off)
+
+
+def _too_big(shape: Any, itemsize: int) -> bool:
+    # NOTE: found by scripts/fuzz: NumPy refuses a zero-size shape like (2**63, 0) or (2**40, 2**40, 0)
+    n = itemsize
+    for d in shape:
+        n *= d or 1
+    return n >= 1 << 63
 
 
 def _check_layout(path: PathLike, entries: list[tuple], base: int, data_size: int) -> None:
@@ -312,37 +322,6 @@ def _check_layout(path: PathLike, entries: list[tuple], base: int, data_size: in
 
 
 # --- reading -----------------------------------------------------------------------------------
-class MappedFile:
-    """One read-only mmap of a file, made on first use and kept alive by the views on it."""
-
-    def __init__(self, path: PathLike, size: int) -> None:
-        self.path, self.size = str(path), size
-        self._mm: mmap.mmap | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> mmap.mmap:
-        with self._lock:
-            if self._mm is None:
-                with open(self.path, "rb") as f:
-                    now = os.fstat(f.fileno()).st_size
-                    if now != self.size:
-                        # NOTE: mapping past the end would SIGBUS on access; refuse instead
-                        raise FormatError(self.path, None, f"file changed size since it was opened "
-                                                           f"({self.size} -> {now} bytes)")
-                    self._mm = mmap.mmap(f.fileno(), self.size, access=mmap.ACCESS_READ)
-            return self._mm
-
-    def view(self, offset: int, nbytes: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-        """Zero-copy read-only array over ``[offset, offset + nbytes)`` (bounds already checked)."""
-        if offset < 0 or offset + nbytes > self.size:
-            raise FormatError(self.path, offset, f"{nbytes} bytes at offset {offset} are outside the file")
-        if nbytes == 0:
-            a = np.empty(shape, dtype)
-            a.flags.writeable = False
-            return a
-        return np.frombuffer(self.get(), dtype=dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape)
-
-
 def _realize(mf: MappedFile, info: TensorInfo) -> Any:
     from .._array import build, host_leaf
 

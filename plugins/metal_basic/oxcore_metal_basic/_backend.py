@@ -9,10 +9,13 @@ from oxcore.extend import Backend, Device, Segment
 from ._support import make_supports
 
 # Static cost priors (microseconds, bytes per microsecond) before any profile exists, by
-# platform. NOTE: on MLX's CPU device an op costs a graph node plus an eval, so NumPy (launch
-# 2 us) wins small ops; on a GPU the bandwidth term dominates and MLX wins.
+# platform. NOTE: on MLX's CPU device an op costs a graph node plus an eval, and MLX's CPU
+# kernels (Linux, mlx-cpu) measured 5-50x slower than NumPy's (`oxcore bench ops`: exp of 262k
+# floats 12.2 ms vs 0.26 ms), so an untuned plan keeps CPU work on cpu_numpy (launch 2 us,
+# 8e3 bytes/us): a plan is never slower than NumPy alone before `oxcore autotune` measures.
+# On a GPU the bandwidth term dominates and MLX wins.
 PRIORS = {  # platform -> (launch_us, bytes_per_us)
-    "cpu": (15.0, 6e3),
+    "cpu": (15.0, 8e2),
     "metal": (6.0, 2e5),
     "cuda": (6.0, 1e6),
 }
