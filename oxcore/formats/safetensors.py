@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 import ml_dtypes
 import numpy as np
 
-from .. import _dtypes as D
+from .. import _dtypes
 from .._errors import FormatError
 from .._format import Format, LazyFile, PathLike, TensorInfo
 from .._mapping import MappedFile
@@ -41,16 +41,16 @@ HEADER_CAP = 100_000_000  # bytes of JSON; the reference library's limit too
 MAGIC_MAX = 1 << 40  # sniff: a plausible header length
 
 #: safetensors dtype -> (itemsize, NumPy dtype of the stored bytes, oxcore dtype you get)
-DTYPES: dict[str, tuple[int, np.dtype, D.DType]] = {
-    "BOOL": (1, np.dtype(np.bool_), D.bool_),
-    "U8": (1, np.dtype("<u1"), D.uint8), "I8": (1, np.dtype("<i1"), D.int8),
-    "U16": (2, np.dtype("<u2"), D.uint16), "I16": (2, np.dtype("<i2"), D.int16),
-    "U32": (4, np.dtype("<u4"), D.uint32), "I32": (4, np.dtype("<i4"), D.int32),
-    "U64": (8, np.dtype("<u8"), D.uint64), "I64": (8, np.dtype("<i8"), D.int64),
-    "F16": (2, np.dtype("<f2"), D.float16), "BF16": (2, np.dtype(ml_dtypes.bfloat16), D.bfloat16),
-    "F32": (4, np.dtype("<f4"), D.float32), "F64": (8, np.dtype("<f8"), D.float64),
-    "F8_E4M3": (1, np.dtype(ml_dtypes.float8_e4m3fn), D.float16),
-    "F8_E5M2": (1, np.dtype(ml_dtypes.float8_e5m2), D.float16),
+DTYPES: dict[str, tuple[int, np.dtype, _dtypes.DType]] = {
+    "BOOL": (1, np.dtype(np.bool_), _dtypes.bool_),
+    "U8": (1, np.dtype("<u1"), _dtypes.uint8), "I8": (1, np.dtype("<i1"), _dtypes.int8),
+    "U16": (2, np.dtype("<u2"), _dtypes.uint16), "I16": (2, np.dtype("<i2"), _dtypes.int16),
+    "U32": (4, np.dtype("<u4"), _dtypes.uint32), "I32": (4, np.dtype("<i4"), _dtypes.int32),
+    "U64": (8, np.dtype("<u8"), _dtypes.uint64), "I64": (8, np.dtype("<i8"), _dtypes.int64),
+    "F16": (2, np.dtype("<f2"), _dtypes.float16), "BF16": (2, np.dtype(ml_dtypes.bfloat16), _dtypes.bfloat16),
+    "F32": (4, np.dtype("<f4"), _dtypes.float32), "F64": (8, np.dtype("<f8"), _dtypes.float64),
+    "F8_E4M3": (1, np.dtype(ml_dtypes.float8_e4m3fn), _dtypes.float16),
+    "F8_E5M2": (1, np.dtype(ml_dtypes.float8_e5m2), _dtypes.float16),
 }
 FLOAT8 = ("F8_E4M3", "F8_E5M2")
 _BY_OX = {v[2]: k for k, v in DTYPES.items() if k not in FLOAT8}

@@ -62,22 +62,27 @@ class MLXBackend(Backend):
         dev = self.device.mx_device
         return None if mx.default_device() == dev else dev
 
-    def compile_segment(self, segment: Segment) -> Callable[[list], list]:
-        """Build the segment's MLX graph op by op, then evaluate all its outputs in one ``mx.eval``."""
+    def evaluated(self, build: Callable[[list], list]) -> Callable[[list], list]:
+        """``run(inputs)``: ``build(inputs)`` on this backend's MLX stream, its outputs evaluated
+        in one ``mx.eval`` (metal_fused wraps its compiled segments the same way)."""
         import mlx.core as mx
 
-        run, stream = segment.interpreter(), self._stream()
+        stream = self._stream()
 
-        def go(inputs: list) -> list:
+        def run(inputs: list) -> list:
             if stream is None:
-                outs = run(inputs)
+                outs = build(inputs)
                 mx.eval(outs)
                 return outs
             with mx.stream(stream):  # NOTE: OXCORE_MLX_DEVICE=cpu on a machine whose default is the GPU
-                outs = run(inputs)
+                outs = build(inputs)
                 mx.eval(outs)
             return outs
-        return go
+        return run
+
+    def compile_segment(self, segment: Segment) -> Callable[[list], list]:
+        """Build the segment's MLX graph op by op, then evaluate all its outputs in one ``mx.eval``."""
+        return self.evaluated(segment.interpreter())
 
     def synchronize(self) -> None:
         if not self.missing:

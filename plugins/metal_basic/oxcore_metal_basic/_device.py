@@ -12,11 +12,9 @@ import os
 import platform
 from typing import Any
 
-import ml_dtypes
 import numpy as np
+from oxcore import bfloat16
 from oxcore.extend import Device
-
-_BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,7 +64,7 @@ class MLXDevice(Device):
     def _copy(self, array: np.ndarray) -> Any:
         import mlx.core as mx
 
-        if array.dtype == _BF16:
+        if array.dtype.name == "bfloat16":
             return mx.array(array.view(np.uint16)).view(mx.bfloat16)
         # NOTE: the dtype is explicit: mx.array would turn float64 into float32 silently
         return mx.array(array, dtype=_mx_dtype_named(array.dtype.name))
@@ -76,7 +74,7 @@ class MLXDevice(Device):
         import mlx.core as mx
 
         if buffer.dtype == mx.bfloat16:  # NOTE: PEP 3118 has no bfloat16 format; view the bits
-            return np.asarray(memoryview(buffer.view(mx.uint16))).view(_BF16)
+            return np.asarray(memoryview(buffer.view(mx.uint16))).view(bfloat16.numpy)
         return np.asarray(memoryview(buffer))
 
 

@@ -88,9 +88,12 @@ def test_compiled_cache_is_bounded_lru(fused):
     old = fused.cache_size
     fused.cache_size = 2
     try:
-        for n in (3, 4, 5):  # three reshape segments: distinct keys
-            _eval_fused(lambda t: ox.reshape(t, (n, 2)) + 1.0, np.ones((2, n), np.float32))
-        assert len(fused.compiled) <= 2
+        for shape in ((3,), (2, 3), (2, 2, 3)):  # three elementwise segments of other ranks: distinct keys
+            x = np.random.default_rng().uniform(-1, 1, shape).astype(np.float32)
+            for _ in range(2):  # NOTE: compiled on the second run
+                y, _ = _eval_fused(lambda t: ox.exp(t) + 1.0, x)
+            np.testing.assert_allclose(y.numpy(), np.exp(x) + 1.0, rtol=1e-5)
+        assert 1 <= len(fused.compiled) <= 2
     finally:
         fused.cache_size = old
 
