@@ -9,28 +9,33 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, float32, float64, iinfo,  # noqa: A004
                       int8, int16, int32, int64, uint8, uint16, uint32, uint64)
-from ._errors import (AttributeValueError, CompileError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
+from ._errors import (AttributeValueError, CompileError, DifferentiationError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
                       OxcoreError, PluginError, ShapeError, UnknownNameError)
-from ._array import Array, use
+from ._array import Array, build, use
 from ._device import HOST, Device
-from ._registry import build
 from ._format import TensorFile
 from ._io import load, save
 from ._plugins import hookimpl, PLUGIN_API
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
-from . import nn
-from . import _dtypes, _scheduler
+from . import tree
+from . import _dtypes, _plan, _runtime
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
 from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
+from ._autodiff import (checkpoint, custom_jvp, custom_vjp, grad, jvp, stop_gradient, value_and_grad,  # noqa: F401
+                        vjp)
+from ._vmap import vmap  # noqa: F401
 
-__version__ = "0.1.0"
+_runtime.install(sys.modules[__name__])  # NOTE: wires the layers together; before any array is used
+
+from ._version import __version__  # NOTE: written in one place, oxcore/VERSION
 __array_api_version__ = "2024.12"
 
 e = 2.718281828459045
@@ -49,10 +54,10 @@ def eval(*arrays: Array) -> None:
         >>> ox.eval(a, b); a.is_lazy, b.is_lazy
         (False, False)
     """
-    _scheduler.evaluate([a._node for a in arrays if isinstance(a, Array)])
+    _plan.evaluate([a._node for a in arrays if isinstance(a, Array)])
 
 
-def explain(*arrays: Array) -> _scheduler.Explanation:
+def explain(*arrays: Array) -> _plan.Explanation:
     """Show where each node would run and why: candidates with their costs, the winner,
     segments, transfers and fallbacks. Nothing is computed.
 
@@ -61,7 +66,7 @@ def explain(*arrays: Array) -> _scheduler.Explanation:
         >>> print(ox.explain(ox.asarray([1.0]) + 1))  # doctest: +ELLIPSIS
         plan: 1 nodes, 1 segments, ...
     """
-    return _scheduler.explain([a._node for a in arrays])
+    return _plan.explain([a._node for a in arrays])
 
 
 def result_type(*arrays_and_dtypes: Any) -> DType:
@@ -138,9 +143,21 @@ def backends() -> list[str]:
     return [b.name for b in manager().available_backends()]
 
 
-__all__ = ["record", "compile", "CompileError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
-           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "nn", "PLUGIN_API", "OxcoreError",
+__all__ = ["record", "compile", "CompileError", "grad", "value_and_grad", "vjp", "jvp", "stop_gradient",
+           "custom_vjp", "custom_jvp", "checkpoint", "vmap", "DifferentiationError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
+           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "nn", "optim", "tree", "PLUGIN_API", "OxcoreError",
            "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
            "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",
            "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64",
            "e", "pi", "inf", "nan", "newaxis", "load", "save", "TensorFile"] + list(_ops_all)
+
+
+def __getattr__(name: str) -> Any:
+    # NOTE: oxcore.nn and oxcore.optim are libraries above the core's layers (they use the
+    # transforms and load/save); imported on first use so that importing oxcore, which every
+    # layer may do, never pulls them in (import-linter's layers contract)
+    if name in ("nn", "optim"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'oxcore' has no attribute {name!r}")

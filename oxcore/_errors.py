@@ -31,6 +31,11 @@ class CompileError(OxcoreError, RuntimeError):
     """A function cannot be traced by ``oxcore.compile`` (it reads values, mutates an argument...)."""
 
 
+class DifferentiationError(OxcoreError, TypeError):
+    """A function cannot be differentiated or batched as asked (an op without rules, an integer
+    input, a non-scalar output for ``grad``, a bad ``argnums`` or ``in_axes``)."""
+
+
 class PluginError(OxcoreError, RuntimeError):
     """A plugin could not be loaded or registered something invalid."""
 
@@ -55,3 +60,13 @@ class FormatError(OxcoreError, ValueError):
         self.path, self.offset, self.reason = str(path), offset, reason
         where = f" at offset {offset}" if offset is not None else ""
         super().__init__(f"{self.path}{where}: {reason}")
+
+    def __reduce__(self) -> tuple:  # NOTE: pickle (multiprocessing, pytest-xdist) re-calls __init__
+        return type(self), (self.path, self.offset, self.reason)
+
+
+# NOTE: tracebacks print `module.qualname`; users meet these as `oxcore.ShapeError` (exported
+# there), not as `oxcore._errors.ShapeError`. pickle finds them under `oxcore` too.
+for _cls in (OxcoreError, *OxcoreError.__subclasses__()):
+    _cls.__module__ = "oxcore"
+del _cls

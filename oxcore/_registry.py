@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import contextvars
+import dataclasses
 import enum
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ._dtypes import DType
-from ._errors import AttributeValueError, CompileError, PluginError, UnknownNameError
+from ._errors import PluginError, UnknownNameError
 
 Shape = tuple[int, ...]
-
-
-#: while ``oxcore.compile`` traces a function: the ids of its argument nodes (else None)
-TRACING: contextvars.ContextVar[frozenset | None] = contextvars.ContextVar("oxcore_tracing", default=None)
-
-
-def check_not_traced(nodes: Any) -> None:
-    """Raise ``CompileError`` if a function being traced by ``oxcore.compile`` reads values
-    that depend on its arguments: the replay would not run the Python that read them."""
-    args = TRACING.get()
-    if args is not None and any(id(n) in args for n in nodes):
-        raise CompileError("a function under oxcore.compile read the value of an array that depends on its "
-                           "arguments (bool(), float(), .item(), .numpy(), to_device(), print...). A compiled "
-                           "function replays its graph without running its Python again, so it must not branch "
-                           "on or read values. Move that code out of the function, or call it uncompiled.")
+Node = Any  # NOTE: a graph node (``oxcore._graph.Node``, one layer up): what ``infer`` receives
 
 
 class Category(enum.Enum):
@@ -45,35 +31,6 @@ class Category(enum.Enum):
     OTHER = "other"
 
 
-class Node:
-    """One vertex of the lazy graph: a realized buffer, or ``(op, inputs, attrs)``.
-
-    ``Array`` is a handle on a Node; ``x[i] = v`` repoints the handle, so nodes never mutate
-    except to become realized (``buf`` set, ``inputs`` dropped).
-    """
-
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "buf", "device", "pin", "__weakref__")
-
-    def __init__(self, op: str | None, inputs: tuple[Node, ...], attrs: dict[str, Any],
-                 shape: Shape, dtype: DType, buf: Any = None, device: Any = None,
-                 pin: tuple[str, ...] | None = None) -> None:
-        self.op, self.inputs, self.attrs = op, inputs, attrs
-        self.shape, self.dtype = shape, dtype
-        self.buf, self.device, self.pin = buf, device, pin
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def realized(self) -> bool:
-        return self.buf is not None
-
-    def __repr__(self) -> str:
-        state = f"on {self.device}" if self.buf is not None else f"{self.op}"
-        return f"<Node {state} {self.dtype.name}{list(self.shape)}>"
-
-
 @dataclass(frozen=True)
 class OpDef:
     """One op of the registry.
@@ -87,7 +44,15 @@ class OpDef:
         decompose: ``decompose(*inputs: Array, **attrs) -> Array`` written with other oxcore
             ops, used when a backend has no kernel for this op. ``None`` for primitives.
         variadic: the op takes any number of array inputs (concat, stack...).
-        vjp, jvp: optional differentiation rules (reserved for autodiff).
+        vjp: ``vjp(g, out, *inputs, **attrs) -> tuple`` (one cotangent or None per input),
+            written in oxcore ops, so the backward graph is an ordinary graph. ``out`` is the
+            op's result, ``g`` the cotangent of the same shape and dtype.
+        jvp: ``jvp(tangents, out, *inputs, **attrs) -> Array | None``; ``tangents`` holds one
+            tangent or None (zero) per input.
+        batch: ``batch(inputs, batched, **attrs) -> Array`` for ``oxcore.vmap``: ``batched[i]``
+            says whether input i carries the batch as its axis 0; the result carries it as axis 0.
+        Ops without rules are differentiated and batched through their decomposition (core
+        ops), or refused with ``DifferentiationError`` (see ``oxcore.autodiff``).
         doc: one line for ``oxcore ops list``.
         sample: optional ``sample(oxcore) -> Array`` building a small instance of the op; coverage
             (``oxcore ops list``) plans it to tell native from decomposed. Core ops get theirs
@@ -102,6 +67,7 @@ class OpDef:
     variadic: bool = False
     vjp: Callable[..., Any] | None = None
     jvp: Callable[..., Any] | None = None
+    batch: Callable[..., Any] | None = None
     doc: str = ""
     source: str = field(default="oxcore", compare=False)
     sample: Callable[[Any], Any] | None = field(default=None, compare=False)
@@ -117,6 +83,9 @@ class Registry:
     def __init__(self) -> None:
         self.ops: dict[str, OpDef] = {}
         self._lock = threading.Lock()
+        #: called with an unknown op's name before refusing it; the runtime installs one that
+        #: loads the plugins (a plugin may declare the op)
+        self.on_unknown: Callable[[str], None] | None = None
 
     def register(self, op: OpDef) -> OpDef:
         with self._lock:
@@ -128,13 +97,18 @@ class Registry:
 
     def __getitem__(self, name: str) -> OpDef:
         op = self.ops.get(name)
-        if op is None:
-            from ._plugins import manager
-
-            manager().load()  # a plugin may declare it
+        if op is None and self.on_unknown is not None:
+            self.on_unknown(name)
             op = self.ops.get(name)
         if op is None:
             raise UnknownNameError(f"Unknown op {name!r}. Registered ops: {', '.join(sorted(self.ops))}")
+        return op
+
+    def set_rules(self, name: str, **rules: Callable[..., Any] | None) -> OpDef:
+        """Attach ``vjp``/``jvp``/``batch`` rules to a registered op (replaces its entry)."""
+        with self._lock:
+            op = dataclasses.replace(self.ops[name], **rules)
+            self.ops[name] = op
         return op
 
     def __contains__(self, name: str) -> bool:
@@ -149,7 +123,9 @@ REGISTRY = Registry()
 
 def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str, ...] = (),
                 decompose: Callable | None = None, variadic: bool = False, doc: str = "",
-                source: str = "oxcore", sample: Callable[[Any], Any] | None = None) -> OpDef:
+                source: str = "oxcore", sample: Callable[[Any], Any] | None = None,
+                vjp: Callable | None = None, jvp: Callable | None = None,
+                batch: Callable | None = None) -> OpDef:
     """Declare an op in the global registry (one declaration per op).
 
     Example:
@@ -160,31 +136,5 @@ def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str
         >>> ox.build("my_double", ox.asarray([1.0, 2.0])).tolist()
         [2.0, 4.0]
     """
-    return REGISTRY.register(OpDef(name, category, infer, attrs, decompose, variadic,
-                                   doc=doc, source=source, sample=sample))
-
-
-def build(name: str, *inputs: Any, **attrs: Any) -> Any:
-    """Build a lazy node for op ``name`` on ``inputs``; shape/dtype errors raise here.
-
-    Example:
-        >>> import oxcore as ox
-        >>> y = ox.build("add", ox.asarray([1, 2]), ox.asarray([3, 4]))
-        >>> y.tolist()
-        [4, 6]
-    """
-    op = REGISTRY.ops.get(name) or REGISTRY[name]
-    nodes = tuple([x._node for x in inputs])
-    if attrs and op.attrs != ("*",):
-        for k in attrs:
-            if k not in op.attrs:
-                raise AttributeValueError(f"{name}() got an unexpected attribute {k!r}; "
-                                          f"valid attributes are: {', '.join(op.attrs) or '(none)'}")
-    shape, dt = op.infer(nodes, attrs)
-    return _wrap(Node(name, nodes, attrs, shape, dt, pin=_PIN.get()))
-
-
-# NOTE: bound by oxcore._array at import (it imports this module), keeping build() free of
-# per-call imports: it is the hottest function in the library.
-_wrap: Callable[[Node], Any]
-_PIN: Any
+    return REGISTRY.register(OpDef(name, category, infer, attrs, decompose, variadic, vjp=vjp, jvp=jvp,
+                                   batch=batch, doc=doc, source=source, sample=sample))

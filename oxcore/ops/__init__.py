@@ -10,6 +10,7 @@ from .quant import *  # noqa: F401,F403
 from .reduction import *  # noqa: F401,F403
 from . import random  # noqa: F401
 from . import creation, elementwise, indexing, linalg, manipulation, nn, quant, reduction
+from . import _batching, _derivatives  # noqa: F401  (attach the VJP/JVP/batching rules to the registry)
 
 __all__ = [n for m in (creation, elementwise, indexing, linalg, manipulation, nn, quant, reduction)
            for n in m.__all__]

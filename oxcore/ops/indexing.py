@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from .. import _dtypes as D
-from .._array import Array
+from .._array import Array, build
 from .._errors import DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import as_array, broadcast_shapes, norm_axis
 
-__all__ = ["take", "take_along_axis", "getitem", "setitem"]
+__all__ = ["take", "take_along_axis", "scatter_add", "getitem", "setitem"]
 
 
 def _take_infer(inputs, attrs):
@@ -72,6 +72,57 @@ def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Array:
     """
     x, idx = as_array(x), as_array(indices)
     return build("take_along_axis", x, idx, axis=norm_axis(axis, x.ndim))
+
+
+def _scatter_add_infer(inputs, attrs):
+    x, idx, v = inputs
+    if not idx.dtype.is_integer:
+        raise DTypeError(f"scatter_add indices must be integers, got {idx.dtype.name}")
+    a = attrs["axis"]
+    want = x.shape[:a] + idx.shape + x.shape[a + 1:]
+    if v.shape != want:
+        raise ShapeError(f"scatter_add along axis {a} of {x.shape} with indices {idx.shape} needs values of shape "
+                         f"{want}, got {v.shape}")
+    if v.dtype is not x.dtype:
+        raise DTypeError(f"scatter_add values must have the array's dtype {x.dtype.name}, got {v.dtype.name}")
+    return x.shape, x.dtype
+
+
+def _scatter_add(x, idx, v, *, axis):
+    # NOTE: as a one-hot product, so every backend runs it: (rows x m) values @ (m x n) one-hot
+    from .elementwise import equal
+    from .linalg import matmul
+
+    n, m = x.shape[axis], idx.size
+    flat = build("reshape", idx, shape=(m, 1)) if idx.shape != (m, 1) else idx
+    onehot = build("astype", equal(flat, build("arange", start=0, stop=n, step=1, dtype=idx.dtype)), dtype=x.dtype)
+    pre, post = x.shape[:axis], x.shape[axis + 1:]
+    vm = build("reshape", v, shape=pre + (m,) + post)
+    order = tuple(i for i in range(vm.ndim) if i != axis) + (axis,)
+    moved = build("permute_dims", vm, axes=order) if order != tuple(range(vm.ndim)) else vm
+    back = tuple(range(axis)) + (vm.ndim - 1,) + tuple(range(axis, vm.ndim - 1))
+    contrib = matmul(moved, onehot)
+    return x + (build("permute_dims", contrib, axes=back) if back != tuple(range(vm.ndim)) else contrib)
+
+
+register_op("scatter_add", Category.INDEXING, _scatter_add_infer, attrs=("axis",), decompose=_scatter_add,
+            doc="x with values added at indices along one axis (repeats accumulate); take's transpose")
+
+
+def scatter_add(x: Any, indices: Any, values: Any, /, *, axis: int = 0) -> Array:
+    """``x`` with ``values`` added at ``indices`` along ``axis``; repeated indices accumulate.
+    The transpose of ``take``: ``values`` has the shape ``take(x, indices, axis=axis)`` has.
+    Indices must lie in ``[0, x.shape[axis])``.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.scatter_add(ox.zeros(3), ox.asarray([0, 2, 0]), ox.asarray([1.0, 2.0, 3.0])).tolist()
+        [4.0, 0.0, 2.0]
+    """
+    x, idx, v = as_array(x), as_array(indices), as_array(values)
+    if v.dtype is not x.dtype:
+        v = v.astype(x.dtype)
+    return build("scatter_add", x, idx, v, axis=norm_axis(axis, x.ndim))
 
 
 # --- advanced indexing primitive -------------------------------------------------------------

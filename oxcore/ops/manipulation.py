@@ -7,9 +7,9 @@ import operator
 from typing import Any, Sequence
 
 from .. import _dtypes as D
-from .._array import Array, scalar
+from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import as_array, broadcast_shapes, norm_axes, norm_axis, norm_shape
 
 __all__ = ["reshape", "permute_dims", "matrix_transpose", "broadcast_to", "broadcast_arrays",

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from .. import _dtypes as D
+from .. import _dtypes
 from .._dtypes import DType
 
 Shapes = tuple[tuple[int, ...], ...]
@@ -43,6 +43,8 @@ class Case:
         inputs: ``inputs(rng, dtype, shapes, kw) -> list[np.ndarray]``.
         out: ``out(dtype, kw) -> DType`` of the result (default: ``dtype``).
         tol: multiplies the dtype tolerance (a float, or a mapping dtype name -> float).
+        grad_ref: the reference in float64 throughout, where ``ref`` rounds on purpose (as the
+            op defines); gradient checks take finite differences of it.
     """
 
     op: str
@@ -55,6 +57,7 @@ class Case:
     out: Callable[[DType, dict], DType] | None = None
     name: str = ""
     tol: float | Mapping[str, float] = 1.0
+    grad_ref: Callable[..., Any] | None = None
 
     @property
     def id(self) -> str:
@@ -92,7 +95,7 @@ def iter_cases() -> Iterator[tuple[Case, DType]]:
 
 def to_ref(a: np.ndarray) -> np.ndarray:
     """Reference inputs: floating values as float64, integers and bools unchanged."""
-    return a.astype(np.float64) if D.dtype(a.dtype).is_floating else a
+    return a.astype(np.float64) if _dtypes.dtype(a.dtype).is_floating else a
 
 
 def sample_for(op: str) -> Any:
@@ -122,12 +125,12 @@ def sample_for(op: str) -> Any:
 
 
 # --- dtype groups (float32 first: samples use the first) -----------------------------------------
-F = (D.float32, D.float64, D.float16, D.bfloat16)
-INT = (D.int32, D.int64, D.int8, D.int16, D.uint8, D.uint16, D.uint32, D.uint64)
+F = (_dtypes.float32, _dtypes.float64, _dtypes.float16, _dtypes.bfloat16)
+INT = (_dtypes.int32, _dtypes.int64, _dtypes.int8, _dtypes.int16, _dtypes.uint8, _dtypes.uint16, _dtypes.uint32, _dtypes.uint64)
 NUM = F + INT
-ALL = NUM + (D.bool_,)
-INT_BOOL = INT + (D.bool_,)
-B = (D.bool_,)
+ALL = NUM + (_dtypes.bool_,)
+INT_BOOL = INT + (_dtypes.bool_,)
+B = (_dtypes.bool_,)
 
 
 # --- input generators ------------------------------------------------------------------------------
@@ -135,7 +138,7 @@ def rand(rng: np.random.Generator, shape: tuple[int, ...], dt: DType, lo: float 
          ilo: int = -50, ihi: int = 50) -> np.ndarray:
     """Random values of ``dt``: floats uniform in [lo, hi), ints in [ilo, ihi] clipped to the
     dtype, bools half true. Never all zeros."""
-    if dt is D.bool_:
+    if dt is _dtypes.bool_:
         a = rng.random(shape) < 0.5
     elif dt.is_integer:
         info = np.iinfo(dt.numpy)
@@ -150,7 +153,7 @@ def rand(rng: np.random.Generator, shape: tuple[int, ...], dt: DType, lo: float 
 
 def _discrete(rng, shape, dt, lo=-3, hi=3):
     """Small integers (ties, equal pairs) in any dtype."""
-    if dt is D.bool_:
+    if dt is _dtypes.bool_:
         return rand(rng, shape, dt)
     info_lo = 0 if dt.kind == "u" else lo
     a = np.asarray(rng.integers(info_lo, hi, size=shape, endpoint=True)).astype(dt.numpy)
@@ -172,13 +175,23 @@ def gen(lo: float = -3.0, hi: float = 3.0, ilo: int = -50, ihi: int = 50, edges:
                 a = np.where(mask, np.asarray(rng.choice(edges, size=a.shape)).astype(dt.numpy), a).astype(dt.numpy)
             out.append(a)
         return out
+    if edges or discrete:
+        # NOTE: gradient checks need points where the function is smooth: no edge values, no ties
+        inputs.smooth = gen(lo, hi, ilo, ihi)
     return inputs
+
+
+def smooth(g: Callable[..., list]) -> Callable[..., list]:
+    """The variant of an input generator without edge values or ties (for gradient checks)."""
+    return getattr(g, "smooth", g)
 
 
 def each(*gens: Callable[..., list]) -> Callable[..., list]:
     """One generator per input position (the last one repeats)."""
     def inputs(rng, dt, shapes, kw):
         return [gens[min(i, len(gens) - 1)](rng, dt, (s,), kw)[0] for i, s in enumerate(shapes)]
+    if any(hasattr(g, "smooth") for g in gens):
+        inputs.smooth = each(*map(smooth, gens))
     return inputs
 
 
@@ -188,6 +201,8 @@ def typed(dt_of: Callable[[DType, dict], DType], g: Callable[..., list] | None =
 
     def inputs(rng, dt, shapes, kw):
         return g(rng, dt_of(dt, kw), shapes, kw)
+    if hasattr(g, "smooth"):
+        inputs.smooth = typed(dt_of, g.smooth)
     return inputs
 
 
@@ -265,7 +280,7 @@ def _int_safe(f: Callable) -> Callable:
 
 
 def _bool_out(dt, kw):
-    return D.bool_
+    return _dtypes.bool_
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -380,7 +395,7 @@ def _partners(dt: DType) -> list[DType]:
     out = []
     for p in ALL:
         try:
-            r = D.result_type_pair(dt, p)
+            r = _dtypes.result_type_pair(dt, p)
         except Exception:
             continue
         if p is not dt and r.is_numeric:
@@ -404,19 +419,19 @@ def _promoted(f):
 
 
 def _promote_out(dt, kw):
-    return D.result_type_pair(dt, kw["partner"])
+    return _dtypes.result_type_pair(dt, kw["partner"])
 
 
 for _op, _f in [("add", np.add), ("multiply", np.multiply), ("maximum", np.maximum)]:
     case(_op, (lambda name: lambda ox, a, b, *, partner: getattr(ox, name)(ox.asarray(a), ox.asarray(b)))(_op),
-         _promoted(_f), tuple(d for d in NUM if d is not D.uint64 and d is not D.int64), composite(_p_promote),
+         _promoted(_f), tuple(d for d in NUM if d is not _dtypes.uint64 and d is not _dtypes.int64), composite(_p_promote),
          lambda dt: (((3, 4), (4,)), {"partner": _partners(dt)[0]}), _promote_inputs, out=_promote_out,
          name="promote", tol=2.0)
 
 
 # Python scalars take the array's dtype (Array API)
 def _scalar_kw(dt):
-    return 3 if dt.is_integer else (True if dt is D.bool_ else 2.5)
+    return 3 if dt.is_integer else (True if dt is _dtypes.bool_ else 2.5)
 
 
 for _op, _f in [("add", np.add), ("subtract", np.subtract), ("multiply", np.multiply)]:
@@ -429,7 +444,7 @@ for _op, _f in [("add", np.add), ("subtract", np.subtract), ("multiply", np.mult
 
 # --- ternary, casts, clip ------------------------------------------------------------------------
 case("where", _fn("where"), np.where, ALL, p_shapes(3), const((3, 1), (3, 4), (4,)),
-     each(typed(lambda dt, kw: D.bool_), gen()))
+     each(typed(lambda dt, kw: _dtypes.bool_), gen()))
 
 
 def _astype_inputs(rng, dt, shapes, kw):
@@ -440,7 +455,7 @@ def _astype_inputs(rng, dt, shapes, kw):
 
 
 def _astype_ref(x, *, dtype):
-    if dtype is D.bool_:
+    if dtype is _dtypes.bool_:
         return x != 0
     if dtype.is_floating:
         return x.astype(np.float64)
@@ -449,7 +464,7 @@ def _astype_ref(x, *, dtype):
 
 case("astype", lambda ox, x, *, dtype: ox.astype(ox.asarray(x), dtype), _astype_ref, ALL,
      composite(lambda draw, dt: ((draw(shape_st()),), {"dtype": draw(_hyp()[0].sampled_from(ALL))})),
-     lambda dt: (((3, 4),), {"dtype": D.float16 if dt is not D.float16 else D.int32}), _astype_inputs,
+     lambda dt: (((3, 4),), {"dtype": _dtypes.float16 if dt is not _dtypes.float16 else _dtypes.int32}), _astype_inputs,
      out=lambda dt, kw: kw["dtype"])
 
 
@@ -470,7 +485,7 @@ case("clip", lambda ox, x, *, min, max: ox.clip(ox.asarray(x), min, max),
 
 # --- creation -----------------------------------------------------------------------------------
 def _fill_value(dt):
-    if dt is D.bool_:
+    if dt is _dtypes.bool_:
         return True
     if dt.is_integer:
         return 7 if dt.kind == "u" else -3
@@ -542,14 +557,14 @@ def _murmur_ref(*, shape, seed):
     return x.astype(np.uint32).reshape(shape)
 
 
-case("random_bits", lambda ox, *, shape, seed: ox.random.random_bits(shape, seed=seed), _murmur_ref, (D.uint32,),
+case("random_bits", lambda ox, *, shape, seed: ox.random.random_bits(shape, seed=seed), _murmur_ref, (_dtypes.uint32,),
      composite(lambda draw, dt: ((), {"shape": draw(shape_st(min_dims=1)),
                                       "seed": draw(_hyp()[0].integers(0, 2**32 - 1))})),
      lambda dt: ((), {"shape": (4, 5), "seed": 7}))
 
 # --- reductions ----------------------------------------------------------------------------------
 def _accum(dt: DType) -> DType:
-    return D.int64 if dt is D.bool_ or dt in D.SIGNED else D.uint64 if dt in D.UNSIGNED else dt
+    return _dtypes.int64 if dt is _dtypes.bool_ or dt in _dtypes.SIGNED else _dtypes.uint64 if dt in _dtypes.UNSIGNED else dt
 
 
 def p_reduce(max_side: int = 5, **extra: Callable[[Any], Any]):
@@ -592,7 +607,7 @@ def _p_arg(draw, dt):
 
 for _op, _f in [("argmax", np.argmax), ("argmin", np.argmin)]:
     case(_op, _fn(_op), (lambda f: lambda x, *, axis, keepdims: f(x, axis=axis, keepdims=keepdims))(_f), NUM,
-         composite(_p_arg), EXR, gen(discrete=True), out=lambda dt, kw: D.int64)
+         composite(_p_arg), EXR, gen(discrete=True), out=lambda dt, kw: _dtypes.int64)
 
 
 def _p_cum(draw, dt):
@@ -734,7 +749,7 @@ def _p_pad(draw, dt):
     w = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in s)
     if not any(a or b for a, b in w):
         w = ((1, 0),) + w[1:]
-    value = True if dt is D.bool_ else draw(st.integers(0, 5)) if dt.is_integer else draw(st.sampled_from([0.0, -1.5]))
+    value = True if dt is _dtypes.bool_ else draw(st.integers(0, 5)) if dt.is_integer else draw(st.sampled_from([0.0, -1.5]))
     return (s,), {"pad_width": w, "value": value}
 
 
@@ -1180,10 +1195,9 @@ def _p_quant(draw, dt):
     return (lead + (gs * draw(st.integers(1, 2)),),), {"group_size": gs, "bits": bits}
 
 
-def _qparams_ref(w, *, group_size, bits):
+def _qparams_ref(w, *, group_size, bits, f=np.float32):
     # NOTE: the op is defined in float32 arithmetic (MLX's): round(edge / scale) sits on exact
     # ties for half-precision weights, and float64 would break them the other way.
-    f = np.float32
     g = w.astype(f).reshape(w.shape[:-1] + (w.shape[-1] // group_size, group_size))
     wmax, wmin = g.max(-1), g.min(-1)
     mask = np.abs(wmin) > np.abs(wmax)
@@ -1198,7 +1212,7 @@ def _qparams_ref(w, *, group_size, bits):
 case("quant_params", lambda ox, w, *, group_size, bits: ox.build("quant_params", ox.asarray(w), group_size=group_size,
                                                                   bits=bits),
      _qparams_ref, F, composite(_p_quant), const((2, 64), group_size=32, bits=4), gen(-1, 1),
-     out=lambda dt, kw: D.float32, tol=2.0)
+     out=lambda dt, kw: _dtypes.float32, tol=2.0, grad_ref=lambda w, **kw: _qparams_ref(w, **kw, f=np.float64))
 
 
 def _pack_inputs(rng, dt, shapes, kw):
@@ -1227,7 +1241,7 @@ case("quant_pack", lambda ox, w, sb, *, group_size, bits: ox.build("quant_pack",
                                                                     group_size=group_size, bits=bits),
      _pack_ref, F, composite(lambda draw, dt: (lambda p: ((p[0][0], p[0][0][:-1] + (p[0][0][-1] // p[1]["group_size"], 2)),
                                                              p[1]))(_p_quant(draw, dt))),
-     const((2, 64), (2, 2, 2), group_size=32, bits=4), _pack_inputs, out=lambda dt, kw: D.uint32)
+     const((2, 64), (2, 2, 2), group_size=32, bits=4), _pack_inputs, out=lambda dt, kw: _dtypes.uint32)
 
 
 def _deq_shapes(w_shape, gs, bits):
@@ -1243,12 +1257,12 @@ def _deq_inputs(rng, dt, shapes, kw):
     return [rand(rng, sh, dt, 0.1, 2) for sh in lead] + [words, rand(rng, s_s, dt, 0.01, 0.1), rand(rng, b_s, dt, 0, 1)]
 
 
-def _unpack(wq, s, b, gs, bits):
+def _unpack(wq, s, b, gs, bits, dtype=np.float32):
     per = 32 // bits
     q = (wq.astype(np.uint64)[..., None] >> (np.arange(per, dtype=np.uint64) * np.uint64(bits))) & np.uint64(2 ** bits - 1)
     # NOTE: dequantization is float32 arithmetic by definition (MLX's), whatever the scales' dtype
-    q = q.reshape(wq.shape[:-1] + (-1, gs)).astype(np.float32)
-    w = q * s.astype(np.float32)[..., None] + b.astype(np.float32)[..., None]
+    q = q.reshape(wq.shape[:-1] + (-1, gs)).astype(dtype)
+    w = q * s.astype(dtype)[..., None] + b.astype(dtype)[..., None]
     return w.reshape(wq.shape[:-1] + (-1,)).astype(np.float64)
 
 
@@ -1257,7 +1271,8 @@ case("dequantize", lambda ox, wq, s, b, *, group_size, bits: ox.dequantize(ox.as
      lambda wq, s, b, *, group_size, bits: _unpack(wq, s, b, group_size, bits), F,
      composite(lambda draw, dt: (lambda p: (_deq_shapes(p[0][0], p[1]["group_size"], p[1]["bits"]), p[1]))(
          _p_quant(draw, dt))),
-     lambda dt: (_deq_shapes((2, 64), 32, 4), {"group_size": 32, "bits": 4}), _deq_inputs, tol=_Q_TOL)
+     lambda dt: (_deq_shapes((2, 64), 32, 4), {"group_size": 32, "bits": 4}), _deq_inputs, tol=_Q_TOL,
+     grad_ref=lambda wq, s, b, *, group_size, bits: _unpack(wq, s, b, group_size, bits, np.float64))
 
 
 def _p_qmm(draw, dt):
@@ -1274,11 +1289,59 @@ def _qmm_build(ox, x, wq, s, b, *, group_size, bits, transpose):
                                group_size=group_size, bits=bits)
 
 
-def _qmm_ref(x, wq, s, b, *, group_size, bits, transpose):
-    w = _unpack(wq, s, b, group_size, bits)
+def _qmm_ref(x, wq, s, b, *, group_size, bits, transpose, dtype=np.float32):
+    w = _unpack(wq, s, b, group_size, bits, dtype)
     return x @ (w.T if transpose else w)
 
 
 case("quantized_matmul", _qmm_build, _qmm_ref, F, composite(_p_qmm),
      lambda dt: (((2, 64),) + _deq_shapes((3, 64), 32, 4), {"group_size": 32, "bits": 4, "transpose": True}),
-     _deq_inputs, tol={"float64": 1e7, "float32": 8.0, "float16": 2.0, "bfloat16": 2.0})
+     _deq_inputs, tol={"float64": 1e7, "float32": 8.0, "float16": 2.0, "bfloat16": 2.0},
+     grad_ref=lambda *a, **kw: _qmm_ref(*a, **kw, dtype=np.float64))
+
+
+# --- scatter and the transforms' ops -----------------------------------------------------------------
+def _p_scatter(draw, dt):
+    st, _ = _hyp()
+    s = draw(shape_st(1, 3, 1, 4))
+    axis = draw(st.integers(-len(s), len(s) - 1))
+    i = draw(shape_st(0, 2, 1, 4))
+    a = axis % len(s)
+    return (s, i, s[:a] + i + s[a + 1:]), {"axis": axis}
+
+
+def _scatter_inputs(rng, dt, shapes, kw):
+    s, i, v = shapes
+    n = s[kw["axis"] % len(s)]
+    return [rand(rng, s, dt, ihi=20, ilo=-20), rng.integers(0, n, size=i), rand(rng, v, dt, ihi=20, ilo=-20)]
+
+
+def _scatter_ref(x, i, v, *, axis):
+    out = np.array(x, copy=True)
+    np.add.at(out, (slice(None),) * (axis % x.ndim) + (i,), v)
+    return out
+
+
+case("scatter_add", _fn("scatter_add"), _scatter_ref, F + (_dtypes.int32, _dtypes.int64), composite(_p_scatter),
+     const((3, 4), (5,), (3, 5), axis=1), _scatter_inputs)
+case("stop_gradient", _fn("stop_gradient"), lambda x: x, F, UNARY_ONE, EX1)
+
+
+@functools.lru_cache(maxsize=None)
+def _custom_square(kind: str) -> Any:
+    """``x * x`` with a hand-written rule (custom_vjp or custom_jvp): the rule is what the
+    gradient checks then certify."""
+    import oxcore as ox
+
+    if kind == "vjp":
+        f = ox.custom_vjp(lambda x: x * x)
+        f.defvjp(lambda x: (x * x, x), lambda x, g: (2 * x * g,))
+    else:
+        f = ox.custom_jvp(lambda x: x * x)
+        f.defjvp(lambda p, t: (p[0] * p[0], 2 * p[0] * t[0]))
+    return f
+
+
+for _kind in ("vjp", "jvp"):
+    case(f"custom_{_kind}_call", lambda ox, x, _k=_kind: _custom_square(_k)(ox.asarray(x)), lambda x: x * x, F,
+         UNARY_ONE, EX1)

@@ -5,5 +5,5 @@ The tests live in ``oxcore.testing.suite`` so third-party backends run the very 
 ``oxcore_backend`` over the installed backends and ``oxcore_case`` over every (case, dtype).
 """
 
-from oxcore.testing.suite import (test_buffers_freed, test_dlpack, test_op, test_supports_reasons,  # noqa: F401
-                                  test_threads, test_transfers)
+from oxcore.testing.suite import (test_buffers_freed, test_dlpack, test_grad, test_op,  # noqa: F401
+                                  test_supports_reasons, test_threads, test_transfers, test_vmap)

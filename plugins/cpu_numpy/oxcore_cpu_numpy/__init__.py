@@ -7,17 +7,20 @@ both faster in NumPy and closer to the float64 reference.
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import math
 from typing import Any
 
-import ml_dtypes
 import numpy as np
-from oxcore import hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
+from oxcore import bfloat16, hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
 
 OXCORE_PLUGIN_API = 1
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("oxcore-cpu-numpy")  # NOTE: written once, in oxcore/VERSION
 
-_HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+# NOTE: bfloat16 joins in make_backend(): its NumPy dtype imports ml_dtypes (~0.5 s), which
+# loading this plugin (`oxcore --help`) must not pay
+_HALF: tuple[np.dtype, ...] = (np.dtype(np.float16),)
 
 
 class _ErrstateVar:
@@ -243,6 +246,12 @@ def _native_dtypes(node) -> bool | str:
 _SUPPORTED = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
               "bfloat16", "float32", "float64"}
 
+def _scatter_add(x, i, v, *, axis):
+    out = np.array(x, copy=True)
+    np.add.at(out, (slice(None),) * axis + (i,), v)  # NOTE: unbuffered: repeated indices accumulate
+    return out
+
+
 KERNELS: dict[str, Any] = {
     **{k: _up(f) for k, f in UNARY.items()},
     **{k: _up(f, recast=False) for k, f in PREDICATES.items()},
@@ -268,6 +277,7 @@ KERNELS: dict[str, Any] = {
     "slice": lambda x, *, starts, stops, steps: x[tuple(map(slice, starts, stops, steps))],
     "take": lambda x, i, *, axis: np.take(x, i, axis=axis),
     "take_along_axis": lambda x, i, *, axis: np.take_along_axis(x, i, axis=axis),
+    "scatter_add": _scatter_add,
     "index": lambda x, *arrays, spec: x[_index_key(spec, arrays)],
     "index_update": _index_update,
     "softmax": _up(_softmax), "log_softmax": _up(_log_softmax),
@@ -279,6 +289,8 @@ KERNELS: dict[str, Any] = {
 
 def make_backend():
     """Build the backend (the hook below registers it)."""
+    global _HALF
+    _HALF = (np.dtype(np.float16), bfloat16.numpy)
     from oxcore.extend import Backend
 
     class NumpyBackend(Backend):

@@ -345,6 +345,7 @@ CORE: dict[str, Any] = {
     "concat": lambda *xs, axis: mx.concatenate(xs, axis=axis),
     "slice": _slice, "take": lambda x, i, *, axis: mx.take(x, i, axis=axis),
     "take_along_axis": lambda x, i, *, axis: mx.take_along_axis(x, i, axis=axis),
+    "scatter_add": lambda x, i, v, *, axis: x.at[(slice(None),) * axis + (i,)].add(v),
     "index": _index, "index_update": _index_update,
     "pad": _pad, "roll": _roll, "tile": lambda x, *, reps: mx.tile(x, list(reps)),
 }

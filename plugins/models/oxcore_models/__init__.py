@@ -19,12 +19,13 @@ This module is the plugin (entry point group ``oxcore``); its hooks import nothi
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Any, Callable
 
 from oxcore import hookimpl
 
 OXCORE_PLUGIN_API = 1
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("oxcore-models")  # NOTE: written once, in oxcore/VERSION
 
 __all__ = ["OXCORE_PLUGIN_API", "__version__"]
 
