@@ -65,7 +65,7 @@ def read_lines(path: str) -> list[str]:
 def _check_backend(backend: str | None) -> None:
     if backend is None:
         return
-    from oxcore._plugins import manager
+    from oxcore.extend import manager
 
     names = sorted(manager().backends)
     if backend not in names:

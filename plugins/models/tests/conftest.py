@@ -68,7 +68,7 @@ def ref_minilm() -> tuple[list[str], np.ndarray]:
 def pytest_generate_tests(metafunc):
     """``backend``: every available backend (cpu_numpy first), so each model runs on each."""
     if "backend" in metafunc.fixturenames:
-        from oxcore._plugins import manager
+        from oxcore.extend import manager
 
         names = sorted((b.name for b in manager().available_backends()), key=lambda n: n != "cpu_numpy")
         metafunc.parametrize("backend", names)
