@@ -66,6 +66,7 @@ _BINARY: list[tuple[str, str, str, Any]] = [
     ("hypot", "float", "same", lambda a, b: sqrt(a * a + b * b)),
     ("copysign", "float", "same", lambda a, b: where(signbit(b), -abs(a), abs(a))),
     ("logaddexp", "float", "same", lambda a, b: _logaddexp(a, b)),
+    ("nextafter", "float", "same", None),
     ("equal", "any", "bool", None),
     ("not_equal", "any", "bool", None),
     ("less", "numeric", "bool", None),

@@ -14,7 +14,7 @@ from ._rules import as_array, broadcast_shapes, norm_axes, norm_axis, norm_shape
 
 __all__ = ["reshape", "permute_dims", "matrix_transpose", "broadcast_to", "broadcast_arrays",
            "expand_dims", "squeeze", "concat", "stack", "split", "unstack", "flip", "roll", "tile",
-           "pad", "moveaxis", "repeat"]
+           "pad", "moveaxis", "repeat", "diff"]
 
 
 # --- primitives ----------------------------------------------------------------------------------
@@ -417,3 +417,62 @@ def pad(x: Any, /, pad_width: Any, *, value: float = 0) -> Array:
     else:
         w = tuple(tuple(p) for p in pad_width)
     return build("pad", x, pad_width=w, value=value)
+
+
+def _diff_infer(inputs, attrs):
+    (x,) = inputs
+    if not x.dtype.is_numeric:
+        raise DTypeError(f"diff expects a numeric dtype, got {x.dtype.name}")
+    shape = list(x.shape)
+    shape[attrs["axis"]] = max(0, shape[attrs["axis"]] - attrs["n"])
+    return tuple(shape), x.dtype
+
+
+def _diff(x, *, axis, n):
+    for _ in range(n):
+        m = x.shape[axis]
+        if m == 0:
+            break
+        x = slice_axis(x, axis, 1, m) - slice_axis(x, axis, 0, m - 1)
+    return x
+
+
+register_op("diff", Category.MANIPULATION, _diff_infer, attrs=("axis", "n"), decompose=_diff,
+            doc="n-th forward difference along an axis")
+
+
+def diff(x: Any, /, *, axis: int = -1, n: int = 1, prepend: Any = None, append: Any = None) -> Array:
+    """The ``n``-th forward difference ``x[i + 1] - x[i]`` along ``axis``, after joining
+    ``prepend`` and ``append`` (arrays, or scalars broadcast to one slice) to ``x`` there.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.diff(ox.asarray([1, 4, 9, 16])).tolist()
+        [3, 5, 7]
+        >>> ox.diff(ox.asarray([1.0, 4.0, 9.0]), n=2, prepend=0.0).tolist()
+        [2.0, 2.0]
+    """
+    x = as_array(x)
+    if x.ndim == 0:
+        raise ShapeError("diff needs an array of at least 1 dimension, got a 0-d array")
+    ax = norm_axis(axis, x.ndim)
+    n = operator.index(n)
+    if n < 0:
+        raise AttributeValueError(f"diff: n must be >= 0, got {n}")
+    parts = []
+    for extra in (prepend, None, append):
+        if extra is None and parts and parts[-1] is x:
+            continue
+        if extra is None:
+            parts.append(x)
+            continue
+        e = as_array(extra) if isinstance(extra, Array) else scalar(extra, x.dtype) \
+            if isinstance(extra, (bool, int, float)) else as_array(extra)
+        if e.ndim == 0:
+            s = list(x.shape)
+            s[ax] = 1
+            e = broadcast_to(e, tuple(s))
+        parts.append(e)
+    if len(parts) > 1:
+        x = concat(parts, axis=ax)
+    return build("diff", x, axis=ax, n=n) if n else x

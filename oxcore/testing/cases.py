@@ -1345,3 +1345,5 @@ def _custom_square(kind: str) -> Any:
 for _kind in ("vjp", "jvp"):
     case(f"custom_{_kind}_call", lambda ox, x, _k=_kind: _custom_square(_k)(ox.asarray(x)), lambda x: x * x, F,
          UNARY_ONE, EX1)
+
+from . import cases_api  # noqa: E402,F401  (the Array API extras' cases join CASES)

@@ -14,6 +14,8 @@ import ml_dtypes
 import numpy as np
 from oxcore import hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
 
+from ._kernels_api import KERNELS as API_KERNELS
+
 OXCORE_PLUGIN_API = 1
 __version__ = "0.1.0"
 
@@ -264,6 +266,7 @@ KERNELS: dict[str, Any] = {
     "relu": lambda x: np.maximum(x, x.dtype.type(0)),
     "sigmoid": _up(lambda x: 1 / (1 + np.exp(-x))), "silu": _up(lambda x: x / (1 + np.exp(-x))),
     "gelu": _up(_gelu), "rms_norm": _up(_rms_norm), "layer_norm": _up(_layer_norm),
+    **API_KERNELS,
 }
 
 

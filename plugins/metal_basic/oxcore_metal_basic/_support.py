@@ -23,6 +23,12 @@ F64_INEXACT = frozenset({"exp", "sin", "cos", "erf", "sigmoid", "silu", "gelu", 
                          "log_softmax", "logsumexp", "rope", "scaled_dot_product_attention"})
 
 
+#: ops MLX has no function for: op -> the reason every node of it is refused (it runs elsewhere)
+MISSING: dict[str, str] = {
+    "nextafter": "MLX has no nextafter",
+}
+
+
 def _dtypes(node: Any) -> list[str]:
     return [node.dtype.name] + [i.dtype.name for i in node.inputs]
 
@@ -59,6 +65,9 @@ def make_supports(device: Any, op: str, extra: Callable[[Any], "bool | str"] | N
     with ``.kind`` and ``.platform``); ``extra`` adds a kernel-specific check."""
     gpu = device.kind == "gpu"
     check = _OP_CHECKS.get(op)
+    if op in MISSING:
+        reason = MISSING[op]
+        return lambda node: reason
     float_only = op in _FLOAT_ONLY
 
     def supports(node: Any) -> "bool | str":
