@@ -6,15 +6,18 @@ import math
 import operator
 from typing import Any, Sequence
 
+import numpy as np
+
 from .. import _dtypes as D
 from .._array import Array, scalar
 from .._errors import AttributeValueError, DTypeError, ShapeError
 from .._registry import Category, build, register_op
-from ._rules import as_array, broadcast_shapes, norm_axes, norm_axis, norm_shape
+from ._rules import as_array, norm_axes, norm_axis, norm_shape
+from ._rules import broadcast_shapes as _broadcast_shapes
 
 __all__ = ["reshape", "permute_dims", "matrix_transpose", "broadcast_to", "broadcast_arrays",
            "expand_dims", "squeeze", "concat", "stack", "split", "unstack", "flip", "roll", "tile",
-           "pad", "moveaxis", "repeat", "diff"]
+           "pad", "moveaxis", "repeat", "diff", "broadcast_shapes"]
 
 
 # --- primitives ----------------------------------------------------------------------------------
@@ -38,7 +41,7 @@ def _permute_infer(inputs, attrs):
 def _broadcast_infer(inputs, attrs):
     (x,) = inputs
     shape = attrs["shape"]
-    if len(shape) < x.ndim or broadcast_shapes(x.shape, shape) != shape:
+    if len(shape) < x.ndim or _broadcast_shapes(x.shape, shape) != shape:
         raise ShapeError(f"cannot broadcast shape {x.shape} to {shape}")
     return shape, x.dtype
 
@@ -149,7 +152,7 @@ def broadcast_to(x: Any, /, shape: Sequence[int]) -> Array:
 def broadcast_arrays(*arrays: Any) -> list[Array]:
     """Broadcast all arrays against each other."""
     arrays = [as_array(a) for a in arrays]
-    shape = broadcast_shapes(*(a.shape for a in arrays))
+    shape = _broadcast_shapes(*(a.shape for a in arrays))
     return [broadcast_to(a, shape) for a in arrays]
 
 
@@ -357,18 +360,54 @@ def tile(x: Any, /, repetitions: Sequence[int]) -> Array:
     return build("tile", as_array(x), reps=tuple(operator.index(r) for r in repetitions))
 
 
-def repeat(x: Any, repeats: int, /, *, axis: int | None = None) -> Array:
-    """Repeat each element ``repeats`` times along ``axis`` (flattened when None)."""
+def repeat(x: Any, repeats: Any, /, *, axis: int | None = None) -> Array:
+    """Repeat each element ``repeats`` times along ``axis`` (the flattened array when None).
+    ``repeats`` is an int, or one count per element along the axis (an integer array or
+    sequence); counts fix the result's size, so an array of counts is evaluated here.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.repeat(ox.asarray([1, 2]), 2).tolist()
+        [1, 1, 2, 2]
+        >>> ox.repeat(ox.asarray([[1, 2], [3, 4]]), ox.asarray([1, 2]), axis=0).tolist()
+        [[1, 2], [3, 4], [3, 4]]
+    """
     x = as_array(x)
     if axis is None:
         x, axis = reshape(x, (-1,)), 0
     ax = norm_axis(axis, x.ndim)
+    if not isinstance(repeats, int):
+        counts = np.asarray(repeats.numpy() if isinstance(repeats, Array) else repeats)
+        if counts.dtype.kind not in "iu" or counts.ndim > 1 or counts.size not in (1, x.shape[ax]):
+            raise AttributeValueError(f"repeat: repeats must be an int or a 1-D integer array of size 1 or "
+                                      f"{x.shape[ax]} (the axis length); got {counts.dtype} of shape {counts.shape}")
+        if counts.size != 1:
+            if (counts < 0).any():
+                raise AttributeValueError(f"repeat: counts must be >= 0, got {counts.tolist()}")
+            from .creation import asarray
+            from .indexing import take
+
+            return take(x, asarray(np.repeat(np.arange(x.shape[ax]), counts)), axis=ax)
+        repeats = int(counts.reshape(()))
+    if repeats < 0:
+        raise AttributeValueError(f"repeat: repeats must be >= 0, got {repeats}")
     y = expand_dims(x, ax + 1)
     shape = list(y.shape)
     shape[ax + 1] = repeats
     out = list(x.shape)
     out[ax] *= repeats
     return reshape(broadcast_to(y, shape), out)
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """The shape that arrays of ``shapes`` broadcast to (``ShapeError`` when they do not).
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.broadcast_shapes((3, 1), (4,))
+        (3, 4)
+    """
+    return _broadcast_shapes(*(norm_shape(s) for s in shapes)) if shapes else ()
 
 
 def _pad_infer(inputs, attrs):

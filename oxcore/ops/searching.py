@@ -1,4 +1,4 @@
-"""Searching: searchsorted, count_nonzero, nonzero (Array API 2024.12).
+"""Searching: searchsorted, count_nonzero, nonzero (Array API 2024.12), isin (2025.12).
 
 ``nonzero`` has a data-dependent output shape: it evaluates its input (the Array API allows
 that), like boolean-mask indexing does.
@@ -16,7 +16,7 @@ from .._errors import AttributeValueError, DTypeError, ShapeError
 from .._registry import Category, build, register_op
 from ._rules import as_array, norm_axes, promote_to_common
 
-__all__ = ["searchsorted", "count_nonzero", "nonzero"]
+__all__ = ["searchsorted", "count_nonzero", "nonzero", "isin"]
 
 
 def _searchsorted_infer(inputs, attrs):
@@ -114,3 +114,31 @@ def nonzero(x: Any, /) -> tuple[Array, ...]:
     from .creation import asarray
 
     return tuple(asarray(i.astype(np.int64)) for i in np.nonzero(x.numpy()))
+
+
+def _isin_infer(inputs, attrs):
+    return inputs[0].shape, D.bool_
+
+
+def _isin_decomp(x1: Array, x2: Array, *, invert: bool) -> Array:
+    # NOTE: every element against every test value: O(n m), on any backend
+    flat = build("reshape", x2, shape=(1,) * x1.ndim + (x2.size,))
+    hit = build("equal", build("reshape", x1, shape=x1.shape + (1,)), flat)
+    found = build("any", hit, axis=(x1.ndim,), keepdims=False)
+    return build("logical_not", found) if invert else found
+
+
+register_op("isin", Category.OTHER, _isin_infer, attrs=("invert",), decompose=_isin_decomp,
+            doc="whether each element occurs in a second array (bool)")
+
+
+def isin(x1: Any, x2: Any, /, *, invert: bool = False) -> Array:
+    """Whether each element of ``x1`` equals some element of ``x2`` (negated when ``invert``).
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.isin(ox.asarray([1, 2, 3, 4]), ox.asarray([2, 4])).tolist()
+        [False, True, False, True]
+    """
+    a, b = promote_to_common(as_array(x1), as_array(x2))
+    return build("isin", a, b, invert=bool(invert))

@@ -59,6 +59,19 @@ case("count_nonzero", _fn("count_nonzero"),
      composite(_p_count), const((3, 4), axis=1, keepdims=False), gen(discrete=True), out=lambda dt, kw: D.int64)
 
 
+def _isin_inputs(rng, dt, shapes, kw):
+    return [_discrete(rng, s, dt, -4, 4) for s in shapes]
+
+
+def _p_isin(draw, dt):
+    st, _ = _hyp()
+    return (draw(shape_st(0, 3)), draw(shape_st(0, 2, 1, 4))), {"invert": draw(st.booleans())}
+
+
+case("isin", _fn("isin"), lambda a, b, *, invert: np.isin(a, b, invert=invert), ALL, composite(_p_isin),
+     const((3, 4), (5,), invert=False), _isin_inputs, out=lambda dt, kw: D.bool_)
+
+
 # --- differences and neighbours ------------------------------------------------------------------------
 def _p_diff(draw, dt):
     st, _ = _hyp()

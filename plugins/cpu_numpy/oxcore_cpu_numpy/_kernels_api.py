@@ -34,4 +34,5 @@ KERNELS: dict[str, Any] = {
     "count_nonzero": _count_nonzero,
     "diff": lambda x, *, axis, n: np.diff(x, n=n, axis=axis),
     "nextafter": np.nextafter,
+    "isin": lambda a, b, *, invert: np.isin(a, b, invert=invert),
 }
