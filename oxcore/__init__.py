@@ -24,7 +24,7 @@ from ._plugins import hookimpl, PLUGIN_API
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
-from . import nn, tree
+from . import linalg, nn, tree
 from . import _dtypes, _scheduler
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
@@ -143,7 +143,7 @@ def backends() -> list[str]:
 
 __all__ = ["record", "compile", "CompileError", "grad", "value_and_grad", "vjp", "jvp", "stop_gradient",
            "custom_vjp", "custom_jvp", "checkpoint", "vmap", "DifferentiationError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
-           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "nn", "tree", "PLUGIN_API", "OxcoreError",
+           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "linalg", "nn", "tree", "PLUGIN_API", "OxcoreError",
            "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
            "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",
            "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64",

@@ -97,3 +97,143 @@ case("nextafter", lambda ox, a, b, *, dt: ox.nextafter(ox.asarray(a), ox.asarray
      composite(_p_nextafter), lambda dt: (((3, 4), (3, 4)), {"dt": dt.name}), gen(),
      tol={d.name: 0.0 for d in F},  # NOTE: exact (a mapping: gradient checks keep their own tolerance)
      grad_ref=lambda a, b, *, dt: a)
+
+
+# --- linalg (oxcore.linalg): well-conditioned inputs; sign conventions as the kernels ---------------
+F2 = (D.float32, D.float64)
+_LA_TOL = {"float32": 50.0, "float64": 50.0}
+
+
+def _p_square(max_batch: int = 2):
+    def fn(draw, dt):
+        st, _ = _hyp()
+        n = draw(st.integers(1, 5))
+        batch = tuple(draw(st.lists(st.integers(1, 3), max_size=max_batch)))
+        return (batch + (n, n),), {}
+    return composite(fn)
+
+
+def _p_rect(**extra):
+    def fn(draw, dt):
+        st, _ = _hyp()
+        m, n = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+        batch = tuple(draw(st.lists(st.integers(1, 3), max_size=1)))
+        return (batch + (m, n),), {k: draw(v(st)) for k, v in extra.items()}
+    return composite(fn)
+
+
+def _spd(rng, dt, shapes, kw):
+    """Symmetric positive definite, eigenvalues spread apart (smooth eigen-derivatives)."""
+    out = []
+    for s in shapes:
+        a = rng.uniform(-1, 1, s)
+        n = s[-1]
+        out.append((a @ np.swapaxes(a, -1, -2) + n * np.eye(n) * np.linspace(1, 2, n)).astype(dt.numpy))
+    return out
+
+
+def _well(rng, dt, shapes, kw):
+    """Random matrices plus a dominant diagonal (invertible, well-conditioned)."""
+    out = []
+    for s in shapes:
+        a = rng.uniform(-1, 1, s)
+        if len(s) >= 2 and s[-1] == s[-2]:
+            a = a + 2 * s[-1] * np.eye(s[-1]) * rng.choice([-1, 1], s[:-2] + (1, 1))
+        out.append(a.astype(dt.numpy))
+    return out
+
+
+def _sym(ox, x):
+    return (x + ox.matrix_transpose(x)) * 0.5
+
+
+def _sym_ref(x):
+    return (x + np.swapaxes(x, -1, -2)) * 0.5
+
+
+def _col_signs(v):
+    idx = np.argmax(np.abs(v), axis=-2)[..., None, :]
+    s = np.sign(np.take_along_axis(v, idx, axis=-2))
+    return np.where(s == 0, 1, s)
+
+
+def _cat(batch, *parts):
+    return np.concatenate([p.reshape(batch + (-1,)) for p in parts], axis=-1)
+
+
+def _qr_ref(x, *, mode):
+    q, r = np.linalg.qr(x, mode=mode)
+    k = min(x.shape[-2:])
+    d = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
+    d = np.where(d == 0, 1, d)
+    q = q.copy()
+    q[..., :k] *= d[..., None, :]
+    r = r.copy()
+    r[..., :k, :] *= d[..., :, None]
+    return _cat(x.shape[:-2], q, r)
+
+
+def _svd_ref(x, *, full_matrices):
+    u, s, vh = np.linalg.svd(x, full_matrices=full_matrices)
+    k = s.shape[-1]
+    sg = _col_signs(u[..., :k])
+    u, vh = u.copy(), vh.copy()
+    u[..., :k] *= sg
+    vh[..., :k, :] *= np.swapaxes(sg, -1, -2)
+    return _cat(x.shape[:-2], u, s, vh)
+
+
+def _eigh_ref(x):
+    w, v = np.linalg.eigh(_sym_ref(x))
+    return _cat(x.shape[:-2], w, v * _col_signs(v))
+
+
+def _la(name, **fixed):
+    def build(ox, *xs, **kw):
+        return getattr(ox.linalg, name)(*(ox.asarray(x) for x in xs), **fixed, **kw)
+    return build
+
+
+def _la_sym(name):
+    def build(ox, x):
+        return getattr(ox.linalg, name)(_sym(ox, ox.asarray(x)))
+    return build
+
+
+def _packed_build(name, **fixed):
+    # NOTE: the public functions unpack; the case checks the op's own (packed) node
+    def build(ox, x, **kw):
+        from oxcore.ops import factorizations as f
+
+        x = ox.asarray(x)
+        if name == "eigh":
+            x = _sym(ox, x)
+        return ox.build(name, f.float_input(x), **fixed, **kw)
+    return build
+
+
+case("inv", _la("inv"), np.linalg.inv, F2, _p_square(), const((2, 3, 3)), _well, tol=_LA_TOL)
+case("det", _la("det"), np.linalg.det, F2, _p_square(), const((2, 3, 3)), _well, tol=_LA_TOL)
+case("slogdet", _packed_build("slogdet"), lambda x: np.stack(np.linalg.slogdet(x), axis=-1), F2, _p_square(),
+     const((2, 3, 3)), _well, tol=_LA_TOL)
+
+
+def _p_solve(draw, dt):
+    st, _ = _hyp()
+    n, k = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    batch = tuple(draw(st.lists(st.integers(1, 3), max_size=1)))
+    return (batch + (n, n), batch + (n, k)), {}
+
+
+case("solve", _la("solve"), np.linalg.solve, F2, composite(_p_solve), const((3, 3), (3, 2)), _well, tol=_LA_TOL)
+case("cholesky", _la_sym("cholesky"), lambda x: np.linalg.cholesky(_sym_ref(x)), F2, _p_square(), const((2, 3, 3)),
+     _spd, tol=_LA_TOL)
+case("eigvalsh", _la_sym("eigvalsh"), lambda x: np.linalg.eigvalsh(_sym_ref(x)), F2, _p_square(), const((2, 3, 3)),
+     _spd, tol=_LA_TOL)
+case("eigh", _packed_build("eigh"), _eigh_ref, F2, _p_square(), const((2, 3, 3)), _spd, tol=_LA_TOL)
+case("svdvals", _la("svdvals"), lambda x: np.linalg.svd(x, compute_uv=False), F2, _p_rect(), const((4, 3)), _well,
+     tol=_LA_TOL)
+case("svd", _packed_build("svd"), _svd_ref, F2,
+     _p_rect(full_matrices=lambda st: st.booleans()), const((2, 4, 3), full_matrices=False), _well, tol=_LA_TOL)
+case("qr", _packed_build("qr"), _qr_ref, F2, _p_rect(mode=lambda st: st.sampled_from(["reduced", "complete"])),
+     const((2, 4, 3), mode="reduced"), _well, tol=_LA_TOL)

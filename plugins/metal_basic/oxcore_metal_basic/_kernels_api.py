@@ -52,3 +52,68 @@ API: dict[str, Any] = {
     "count_nonzero": _count_nonzero,
     **{op: _refused(op) for op in MISSING},
 }
+
+
+# --- linalg: mx.linalg runs on MLX's CPU stream only (also on Apple silicon), float32/float64;
+# same sign conventions as cpu_numpy (oxcore.ops.factorizations) --------------------------------------
+_CPU = mx.cpu
+
+
+def _flat(batch, *parts):
+    return mx.concatenate([p.reshape(batch + (-1,)) for p in parts], axis=-1)
+
+
+def _column_signs(v):
+    idx = mx.expand_dims(mx.argmax(mx.abs(v), axis=-2), -2)
+    s = mx.sign(mx.take_along_axis(v, idx, axis=-2))
+    return mx.where(s == 0, mx.ones_like(s), s)
+
+
+def _qr(x, *, mode):
+    q, r = mx.linalg.qr(x, stream=_CPU)
+    k = min(x.shape[-2], x.shape[-1])
+    d = mx.sign(mx.diagonal(r, axis1=-2, axis2=-1)[..., :k])
+    d = mx.where(d == 0, mx.ones_like(d), d)
+    q = q * mx.expand_dims(d, -2)
+    r = r * mx.expand_dims(d, -1)
+    return _flat(tuple(x.shape[:-2]), q, r)
+
+
+def _svd(x, *, full_matrices):
+    u, s, vh = mx.linalg.svd(x, stream=_CPU)
+    m, n = x.shape[-2], x.shape[-1]
+    k = min(m, n)
+    sg = _column_signs(u[..., :k])
+    if full_matrices:
+        ones_u = mx.ones(sg.shape[:-1] + (m - k,), dtype=u.dtype)
+        ones_v = mx.ones(sg.shape[:-1] + (n - k,), dtype=u.dtype)
+        u = u * mx.concatenate([sg, ones_u], axis=-1)
+        vh = vh * mx.expand_dims(mx.concatenate([mx.squeeze(sg, -2), mx.squeeze(ones_v, -2)], axis=-1), -1)
+    else:
+        u = u[..., :k] * sg
+        vh = vh[..., :k, :] * mx.swapaxes(sg, -1, -2)
+    return _flat(tuple(x.shape[:-2]), u, s, vh)
+
+
+def _eigh(x):
+    w, v = mx.linalg.eigh(x, stream=_CPU)
+    return _flat(tuple(x.shape[:-2]), w, v * _column_signs(v))
+
+
+def _slogdet(x):
+    sign, logdet = mx.linalg.slogdet(x, stream=_CPU)
+    return mx.stack([sign, logdet], axis=-1).astype(x.dtype)
+
+
+API.update({
+    "inv": lambda x: mx.linalg.inv(x, stream=_CPU),
+    "det": lambda x: mx.linalg.det(x, stream=_CPU).astype(x.dtype),
+    "slogdet": _slogdet,
+    "solve": lambda a, b: mx.linalg.solve(a, b, stream=_CPU),
+    "cholesky": lambda x: mx.linalg.cholesky(x, stream=_CPU),
+    "qr": _qr,
+    "svd": _svd,
+    "svdvals": lambda x: mx.linalg.svd(x, compute_uv=False, stream=_CPU),
+    "eigh": _eigh,
+    "eigvalsh": lambda x: mx.linalg.eigvalsh(x, stream=_CPU),
+})

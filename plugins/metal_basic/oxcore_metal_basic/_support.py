@@ -45,6 +45,24 @@ def _int_matmul(node: Any) -> "bool | str":
     return True
 
 
+_LINALG = ("inv", "det", "slogdet", "solve", "cholesky", "qr", "svd", "svdvals", "eigh", "eigvalsh")
+
+
+#: measured: MLX's CPU det/slogdet round float64 to float32 internally (errors ~1e-7 relative)
+_LINALG_F32 = frozenset({"det", "slogdet"})
+
+
+def _linalg(node: Any) -> "bool | str":
+    dt = node.inputs[0].dtype.name
+    if dt not in ("float32", "float64"):
+        return f"MLX's linalg kernels take float32 or float64, got {dt}"
+    if dt == "float64" and node.op in _LINALG_F32:
+        return f"MLX computes float64 {node.op} with float32 accuracy"
+    if node.op == "qr" and node.attrs["mode"] == "complete" and node.inputs[0].shape[-2] > node.inputs[0].shape[-1]:
+        return "MLX's qr computes the reduced factorization only (mode='complete' of a tall matrix)"
+    return True
+
+
 def _quantized(node: Any) -> "bool | str":
     if "float64" in _dtypes(node):
         return "MLX's quantized kernels have no float64"
@@ -57,6 +75,7 @@ _OP_CHECKS: dict[str, Callable[[Any], "bool | str"]] = {
     "matmul": _int_matmul,
     "dequantize": _quantized,
     "quantized_matmul": _quantized,
+    **{op: _linalg for op in _LINALG},
 }
 
 
