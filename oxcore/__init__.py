@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, float32, float64, iinfo,  # noqa: A004
@@ -97,7 +98,7 @@ def can_cast(from_: Any, to: Any, /) -> bool:
 def isdtype(dt: DType, kind: Any) -> bool:
     """Array API ``isdtype``: kind is a dtype, a kind name, or a tuple of them."""
     if isinstance(kind, tuple):
-        return any(isdtype(dt, k) for k in kind)
+        return builtins.any(isdtype(dt, k) for k in kind)  # NOTE: oxcore.any shadows the builtin here
     if isinstance(kind, DType):
         return dt is kind
     groups = {"bool": dt.kind == "b", "signed integer": dt.kind == "i", "unsigned integer": dt.kind == "u",

@@ -114,9 +114,11 @@ class Array:
         return self.size * self._node.dtype.itemsize
 
     @property
-    def device(self) -> Device | None:
-        """Where the values live; ``None`` while the array is unevaluated (placement decides)."""
-        return self._node.device if self._node.buf is not None else None
+    def device(self) -> Device:
+        """Where the values live. An unevaluated array reports the default device (``cpu``,
+        the host) until placement decides where it computes. NOTE: the Array API wants a
+        device object on every array (libraries such as scikit-learn compare them)."""
+        return self._node.device if self._node.buf is not None else HOST
 
     @property
     def is_lazy(self) -> bool:

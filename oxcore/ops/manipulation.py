@@ -127,13 +127,26 @@ def matrix_transpose(x: Any, /) -> Array:
     return permute_dims(x, tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
 
 
-def moveaxis(x: Any, source: int, destination: int, /) -> Array:
-    """Move one axis to a new position."""
+def moveaxis(x: Any, source: int | Sequence[int], destination: int | Sequence[int], /) -> Array:
+    """Move axes to new positions (ints, or sequences of equal length; others keep their order).
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.moveaxis(ox.zeros((2, 3, 4)), (0, 1), (-1, -2)).shape
+        (4, 3, 2)
+    """
     x = as_array(x)
-    s, d = norm_axis(source, x.ndim), norm_axis(destination, x.ndim)
-    order = [i for i in range(x.ndim) if i != s]
-    order.insert(d, s)
-    return permute_dims(x, order)
+    src = tuple(source) if isinstance(source, (tuple, list)) else (source,)
+    dst = tuple(destination) if isinstance(destination, (tuple, list)) else (destination,)
+    if len(src) != len(dst):
+        raise AttributeValueError(f"moveaxis: {len(src)} source axes for {len(dst)} destinations")
+    s = [norm_axis(a, x.ndim, "source") for a in src]
+    d = [norm_axis(a, x.ndim, "destination") for a in dst]
+    if len(set(s)) != len(s) or len(set(d)) != len(d):
+        raise AttributeValueError(f"moveaxis: repeated axes in source {src} or destination {dst}")
+    rest = iter(i for i in range(x.ndim) if i not in s)
+    placed = dict(zip(d, s))
+    return permute_dims(x, [placed[i] if i in placed else next(rest) for i in range(x.ndim)])
 
 
 def broadcast_to(x: Any, /, shape: Sequence[int]) -> Array:
