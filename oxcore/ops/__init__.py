@@ -13,7 +13,7 @@ from .sets import *  # noqa: F401,F403
 from .sorting import *  # noqa: F401,F403
 from . import random  # noqa: F401
 from . import creation, elementwise, indexing, linalg, manipulation, nn, quant, reduction, searching, sets, sorting
-from . import factorizations  # noqa: F401  (oxcore.linalg's registry ops)
+from . import factorizations, fft  # noqa: F401  (oxcore.linalg's and oxcore.fft's registry ops)
 from . import _batching, _derivatives  # noqa: F401  (attach the VJP/JVP/batching rules to the registry)
 
 __all__ = [n for m in (creation, elementwise, indexing, linalg, manipulation, nn, quant, reduction, searching, sets,

@@ -42,17 +42,18 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
         return out.to_device(device) if device is not None else out
     if isinstance(obj, np.ndarray):
         a = obj
-    elif isinstance(obj, (bool, int, float, list, tuple, np.generic)):
+    elif isinstance(obj, (bool, int, float, complex, list, tuple, np.generic)):
         if copy is False:
             raise ValueError(f"asarray(copy=False) needs an object that shares its memory (an array or DLPack "
                              f"producer); got a {type(obj).__name__}, which must be copied")
         a = np.asarray(obj, dtype=None if dt is None else dt.numpy)
         if dt is None and not isinstance(obj, np.generic):
             # NOTE: Python floats default to float32 and ints to int64 (the Array API defaults)
-            a = a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.int64) if a.dtype.kind == "i" else a
+            a = a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.int64) if a.dtype.kind == "i" else \
+                a.astype(np.complex64) if a.dtype == np.complex128 else a
     else:
         a = _from_any(obj, copy=False if copy is False else None)
-    if a.dtype.kind not in "biuf" and a.dtype != D.bfloat16.numpy:
+    if a.dtype.kind not in "biufc" and a.dtype != D.bfloat16.numpy:
         raise DTypeError(f"cannot make an oxcore array from {type(obj).__name__} of dtype {a.dtype}; "
                          f"valid dtypes are: {', '.join(d.name for d in D.ALL)}")
     D.dtype(a.dtype)  # raises for float128 and friends

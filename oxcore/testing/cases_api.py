@@ -237,3 +237,65 @@ case("svd", _packed_build("svd"), _svd_ref, F2,
      _p_rect(full_matrices=lambda st: st.booleans()), const((2, 4, 3), full_matrices=False), _well, tol=_LA_TOL)
 case("qr", _packed_build("qr"), _qr_ref, F2, _p_rect(mode=lambda st: st.sampled_from(["reduced", "complete"])),
      const((2, 4, 3), mode="reduced"), _well, tol=_LA_TOL)
+
+
+# --- complex dtypes and oxcore.fft ---------------------------------------------------------------------
+C = (D.complex64, D.complex128)
+_C_TOL = {"complex64": 2.0, "complex128": 2.0}
+
+
+def _real_out(dt, kw):
+    return D.real_dtype(dt)
+
+
+p = composite(lambda draw, dt: ((draw(shape_st(0, 3)),), {}))
+case("real", _fn("real"), np.real, C + F, p, const((3, 4)), gen(), out=lambda dt, kw: D.real_dtype(dt))
+case("imag", _fn("imag"), lambda x: np.imag(x) if np.iscomplexobj(x) else np.zeros_like(x), C + F, p, const((3, 4)),
+     gen(), out=lambda dt, kw: D.real_dtype(dt))
+case("conj", _fn("conj"), np.conj, C + F, p, const((3, 4)), gen())
+case("abs", _fn("abs"), np.abs, C, p, const((3, 4)), gen(), out=_real_out, name="complex")
+for _op, _ref in [("add", np.add), ("subtract", np.subtract), ("multiply", np.multiply), ("divide", np.divide)]:
+    case(_op, _fn(_op), _ref, C, composite(lambda draw, dt: (draw(broadcastable_st(2, 0, 3, 4)), {})),
+         const((3, 4), (4,)), gen(0.5, 2.0), name="complex", tol=_C_TOL)
+for _op, _ref in [("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("sin", np.sin), ("cos", np.cos),
+                  ("tanh", np.tanh), ("square", np.square), ("reciprocal", np.reciprocal), ("negative", np.negative)]:
+    case(_op, _fn(_op), _ref, C, p, const((3, 4)), gen(-1.5, 1.5), name="complex", tol=_C_TOL)
+case("sum", _fn("sum"), lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), C,
+     composite(lambda draw, dt: (((3, 4),), {"axis": draw(axis_st(2)), "keepdims": False})),
+     const((3, 4), axis=1, keepdims=False), gen(), name="complex", tol=_C_TOL)
+
+
+def _p_fft(op):
+    many = op.endswith("n")
+
+    def fn(draw, dt):
+        st, _ = _hyp()
+        s = draw(shape_st(1, 3, 1, 6))
+        norm = draw(st.sampled_from(["backward", "ortho", "forward"]))
+        if many:
+            k = draw(st.integers(1, len(s)))
+            axes = tuple(draw(st.permutations(range(len(s))))[:k])
+            lens = tuple(draw(st.integers(2, 6)) for _ in axes)
+            return (s,), {"s": lens, "axes": axes, "norm": norm}
+        return (s,), {"n": draw(st.integers(2, 7)), "axis": draw(st.integers(-len(s), len(s) - 1)), "norm": norm}
+    return composite(fn)
+
+
+def _fft_case(op):
+    real_in = op in ("rfft", "ihfft", "rfftn")
+    dts = F2 if real_in else C
+    out = (lambda dt, kw: D.complex_dtype(dt)) if real_in else \
+        (lambda dt, kw: D.real_dtype(dt)) if op in ("irfft", "hfft", "irfftn") else None
+    many = op.endswith("n")
+    ex = const((3, 6), s=(4, 6), axes=(0, 1), norm="backward") if many else const((3, 6), n=6, axis=-1, norm="ortho")
+
+    def build(ox, x, **kw):
+        return getattr(ox.fft, op)(ox.asarray(x), **kw)
+
+    def ref(x, **kw):
+        return getattr(np.fft, op)(x, **kw)
+    case(op, build, ref, dts, _p_fft(op), ex, gen(), out=out, tol=4.0)
+
+
+for _op in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft", "fftn", "ifftn", "rfftn", "irfftn"):
+    _fft_case(_op)

@@ -226,7 +226,7 @@ def _native_dtypes(node) -> bool | str:
 
 
 _SUPPORTED = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
-              "bfloat16", "float32", "float64"}
+              "bfloat16", "float32", "float64", "complex64", "complex128"}
 
 def _scatter_add(x, i, v, *, axis):
     out = np.array(x, copy=True)

@@ -35,6 +35,9 @@ KERNELS: dict[str, Any] = {
     "diff": lambda x, *, axis, n: np.diff(x, n=n, axis=axis),
     "nextafter": np.nextafter,
     "isin": lambda a, b, *, invert: np.isin(a, b, invert=invert),
+    "real": lambda x: np.array(np.real(x)),  # NOTE: a copy: np.real gives a strided view of x
+    "imag": lambda x: np.array(np.imag(x)) if x.dtype.kind == "c" else np.zeros_like(x),
+    "conj": lambda x: np.conj(x),
 }
 
 
@@ -104,3 +107,24 @@ KERNELS.update({
     "eigh": _lapack(_eigh),
     "eigvalsh": _lapack(np.linalg.eigvalsh),
 })
+
+
+# --- fft: numpy.fft (NumPy >= 2 keeps float32/complex64 in single precision) -------------------------
+def _fft(name):
+    f = getattr(np.fft, name)
+    many = name.endswith("n")
+    real_out = name in ("irfft", "hfft", "irfftn")
+
+    def k(x, *, s, axes, norm):
+        r = f(x, s=s, axes=axes, norm=norm) if many else f(x, n=s[0], axis=axes[0], norm=norm)
+        if real_out:
+            dt = np.float32 if x.dtype == np.complex64 else np.float64
+        else:
+            dt = np.complex64 if x.dtype in (np.float32, np.complex64) else np.complex128
+        return r.astype(dt, copy=False)
+    k.__name__ = name
+    return k
+
+
+KERNELS.update({name: _fft(name) for name in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft", "fftn", "ifftn",
+                                              "rfftn", "irfftn")})

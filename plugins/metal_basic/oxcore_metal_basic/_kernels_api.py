@@ -50,6 +50,9 @@ API: dict[str, Any] = {
     "sort": _sort,
     "searchsorted": lambda a, v, *, side: mx.searchsorted(a, v, side).astype(mx.int64),
     "count_nonzero": _count_nonzero,
+    "real": lambda x: mx.real(x) if x.dtype == mx.complex64 else x,
+    "imag": lambda x: mx.imag(x) if x.dtype == mx.complex64 else mx.zeros_like(x),
+    "conj": lambda x: mx.conjugate(x) if x.dtype == mx.complex64 else x,
     **{op: _refused(op) for op in MISSING},
 }
 
@@ -117,3 +120,21 @@ API.update({
     "eigh": _eigh,
     "eigvalsh": lambda x: mx.linalg.eigvalsh(x, stream=_CPU),
 })
+
+
+# --- fft: mx.fft in complex64 (MLX has no norm= argument: scale like NumPy's conventions) -----------
+def _fft(name):
+    from oxcore.ops.fft import scale
+
+    f = getattr(mx.fft, name)
+    many = name.endswith("n")
+
+    def k(x, *, s, axes, norm):
+        r = f(x, s=list(s), axes=list(axes)) if many else f(x, n=s[0], axis=axes[0])
+        c = scale(name, norm, tuple(s))
+        return r if c == 1.0 else r * mx.array(c, dtype=mx.float32)
+    k.__name__ = name
+    return k
+
+
+API.update({name: _fft(name) for name in ("fft", "ifft", "rfft", "irfft", "fftn", "ifftn", "rfftn", "irfftn")})

@@ -26,6 +26,8 @@ F64_INEXACT = frozenset({"exp", "sin", "cos", "erf", "sigmoid", "silu", "gelu", 
 #: ops MLX has no function for: op -> the reason every node of it is refused (it runs elsewhere)
 MISSING: dict[str, str] = {
     "nextafter": "MLX has no nextafter",
+    "hfft": "MLX has no hfft",
+    "ihfft": "MLX has no ihfft",
 }
 
 
@@ -63,6 +65,15 @@ def _linalg(node: Any) -> "bool | str":
     return True
 
 
+_FFT = ("fft", "ifft", "rfft", "irfft", "fftn", "ifftn", "rfftn", "irfftn")
+
+
+def _fft(node: Any) -> "bool | str":
+    if node.inputs[0].dtype.name == "float64":
+        return "MLX's FFT computes in complex64 only (float64 input asked for complex128)"
+    return True
+
+
 def _quantized(node: Any) -> "bool | str":
     if "float64" in _dtypes(node):
         return "MLX's quantized kernels have no float64"
@@ -76,6 +87,7 @@ _OP_CHECKS: dict[str, Callable[[Any], "bool | str"]] = {
     "dequantize": _quantized,
     "quantized_matmul": _quantized,
     **{op: _linalg for op in _LINALG},
+    **{op: _fft for op in _FFT},
 }
 
 
@@ -91,6 +103,8 @@ def make_supports(device: Any, op: str, extra: Callable[[Any], "bool | str"] | N
 
     def supports(node: Any) -> "bool | str":
         names = _dtypes(node)
+        if "complex128" in names:
+            return f"MLX has no complex128; {op} was asked for it"
         if "float64" in names:
             if gpu:
                 return f"MLX has no float64 kernels on the GPU ({device.platform}); {op} was asked for float64"
