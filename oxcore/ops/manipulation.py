@@ -267,7 +267,8 @@ def split(x: Any, indices_or_sections: int | Sequence[int], /, *, axis: int = 0)
             raise ShapeError(f"cannot split axis of size {n} into {k} equal sections")
         cuts = [n // k * i for i in range(1, k)]
     else:
-        cuts = [operator.index(i) for i in indices_or_sections]
+        # NOTE: negative indices count from the end, as in NumPy (SciPy's overlap-add relies on it)
+        cuts = [i + n if i < 0 else i for i in (operator.index(i) for i in indices_or_sections)]
     bounds = [0, *cuts, n]
     return [slice_axis(x, ax, max(0, min(a, n)), max(0, min(b, n))) for a, b in zip(bounds, bounds[1:])]
 

@@ -38,7 +38,7 @@ CALLS = {
     "cumulative_sum": lambda xp, x, i: xp.cumulative_sum(x, axis=1, include_initial=True),
     "cumulative_prod": lambda xp, x, i: xp.cumulative_prod(x, axis=0, include_initial=True),
     "take_along_axis": lambda xp, x, i: xp.take_along_axis(x, i, axis=1),
-    "clip_arrays": lambda xp, x, i: xp.clip(x, x[:1, :] * 0.5, xp.max(x, axis=0)),
+    "clip_arrays": lambda xp, x, i: xp.clip(x, x[:1, :] * 0.5 - 2, xp.max(x, axis=0) * 0.5 + 2),
     "meshgrid": lambda xp, x, i: tuple(xp.meshgrid(x[:, 0], x[0, :], indexing="xy")),
     "tril": lambda xp, x, i: xp.tril(x, k=-1),
     "triu": lambda xp, x, i: xp.triu(x, k=1),
@@ -54,6 +54,13 @@ CALLS = {
     "diagonal": lambda xp, x, i: xp.linalg.diagonal(x, offset=-1),
     "cross": lambda xp, x, i: xp.linalg.cross(x[:, :3], x[:, 1:4]),
     "outer": lambda xp, x, i: xp.linalg.outer(x[0, :], x[1, :]),
+    "fft": lambda xp, x, i: xp.fft.fft(xp.astype(x, xp.complex128), n=6, axis=0, norm="ortho"),
+    "rfftn": lambda xp, x, i: xp.fft.rfftn(x, s=(4, 4)),
+    "irfft": lambda xp, x, i: xp.fft.irfft(xp.fft.rfft(x, axis=1), n=x.shape[1], axis=1),
+    "fftshift": lambda xp, x, i: xp.fft.fftshift(x, axes=(0,)),
+    "fftfreq": lambda xp, x, i: xp.fft.fftfreq(x.shape[0], d=0.5, dtype=xp.float64),
+    "complex_parts": lambda xp, x, i: (lambda z: (xp.real(z), xp.imag(z), xp.conj(z), xp.abs(z)))(
+        xp.fft.rfft(x, axis=0)),
 }
 
 
