@@ -10,15 +10,15 @@ Example:
 from __future__ import annotations
 
 import builtins
+import sys
 from typing import Any
 
 from ._dtypes import (DType, bfloat16, bool_ as bool, complex64, complex128, dtype, finfo, float16, float32,  # noqa: A004
                       float64, iinfo, int8, int16, int32, int64, uint8, uint16, uint32, uint64)
 from ._errors import (AttributeValueError, CompileError, DifferentiationError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
                       OxcoreError, PluginError, ShapeError, UnknownNameError)
-from ._array import Array, use
+from ._array import Array, build, use
 from ._device import HOST, Device
-from ._registry import build
 from ._format import TensorFile
 from ._io import load, save
 from ._plugins import hookimpl, PLUGIN_API
@@ -26,7 +26,7 @@ from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
 from . import fft, linalg, nn, tree
-from . import _dtypes, _scheduler
+from . import _dtypes, _plan, _runtime
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
 from ._compile import compile  # noqa: A004  (like mx.compile / torch.compile)
@@ -34,7 +34,9 @@ from ._autodiff import (checkpoint, custom_jvp, custom_vjp, grad, jvp, stop_grad
                         vjp)
 from ._vmap import vmap  # noqa: F401
 
-__version__ = "0.1.0"
+_runtime.install(sys.modules[__name__])  # NOTE: wires the layers together; before any array is used
+
+from ._version import __version__  # NOTE: written in one place, oxcore/VERSION
 __array_api_version__ = "2024.12"
 
 e = 2.718281828459045
@@ -53,10 +55,10 @@ def eval(*arrays: Array) -> None:
         >>> ox.eval(a, b); a.is_lazy, b.is_lazy
         (False, False)
     """
-    _scheduler.evaluate([a._node for a in arrays if isinstance(a, Array)])
+    _plan.evaluate([a._node for a in arrays if isinstance(a, Array)])
 
 
-def explain(*arrays: Array) -> _scheduler.Explanation:
+def explain(*arrays: Array) -> _plan.Explanation:
     """Show where each node would run and why: candidates with their costs, the winner,
     segments, transfers and fallbacks. Nothing is computed.
 
@@ -65,7 +67,7 @@ def explain(*arrays: Array) -> _scheduler.Explanation:
         >>> print(ox.explain(ox.asarray([1.0]) + 1))  # doctest: +ELLIPSIS
         plan: 1 nodes, 1 segments, ...
     """
-    return _scheduler.explain([a._node for a in arrays])
+    return _plan.explain([a._node for a in arrays])
 
 
 def result_type(*arrays_and_dtypes: Any) -> DType:

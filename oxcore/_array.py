@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import contextvars
 import operator
+from types import ModuleType
 from typing import Any, Iterator
 
 import numpy as np
 
 from . import _dtypes as D
 from ._device import HOST, Device
-from ._errors import DTypeError
-from ._registry import TRACING, Node, check_not_traced
-
-_PIN: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("oxcore_pin", default=None)
-
-
-def _current_pin() -> tuple[str, ...] | None:
-    return _PIN.get()
+from ._errors import AttributeValueError, DTypeError
+from ._graph import PIN, TRACING, Node, check_not_traced
+from ._plan import evaluate, runtime
+from ._registry import REGISTRY
 
 
 class use:  # noqa: N801  (a function-like context manager, as np.errstate)
@@ -43,18 +40,55 @@ class use:  # noqa: N801  (a function-like context manager, as np.errstate)
         self._tokens: list[contextvars.Token] = []
 
     def __enter__(self) -> None:
-        self._tokens.append(_PIN.set(self.names))
+        self._tokens.append(PIN.set(self.names))
 
     def __exit__(self, *exc: Any) -> None:
-        _PIN.reset(self._tokens.pop())
+        PIN.reset(self._tokens.pop())
 
 
-def _leaf(buf: Any, dtype: D.DType, device: Device = HOST) -> "Array":
+def leaf(buf: Any, dtype: D.DType, device: Device = HOST) -> "Array":
+    """A realized array on ``buf``, a buffer of ``device`` (no copy).
+
+    Example:
+        >>> import numpy as np
+        >>> from oxcore.extend import leaf
+        >>> from oxcore import float32
+        >>> leaf(np.ones(2, np.float32), float32).tolist()
+        [1.0, 1.0]
+    """
     return Array._wrap(Node(None, (), {}, tuple(buf.shape), dtype, buf, device))
 
 
-def _host_leaf(a: np.ndarray) -> "Array":
-    return _leaf(a, D.dtype(a.dtype))
+def host_leaf(a: np.ndarray) -> "Array":
+    """A realized array on a host NumPy array (no copy), its dtype taken from the array.
+
+    Example:
+        >>> import numpy as np
+        >>> from oxcore.extend import host_leaf
+        >>> host_leaf(np.arange(3)).dtype
+        oxcore.int64
+    """
+    return leaf(a, D.dtype(a.dtype))
+
+
+def build(name: str, *inputs: Any, **attrs: Any) -> "Array":
+    """Build a lazy node for op ``name`` on ``inputs``; shape/dtype errors raise here.
+
+    Example:
+        >>> import oxcore as ox
+        >>> y = ox.build("add", ox.asarray([1, 2]), ox.asarray([3, 4]))
+        >>> y.tolist()
+        [4, 6]
+    """
+    op = REGISTRY.ops.get(name) or REGISTRY[name]
+    nodes = tuple([x._node for x in inputs])
+    if attrs and op.attrs != ("*",):
+        for k in attrs:
+            if k not in op.attrs:
+                raise AttributeValueError(f"{name}() got an unexpected attribute {k!r}; "
+                                          f"valid attributes are: {', '.join(op.attrs) or '(none)'}")
+    shape, dt = op.infer(nodes, attrs)
+    return Array._wrap(Node(name, nodes, attrs, shape, dt, pin=PIN.get()))
 
 
 def scalar(value: Any, dtype: D.DType) -> "Array":
@@ -137,17 +171,13 @@ class Array:
         return _ops.matrix_transpose(self)
 
     def __array_namespace__(self, *, api_version: str | None = None) -> Any:
-        import oxcore
-
         if api_version not in (None, "2023.12", "2024.12"):
             raise ValueError(f"Unsupported Array API version {api_version!r}; oxcore implements 2024.12")
-        return oxcore
+        return _namespace
 
     # --- realization --------------------------------------------------------------------
     def eval(self) -> "Array":
         """Compute the value now (returns ``self``)."""
-        from ._scheduler import evaluate
-
         evaluate([self._node])
         return self
 
@@ -231,9 +261,7 @@ class Array:
 
     def to_device(self, device: Device | str, /, *, stream: Any = None) -> "Array":
         """Return a copy of the values on ``device`` (evaluates now)."""
-        from ._plugins import manager
-
-        dev = manager().device(device) if isinstance(device, str) else device
+        dev = runtime().plugins().device(device) if isinstance(device, str) else device
         n = self._node
         if n.buf is None:
             self.eval()
@@ -353,7 +381,16 @@ class Array:
         return _ops.permute_dims(self, tuple(p))
 
 
-from . import _registry  # noqa: E402
+# NOTE: the operators call the op functions of ``oxcore.ops``, one layer up (they build on
+# Array), and ``__array_namespace__`` returns the ``oxcore`` package, the top. The runtime
+# hands both down once at import (``use_ops``), as it hands planning its backends: no module
+# imports upward.
+_ops: Any = None
+_namespace: Any = None
 
-_registry._wrap, _registry._PIN = Array._wrap, _PIN
-from . import ops as _ops  # noqa: E402  (ops import Array; the operators need ops)
+
+def use_ops(ops: ModuleType, namespace: ModuleType) -> None:
+    """Give ``Array``'s operators their op functions and ``__array_namespace__`` its namespace
+    (``oxcore`` does this at import, through ``oxcore._runtime``)."""
+    global _ops, _namespace
+    _ops, _namespace = ops, namespace

@@ -19,9 +19,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _dtypes as D
-from ._array import Array, use
+from ._array import Array, build, use
 from ._errors import DifferentiationError
-from ._registry import KEEP_GRAPH, REGISTRY, Category, Node, build, register_op
+from ._graph import KEEP_GRAPH, Node
+from ._registry import REGISTRY, Category, register_op
 from .tree import tree_flatten, tree_unflatten
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint",

@@ -77,6 +77,10 @@ class Backend:
         priority: static preference before autotuning; higher wins ties (cpu_numpy is 0).
         launch_us, bytes_per_us: the static cost prior: ``launch_us + bytes / bytes_per_us``.
         fuses: True when ``compile_segment`` really fuses (shown in listings).
+        warmup_runs: how many runs a new segment takes before it runs at its steady speed
+            (1: compiled by ``compile_segment`` or at its first run; metal_fused compiles a
+            segment on its second run, so 2). Timing (``oxcore autotune``, benchmarks) runs
+            each candidate that many times untimed.
     """
 
     name: str = "unnamed"
@@ -85,6 +89,7 @@ class Backend:
     launch_us: float = 2.0
     bytes_per_us: float = 8e3  # ~8 GB/s: a single CPU core streaming
     fuses: bool = False
+    warmup_runs: int = 1
     distribution: str = ""
     version: str = ""
 
@@ -145,7 +150,7 @@ class Backend:
 
 
 @dataclass
-class Instr:
+class Instruction:
     """One node inside a segment: ``env[out] = kernel.fn(*env[args], **attrs)``."""
 
     op: str
@@ -175,7 +180,7 @@ class Segment:
     backend: Backend
     n_inputs: int
     input_avals: list[tuple[tuple[int, ...], DType]]
-    instrs: list[Instr] = field(default_factory=list)
+    instructions: list[Instruction] = field(default_factory=list)
     outputs: tuple[int, ...] = ()
     constants: dict[int, Any] = field(default_factory=dict)
 
@@ -183,49 +188,62 @@ class Segment:
     def key(self) -> tuple:
         consts = tuple((k, v.dtype.str, v.tobytes()) for k, v in sorted(self.constants.items()))
         return (tuple(self.input_avals),
-                tuple((i.op, _freeze(i.attrs), i.kernel.id, i.args) for i in self.instrs), self.outputs, consts)
+                tuple((i.op, _freeze(i.attrs), i.kernel.id, i.args) for i in self.instructions), self.outputs, consts)
 
     def interpreter(self) -> Callable[[list], list]:
         """A straight-line Python function calling each kernel; frees values after last use."""
         n = self.n_inputs
-        last: dict[int, int] = {}
-        for j, ins in enumerate(self.instrs):
-            for a in ins.args:
-                last[a] = j
-        keep = set(self.outputs)
-        if len(self.instrs) > _STRAIGHT_LINE_MAX:  # NOTE: compiling a huge function is superlinear
-            return self._loop(last, keep)
+        dead = frees_after_last_use([ins.args for ins in self.instructions], set(self.outputs))
+        if len(self.instructions) > _STRAIGHT_LINE_MAX:  # NOTE: compiling a huge function is superlinear
+            return self._loop(dead)
         lines = ["def run(inputs):"]
         lines.append("    " + (", ".join(f"v{i}" for i in range(n)) + (",", "")[n != 1] + " = inputs" if n else "pass"))
         ns: dict[str, Any] = {}
-        for j, ins in enumerate(self.instrs):
+        for j, ins in enumerate(self.instructions):
             ns[f"k{j}"] = ins.kernel.fn
             args = ", ".join(f"v{a}" for a in ins.args)
             if ins.attrs:
                 ns[f"a{j}"] = ins.attrs
                 args += (", " if args else "") + f"**a{j}"
             lines.append(f"    v{n + j} = k{j}({args})")
-            dead = [a for a in ins.args if last.get(a) == j and a not in keep]
-            if dead:
-                lines.append("    del " + ", ".join(f"v{a}" for a in sorted(set(dead))))
+            if dead[j]:
+                lines.append("    del " + ", ".join(f"v{a}" for a in dead[j]))
         lines.append("    return [" + ", ".join(f"v{o}" for o in self.outputs) + "]")
         exec(compile("\n".join(lines), f"<oxcore segment on {self.backend.name}>", "exec"), ns)
         return ns["run"]
 
-    def _loop(self, last: dict[int, int], keep: set[int]) -> Callable[[list], list]:
+    def _loop(self, dead: list[tuple[int, ...]]) -> Callable[[list], list]:
         """The interpreter as a loop over the instructions (for segments too big to compile)."""
         n, outs = self.n_inputs, self.outputs
-        prog = [(ins.kernel.fn, ins.args, ins.attrs, tuple({a for a in ins.args if last.get(a) == j and a not in keep}))
-                for j, ins in enumerate(self.instrs)]
+        prog = [(ins.kernel.fn, ins.args, ins.attrs, d) for ins, d in zip(self.instructions, dead)]
 
         def run(inputs: list) -> list:
             env = list(inputs) + [None] * len(prog)
-            for j, (fn, args, attrs, dead) in enumerate(prog, n):
+            for j, (fn, args, attrs, free) in enumerate(prog, n):
                 env[j] = fn(*[env[a] for a in args], **attrs)
-                for d in dead:
+                for d in free:
                     env[d] = None
             return [env[o] for o in outs]
         return run
+
+
+def frees_after_last_use(reads: list[tuple[int, ...]], keep: set[int]) -> list[tuple[int, ...]]:
+    """For each reader in order (its tuple of value indices), the values it reads for the last
+    time, sorted, leaving out ``keep``: free them right after it runs.
+
+    Example:
+        >>> frees_after_last_use([(0, 1), (0, 2), (3,)], keep={2})
+        [(1,), (0,), (3,)]
+    """
+    last: dict[int, int] = {}
+    for j, args in enumerate(reads):
+        for a in args:
+            last[a] = j
+    out: list[list[int]] = [[] for _ in reads]
+    for a, j in last.items():
+        if a not in keep:
+            out[j].append(a)
+    return [tuple(sorted(d)) for d in out]
 
 
 _STRAIGHT_LINE_MAX = 2000

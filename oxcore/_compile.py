@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _scheduler as S
-from ._array import Array, _PIN, _host_leaf, _leaf
+from . import _plan as planning
+from ._array import Array, host_leaf, leaf
 from ._errors import CompileError
-from ._registry import TRACING, Node
+from ._graph import PIN, TRACING, Node, collect
 
 __all__ = ["compile", "CompiledFunction"]
 
@@ -51,7 +51,7 @@ def _flatten(obj: Any, leaves: list[Array]) -> Any:
         leaves.append(obj)
         return _ARRAY
     if isinstance(obj, np.ndarray):
-        leaves.append(_host_leaf(obj))
+        leaves.append(host_leaf(obj))
         return _ARRAY
     for base in (tuple, list, dict):  # NOTE: subclasses (named tuples...) come back as their base type
         if isinstance(obj, base):
@@ -100,23 +100,22 @@ class _Replay:
     """One traced signature: the plan's steps with argument slots, constant slots (transfers
     of constants already done) and where each output comes from."""
 
-    __slots__ = ("plan", "nslots", "steps", "arg_slots", "consts", "outputs", "out_tree")
+    __slots__ = ("plan", "nslots", "steps", "arg_slots", "constants", "outputs", "out_tree")
 
-    def __init__(self, plan: S.Plan, order: list[Node], arg_index: dict[int, int], out_nodes: list[Node],
+    def __init__(self, plan: planning.Plan, order: list[Node], arg_index: dict[int, int], out_nodes: list[Node],
                  out_tree: Any) -> None:
         self.plan, self.nslots, self.out_tree = plan, plan.nslots, out_tree
         self.arg_slots = [(s, arg_index[id(order[p])]) for p, s in plan.leaf_slots if id(order[p]) in arg_index]
-        consts = dict(plan.consts)
-        consts.update((s, order[p].buf) for p, s in plan.leaf_slots if id(order[p]) not in arg_index)
+        constants = dict(plan.constants)
+        constants.update((s, order[p].buf) for p, s in plan.leaf_slots if id(order[p]) not in arg_index)
         # NOTE: move constants (weights closed over, Python scalars) to their devices once, here
         self.steps = []
         for step in plan.steps:
-            fn, ins, outs, _ = step
-            if getattr(fn, "is_transfer", False) and ins[0] in consts:
-                consts[outs[0]] = fn([consts[ins[0]]])[0]
+            if step.transfer and step.inputs[0] in constants:
+                constants[step.outputs[0]] = step.fn([constants[step.inputs[0]]])[0]
             else:
                 self.steps.append(step)
-        self.consts = list(consts.items())
+        self.constants = list(constants.items())
         slot_of = {order[p]: (s, dev) for p, s, dev in plan.outputs}
         self.outputs: list[tuple] = []
         for n in out_nodes:
@@ -131,11 +130,11 @@ class _Replay:
         vals: list[Any] = [None] * self.nslots
         for s, i in self.arg_slots:
             vals[s] = args[i]._node.buf
-        for s, buf in self.consts:
+        for s, buf in self.constants:
             vals[s] = buf
-        for rec in S.RECORDERS:
+        for rec in planning.RECORDERS:
             rec(self.plan)
-        S.run_steps(self.steps, vals)
+        planning.run_steps(self.steps, vals)
         if self.out_tree is _ARRAY and self.outputs[0][0] == "slot":  # NOTE: the common case, fast
             o = self.outputs[0]
             return Array._wrap(Node(None, (), {}, o[1], o[2], vals[o[3]], o[4]))
@@ -177,13 +176,13 @@ class CompiledFunction:
 
     def _key(self, tree: Any, leaves: list[Array]) -> tuple:
         """The cache key of a call; evaluates lazy arguments first (their devices decide)."""
-        sig = [tree, S._config(), _PIN.get()]
+        sig = [tree, planning.config_key(), PIN.get()]
         try:
             for a in leaves:
                 n = a._node
                 sig.append((n.dtype, n.shape, n.device.name))
         except AttributeError:  # NOTE: a lazy argument (no device yet); rare, so no test up front
-            S.evaluate([a._node for a in leaves if a._node.buf is None])
+            planning.evaluate([a._node for a in leaves if a._node.buf is None])
             return self._key(tree, leaves)
         return tuple(sig)
 
@@ -192,20 +191,16 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         tree, leaves = _split(args, kwargs)
         key = self._key(tree, leaves)
-        for _attempt in range(8):
+        def attempt() -> Any:
             replay = self._cache.get(key) or self._trace(key, tree, leaves)
-            try:
-                with S._LOCK:
-                    return replay(leaves)
-            except S.KernelFailed as e:
-                S.disable_failed(e)
-                self._cache.clear()
-        raise S.kept_failing()
+            with planning.LOCK:
+                return replay(leaves)
+        return planning.retrying(attempt, self._cache.clear)
 
     def _trace(self, key: tuple, tree: Any, leaves: list[Array]) -> _Replay:
         # NOTE: fresh leaf nodes for the arguments, so an argument is told apart from the same
         # array captured as a constant (or passed twice)
-        proxies = [_leaf(a._node.buf, a.dtype, a._node.device) for a in leaves]
+        proxies = [leaf(a._node.buf, a.dtype, a._node.device) for a in leaves]
         nodes = [p._node for p in proxies]
         arg_ids = frozenset(id(n) for n in nodes)
         args, kwargs = _join(tree, proxies)
@@ -222,15 +217,15 @@ class CompiledFunction:
         out_tree = _flatten(result, out_leaves)
         out_nodes = [a._node for a in out_leaves]
         targets = list({id(n): n for n in out_nodes if n.buf is None}.values())
-        with S._LOCK:
+        with planning.LOCK:
             if targets:
-                order, pos, _ = S._collect(targets)
+                order, pos, _ = collect(targets)
                 _share_small_constants(order, pos, arg_ids)
                 tset = {id(t) for t in targets}
-                frozen = {i: n.buf for i, n in enumerate(order) if n.buf is not None and id(n) not in arg_ids}
-                plan = S._build_plan(order, pos, [id(n) in tset for n in order], frozen=frozen)
+                constants = {i: n.buf for i, n in enumerate(order) if n.buf is not None and id(n) not in arg_ids}
+                plan = planning.build_plan(order, pos, [id(n) in tset for n in order], constants=constants)
             else:
-                order, plan = [], S.Plan([], [], [], [], 0, [], [], [])
+                order, plan = [], planning.Plan.empty()
         replay = _Replay(plan, order, {id(n): i for i, n in enumerate(nodes)}, out_nodes, out_tree)
         with self._lock:
             if len(self._cache) >= self.max_traces:
@@ -239,7 +234,7 @@ class CompiledFunction:
             self.traces += 1
         return replay
 
-    def explain(self, *args: Any, **kwargs: Any) -> S.Explanation:
+    def explain(self, *args: Any, **kwargs: Any) -> planning.Explanation:
         """The plan a call with these arguments replays (traces it if needed; computes nothing)."""
         tree, leaves = _split(args, kwargs)
         key = self._key(tree, leaves)

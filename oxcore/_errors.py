@@ -60,3 +60,13 @@ class FormatError(OxcoreError, ValueError):
         self.path, self.offset, self.reason = str(path), offset, reason
         where = f" at offset {offset}" if offset is not None else ""
         super().__init__(f"{self.path}{where}: {reason}")
+
+    def __reduce__(self) -> tuple:  # NOTE: pickle (multiprocessing, pytest-xdist) re-calls __init__
+        return type(self), (self.path, self.offset, self.reason)
+
+
+# NOTE: tracebacks print `module.qualname`; users meet these as `oxcore.ShapeError` (exported
+# there), not as `oxcore._errors.ShapeError`. pickle finds them under `oxcore` too.
+for _cls in (OxcoreError, *OxcoreError.__subclasses__()):
+    _cls.__module__ = "oxcore"
+del _cls

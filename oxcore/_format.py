@@ -214,6 +214,16 @@ class Format:
     def matches_suffix(self, path: PathLike) -> bool:
         return str(path).lower().endswith(tuple(s.lower() for s in self.suffixes))
 
+    def broken_files(self) -> list | None:
+        """Hand-made broken files for the conformance kit (``oxcore.testing.formats.Case``
+        objects, each with the offset and reason reading it must report), or None for the
+        kit's generic corpus (damaged copies of a file this format saves)."""
+        return None
+
+    def valid_files(self) -> list | None:
+        """Tricky but valid files (``Case`` objects with ``valid=True``) for the kit, or None."""
+        return None
+
     def sniff(self, path: PathLike, head_bytes: bytes) -> bool:
         """Whether the file looks like this format, judging from its first bytes (up to 64)."""
         return False

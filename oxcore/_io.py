@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from ._errors import FormatError, UnknownNameError
 from ._format import Format, LazyFile, PathLike, TensorFile
+from ._osutil import atomic_write
 
 INDEX_SUFFIX = ".index.json"
 _INDEX_CAP = 64 << 20  # NOTE: real index files are kilobytes; refuse to parse a giant one
@@ -196,33 +194,3 @@ def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
     fmt = get_format(format) if format else format_for(path, reading=False)
     with atomic_write(path) as tmp:
         fmt.save(tmp, tensors, metadata)
-
-
-@contextlib.contextmanager
-def atomic_write(path: PathLike) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it.
-
-    Example:
-        >>> import tempfile, os
-        >>> from oxcore.extend import atomic_write
-        >>> p = os.path.join(tempfile.mkdtemp(), "out.bin")
-        >>> with atomic_write(p) as tmp:
-        ...     _ = open(tmp, "wb").write(b"ok")
-        >>> open(p, "rb").read()
-        b'ok'
-    """
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # NOTE: mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

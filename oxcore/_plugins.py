@@ -1,8 +1,10 @@
 """Plugin loading through entry points (group ``oxcore``) and pluggy.
 
 Every plugin, the embedded NumPy backend included, comes through the same door. Loading is
-lazy (first eval or listing), each plugin in its own ``try``: a broken plugin is recorded with
-its reason and never breaks the core.
+lazy and in two stages: importing the entry-point modules (cheap: ``oxcore --help`` needs only
+this, for the commands plugins add), then collecting what they register (first eval or
+listing; backend factories run here). Each plugin is in its own ``try``: a broken plugin is
+recorded with its reason and never breaks the core.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from . import hookspecs
 from ._backend import Backend, Kernel
 from ._device import HOST, Device
 from ._errors import PluginError, UnknownNameError
+from ._osutil import env_list
 
 #: The plugin API this oxcore speaks. Plugins declare ``OXCORE_PLUGIN_API`` in their module.
 PLUGIN_API = 1
@@ -52,28 +55,6 @@ class PluginInfo:
         return dict(self.__dict__)
 
 
-# NOTE: the eval path reads a few variables per call; os.environ.get encodes and decodes each
-# time (~1.5 us). On POSIX the raw bytes mapping answers the same question for ~0.05 us.
-_RAW_ENV = getattr(os.environ, "_data", None) if os.name == "posix" else None
-
-
-def env_raw(name: str, key: bytes | None = None) -> Any:
-    """An environment variable's value (bytes on POSIX, str elsewhere; None when unset), cheaply.
-
-    For cache keys, not for display. ``key`` is ``name.encode()`` precomputed by hot callers.
-    """
-    if _RAW_ENV is not None:
-        return _RAW_ENV.get(key if key is not None else name.encode())
-    return os.environ.get(name)
-
-
-def _csv_env(name: str) -> list[str] | None:
-    v = os.environ.get(name)
-    if v is None:
-        return None
-    return [s.strip() for s in v.split(",") if s.strip()]
-
-
 class PluginManager:
     """Holds the loaded plugins and what they registered. One per process: ``manager()``."""
 
@@ -87,23 +68,38 @@ class PluginManager:
         self.orphan_kernels: list[Kernel] = []
         self.kernel_errors: list[str] = []
         self.epoch = 0  # bumped whenever what is registered changes: plan caches key on it
+        self._imported = False
         self._loaded = False
         self._lock = threading.RLock()
         self._available: dict[str, tuple[bool, str]] = {}
 
     # --- loading ----------------------------------------------------------------------
     def load(self) -> "PluginManager":
+        """Import the plugins (``import_plugins``) and collect what they register."""
         if self._loaded:
             return self
         with self._lock:
             if self._loaded:
                 return self
+            self.import_plugins()
             self._loaded = True
+            self._collect()
+            self.epoch = next(_EPOCHS)
+        return self
+
+    def import_plugins(self) -> "PluginManager":
+        """Import every allowed entry point and register it with pluggy; call no hook yet."""
+        if self._imported:
+            return self
+        with self._lock:
+            if self._imported:
+                return self
+            self._imported = True
             for mod_name in BUILTIN:
                 import importlib
 
                 self._add(mod_name.rsplit(".", 1)[-1], importlib.import_module(mod_name), "oxcore", _version("oxcore"))
-            allow, deny = _csv_env("OXCORE_LOAD_PLUGINS"), _csv_env("OXCORE_DISABLE_PLUGINS") or []
+            allow, deny = env_list("OXCORE_LOAD_PLUGINS"), env_list("OXCORE_DISABLE_PLUGINS") or []
             for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
                 if ep.name in self.plugins:
                     continue
@@ -120,8 +116,6 @@ class PluginManager:
                                                        f"import failed: {type(e).__name__}: {e}")
                     continue
                 self._add(ep.name, module, dist, ver)
-            self._collect()
-            self.epoch = next(_EPOCHS)
         return self
 
     def _add(self, name: str, module: ModuleType, dist: str, version: str) -> None:
@@ -161,15 +155,17 @@ class PluginManager:
             self._collect()
             self.epoch = next(_EPOCHS)
 
-    def _call_each(self, hook: str, make_register: Callable[[PluginInfo], Callable], **kw: Any) -> None:
-        """Call one hook plugin by plugin, so one plugin's failure is only its own."""
+    def call_each(self, hook: str, make_register: Callable[[PluginInfo], Callable] | None = None,
+                  **kw: Any) -> None:
+        """Call one hook plugin by plugin, so one plugin's failure is only its own (it is marked
+        failed, with the reason). Arguments not in ``kw`` get ``make_register(plugin info)``."""
         caller = getattr(self.pm.hook, hook)
         for impl in reversed(caller.get_hookimpls()):  # NOTE: pluggy's call order (tryfirst ... trylast)
             info = self.plugins.get(impl.plugin_name)
             if info is None or info.status != "loaded":
                 continue
             try:
-                impl.function(**{a: make_register(info) for a in impl.argnames}, **kw)
+                impl.function(**{a: kw[a] if a in kw else make_register(info) for a in impl.argnames})
             except Exception as e:
                 info.status = "failed"
                 info.reason = f"{hook} raised {type(e).__name__}: {e}"
@@ -231,10 +227,10 @@ class PluginManager:
                 info.registered.append(f"format:{f.name}")
             return register
 
-        self._call_each("oxcore_register_ops", reg_op)
-        self._call_each("oxcore_register_backends", reg_backend)
-        self._call_each("oxcore_register_kernels", reg_kernel)
-        self._call_each("oxcore_register_formats", reg_format)
+        self.call_each("oxcore_register_ops", reg_op)
+        self.call_each("oxcore_register_backends", reg_backend)
+        self.call_each("oxcore_register_kernels", reg_kernel)
+        self.call_each("oxcore_register_formats", reg_format)
         for info, k in pending:
             b = self.backends.get(k.backend)
             if b is None:
@@ -289,14 +285,15 @@ _MANAGER: PluginManager | None = None
 _MLOCK = threading.Lock()
 
 
-def manager() -> PluginManager:
-    """The process-wide plugin manager (plugins load on first use)."""
+def manager(collect: bool = True) -> PluginManager:
+    """The process-wide plugin manager (plugins load on first use). ``collect=False``: only
+    imported, no hook called yet (what the CLI needs to list commands)."""
     global _MANAGER
     if _MANAGER is None:
         with _MLOCK:
             if _MANAGER is None:
                 _MANAGER = PluginManager()
-    return _MANAGER.load()
+    return _MANAGER.load() if collect else _MANAGER.import_plugins()
 
 
 def reload_plugins() -> PluginManager:
@@ -304,7 +301,7 @@ def reload_plugins() -> PluginManager:
     global _MANAGER
     with _MLOCK:
         _MANAGER = PluginManager()
-    from . import _scheduler
+    from ._plan import clear_cache
 
-    _scheduler.clear_cache()
+    clear_cache()
     return manager()

@@ -27,13 +27,12 @@ import json
 import math
 import os
 import platform
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ._plugins import env_raw
+from ._osutil import atomic_write, env_raw
 
 __all__ = ["Profile", "MeasuredUs", "DecomposedKernel", "current", "reload", "active", "path", "fingerprint", "env_key",
            "bucket_of", "dtypes_of", "TUNING_ENV"]
@@ -267,6 +266,10 @@ class Profile:
         g = self._idx.get(self._group(kernel, node, kernel.version, None, self._env))
         return g is not None and self._keys(node)[1] in g
 
+    def lookup_decomposed(self, op: str, backend: str, node: Any) -> MeasuredUs | None:
+        """Measured time of running ``op`` through its decomposition on ``backend``, or None."""
+        return self.lookup(DecomposedKernel.of(op, backend), node)
+
     def lookup(self, kernel: Any, node: Any) -> MeasuredUs | None:
         """Measured time of ``kernel`` on ``node`` at the nearest shape bucket, or None.
 
@@ -399,18 +402,8 @@ def _read(file: Path) -> dict[str, Any]:
 
 
 def _atomic_write(file: Path, doc: dict) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=file.name + ".", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, file)  # NOTE: readers see the old file or the new one, never half of one
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(file) as tmp, open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import enum
 import threading
@@ -10,29 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ._dtypes import DType
-from ._errors import AttributeValueError, CompileError, PluginError, UnknownNameError
+from ._errors import PluginError, UnknownNameError
 
 Shape = tuple[int, ...]
-
-
-#: while ``oxcore.compile`` traces a function: the ids of its argument nodes (else None)
-TRACING: contextvars.ContextVar[frozenset | None] = contextvars.ContextVar("oxcore_tracing", default=None)
-
-
-def check_not_traced(nodes: Any) -> None:
-    """Raise ``CompileError`` if a function being traced by ``oxcore.compile`` reads values
-    that depend on its arguments: the replay would not run the Python that read them."""
-    args = TRACING.get()
-    if args is not None and any(id(n) in args for n in nodes):
-        raise CompileError("a function under oxcore.compile read the value of an array that depends on its "
-                           "arguments (bool(), float(), .item(), .numpy(), to_device(), print...). A compiled "
-                           "function replays its graph without running its Python again, so it must not branch "
-                           "on or read values. Move that code out of the function, or call it uncompiled.")
-
-
-#: while a transform (``grad``, ``vjp``, ``jvp``...) traces a function: realizing a node keeps its
-#: op and inputs, so gradients still flow through values the function printed or branched on
-KEEP_GRAPH: contextvars.ContextVar[bool] = contextvars.ContextVar("oxcore_keep_graph", default=False)
+Node = Any  # NOTE: a graph node (``oxcore._graph.Node``, one layer up): what ``infer`` receives
 
 
 class Category(enum.Enum):
@@ -49,35 +29,6 @@ class Category(enum.Enum):
     NN = "nn"
     QUANT = "quant"
     OTHER = "other"
-
-
-class Node:
-    """One vertex of the lazy graph: a realized buffer, or ``(op, inputs, attrs)``.
-
-    ``Array`` is a handle on a Node; ``x[i] = v`` repoints the handle, so nodes never mutate
-    except to become realized (``buf`` set, ``inputs`` dropped).
-    """
-
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "buf", "device", "pin", "__weakref__")
-
-    def __init__(self, op: str | None, inputs: tuple[Node, ...], attrs: dict[str, Any],
-                 shape: Shape, dtype: DType, buf: Any = None, device: Any = None,
-                 pin: tuple[str, ...] | None = None) -> None:
-        self.op, self.inputs, self.attrs = op, inputs, attrs
-        self.shape, self.dtype = shape, dtype
-        self.buf, self.device, self.pin = buf, device, pin
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def realized(self) -> bool:
-        return self.buf is not None
-
-    def __repr__(self) -> str:
-        state = f"on {self.device}" if self.buf is not None else f"{self.op}"
-        return f"<Node {state} {self.dtype.name}{list(self.shape)}>"
 
 
 @dataclass(frozen=True)
@@ -132,6 +83,9 @@ class Registry:
     def __init__(self) -> None:
         self.ops: dict[str, OpDef] = {}
         self._lock = threading.Lock()
+        #: called with an unknown op's name before refusing it; the runtime installs one that
+        #: loads the plugins (a plugin may declare the op)
+        self.on_unknown: Callable[[str], None] | None = None
 
     def register(self, op: OpDef) -> OpDef:
         with self._lock:
@@ -143,10 +97,8 @@ class Registry:
 
     def __getitem__(self, name: str) -> OpDef:
         op = self.ops.get(name)
-        if op is None:
-            from ._plugins import manager
-
-            manager().load()  # a plugin may declare it
+        if op is None and self.on_unknown is not None:
+            self.on_unknown(name)
             op = self.ops.get(name)
         if op is None:
             raise UnknownNameError(f"Unknown op {name!r}. Registered ops: {', '.join(sorted(self.ops))}")
@@ -186,29 +138,3 @@ def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str
     """
     return REGISTRY.register(OpDef(name, category, infer, attrs, decompose, variadic, vjp=vjp, jvp=jvp,
                                    batch=batch, doc=doc, source=source, sample=sample))
-
-
-def build(name: str, *inputs: Any, **attrs: Any) -> Any:
-    """Build a lazy node for op ``name`` on ``inputs``; shape/dtype errors raise here.
-
-    Example:
-        >>> import oxcore as ox
-        >>> y = ox.build("add", ox.asarray([1, 2]), ox.asarray([3, 4]))
-        >>> y.tolist()
-        [4, 6]
-    """
-    op = REGISTRY.ops.get(name) or REGISTRY[name]
-    nodes = tuple([x._node for x in inputs])
-    if attrs and op.attrs != ("*",):
-        for k in attrs:
-            if k not in op.attrs:
-                raise AttributeValueError(f"{name}() got an unexpected attribute {k!r}; "
-                                          f"valid attributes are: {', '.join(op.attrs) or '(none)'}")
-    shape, dt = op.infer(nodes, attrs)
-    return _wrap(Node(name, nodes, attrs, shape, dt, pin=_PIN.get()))
-
-
-# NOTE: bound by oxcore._array at import (it imports this module), keeping build() free of
-# per-call imports: it is the hottest function in the library.
-_wrap: Callable[[Node], Any]
-_PIN: Any

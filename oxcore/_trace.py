@@ -70,7 +70,7 @@ class Trace:
         seen = self._plans.get(id(plan))
         if seen is None:  # NOTE: plans are cached; describe each one once, then only count
             keys = []
-            for p in plan.pnodes:
+            for p in plan.nodes:
                 if p.op is None:
                     continue
                 n = {"op": p.op, "attrs": encode_attrs(p.attrs),
@@ -99,7 +99,7 @@ def record(file: str | os.PathLike | None = None) -> Iterator[Trace]:
     The trace is written to ``file`` (JSON) when the block ends; feed it to
     ``oxcore autotune --from-trace FILE`` to measure the kernels at your workload's shapes.
     """
-    from ._scheduler import RECORDERS
+    from ._plan import RECORDERS
 
     trace = Trace()
     RECORDERS.append(trace)

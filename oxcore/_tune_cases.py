@@ -40,12 +40,12 @@ class Case:
         ins = ", ".join(f"{d.name}{list(s)}" for s, d in self.inputs)
         return f"{self.op}({ins})"
 
-    def pnode(self) -> Any:
+    def plan_node(self) -> Any:
         """The node as planners and ``Kernel.supports`` see it (also the profile key source)."""
-        from ._scheduler import PNode
+        from ._plan import PlanNode
 
-        ins = [PNode(None, {}, (), [], s, d) for s, d in self.inputs]
-        return PNode(self.op, self.attrs, tuple(range(len(ins))), ins, self.shape, self.dtype)
+        ins = [PlanNode(None, {}, (), [], s, d) for s, d in self.inputs]
+        return PlanNode(self.op, self.attrs, tuple(range(len(ins))), ins, self.shape, self.dtype)
 
 
 def host_inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
@@ -127,7 +127,7 @@ TABLE: dict[str, list[Builder]] = {
 def representative(op: str, dtype: DType, quick: bool = False) -> list[Case]:
     """The representative cases of ``op`` in ``dtype`` ([] when the table has none)."""
     import oxcore as ox
-    from ._array import _leaf
+    from ._array import leaf
 
     builders = TABLE.get(op, [])
     cases: list[Case] = []
@@ -135,7 +135,7 @@ def representative(op: str, dtype: DType, quick: bool = False) -> list[Case]:
         for b in builders:
             def ph(shape, dt=None):
                 dt = dt or dtype
-                return _leaf(np.empty(shape, dt.numpy), dt)
+                return leaf(np.empty(shape, dt.numpy), dt)
             try:
                 out = b(ox, ph, dtype, rows)
             except Exception:  # NOTE: an op that refuses this dtype (e.g. erf of int) has no case

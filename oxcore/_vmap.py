@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._array import Array
+from ._array import Array, build
 from ._autodiff import THROUGH_DECOMPOSITION, _topo
 from ._errors import CompileError, DifferentiationError
-from ._registry import REGISTRY, TRACING, Node, build
+from ._graph import TRACING, Node
+from ._registry import REGISTRY
 from .tree import tree_flatten, tree_unflatten
 
 __all__ = ["vmap"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from . import _profile
-from ._backend import Backend, Instr, Kernel, Segment
+from ._backend import Backend, Instruction, Kernel, Segment
 from ._dtypes import DType
 from .bench import Stats
 from ._tune_cases import Case, from_trace, host_inputs, representative, TABLE
@@ -76,16 +76,16 @@ def _once(fn: Callable[[], Any]) -> float:
 
 
 def interleaved(fns: list[Callable[[], Any]], budget_s: float = 0.2, max_rounds: int = 31,
-                min_rounds: int = 3) -> list[Stats]:
+                min_rounds: int = 3, warmup: int | list[int] = 1) -> list[Stats]:
     """Timing ``Stats`` (median, p10, p90 in us) per ``fn``; each ``fn`` must finish its work,
     synchronize included.
 
     Candidates are timed in interleaved rounds, not one after the other, so load that comes and
-    goes on a shared machine hits them all alike. After warm-up (the first call compiles; a slow
-    estimate call is repeated, as metal_fused compiles a segment on its second run), a
-    microsecond-scale ``fn`` that follows a different one is run once untimed first: worker
-    threads of the previous library (OpenBLAS, MLX) may still be spinning. ``fn`` slower than a
-    second gets a single sample.
+    goes on a shared machine hits them all alike. Each ``fn`` first runs ``warmup`` times
+    untimed (one number for all, or one per ``fn``): a backend that compiles late declares how
+    many runs that takes (``Backend.warmup_runs``). Then a microsecond-scale ``fn`` that
+    follows a different one is run once untimed first: worker threads of the previous library
+    (OpenBLAS, MLX) may still be spinning. ``fn`` slower than a second gets a single sample.
 
     Example:
         >>> st = interleaved([lambda: None, lambda: sum(range(1000))], budget_s=0.01)
@@ -93,13 +93,12 @@ def interleaved(fns: list[Callable[[], Any]], budget_s: float = 0.2, max_rounds:
         (2, True)
     """
     n = len(fns)
+    warm = warmup if isinstance(warmup, list) else [warmup] * n
     est = []
-    for fn in fns:
-        fn()  # NOTE: compiles (mx.compile, segment codegen); never a sample
-        e = _once(fn)
-        if e > 0.05:  # NOTE: a late compile (metal_fused compiles a segment on its 2nd run) is not a sample
-            e = min(e, _once(fn))
-        est.append(e)
+    for fn, w in zip(fns, warm):
+        for _ in range(w):
+            fn()  # NOTE: compiles (mx.compile, segment codegen); never a sample
+        est.append(_once(fn))
     inner = [10 if e < 20e-6 else 1 for e in est]  # NOTE: amortize the timer for microsecond kernels
     discard = [n > 1 and e < 0.02 for e in est]
     cost = sum(e * (i + d) for e, i, d in zip(est, inner, discard))
@@ -130,7 +129,7 @@ def kernel_runner(backend: Backend, kernel: Kernel, case: Case, inputs: list | N
     backend, inputs already realized on the backend's device) and synchronizing."""
     n = len(case.inputs)
     seg = Segment(backend, n, list(case.inputs))
-    seg.instrs.append(Instr(case.op, case.attrs, kernel, tuple(range(n)), case.shape, case.dtype))
+    seg.instructions.append(Instruction(case.op, case.attrs, kernel, tuple(range(n)), case.shape, case.dtype))
     seg.outputs = (n,)
     run = backend.compile_segment(seg)
     host = inputs if inputs is not None else host_inputs(case)
@@ -147,8 +146,9 @@ def kernel_runner(backend: Backend, kernel: Kernel, case: Case, inputs: list | N
 def decomposition_runner(backend: Backend, case: Case, inputs: list | None = None) -> Callable[[], Any]:
     """``run()`` executing ``case.op``'s decomposition planned on ``backend`` alone."""
     from ._array import Array
-    from ._registry import REGISTRY, Node
-    from . import _scheduler as S
+    from ._graph import Node, collect
+    from ._plan import build_plan, run_steps
+    from ._registry import REGISTRY
 
     host = inputs if inputs is not None else host_inputs(case)
     dev = backend.device
@@ -156,8 +156,8 @@ def decomposition_runner(backend: Backend, case: Case, inputs: list | None = Non
     out = REGISTRY[case.op].decompose(*leaves, **case.attrs)._node
     if out.buf is not None:
         return backend.synchronize
-    order, pos, _ = S._collect([out])
-    plan = S._build_plan(order, pos, [n is out for n in order], only=backend.name)
+    order, pos, _ = collect([out])
+    plan = build_plan(order, pos, [n is out for n in order], only=backend.name)
     bufs = {s: order[p].buf for p, s in plan.leaf_slots}
     sync = backend.synchronize
 
@@ -165,11 +165,9 @@ def decomposition_runner(backend: Backend, case: Case, inputs: list | None = Non
         vals: list[Any] = [None] * plan.nslots
         for s, b in bufs.items():
             vals[s] = b
-        for s, b in plan.consts:
+        for s, b in plan.constants:
             vals[s] = b
-        for fn, ins, outs, _ in plan.steps:
-            for o, r in zip(outs, fn([vals[i] for i in ins])):
-                vals[o] = r
+        run_steps(plan.steps, vals)
         sync()
     sync()
     return go
@@ -178,7 +176,8 @@ def decomposition_runner(backend: Backend, case: Case, inputs: list | None = Non
 def time_kernel(backend: Backend, kernel: Kernel, case: Case, inputs: list | None = None,
                 quick: bool = False) -> tuple[float, int]:
     """``(median_us, runs)`` of ``kernel`` alone on ``case``."""
-    st = interleaved([kernel_runner(backend, kernel, case, inputs)], 0.04 if quick else 0.2)[0]
+    st = interleaved([kernel_runner(backend, kernel, case, inputs)], 0.04 if quick else 0.2,
+                     warmup=backend.warmup_runs)[0]
     return st.median_us, st.runs
 
 
@@ -192,9 +191,9 @@ def time_transfer(src: Any, dst: Any, quick: bool = False) -> tuple[float, float
     """
     import numpy as np
 
-    from ._scheduler import _transfer
+    from ._plan import transfer_fn
 
-    move = _transfer(src, dst)
+    move = transfer_fn(src, dst)
     on = {d.name: [b for b in _backends() if b.device == d] for d in (src, dst)}
 
     def sync() -> None:
@@ -217,7 +216,7 @@ def _switch_us(srcs: list[Backend], dsts: list[Backend], quick: bool) -> float:
     from . import _dtypes as D
 
     case = Case("matmul", {}, [((16, 512), D.float32), ((512, 512), D.float32)], (16, 512), D.float32)
-    pn = case.pnode()
+    pn = case.plan_node()
 
     def runner(bs: list[Backend]) -> Callable[[], Any] | None:
         for b in bs:
@@ -247,10 +246,10 @@ def _switch_us(srcs: list[Backend], dsts: list[Backend], quick: bool) -> float:
 # --- the run -------------------------------------------------------------------------------------
 def _backends() -> list[Backend]:
     """Available backends (only those named by ``OXCORE_BACKENDS`` when it is set)."""
+    from ._osutil import env_list
     from ._plugins import manager
-    from ._scheduler import _allowed
 
-    allowed = _allowed()
+    allowed = env_list("OXCORE_BACKENDS")
     return [b for b in manager().available_backends() if allowed is None or b.name in allowed]
 
 
@@ -270,7 +269,7 @@ def _cases(ops: list[str] | None, dtypes: Iterable[DType], quick: bool, trace: A
         cases = [c for op in (ops or default_ops()) for dt in dtypes for c in representative(op, dt, quick)]
     seen, out = set(), []
     for c in cases:  # NOTE: one case per profile key: shapes in one bucket are measured once
-        pn = c.pnode()
+        pn = c.plan_node()
         key = (c.op, _profile.dtypes_of(pn.inputs, pn), _profile.bucket_of(pn.inputs, pn))
         if key not in seen:
             seen.add(key)
@@ -350,7 +349,7 @@ def machine_load() -> float | None:
 
 def _candidates(c: Case, backends: list[Backend]) -> list[tuple[Backend, Any]]:
     """Every kernel that accepts ``c``, plus the decomposition on backends without a kernel."""
-    pn = c.pnode()
+    pn = c.plan_node()
     out: list[tuple[Backend, Any]] = [(b, k) for b in backends for k in b.kernels_for(c.op)
                                       if not k.failed and k.check(pn) is None]
     if out and c.op in _decomposable():
@@ -363,7 +362,7 @@ def _candidates(c: Case, backends: list[Backend]) -> list[tuple[Backend, Any]]:
 def _tune_case(c: Case, ks: list[tuple[Backend, Any]], profile: "_profile.Profile", res: TuneResult,
                quick: bool, force: bool) -> None:
     """Time the candidates of one case together (interleaved) and add them to ``profile``."""
-    pn = c.pnode()
+    pn = c.plan_node()
     todo, runners = [], []
     host: list | None = None
     for b, k in ks:
@@ -386,13 +385,15 @@ def _tune_case(c: Case, ks: list[tuple[Backend, Any]], profile: "_profile.Profil
         todo.append((b, k, row))
         runners.append(run)
     budget, most = (0.04 if quick else 0.2), (15 if quick else 31)
+    # NOTE: each runner already ran once above
+    warm = [max(0, b.warmup_runs - 1) for b, _, _ in todo]
     try:
-        timed: list = interleaved(runners, budget * len(runners), most) if runners else []
+        timed: list = interleaved(runners, budget * len(runners), most, warmup=warm) if runners else []
     except Exception:  # NOTE: one kernel broke after its first run: time each alone to find it
         timed = []
-        for run in runners:
+        for run, w in zip(runners, warm):
             try:
-                timed.append(interleaved([run], budget, most)[0])
+                timed.append(interleaved([run], budget, most, warmup=w)[0])
             except Exception as e:
                 timed.append(e)
     for (b, k, row), st in zip(todo, timed):

@@ -17,7 +17,7 @@ from ._registry import REGISTRY
 @functools.lru_cache(maxsize=None)
 def _coverage(backend: str, epoch: int) -> dict[str, list[str]]:
     from ._plugins import manager
-    from ._scheduler import plan_only_on
+    from ._plan import plan_only_on
     from .testing.cases import sample_for
 
     b = manager().backend(backend)
@@ -44,10 +44,10 @@ def _native_for_sample(b: Any, op: str) -> bool:
     sample = sample_for(op)
     if sample is None:
         return True
-    from ._scheduler import PNode
+    from ._plan import PlanNode
 
     n = sample._node
-    p = PNode(n.op, n.attrs, (), list(n.inputs), n.shape, n.dtype)
+    p = PlanNode(n.op, n.attrs, (), list(n.inputs), n.shape, n.dtype)
     return any(k.check(p) is None for k in b.kernels_for(op))
 
 

@@ -4,17 +4,20 @@ Example:
     >>> from oxcore.extend import Backend, Kernel, Device, hookimpl, PLUGIN_API
 """
 
-from ._backend import Backend, Instr, Kernel, Segment
+from ._backend import Backend, Instruction, Kernel, Segment
 from ._device import HOST, Device
 from ._dtypes import ALL as DTYPES, FLOATING, INTEGER, DType
 from ._errors import FormatError, PluginError
 from ._format import Format, LazyFile, TensorFile, TensorInfo
-from ._io import atomic_write, host_array
+from ._array import build, host_leaf, leaf
+from ._graph import Node
+from ._io import host_array
+from ._osutil import atomic_write
 from ._plugins import PLUGIN_API, hookimpl, manager, reload_plugins
-from ._registry import REGISTRY, Category, Node, OpDef, build, register_op
+from ._registry import REGISTRY, Category, OpDef, register_op
 from .ops._rules import binary, broadcast_shapes, same_as_input, unary
 
-__all__ = ["Backend", "Kernel", "Segment", "Instr", "Device", "HOST", "DType", "DTYPES", "FLOATING", "INTEGER",
+__all__ = ["host_leaf", "leaf", "Backend", "Kernel", "Segment", "Instruction", "Device", "HOST", "DType", "DTYPES", "FLOATING", "INTEGER",
            "FormatError", "PluginError", "PLUGIN_API", "hookimpl", "manager", "reload_plugins", "REGISTRY",
            "Category", "Node", "OpDef", "build", "register_op", "same_as_input", "unary", "binary",
            "broadcast_shapes", "Format", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write"]

@@ -17,9 +17,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from . import _dtypes as D
-from ._array import Array
+from ._array import Array, build
 from ._errors import AttributeValueError, DTypeError
-from ._registry import build
 from .ops import fft as _ops
 from .ops._rules import as_array, norm_axes, norm_axis
 

@@ -19,9 +19,8 @@ import math
 from typing import Any, NamedTuple, Sequence
 
 from . import _dtypes as D
-from ._array import Array, scalar
+from ._array import Array, build, scalar
 from ._errors import AttributeValueError, ShapeError
-from ._registry import build
 from .ops import factorizations as _f
 from .ops import (abs as _abs, astype as _astype, broadcast_to as _broadcast_to, matmul, matrix_transpose,
                   max as _max, min as _min, outer, reshape as _reshape, sqrt as _sqrt, stack as _stack, sum as _sum,

@@ -78,20 +78,25 @@ def _version(mod: str) -> str | None:
         return None
 
 
+def _plugin_distributions() -> list[str]:
+    """Distributions installed with an ``oxcore`` entry point (the plugins), by name."""
+    import importlib.metadata as md
+
+    return sorted({ep.dist.name for ep in md.entry_points(group="oxcore") if ep.dist is not None})
+
+
 def machine_info() -> dict[str, Any]:
     """Machine, OS and library versions for benchmark records."""
     info: dict[str, Any] = {
         "platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
         "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
-        "versions": {d: _version(d) for d in ("oxcore", "oxcore-cpu-numpy", "oxcore-metal-basic",
-                                              "oxcore-metal-fused", "oxcore-io-gguf", "numpy", "mlx",
-                                              "mlx-cuda-13", "safetensors", "gguf")},
+        "versions": {d: _version(d) for d in ("oxcore", *_plugin_distributions(), "numpy", "safetensors")},
     }
-    try:
-        import mlx.core as mx
+    try:  # NOTE: the devices of the available backends, as each reports itself
+        from oxcore.extend import manager
 
-        info["mlx_device"] = str(mx.default_device())
-        info["mlx_gpu"] = mx.is_available(mx.gpu) if hasattr(mx, "is_available") else None
+        info["devices"] = {b.name: f"{b.device.name} ({b.device.description})"
+                           for b in manager().available_backends()}
     except Exception:
         pass
     try:

@@ -13,7 +13,7 @@ import click
 # NOTE: modules that attach commands to `main` when imported; add yours here.
 COMMAND_MODULES = ("oxcore.cli.listing", "oxcore.cli.demo", "oxcore.cli.bench",
                    "oxcore.cli.kernels", "oxcore.cli.autotune", "oxcore.cli.bench_plan", "oxcore.cli.io",
-                   "oxcore.cli.plugin_new", "oxcore.cli.validate", "oxcore.cli.bench_mlx", "oxcore.cli.bench_grad")
+                   "oxcore.cli.plugin_new", "oxcore.cli.validate")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,14 +33,9 @@ def _attach() -> None:
     try:
         from .._plugins import manager
 
-        m = manager()
-        for impl in m.pm.hook.oxcore_register_commands.get_hookimpls():
-            try:
-                impl.function(cli=main)
-            except Exception as e:  # a plugin's broken command must not take the CLI down
-                info = m.plugins.get(impl.plugin_name)
-                if info is not None:
-                    info.status, info.reason = "failed", f"oxcore_register_commands raised {type(e).__name__}: {e}"
+        # NOTE: only imported, not collected: no backend factory runs (no mlx import, no GPU
+        # runtime started) just to list the commands; a broken plugin's command is its own failure
+        manager(collect=False).call_each("oxcore_register_commands", cli=main)
     except Exception as e:
         click.echo(f"warning: plugins could not be loaded: {e}", err=True)
 

@@ -18,13 +18,53 @@ def _mlp_oxcore(ox, x, w1, b1, w2, b2):
     return ox.linear(ox.relu(ox.linear(x, w1, b1)), w2, b2)
 
 
+#: goals of issue 18 on the 2-core CI machine: per-op Python cost of the lazy path with a warm
+#: plan, and planning a 100k-node graph (scaled linearly for other sizes)
+PER_OP_GOAL_US = 3.0
+PLAN_GOAL_S = 2.0
+
+
+def _goal(what: str, got: float, goal: float, unit: str) -> str:
+    return f"goal {what}: {got:.2f} {unit} (goal <= {goal:g} {unit}) {'met' if got <= goal else 'MISSED'}"
+
+
+def _lazy_path_rows(rep, ox, x, chain: int, plan_nodes: int, repeat: int) -> tuple[float, float]:
+    """Rows for the lazy path's cost: a chain of ``chain`` adds built and evaluated with its
+    plan cached (per op), and planning a chain of ``plan_nodes`` ops (nothing cached)."""
+    import time
+
+    from oxcore.bench import measure
+
+    def run_chain() -> None:
+        y = x
+        for _ in range(chain):
+            y = y + x
+        y.eval()
+    g = f"lazy path: {chain}-op chain, warm plan"
+    st = measure(run_chain, repeat=repeat)
+    rep.add("build + eval, per op", type(st)(st.median_us / chain, st.p10_us / chain, st.p90_us / chain, st.runs),
+            group=g, baseline=True)
+    y = x
+    for _ in range(plan_nodes):
+        y = y + x
+    t0 = time.perf_counter()
+    ox.explain(y)  # NOTE: collects, signs and plans without running; a miss every time
+    plan_s = time.perf_counter() - t0
+    rep.add(f"plan {plan_nodes} nodes", type(st)(plan_s * 1e6, plan_s * 1e6, plan_s * 1e6, 1),
+            group=f"lazy path: plan a {plan_nodes}-node graph", baseline=True)
+    return st.median_us / chain, plan_s
+
+
 @bench_group.command("overhead")
 @click.option("--dim", default=512, show_default=True, help="MLP width (hidden = 4 x dim).")
 @click.option("--repeat", default=30, show_default=True, help="Timed samples per row.")
 @click.option("--backend", default="cpu_numpy", show_default=True, help="Backend oxcore is pinned to.")
+@click.option("--chain", default=100, show_default=True, help="Ops in the chain timed for the per-op cost.")
+@click.option("--plan-nodes", default=100_000, show_default=True, help="Nodes of the graph whose planning is timed.")
 @click.option("--out", "out_path", default=None, help="JSON record path (default .bench/overhead-<time>.json).")
-def overhead(dim: int, repeat: int, backend: str, out_path: str | None) -> None:
-    """Per-op overhead with a warm plan cache, and a 2-layer MLP at batch 1 and 256."""
+def overhead(dim: int, repeat: int, backend: str, chain: int, plan_nodes: int, out_path: str | None) -> None:
+    """Per-op overhead with a warm plan cache, a 2-layer MLP at batch 1 and 256, the per-op cost
+    of a chain with a warm plan and the time to plan a very large graph, with their goals."""
     import numpy as np
 
     import oxcore as ox
@@ -62,7 +102,10 @@ def overhead(dim: int, repeat: int, backend: str, out_path: str | None) -> None:
                     group=g, baseline=True)
             rep.add(f"oxcore on {backend}", measure(lambda: _mlp_oxcore(ox, X, *W).eval(), repeat=repeat,
                                                     inner=inner), group=g)
+        per_op, plan_s = _lazy_path_rows(rep, ox, sa, chain, plan_nodes, repeat)
     one = [r for r in rep.rows if r["group"] == "one op"]
     rep.notes.append(f"per-op overhead (warm plan cache): {one[1]['median_us'] - one[0]['median_us']:.1f} us")
+    rep.notes.append(_goal(f"per-op cost with a warm plan ({chain}-op chain)", per_op, PER_OP_GOAL_US, "us"))
+    rep.notes.append(_goal(f"planning a {plan_nodes}-node graph", plan_s, PLAN_GOAL_S * plan_nodes / 100_000, "s"))
     rep.print()
     click.echo(f"saved {rep.save(out_path)}")

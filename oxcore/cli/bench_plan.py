@@ -73,18 +73,18 @@ def _env(**kv: str | None) -> Iterator[None]:
 
 def _resident(ox: Any, fn: Callable, host: dict[str, Any]) -> dict[str, Any]:
     """Inputs moved to the device where the plan consumes them (twice: placement may follow)."""
-    from .._scheduler import _collect
+    from .._graph import collect
 
     arrays = {k: ox.asarray(v) for k, v in host.items()}
     for _ in range(2):
         out = fn(ox, arrays)
-        order, _, _ = _collect([out._node])
+        order, _, _ = collect([out._node])
         ex = ox.explain(out)
         by_leaf: dict[int, Counter] = {}
-        for p in ex.plan.pnodes:
+        for p in ex.plan.nodes:
             for a in p.args:
-                q = ex.plan.pnodes[a]
-                if q.op is None and q.const is None:
+                q = ex.plan.nodes[a]
+                if q.op is None and q.constant is None:
                     by_leaf.setdefault(q.leaf_pos, Counter())[p.device.name] += 1
         where = {id(order[pos]): c.most_common(1)[0][0] for pos, c in by_leaf.items()}
         moved = False

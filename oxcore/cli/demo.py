@@ -53,13 +53,14 @@ def demo(dim: int, seq: int, backend: str | None, runs: int) -> None:
 
     import numpy as np
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     import oxcore as ox
     from oxcore.bench import measure
 
     con = Console()
-    con.print(f"[bold]oxcore demo[/] · backends available: {', '.join(ox.backends())}")
+    con.print(f"[bold]oxcore demo[/] · backends available: {escape(', '.join(ox.backends()))}")
     pin = ox.use(backend) if backend else contextlib.nullcontext()
     w1 = ox.random.normal((4 * dim, dim), seed=1) * dim ** -0.5
     w2 = ox.random.normal((dim, 4 * dim), seed=2) * (4 * dim) ** -0.5
@@ -100,6 +101,6 @@ def demo(dim: int, seq: int, backend: str | None, runs: int) -> None:
                   f"{st.median_us / 1e3:.2f} ms", f"{st.p10_us / 1e3:.2f}-{st.p90_us / 1e3:.2f} ms",
                   f"{sc.median_us / 1e3:.2f} ms")
         con.print(t)
-    from oxcore._scheduler import STATS
+    from oxcore._plan import STATS
 
     con.print(f"plan cache: {STATS['hits']} hits, {STATS['misses']} misses")

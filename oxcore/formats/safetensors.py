@@ -117,7 +117,9 @@ def parse_header(path: PathLike, head: bytes, size: int) -> tuple[int, dict[str,
         raise FormatError(path, 0, f"file is {size} bytes; a safetensors file starts with an 8-byte header length")
     (n,) = struct.unpack_from("<Q", head, 0)
     if n > HEADER_CAP:
-        raise FormatError(path, 0, f"header length {n} is over the {HEADER_CAP}-byte limit")
+        # NOTE: a text or other binary file lands here (its first 8 bytes read as a huge length)
+        raise FormatError(path, 0, f"not a safetensors file (header length {n} is not plausible: it is over "
+                                   f"the {HEADER_CAP}-byte limit)")
     if 8 + n > size:
         raise FormatError(path, 0, f"header length {n} runs past the end of the file ({size} bytes)")
     if len(head) < 8 + n:
@@ -342,14 +344,13 @@ class MappedFile:
 
 
 def _realize(mf: MappedFile, info: TensorInfo) -> Any:
-    from .._array import _host_leaf
-    from .._registry import build
+    from .._array import build, host_leaf
 
     if info.type in FLOAT8:
-        raw = _host_leaf(mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,)))
-        out = build("take", _host_leaf(_LUTS[info.type]), raw, axis=0)
+        raw = host_leaf(mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,)))
+        out = build("take", host_leaf(_LUTS[info.type]), raw, axis=0)
         return build("reshape", out, shape=info.shape)
-    return _host_leaf(mf.view(info.offset, info.nbytes, DTYPES[info.type][1], info.shape))
+    return host_leaf(mf.view(info.offset, info.nbytes, DTYPES[info.type][1], info.shape))
 
 
 def _raw(mf: MappedFile, info: TensorInfo) -> np.ndarray:

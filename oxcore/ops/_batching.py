@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._array import Array
-from .._registry import REGISTRY, build
+from .._array import Array, build
+from .._registry import REGISTRY
 from .elementwise import BINARY_OPS, UNARY_OPS
 
 
@@ -131,6 +131,11 @@ def _last_axis_only_x(name: str):
     return batch
 
 
+def _rope(ins, batched, **attrs):
+    # NOTE: rope reads (..., seq, features): a batch in front is one more leading axis
+    return build("rope", *ins, **attrs) if batched[0] and not batched[1] else None
+
+
 def _embedding(ins, batched):
     w, ids = ins
     return build("embedding", w, ids) if batched[1] and not batched[0] else None
@@ -138,7 +143,7 @@ def _embedding(ins, batched):
 
 for _name, _rule in (("reshape", _reshape), ("permute_dims", _permute), ("broadcast_to", _broadcast),
                      ("slice", _slice), ("concat", _concat), ("matmul", _matmul), ("take", _take),
-                     ("take_along_axis", _take_along), ("embedding", _embedding)):
+                     ("take_along_axis", _take_along), ("embedding", _embedding), ("rope", _rope)):
     REGISTRY.set_rules(_name, batch=_rule)
 for _name in ("rms_norm", "layer_norm", "linear"):
     REGISTRY.set_rules(_name, batch=_last_axis_only_x(_name))

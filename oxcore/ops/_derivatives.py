@@ -14,8 +14,8 @@ import math
 from typing import Any, Callable
 
 from .. import _dtypes as D
-from .._array import Array, scalar
-from .._registry import REGISTRY, build
+from .._array import Array, build, scalar
+from .._registry import REGISTRY
 from . import elementwise as E
 
 Rule = Callable[..., Any]
@@ -418,3 +418,51 @@ def _logsumexp_jvp(ts: tuple, out: Array, x: Array, *, axis: tuple, keepdims: bo
 
 
 _set("logsumexp", vjp=_logsumexp_vjp, jvp=_logsumexp_jvp)
+
+
+def _rope_vjp(g: Array, out: Array, x: Array, offset: Array, *, dims: int, traditional: bool, base: float,
+              scale: float) -> tuple:
+    # NOTE: a rotation by theta = position * scale * frequency; its transpose rotates by -theta
+    return build("rope", g, offset, dims=dims, traditional=traditional, base=base, scale=-scale), None
+
+
+_set("rope", vjp=_rope_vjp, jvp=lambda ts, out, x, offset, **attrs: build("rope", ts[0], offset, **attrs))
+
+
+def _compute_dtype(x: Array) -> D.DType:
+    return D.float32 if x.dtype in (D.float16, D.bfloat16) else x.dtype
+
+
+def _rms_norm_vjp(g: Array, out: Array, x: Array, *w: Array, eps: float) -> tuple:
+    cd = _compute_dtype(x)
+    xf, gf = build("astype", x, dtype=cd) if cd is not x.dtype else x, build("astype", g, dtype=cd) if cd is not g.dtype else g
+    last = (x.ndim - 1,)
+    r = E.rsqrt(build("mean", xf * xf, axis=last, keepdims=True) + scalar(eps, cd))
+    h = gf * build("astype", w[0], dtype=cd) if w else gf
+    gx = r * (h - xf * (r * r) * build("mean", h * xf, axis=last, keepdims=True))
+    gx = build("astype", gx, dtype=x.dtype) if gx.dtype is not x.dtype else gx
+    if not w:
+        return (gx,)
+    gw = unbroadcast(gf * xf * r, w[0].shape)
+    return gx, (build("astype", gw, dtype=w[0].dtype) if gw.dtype is not w[0].dtype else gw)
+
+
+def _layer_norm_vjp(g: Array, out: Array, x: Array, *wb: Array, eps: float, has_weight: bool,
+                    has_bias: bool) -> tuple:
+    cd = _compute_dtype(x)
+    xf, gf = build("astype", x, dtype=cd) if cd is not x.dtype else x, build("astype", g, dtype=cd) if cd is not g.dtype else g
+    last = (x.ndim - 1,)
+    d = xf - build("mean", xf, axis=last, keepdims=True)
+    r = E.rsqrt(build("mean", d * d, axis=last, keepdims=True) + scalar(eps, cd))
+    xhat = d * r
+    h = gf * build("astype", wb[0], dtype=cd) if has_weight else gf
+    gx = r * (h - build("mean", h, axis=last, keepdims=True) - xhat * build("mean", h * xhat, axis=last, keepdims=True))
+    out_cts: list[Array | None] = [build("astype", gx, dtype=x.dtype) if gx.dtype is not x.dtype else gx]
+    for p, ct in zip(wb, ([gf * xhat] if has_weight else []) + ([gf] if has_bias else [])):
+        c = unbroadcast(ct, p.shape)
+        out_cts.append(build("astype", c, dtype=p.dtype) if c.dtype is not p.dtype else c)
+    return tuple(out_cts)
+
+
+_set("rms_norm", vjp=_rms_norm_vjp)
+_set("layer_norm", vjp=_layer_norm_vjp)

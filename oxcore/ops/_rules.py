@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from .. import _dtypes as D
 from .._array import Array, scalar
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Node
+from .._graph import Node
 
 Shape = tuple[int, ...]
 

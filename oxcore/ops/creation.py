@@ -8,9 +8,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _dtypes as D
-from .._array import Array, _host_leaf
-from .._errors import AttributeValueError, DTypeError
-from .._registry import Category, build, register_op
+from .._array import Array, build, host_leaf
+from .._errors import AttributeValueError, DTypeError, ShapeError
+from .._registry import Category, register_op
 from ._rules import norm_shape
 
 __all__ = ["asarray", "from_dlpack", "full", "zeros", "ones", "empty", "full_like", "zeros_like",
@@ -46,7 +46,15 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
         if copy is False:
             raise ValueError(f"asarray(copy=False) needs an object that shares its memory (an array or DLPack "
                              f"producer); got a {type(obj).__name__}, which must be copied")
-        a = np.asarray(obj, dtype=None if dt is None else dt.numpy)
+        try:
+            a = np.asarray(obj, dtype=None if dt is None else dt.numpy)
+        except ValueError as e:
+            where = _ragged_at(obj)
+            if not where:
+                raise
+            raise ShapeError(f"cannot make an oxcore array from a ragged {type(obj).__name__}: expected nested "
+                             f"sequences of equal length at every level (a rectangular array of numbers), "
+                             f"got {where}. Pad the short rows, or make one array per row") from e
         if dt is None and not isinstance(obj, np.generic):
             # NOTE: Python floats default to float32 and ints to int64 (the Array API defaults)
             a = a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.int64) if a.dtype.kind == "i" else \
@@ -63,8 +71,26 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
         a = a.astype(dt.numpy)
     elif copy:
         a = a.copy()
-    out = _host_leaf(a)
+    out = host_leaf(a)
     return out.to_device(device) if device is not None else out
+
+
+def _ragged_at(obj: Any) -> str:
+    """Where nested lists/tuples stop being rectangular ("x[1] with 1 item where x[0] has 2"), or ""."""
+    level: list[tuple[str, Any]] = [("x", obj)]
+    while level:
+        seqs = [(p, v) for p, v in level if isinstance(v, (list, tuple))]
+        if not seqs:
+            return ""
+        first_path, first = seqs[0]
+        if len(seqs) != len(level):
+            p, v = next((p, v) for p, v in level if not isinstance(v, (list, tuple)))
+            return f"{p} = {v!r} where {first_path} is a {type(first).__name__}"
+        for p, v in seqs:
+            if len(v) != len(first):
+                return f"{p} with {len(v)} item{'s' * (len(v) != 1)} where {first_path} has {len(first)}"
+        level = [(f"{p}[{i}]", item) for p, v in seqs for i, item in enumerate(v)]
+    return ""
 
 
 def _from_any(obj: Any, copy: bool | None = None) -> np.ndarray:
@@ -97,7 +123,7 @@ def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> A
             raise BufferError(f"from_dlpack(copy=False): a {type(x).__name__} cannot be shared without a copy ({e})") \
                 from None
         a = np.asarray(x)  # NOTE: producers whose DLPack export is device-only still offer __array__
-    out = _host_leaf(a)
+    out = host_leaf(a)
     return out.to_device(device) if device is not None else out
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _dtypes as D
-from .._array import Array, scalar
-from .._registry import Category, build, register_op
+from .._array import Array, scalar, build
+from .._registry import Category, register_op
 from ._rules import as_array, binary, operands, promote_to_common, unary
 
 __all__: list[str] = []

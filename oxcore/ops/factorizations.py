@@ -18,9 +18,9 @@ import math
 from typing import Any
 
 from .. import _dtypes as D
-from .._array import Array, scalar
+from .._array import Array, build, scalar
 from .._errors import DifferentiationError, DTypeError, ShapeError
-from .._registry import REGISTRY, Category, build, register_op
+from .._registry import REGISTRY, Category, register_op
 
 __all__: list[str] = []
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from .. import _dtypes as D
-from .._array import Array
+from .._array import Array, build
 from .._errors import DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import as_array, broadcast_shapes, norm_axis
 
 __all__ = ["take", "take_along_axis", "scatter_add", "getitem", "setitem"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import operator
 from typing import Any, Sequence
 
-from .._array import Array
+from .._array import Array, build
 from .._errors import DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import as_array, broadcast_shapes, norm_axis, promote_to_common
 
 __all__ = ["matmul", "tensordot", "vecdot", "outer"]

@@ -9,9 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _dtypes as D
-from .._array import Array, scalar
+from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import as_array, norm_axes, norm_axis, norm_shape
 from ._rules import broadcast_shapes as _broadcast_shapes
 

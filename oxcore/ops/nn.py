@@ -7,9 +7,9 @@ import math
 from typing import Any
 
 from .. import _dtypes as D
-from .._array import Array, scalar
+from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from . import elementwise as E
 from ._rules import as_array, broadcast_shapes, norm_axis
 from .manipulation import concat, reshape, slice_axis

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _dtypes as D
-from .._array import Array, scalar
+from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from . import elementwise as E
 from ._rules import as_array
 from .manipulation import reshape

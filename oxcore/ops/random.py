@@ -12,9 +12,10 @@ import threading
 from typing import Any, Sequence
 
 from .. import _dtypes as D
-from .._array import Array, scalar
+from .._array import Array, build, scalar
 from .._errors import AttributeValueError, CompileError
-from .._registry import TRACING, Category, build, register_op
+from .._graph import TRACING
+from .._registry import Category, register_op
 from ._rules import norm_shape
 
 __all__ = ["seed", "random_bits", "uniform", "normal", "randint"]

@@ -6,9 +6,9 @@ import builtins  # NOTE: this module defines its own max/min/sum/all/any
 from typing import Any
 
 from .. import _dtypes as D
-from .._array import Array, scalar
+from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import as_array, norm_axes, norm_axis, numel
 
 __all__ = ["sum", "prod", "max", "min", "argmax", "argmin", "all", "any", "cumulative_sum",

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from .. import _dtypes as D
-from .._array import Array
+from .._array import Array, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import as_array, norm_axes, promote_to_common
 
 __all__ = ["searchsorted", "count_nonzero", "nonzero", "isin"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _dtypes as D
-from .._array import Array
+from .._array import Array, build
 from .._errors import DTypeError, ShapeError
-from .._registry import Category, build, register_op
+from .._registry import Category, register_op
 from ._rules import as_array, norm_axis
 
 __all__ = ["sort", "argsort"]

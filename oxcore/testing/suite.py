@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import oxcore as ox
-from oxcore._scheduler import PNode
+from oxcore._plan import PlanNode
 from oxcore.extend import HOST, manager
 
 from .cases import CASES, Case
@@ -177,7 +177,7 @@ def test_supports_reasons(oxcore_backend: str) -> None:
         for dt in case.dtypes:
             inputs, kw = case.make(dt, case.example(dt), 0)
             n = case.build(ox, *inputs, **kw)._node
-            p = PNode(n.op, n.attrs, (), list(n.inputs), n.shape, n.dtype)
+            p = PlanNode(n.op, n.attrs, (), list(n.inputs), n.shape, n.dtype)
             for k in ks:
                 if k.supports is None:
                     continue

@@ -103,8 +103,8 @@ def test_a_kernel_that_raises_while_tuned_is_reported_not_fatal(numpy_only, tmp_
 
 
 def test_interleaved_does_not_take_a_late_compile_for_a_sample():
-    """A backend that compiles on a function's second call (metal_fused) must not have that call
-    timed as the function's speed."""
+    """A backend that compiles on a function's second call (metal_fused declares
+    ``warmup_runs = 2``) must not have that call timed as the function's speed."""
     import time
 
     calls = {"n": 0}
@@ -114,6 +114,7 @@ def test_interleaved_does_not_take_a_late_compile_for_a_sample():
         if calls["n"] == 2:
             time.sleep(1.1)
 
-    fast, late = autotune.interleaved([lambda: None, compiles_on_second_call], min_rounds=5, max_rounds=5)
+    fast, late = autotune.interleaved([lambda: None, compiles_on_second_call], min_rounds=5, max_rounds=5,
+                                      warmup=[1, 2])
     assert late.runs >= 5 and late.median_us < 10_000, late
     assert fast.median_us < 10_000

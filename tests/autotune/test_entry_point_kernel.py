@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 import oxcore as ox
-from oxcore import _profile, _scheduler, autotune
+from oxcore import _plan, _profile, autotune
 from oxcore.extend import Kernel, manager
 
 from .conftest import installed_fastnorm, register, synth
@@ -114,7 +114,7 @@ def test_kernel_that_raises_at_run_time_is_skipped_with_the_reason(numpy_only):
     with _profile.active(prof):
         assert ox.explain(out).nodes[0].kernel.id == "cpu_numpy.exp.flaky"
         np.testing.assert_allclose(out.numpy(), np.exp(x.numpy()) * 2, rtol=1e-6)
-        assert "cpu_numpy.exp.flaky" in _scheduler.FAILURES[-1] and "boom" in _scheduler.FAILURES[-1]
+        assert "cpu_numpy.exp.flaky" in _plan.FAILURES[-1] and "boom" in _plan.FAILURES[-1]
         assert ox.explain(ox.exp(x)).nodes[0].kernel.id == "cpu_numpy.exp.default"
     from oxcore.cli.kernels import kernel_rows
 

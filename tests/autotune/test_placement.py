@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import oxcore as ox
-from oxcore import _profile, _scheduler
+from oxcore import _plan, _profile
 from oxcore.extend import HOST
 
 from .conftest import ACCEL, environ, synth
@@ -53,7 +53,7 @@ def test_placement_is_deterministic_for_a_given_profile(accel, tmp_path):
     seen = set()
     for p in (prof, _profile.Profile(tmp_path / "p.json"), _profile.Profile(tmp_path / "p.json")):
         with _profile.active(p):
-            _scheduler.clear_cache()
+            _plan.clear_cache()
             seen.add(tuple(_backends(_chain(x))))
     # exp is 290us faster on accel; two 100us transfers still leave it ahead
     assert seen == {("cpu_numpy", "accel", "cpu_numpy")}

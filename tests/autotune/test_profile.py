@@ -24,7 +24,7 @@ def _kernel(kid: str = "cpu_numpy.add.default", version: str = "1.0") -> types.S
 
 
 def _node(rows: int, cols: int = 1024) -> object:
-    return Case("add", {}, [((rows, cols), ox.float32)] * 2, (rows, cols), ox.float32).pnode()
+    return Case("add", {}, [((rows, cols), ox.float32)] * 2, (rows, cols), ox.float32).plan_node()
 
 
 def test_bucket_rounds_each_dim_up_to_a_power_of_two():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import oxcore as ox
-from oxcore import _scheduler
+from oxcore import _plan
 
 
 def A(*shape, dtype=np.float32):
@@ -50,11 +50,11 @@ CASES = [
 
 @pytest.mark.parametrize("label, build, exc, message", CASES, ids=[c[0] for c in CASES])
 def test_error_at_build_time(label, build, exc, message):
-    before = dict(_scheduler.STATS)
+    before = dict(_plan.STATS)
     with pytest.raises(exc) as info:
         build()  # NOTE: nothing is evaluated: the error is the build's
     assert message in str(info.value), f"{label}: message {str(info.value)!r} lacks {message!r}"
-    assert dict(_scheduler.STATS) == before, f"{label}: something was planned before the error"
+    assert dict(_plan.STATS) == before, f"{label}: something was planned before the error"
     frames = traceback.extract_tb(info.value.__traceback__)
     assert any(f.name == "<lambda>" and f.filename == __file__ for f in frames), "the user's line is not in the traceback"
     if exc is not IndexError:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import oxcore as ox
-from oxcore import _scheduler
+from oxcore import _plan
 from oxcore.extend import Kernel, manager
 from oxcore.testing import assert_close, run_in_threads
 
@@ -255,4 +255,4 @@ def test_a_kernel_failing_during_replay_is_disabled_and_the_function_traced_agai
         with ox.use("cpu_numpy"):
             assert f.explain(x).nodes[0].kernel.id == "cpu_numpy.exp.broken_in_replay"
             assert_close(f(x), np.exp(_f64(x)) + 1, ox.float32, what="after re-trace")
-        assert "broken_in_replay" in _scheduler.FAILURES[-1] and "boom in replay" in _scheduler.FAILURES[-1]
+        assert "broken_in_replay" in _plan.FAILURES[-1] and "boom in replay" in _plan.FAILURES[-1]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import oxcore as ox
-from oxcore import _scheduler
+from oxcore import _plan
 from oxcore.extend import Node
 from oxcore.testing import assert_close, run_in_threads
 
@@ -23,11 +23,11 @@ def _f32(*shape: int) -> np.ndarray:
 
 
 def _stats() -> dict[str, int]:
-    return dict(_scheduler.STATS)
+    return dict(_plan.STATS)
 
 
 def _delta(before: dict[str, int]) -> dict[str, int]:
-    return {k: _scheduler.STATS[k] - v for k, v in before.items()}
+    return {k: _plan.STATS[k] - v for k, v in before.items()}
 
 
 def test_same_graph_hits_the_plan_cache_and_new_structure_misses():

@@ -59,7 +59,7 @@ def test_convert_safetensors_to_safetensors(tmp_path):
 def test_bench_io_smoke(tmp_path):
     out = tmp_path / "io.json"
     res = CliRunner().invoke(main, ["bench", "io", "--size-gb", "0.004", "--tensors", "4", "--repeat", "1",
-                                    "--no-gemma", "--tmp", str(tmp_path), "--out", str(out)])
+                                    "--tmp", str(tmp_path), "--out", str(out)])
     assert res.exit_code == 0, res.output
     rec = json.loads(out.read_text())
     groups = {r["group"] for r in rec["results"]}

@@ -83,11 +83,16 @@ class PluginVenv:
         self._pool = ThreadPoolExecutor(max_workers=2)
 
     # --- building -------------------------------------------------------------------------------
-    def create(self) -> None:
+    def create(self, hide: str = "") -> None:
+        """Make the venv. ``hide``: entries of the running environment's site-packages whose name
+        contains it stay invisible there (``"oxcore"``: the venv starts without any oxcore
+        distribution, editable or not, yet keeps numpy, mlx, pip, setuptools...)."""
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(self.root / "venv")], check=True)
         purelib = Path(subprocess.check_output(
             [str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
-        parents = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+        parents = list(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
+        if hide:
+            parents = [str(self._filtered_site(Path(p), hide, i)) for i, p in enumerate(parents)]
         (purelib / "_oxcore_parent_env.pth").write_text(
             "".join(f"import site; site.addsitedir({p!r})\n" for p in parents))
         self.src.mkdir()
@@ -99,6 +104,15 @@ class PluginVenv:
                 raise RuntimeError("the project environment's setuptools cannot build wheels and installing "
                                    "setuptools>=70.1 into the test venv failed (offline?). Install "
                                    f"setuptools>=70.1 or wheel into the project environment.\n{r.explain()}")
+
+    def _filtered_site(self, site_dir: Path, hide: str, i: int) -> Path:
+        """A directory of links to ``site_dir``'s entries except those whose name contains ``hide``."""
+        out = self.root / f"parent-site-{i}"
+        out.mkdir()
+        for entry in site_dir.iterdir():
+            if hide not in entry.name.lower().replace("-", "_"):
+                (out / entry.name).symlink_to(entry)
+        return out
 
     def add_example(self, name: str) -> Path:
         dst = self.src / name

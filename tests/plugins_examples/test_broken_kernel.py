@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-PIN_BUG = ("the scheduler ignores kernel cost inside a pinned backend (oxcore/_scheduler.py, `choice = "
+PIN_BUG = ("the scheduler ignores kernel cost inside a pinned backend (oxcore/_plan/placement.py, `choice = "
            "pinned[0]`): the first-registered kernel always wins under `oxcore.use(...)`/OXCORE_BACKENDS, "
            "so the kit (which pins) never runs entry-point kernels")
 

@@ -7,6 +7,8 @@ both faster in NumPy and closer to the float64 reference.
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import math
 from typing import Any
 
@@ -17,7 +19,7 @@ from oxcore import hookimpl  # NOTE: only oxcore imports this module, so oxcore 
 from ._kernels_api import KERNELS as API_KERNELS
 
 OXCORE_PLUGIN_API = 1
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("oxcore-cpu-numpy")  # NOTE: written once, in oxcore/VERSION
 
 _HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 

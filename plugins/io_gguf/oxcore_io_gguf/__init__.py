@@ -24,12 +24,14 @@ This module is the plugin (entry point group ``oxcore``); its hooks import nothi
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from typing import Any, Callable, Mapping
 
 from oxcore import hookimpl
 
 OXCORE_PLUGIN_API = 1
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("oxcore-io-gguf")  # NOTE: written once, in oxcore/VERSION
 
 __all__ = ["GGUF", "save", "dequantize", "quantize", "to_mlx_affine", "OXCORE_PLUGIN_API", "__version__"]
 
@@ -54,6 +56,13 @@ def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
 
     for k in kernels():
         register(k)
+
+
+@hookimpl
+def oxcore_register_commands(cli: Any) -> None:
+    from ._bench import register
+
+    register(cli)
 
 
 def save(path: Any, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None, *,

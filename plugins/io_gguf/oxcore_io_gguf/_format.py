@@ -53,12 +53,12 @@ def open_gguf(fmt: Format, path: Any) -> GGUFFile:
         from oxcore import float32
         from oxcore.extend import build
 
-        from oxcore._array import _host_leaf
+        from oxcore.extend import host_leaf
 
         plain = T.PLAIN.get(info.type)
         if plain is not None:
-            return _host_leaf(_view(mm, size, info, plain, info.shape))
-        raw = _host_leaf(_view(mm, size, info, np.dtype(np.uint8), (info.nbytes,)))
+            return host_leaf(_view(mm, size, info, plain, info.shape))
+        raw = host_leaf(_view(mm, size, info, np.dtype(np.uint8), (info.nbytes,)))
         return build("ggml_dequantize", raw, ggml_type=info.type, shape=info.shape, dtype=float32)
 
     def raw(info: TensorInfo) -> np.ndarray:
@@ -229,6 +229,16 @@ class GGUF(Format):
 
     def open(self, path: Any) -> GGUFFile:
         return open_gguf(self, path)
+
+    def broken_files(self) -> list:
+        from .testing import gguf_corpus
+
+        return gguf_corpus()
+
+    def valid_files(self) -> list:
+        from .testing import gguf_valid_cases
+
+        return gguf_valid_cases()
 
     def save(self, path: Any, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None, *,
              quantize: str | None = None, progress: Callable[[str, int], None] | None = None) -> None:

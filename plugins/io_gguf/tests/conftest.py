@@ -12,7 +12,7 @@ from gguf_helpers import read_gguf_header
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     """Gemma 3 270M Q4_K_M, assembled once into the user cache (see requirements-test-models.txt)."""
-    from oxcore.testing.formats import gemma_gguf
+    from oxcore_io_gguf.testing import gemma_gguf
 
     p = gemma_gguf()
     if p is None:

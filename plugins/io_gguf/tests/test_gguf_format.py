@@ -172,7 +172,7 @@ def _fuzz_base() -> tuple[bytes, int, list[tuple[int, int]]]:
     """A real header: Gemma's metadata and all 236 tensor infos (vocabulary cut to 64 entries so
     each example stays small); without Gemma, the corpus' valid file. Returns (header, file size,
     (offset, width) of every tensor info's dims, type and offset fields)."""
-    from oxcore.testing.formats import gemma_gguf, gguf_bytes
+    from oxcore_io_gguf.testing import gemma_gguf, gguf_bytes
 
     p = gemma_gguf()
     if p is None:

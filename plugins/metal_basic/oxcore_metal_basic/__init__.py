@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import sys
 from typing import Any
 
@@ -23,7 +25,7 @@ from ._backend import MLXBackend
 from ._device import MLXDevice
 
 OXCORE_PLUGIN_API = 1
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("oxcore-metal-basic")  # NOTE: written once, in oxcore/VERSION
 __all__ = ["OXCORE_PLUGIN_API", "make_backend", "mlx_device", "MLXBackend", "MLXDevice", "kernel_table",
            "mlx_missing"]
 

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from typing import Any
 
 from oxcore import hookimpl  # NOTE: only oxcore loads this module, so oxcore is importable
@@ -23,7 +25,7 @@ from oxcore import hookimpl  # NOTE: only oxcore loads this module, so oxcore is
 from ._backend import FusedBackend, shapeless_key
 
 OXCORE_PLUGIN_API = 1
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("oxcore-metal-fused")  # NOTE: written once, in oxcore/VERSION
 __all__ = ["OXCORE_PLUGIN_API", "FusedBackend", "make_backend", "shapeless_key"]
 
 
@@ -40,8 +42,7 @@ def make_backend() -> Any:
     b.version = __version__
     # NOTE: mx.fast kernels sit beside the mlx.core ones (which still take float64 on the CPU,
     # or mixed-dtype parameters); a lower prior makes them win wherever they accept the node,
-    # and registering them first makes them win under a pin too (pins take a backend's first
-    # accepting kernel)
+    # under a pin too (a pin chooses the backend; among its kernels the cheapest wins)
     b.add_kernels(KERNELS, CHECKS, name="fast", prior_us=lambda node: 0.5 * b.prior_us(node))
     b.add_kernels(kernel_table())
     return b
@@ -50,3 +51,9 @@ def make_backend() -> Any:
 @hookimpl
 def oxcore_register_backends(register: Any) -> None:
     register(make_backend())
+
+
+@hookimpl
+def oxcore_register_commands(cli: Any) -> None:
+    """``oxcore bench ops``, ``bench block`` and ``bench grad``: the MLX backends against MLX, NumPy and JAX."""
+    from . import _bench, _bench_grad  # noqa: F401  (their decorators attach the commands)

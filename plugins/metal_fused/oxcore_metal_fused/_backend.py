@@ -23,7 +23,7 @@ def shapeless_key(segment: Segment) -> tuple | None:
     key keeps dtypes, ranks and which dimensions are 1, so broadcasting patterns never change
     under a compiled function; only the sizes of the other dimensions may.
     """
-    for ins in segment.instrs:
+    for ins in segment.instructions:
         elementwise = REGISTRY.ops[ins.op].category in _ELEMENTWISE or ins.op in _ELEMENTWISE_NN
         if not elementwise or ins.op in _NOT_SHAPELESS:
             return None
@@ -40,7 +40,10 @@ class FusedBackend(MLXBackend):
     compiled function, so one compilation serves every call. The exception is a segment planned
     by ``oxcore.compile``: its ``segment.constants`` (values fixed for the trace's life) are
     baked in, which lets MLX fuse them as literals.
-    Compiled functions are kept in a bounded LRU keyed by ``segment.key``.
+    Compiled MLX functions are kept in a bounded LRU keyed by ``shapeless_key`` (all-elementwise
+    segments: one compilation serves every size) or else ``segment.key``. NOTE: oxcore's own
+    cache (``oxcore._plan.compiled``) keeps the step function per segment and backend; this one
+    shares ``mx.compile`` results between segments that differ only in sizes.
 
     A segment is compiled the ``compile_after``-th time it runs (default 2, env
     ``OXCORE_MLX_COMPILE_AFTER``); earlier runs go op by op like metal_basic. NOTE: compiling
@@ -63,6 +66,11 @@ class FusedBackend(MLXBackend):
         self.compile_after = max(1, int(os.environ.get("OXCORE_MLX_COMPILE_AFTER", "2")))
         self.compiled: "OrderedDict[tuple, Callable]" = OrderedDict()
         self.stats = {"compiled": 0, "reused": 0, "shapeless": 0}
+
+    @property
+    def warmup_runs(self) -> int:  # type: ignore[override]
+        """Runs before a segment is at its steady speed: it compiles on run ``compile_after``."""
+        return self.compile_after
 
     def _compiled_fn(self, segment: Segment) -> Callable:
         skey = shapeless_key(segment)

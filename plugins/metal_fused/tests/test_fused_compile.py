@@ -135,3 +135,11 @@ def test_transformer_block_compiled_agrees_with_basic_numpy_and_float64(fused, m
     for backend, got in outs.items():
         assert_close(got.astype(npdt), ref, ox.dtype(dt), what=f"block on {backend}", tol=8)
     assert_close(outs["metal_fused"].astype(npdt), outs["metal_basic"], ox.dtype(dt), what="fused vs basic", tol=8)
+
+
+def test_declares_the_runs_it_needs_before_timing(fused):
+    # NOTE: autotune and benchmarks run each candidate warmup_runs times untimed
+    for n in (1, 3):
+        fused.compile_after = n
+        assert fused.warmup_runs == n
+    fused.compile_after = 2

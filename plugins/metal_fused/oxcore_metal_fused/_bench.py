@@ -14,9 +14,10 @@ from typing import Any
 
 import click
 
-from . import main
+from oxcore.cli import main
 
-# NOTE: `oxcore.cli.bench` is also a module name, so the group is taken from the root group
+# NOTE: attached when oxcore's CLI calls this plugin's oxcore_register_commands (importing this
+# module registers the commands on the `bench` group)
 bench_group = main.commands["bench"]
 
 OX_BACKENDS = ("metal_fused", "metal_basic", "cpu_numpy")
@@ -58,9 +59,12 @@ def _time_group(rep: Any, group: str, calls: dict[str, Any], repeat: int, baseli
     """Time ``calls`` in interleaved rounds (load and clock drift hit every row alike; timing
     them one after the other made the same row differ by 1.4x between runs on a GPU host)."""
     from oxcore.autotune import interleaved
+    from oxcore.extend import manager
 
     names = list(calls)
-    for name, st in zip(names, interleaved([calls[n] for n in names], min_rounds=repeat, max_rounds=repeat)):
+    warm = max([b.warmup_runs for b in manager().available_backends()] or [1])
+    for name, st in zip(names, interleaved([calls[n] for n in names], min_rounds=repeat, max_rounds=repeat,
+                                           warmup=warm)):
         rep.add(name, st, group=group, baseline=name == baseline, **(meta or {}).get(name, {}))
 
 
@@ -133,7 +137,7 @@ def bench_ops(ops: tuple[str, ...], backends: tuple[str, ...], sizes: str, dtype
     import numpy as np
 
     import oxcore as ox
-    from oxcore.bench import Report, measure
+    from oxcore.bench import Report
 
     if quick:
         sizes, repeat = "4096,65536", min(repeat, 5)

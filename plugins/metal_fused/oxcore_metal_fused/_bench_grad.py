@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .bench_mlx import _backends, _finish, _mx_block, _np_block, _on, _ox_block, _target, _time_group, _weights, \
+from ._bench import _backends, _finish, _mx_block, _np_block, _on, _ox_block, _target, _time_group, _weights, \
     bench_group
 
 

@@ -1,0 +1,166 @@
+"""Evaluation: collect -> signature -> (cached) plan -> run; re-planning after kernel failures.
+
+Running fills the slots, runs the steps (each value freed after its last use), writes the
+buffers into the requested nodes (and any node the user still holds) and drops their inputs,
+so memory is reclaimed as soon as nothing else holds it: a long loop runs in constant memory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, TypeVar
+
+from .._errors import FallbackError, OpNotSupportedError
+from .._graph import KEEP_GRAPH, TRACING, Node, check_not_traced, collect, signature
+from .._osutil import env_raw
+from .context import runtime
+from .placement import Planner
+from .plan import Explanation, Plan, run_steps
+from .segment import KernelFailed, segment
+
+T = TypeVar("T")
+
+#: held while planning or running (plans, caches and nodes are shared between threads)
+LOCK = threading.RLock()
+#: callbacks ``f(plan)`` called on every evaluation (``oxcore.record`` uses this)
+RECORDERS: list[Callable[[Plan], None]] = []
+#: run-time kernel failures, newest last (shown by ``oxcore kernels list``)
+FAILURES: list[str] = []
+#: plan cache hits and misses, and plans built (tests and ``oxcore demo`` read these)
+STATS = {"hits": 0, "misses": 0, "plans": 0}
+PLAN_CACHE_SIZE = 1024
+MAX_REPLANS = 8
+_CACHE: "OrderedDict[tuple, Plan]" = OrderedDict()
+
+# NOTE: sys.getrefcount(node) inside evaluate() counts the `order` list, getrefcount's own
+# argument and the loop variable. Anything above that plus the node's uses inside the graph is
+# a reference from outside (an Array the user holds), so the run must hand its value out.
+_BASE_REFS = 3
+
+
+def clear_cache() -> None:
+    """Drop every cached plan (after plugins or profiles change)."""
+    with LOCK:
+        _CACHE.clear()
+
+
+def config_key() -> tuple:
+    """What besides the graph decides a plan: installed plugins, env pins, strictness, profile."""
+    rt = runtime()
+    return (rt.plugins().epoch, env_raw("OXCORE_BACKENDS", b"OXCORE_BACKENDS"),
+            env_raw("OXCORE_STRICT", b"OXCORE_STRICT"), rt.profile_epoch())
+
+
+def build_plan(order: list[Node], pos: dict[int, int], outputs: list[bool], only: str | None = None,
+               constants: dict[int, Any] | None = None) -> Plan:
+    """Plan a collected graph. ``outputs[i]``: the plan hands out node ``order[i]``'s value.
+    ``constants``: buffers of leaves fixed for the plan's life, by position in ``order``
+    (``oxcore.compile``'s captured values); given, small ones become ``Segment.constants``."""
+    STATS["plans"] += 1
+    rt = runtime()
+    planner = Planner(rt.plugins(), rt.profile(), rt.wrap, only, constants)
+    where: list[int] = []
+    for i, n in enumerate(order):
+        if n.buf is not None:
+            where.append(planner.add_leaf(i, n))
+        else:
+            where.append(planner.add(n.op, n.attrs, tuple(where[pos[id(x)]] for x in n.inputs),
+                                     n.shape, n.dtype, n.pin))
+    planner.refine()
+    if planner.strict and planner.fallbacks:
+        raise FallbackError("OXCORE_STRICT=1 and the plan needs fallbacks:\n  " + "\n  ".join(planner.fallbacks))
+    plan = segment(planner, [(i, where[i]) for i, n in enumerate(order) if outputs[i]])
+    if "plan" in os.environ.get("OXCORE_LOG", ""):
+        print(plan.explain(), file=sys.stderr)
+    return plan
+
+
+def plan_only_on(backend: str, nodes: list[Node]) -> Plan:
+    """Plan ``nodes`` using one backend alone (pins ignored); raises OpNotSupportedError if it cannot."""
+    order, pos, _ = collect([n for n in nodes if n.buf is None])
+    return build_plan(order, pos, [n in nodes for n in order], only=backend)
+
+
+def kept_failing() -> OpNotSupportedError:
+    """The error for an evaluation whose re-plans after kernel failures ran out."""
+    return OpNotSupportedError("kernels kept failing at run time:\n  " + "\n  ".join(FAILURES[-8:]))
+
+
+def disable_failed(e: KernelFailed) -> None:
+    """A third-party kernel broke at run time: disable it, say why, and drop plans using it."""
+    e.kernel.failed = f"raised at run time: {type(e.error).__name__}: {e.error}"
+    FAILURES.append(f"{e.kernel.id} ({e.kernel.source}) {e.kernel.failed}; re-placed")
+    clear_cache()
+
+
+def retrying(attempt: Callable[[], T], replan: Callable[[], None]) -> T:
+    """``attempt()``; when a kernel fails in it, disable the kernel, ``replan()`` and try again."""
+    for _ in range(MAX_REPLANS):
+        try:
+            return attempt()
+        except KernelFailed as e:
+            disable_failed(e)
+            replan()
+    raise kept_failing()
+
+
+def evaluate(targets: list[Node]) -> None:
+    """Compute ``targets`` (and any held intermediates) in one plan."""
+    with LOCK:
+        targets = [t for t in targets if t.buf is None]
+        if not targets:
+            return
+        order, pos, uses = collect(targets)
+        if TRACING.get() is not None:
+            check_not_traced(order)
+        tset = {id(t) for t in targets}
+        outputs = []
+        for i, n in enumerate(order):
+            outputs.append(n.buf is None and (id(n) in tset or sys.getrefcount(n) > _BASE_REFS + uses[i]))
+        del n
+        sig = signature(order, pos, outputs, config_key())
+        plan = _CACHE.get(sig)
+        if plan is None:
+            STATS["misses"] += 1
+            plan = _CACHE[sig] = build_plan(order, pos, outputs)
+            if len(_CACHE) > PLAN_CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        else:
+            STATS["hits"] += 1
+        for rec in RECORDERS:
+            rec(plan)
+        current = [plan]
+
+        def replan() -> None:
+            # NOTE: leaves are untouched until a run completes, so starting over is safe
+            current[0] = _CACHE[sig] = build_plan(order, pos, outputs)
+        retrying(lambda: _run(current[0], order), replan)
+
+
+def explain(nodes: list[Node]) -> Explanation:
+    """The plan for ``nodes`` with every placement decision (nothing is computed)."""
+    with LOCK:
+        nodes = [n for n in nodes if n.buf is None]
+        if not nodes:
+            return Plan.empty().explain()
+        order, pos, _ = collect(nodes)
+        tset = {id(t) for t in nodes}
+        return build_plan(order, pos, [n.buf is None and id(n) in tset for n in order]).explain()
+
+
+def _run(plan: Plan, order: list[Node]) -> None:
+    vals: list[Any] = [None] * plan.nslots
+    for p, s in plan.leaf_slots:
+        vals[s] = order[p].buf
+    for s, buf in plan.constants:
+        vals[s] = buf
+    run_steps(plan.steps, vals)
+    keep_graph = KEEP_GRAPH.get()
+    for p, s, dev in plan.outputs:
+        n = order[p]
+        n.buf, n.device = vals[s], dev
+        if not keep_graph:  # NOTE: under a transform the node keeps its history for the backward pass
+            n.inputs, n.op, n.attrs = (), None, {}
