@@ -67,10 +67,10 @@ def unpack(packed: Array, parts: list[tuple[int, ...]]) -> list[Array]:
     return out
 
 
-def pack(parts: list[Array]) -> Array:
-    """The inverse of ``unpack`` (tangents of several-result ops)."""
-    flat = [build("reshape", p, shape=p.shape[:p.ndim - k] + (math.prod(p.shape[p.ndim - k:]),))
-            for p, k in ((p, n) for p, n in parts)]
+def pack(parts: list[tuple[Array, int]]) -> Array:
+    """The inverse of ``unpack`` (tangents of several-result ops): ``(array, number of its
+    trailing result axes)`` pairs, flattened over those axes and joined on the last one."""
+    flat = [build("reshape", p, shape=p.shape[:p.ndim - k] + (math.prod(p.shape[p.ndim - k:]),)) for p, k in parts]
     return flat[0] if len(flat) == 1 else build("concat", *flat, axis=flat[0].ndim - 1)
 
 
