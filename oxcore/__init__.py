@@ -25,7 +25,7 @@ from ._plugins import hookimpl, PLUGIN_API
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
-from . import fft, linalg, nn, tree
+from . import fft, linalg, tree
 from . import _dtypes, _plan, _runtime
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
@@ -146,8 +146,19 @@ def backends() -> list[str]:
 
 __all__ = ["record", "compile", "CompileError", "grad", "value_and_grad", "vjp", "jvp", "stop_gradient",
            "custom_vjp", "custom_jvp", "checkpoint", "vmap", "DifferentiationError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
-           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "fft", "linalg", "nn", "tree", "PLUGIN_API", "OxcoreError",
+           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "fft", "linalg", "nn", "optim", "tree", "PLUGIN_API", "OxcoreError",
            "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
            "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",
            "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64", "complex64", "complex128",
            "e", "pi", "inf", "nan", "newaxis", "load", "save", "TensorFile"] + list(_ops_all)
+
+
+def __getattr__(name: str) -> Any:
+    # NOTE: oxcore.nn and oxcore.optim are libraries above the core's layers (they use the
+    # transforms and load/save); imported on first use so that importing oxcore, which every
+    # layer may do, never pulls them in (import-linter's layers contract)
+    if name in ("nn", "optim"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'oxcore' has no attribute {name!r}")

@@ -9,12 +9,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import _dtypes as D
+from . import _dtypes
 from ._device import HOST, Device
 from ._errors import AttributeValueError, DTypeError
 from ._graph import PIN, TRACING, Node, check_not_traced
 from ._plan import evaluate, runtime
 from ._registry import REGISTRY
+
+_OPS = REGISTRY.ops  # NOTE: the registry's dict itself (registering adds to it), one lookup less per build
+_new = object.__new__
+_get_pin = PIN.get
 
 
 class use:  # noqa: N801  (a function-like context manager, as np.errstate)
@@ -46,7 +50,7 @@ class use:  # noqa: N801  (a function-like context manager, as np.errstate)
         PIN.reset(self._tokens.pop())
 
 
-def leaf(buf: Any, dtype: D.DType, device: Device = HOST) -> "Array":
+def leaf(buf: Any, dtype: _dtypes.DType, device: Device = HOST) -> "Array":
     """A realized array on ``buf``, a buffer of ``device`` (no copy).
 
     Example:
@@ -68,7 +72,7 @@ def host_leaf(a: np.ndarray) -> "Array":
         >>> host_leaf(np.arange(3)).dtype
         oxcore.int64
     """
-    return leaf(a, D.dtype(a.dtype))
+    return leaf(a, _dtypes.dtype(a.dtype))
 
 
 def build(name: str, *inputs: Any, **attrs: Any) -> "Array":
@@ -80,7 +84,9 @@ def build(name: str, *inputs: Any, **attrs: Any) -> "Array":
         >>> y.tolist()
         [4, 6]
     """
-    op = REGISTRY.ops.get(name) or REGISTRY[name]
+    # NOTE: the hottest function of the lazy path (once per op): positional arguments, no
+    # intermediate calls beyond the op's own shape rule
+    op = _OPS.get(name) or REGISTRY[name]
     nodes = tuple([x._node for x in inputs])
     if attrs and op.attrs != ("*",):
         for k in attrs:
@@ -88,10 +94,12 @@ def build(name: str, *inputs: Any, **attrs: Any) -> "Array":
                 raise AttributeValueError(f"{name}() got an unexpected attribute {k!r}; "
                                           f"valid attributes are: {', '.join(op.attrs) or '(none)'}")
     shape, dt = op.infer(nodes, attrs)
-    return Array._wrap(Node(name, nodes, attrs, shape, dt, pin=PIN.get()))
+    a = _new(Array)
+    a._node = Node(name, nodes, attrs, shape, dt, None, None, _get_pin())
+    return a
 
 
-def scalar(value: Any, dtype: D.DType) -> "Array":
+def scalar(value: Any, dtype: _dtypes.DType) -> "Array":
     """A 0-d host array; Python scalars in expressions become these (inputs, not plan keys)."""
     return Array._wrap(Node(None, (), {}, (), dtype, np.asarray(value, dtype=dtype.numpy), HOST))
 
@@ -119,7 +127,7 @@ class Array:
 
     @classmethod
     def _wrap(cls, node: Node) -> "Array":
-        a = object.__new__(cls)
+        a = _new(cls)
         a._node = node
         return a
 
@@ -132,7 +140,7 @@ class Array:
         return self._node.shape
 
     @property
-    def dtype(self) -> D.DType:
+    def dtype(self) -> _dtypes.DType:
         return self._node.dtype
 
     @property
@@ -207,7 +215,7 @@ class Array:
 
     def tolist(self) -> Any:
         a = self.numpy()
-        if self.dtype is D.bfloat16:
+        if self.dtype is _dtypes.bfloat16:
             a = a.astype(np.float32)
         return a.tolist()
 
@@ -274,7 +282,7 @@ class Array:
     def __repr__(self) -> str:
         try:
             body = np.array2string(np.asarray(self.numpy(), dtype=np.float32)
-                                   if self.dtype is D.bfloat16 else self.numpy(), separator=", ",
+                                   if self.dtype is _dtypes.bfloat16 else self.numpy(), separator=", ",
                                    prefix="Array(")
         except Exception as e:  # NOTE: repr must never raise; show why it could not evaluate
             body = f"<unevaluated: {type(e).__name__}: {e}>"

@@ -227,12 +227,12 @@ class Segment:
         return run
 
 
-def frees_after_last_use(reads: list[tuple[int, ...]], keep: set[int]) -> list[tuple[int, ...]]:
+def frees_after_last_use(reads: list[tuple[int, ...]], held: set[int]) -> list[tuple[int, ...]]:
     """For each reader in order (its tuple of value indices), the values it reads for the last
-    time, sorted, leaving out ``keep``: free them right after it runs.
+    time, sorted, leaving out ``held`` (values that must outlive the run): free them right after it runs.
 
     Example:
-        >>> frees_after_last_use([(0, 1), (0, 2), (3,)], keep={2})
+        >>> frees_after_last_use([(0, 1), (0, 2), (3,)], held={2})
         [(1,), (0,), (3,)]
     """
     last: dict[int, int] = {}
@@ -241,7 +241,7 @@ def frees_after_last_use(reads: list[tuple[int, ...]], keep: set[int]) -> list[t
             last[a] = j
     out: list[list[int]] = [[] for _ in reads]
     for a, j in last.items():
-        if a not in keep:
+        if a not in held:
             out[j].append(a)
     return [tuple(sorted(d)) for d in out]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 
@@ -34,7 +33,8 @@ class DType:
     @property
     def numpy(self) -> np.dtype:
         """The NumPy dtype used for host buffers (bfloat16 via ml_dtypes)."""
-        return _TO_NUMPY[self]
+        npd = _TO_NUMPY.get(self)
+        return npd if npd is not None else _load_bfloat16()
 
     @property
     def is_floating(self) -> bool:
@@ -72,6 +72,7 @@ FLOATING = (float16, bfloat16, float32, float64)
 COMPLEX = (complex64, complex128)
 NUMERIC = INTEGER + FLOATING  # NOTE: real numeric; complex dtypes are numeric too (is_numeric)
 
+
 def real_dtype(dt: DType) -> DType:
     """The dtype of a complex dtype's components (real dtypes map to themselves)."""
     return float32 if dt is complex64 else float64 if dt is complex128 else dt
@@ -89,8 +90,20 @@ _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME["bool_"] = bool_
 _TO_NUMPY: dict[DType, np.dtype] = {d: np.dtype(d.name) for d in ALL if d is not bfloat16}
 _TO_NUMPY[bool_] = np.dtype(np.bool_)
-_TO_NUMPY[bfloat16] = np.dtype(ml_dtypes.bfloat16)
 _FROM_NUMPY = {v: k for k, v in _TO_NUMPY.items()}
+
+
+def _load_bfloat16() -> np.dtype:
+    """bfloat16's NumPy dtype, importing ml_dtypes on first use.
+
+    NOTE: importing ml_dtypes costs ~0.3-0.7 s (it registers its types with NumPy); paid by the
+    first bfloat16 array, not by every ``import oxcore`` (``oxcore --help`` stays fast)."""
+    import ml_dtypes
+
+    npd = np.dtype(ml_dtypes.bfloat16)
+    _FROM_NUMPY[npd] = bfloat16
+    _TO_NUMPY[bfloat16] = npd
+    return npd
 
 
 def dtype(x: Any) -> DType:
@@ -119,6 +132,9 @@ def dtype(x: Any) -> DType:
         npd = None
     if npd is not None and npd in _FROM_NUMPY:
         return _FROM_NUMPY[npd]
+    if npd is not None and npd.name == "bfloat16" and bfloat16 not in _TO_NUMPY:
+        _load_bfloat16()  # NOTE: an ml_dtypes array made before oxcore needed bfloat16
+        return dtype(npd)
     from ._errors import DTypeError
 
     raise DTypeError(f"Unsupported dtype: {x!r}. Valid dtypes are: {', '.join(d.name for d in ALL)}")
@@ -191,6 +207,8 @@ def scalar_dtype(value: Any, other: DType) -> DType:
 def finfo(dt: Any) -> Any:
     """Machine limits for a floating dtype (Array API ``finfo``; a complex dtype gives its
     real component's limits)."""
+    import ml_dtypes
+
     d = dtype(dt.dtype if hasattr(dt, "_node") else dt)
     return ml_dtypes.finfo({"complex64": np.float32, "complex128": np.float64}.get(d.name, d.numpy))
 

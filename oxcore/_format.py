@@ -89,12 +89,16 @@ class LazyFile(Mapping[str, Any]):
         try:
             return self._infos[name]
         except KeyError:
-            raise UnknownNameError(f"No tensor {name!r} in {self.path}; it has {len(self._infos)} tensors"
-                                   f"{': ' + ', '.join(list(self._infos)[:8]) if self._infos else ''}"
-                                   f"{', ...' if len(self._infos) > 8 else ''}") from None
+            raise no_tensor(name, self.path, list(self._infos)) from None
 
     def raw(self, name: str) -> np.ndarray:
         return self._raw(self.info(name))
+
+
+def no_tensor(name: str, path: str, names: list[str]) -> UnknownNameError:
+    """The error for a tensor name a file does not have, listing (the first of) those it has."""
+    return UnknownNameError(f"No tensor {name!r} in {path}; it has {len(names)} tensors"
+                            f"{': ' + ', '.join(names[:8]) if names else ''}{', ...' if len(names) > 8 else ''}")
 
 
 class TensorFile(Mapping[str, Any]):
@@ -145,9 +149,7 @@ class TensorFile(Mapping[str, Any]):
     def _file(self, name: str) -> LazyFile:
         f = self._where.get(name)
         if f is None:
-            names = list(self._where)
-            raise UnknownNameError(f"No tensor {name!r} in {self.path}; it has {len(names)} tensors"
-                                   f"{': ' + ', '.join(names[:8]) if names else ''}{', ...' if len(names) > 8 else ''}")
+            raise no_tensor(name, self.path, list(self._where))
         return f
 
     def __getitem__(self, name: str) -> Any:

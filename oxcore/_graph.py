@@ -48,7 +48,9 @@ class Node:
         <Node exp float32[2]>
     """
 
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "buf", "device", "pin", "__weakref__")
+    # NOTE: slots, no __dict__: a node is built per op on the hot path. `seen`/`pos` belong to
+    # the walk at eval (`collect_signed`): which walk last visited the node, and where.
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "buf", "device", "pin", "seen", "pos", "__weakref__")
 
     def __init__(self, op: str | None, inputs: tuple[Node, ...], attrs: dict[str, Any],
                  shape: Shape, dtype: Any, buf: Any = None, device: Any = None,
@@ -56,6 +58,7 @@ class Node:
         self.op, self.inputs, self.attrs = op, inputs, attrs
         self.shape, self.dtype = shape, dtype
         self.buf, self.device, self.pin = buf, device, pin
+        self.seen = None
 
     @property
     def ndim(self) -> int:
@@ -101,14 +104,46 @@ def collect(targets: list[Node]) -> tuple[list[Node], dict[int, int], list[int]]
     return order, pos, uses
 
 
-def signature(order: list[Node], pos: dict[int, int], outputs: list[bool], config: tuple) -> tuple:
-    """The plan-cache key of a collected graph: ``config`` (plugins, env, profile), then per node
-    its dtype, shape and device (leaves) or op, attributes, input positions, pin and whether
-    the plan must hand its value out (``outputs``)."""
-    sig: list[Any] = [config]
-    for n, out in zip(order, outputs):
-        if n.buf is not None:
-            sig.append((n.dtype, n.shape, n.device.name))
+def collect_signed(targets: list[Node]) -> tuple[list[Node], list[Any], list[int]]:
+    """``collect`` and the graph's signature in one walk (the eval path's): (order, signature
+    entries, uses of each position inside the graph).
+
+    A node's entry is its dtype, shape and device (leaves) or op, pin, input positions and
+    attributes. The positions come from the node itself (``pos``, written by this walk), so
+    no id-keyed dictionary is built; ``position_map(order)`` gives one where planning needs it.
+    """
+    walk = object()  # NOTE: marks the nodes this walk visited; a fresh object never matches old marks
+    order: list[Node] = []
+    sig: list[Any] = []
+    uses: list[int] = []
+    stack = list(targets)
+    stack.reverse()
+    while stack:
+        n = stack[-1]
+        if n.seen is walk:
+            stack.pop()
+            continue
+        if n.buf is None:
+            pending = False
+            for i in n.inputs:
+                if i.seen is not walk:
+                    stack.append(i)
+                    pending = True
+            if pending:
+                continue
+            args = tuple([i.pos for i in n.inputs])
+            for a in args:
+                uses[a] += 1
+            sig.append((n.op, n.pin, args, tuple(n.attrs.items())) if n.attrs else (n.op, n.pin, args))
         else:
-            sig.append((n.op, tuple(n.attrs.items()), tuple([pos[id(i)] for i in n.inputs]), n.pin, out))
-    return tuple(sig)
+            sig.append((n.dtype, n.shape, n.device.name))
+        stack.pop()
+        n.seen, n.pos = walk, len(order)
+        order.append(n)
+        uses.append(0)
+    return order, sig, uses
+
+
+def position_map(order: list[Node]) -> dict[int, int]:
+    """id(node) -> position, for a collected order."""
+    return {id(n): i for i, n in enumerate(order)}

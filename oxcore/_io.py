@@ -11,6 +11,7 @@ import numpy as np
 from ._errors import FormatError, UnknownNameError
 from ._format import Format, LazyFile, PathLike, TensorFile
 from ._osutil import atomic_write
+from ._mapping import in_memory
 
 INDEX_SUFFIX = ".index.json"
 _INDEX_CAP = 64 << 20  # NOTE: real index files are kilobytes; refuse to parse a giant one
@@ -112,7 +113,7 @@ def _load_index(path: Path, fmt: Format | None) -> TensorFile:
     return TensorFile(list(shards.values()), merged, where)
 
 
-def load(path: PathLike, *, format: str | None = None) -> TensorFile:
+def load(path: PathLike, *, format: str | None = None, mmap: bool = True) -> TensorFile:
     """Open a model file lazily: a mapping ``name -> Array`` plus ``.metadata``.
 
     ``path`` may be a file (the format is recognised from its first bytes, then its suffix),
@@ -120,12 +121,19 @@ def load(path: PathLike, *, format: str | None = None) -> TensorFile:
     every file of a registered format in it). Only headers are read now; each tensor is a
     memory-mapped, zero-copy view made into an Array when you index the mapping.
 
+    A mapping reads the file as it is *now*: every evaluation touching a mapped tensor first
+    checks that the file kept its size, mtime and inode, and raises ``FormatError`` if not
+    (instead of crashing on a truncated file). ``mmap=False`` reads the files into memory
+    now, so the arrays never depend on the file again (see docs/guide/files.md).
+
     Args:
         path: file, index or directory.
         format: force a format by name (``"safetensors"``, ``"gguf"``).
+        mmap: map the files (default); False reads them whole into memory.
 
     Raises:
-        FormatError: the file is corrupt, truncated or hostile (names file, offset, problem).
+        FormatError: the file is corrupt, truncated or hostile (names file, offset, problem),
+            or (when mapped) changed after it was opened.
 
     Example:
         >>> import oxcore as ox, tempfile, os
@@ -135,8 +143,11 @@ def load(path: PathLike, *, format: str | None = None) -> TensorFile:
         >>> sorted(f), f["w"].sum().item()
         (['w'], 15)
     """
-    p = Path(path)
-    fmt = get_format(format) if format else None
+    with in_memory(not mmap):
+        return _load(Path(path), get_format(format) if format else None)
+
+
+def _load(p: Path, fmt: Format | None) -> TensorFile:
     if p.is_dir():
         idx = sorted(p.glob(f"*{INDEX_SUFFIX}"))
         if idx:
@@ -166,7 +177,7 @@ def host_array(x: Any) -> np.ndarray:
 
 
 def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None, *,
-         format: str | None = None) -> None:
+         format: str | None = None, max_shard_size: int | str | None = None) -> None:
     """Write tensors to a file whose format is picked from the suffix (or ``format=``).
 
     The write is atomic: a temporary file in the same directory is renamed over ``path`` once
@@ -178,6 +189,10 @@ def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
         tensors: name -> Array (or NumPy array).
         metadata: format metadata (safetensors: str -> str).
         format: force a format by name.
+        max_shard_size: split into safetensors shards of at most this size (``"2GB"``, ``"500MiB"``
+            or bytes) named ``model-00001-of-0000N.safetensors`` next to ``path``, plus the
+            ``model.safetensors.index.json`` that Hugging Face tools and ``oxcore.load`` read.
+            Everything fitting in one shard is written to ``path`` alone.
 
     Example:
         >>> import oxcore as ox, tempfile, os
@@ -192,5 +207,9 @@ def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
         if not isinstance(k, str):
             raise TypeError(f"tensor names must be str, got {type(k).__name__} {k!r}")
     fmt = get_format(format) if format else format_for(path, reading=False)
+    if max_shard_size is not None:
+        from ._shards import save_sharded
+
+        return save_sharded(Path(path), tensors, metadata, fmt, max_shard_size)
     with atomic_write(path) as tmp:
         fmt.save(tmp, tensors, metadata)

@@ -52,12 +52,24 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
 
 
+def _fsync_path(path: str, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # NOTE: some platforms (Windows) cannot open a directory; the rename still happened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # NOTE: e.g. a directory on a filesystem without directory fsync
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it.
-
-    Readers (other processes sharing a profile, a model being loaded) see the old file or the
-    new one, never half of one. Missing parent folders are created.
+    """Yield a temporary path next to ``path``; on success sync it and rename it over ``path``,
+    else delete it. Readers (and a crash at any point) see the old file or the new one.
 
     Example:
         >>> import tempfile, os
@@ -74,12 +86,12 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        with open(tmp, "rb+") as f:  # NOTE: on disk before the rename, or a crash leaves an empty file
-            os.fsync(f.fileno())
+        _fsync_path(tmp)  # NOTE: without it a crash after the rename can leave an empty or torn file
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # NOTE: mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, p)
+        _fsync_path(str(p.parent), directory=True)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -14,6 +14,7 @@ import itertools
 import os
 import threading
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
@@ -28,6 +29,11 @@ from ._osutil import env_list
 
 #: The plugin API this oxcore speaks. Plugins declare ``OXCORE_PLUGIN_API`` in their module.
 PLUGIN_API = 1
+#: older plugin API versions still loaded through a compatibility layer: version -> the notice
+#: (until when, what to change). Empty while API 1 is the only version (docs/plugins/versioning.md).
+DEPRECATED_PLUGIN_APIS: dict[int, str] = {}
+#: seconds a plugin module may take to import before it is listed as failed
+IMPORT_TIMEOUT_S = 30.0
 ENTRY_POINT_GROUP = "oxcore"
 BUILTIN = ("oxcore.formats",)  # modules in the core that are plugins too
 
@@ -110,7 +116,7 @@ class PluginManager:
                     self.plugins[ep.name] = PluginInfo(ep.name, dist, ver, ep.value, "disabled", f"disabled by {why}")
                     continue
                 try:
-                    module = ep.load()
+                    module = _load_entry_point(ep)
                 except Exception as e:
                     self.plugins[ep.name] = PluginInfo(ep.name, dist, ver, ep.value, "failed",
                                                        f"import failed: {type(e).__name__}: {e}")
@@ -123,7 +129,9 @@ class PluginManager:
         api = getattr(module, "OXCORE_PLUGIN_API", None)
         info.api = api
         self.plugins[name] = info
-        if api != PLUGIN_API:
+        if api != PLUGIN_API and api in DEPRECATED_PLUGIN_APIS:
+            info.reason = _deprecated(info, api)
+        elif api != PLUGIN_API:
             info.status = "failed"
             info.reason = (f"plugin {name!r} ({dist} {version}) was built for plugin API {api}, "
                            f"but this oxcore speaks plugin API {PLUGIN_API}"
@@ -176,6 +184,8 @@ class PluginManager:
     def _drop_from(self, info: PluginInfo) -> None:
         for n in [n for n, b in self.backends.items() if b.distribution == info.distribution and info.distribution != "oxcore"]:
             del self.backends[n]
+        for n in [n for n, f in self.formats.items() if getattr(f, "_oxcore_plugin", None) == info.name]:
+            del self.formats[n]
 
     def _collect(self) -> None:
         from ._registry import REGISTRY, register_op
@@ -185,9 +195,16 @@ class PluginManager:
         self.orphan_kernels.clear()
         self._available.clear()
 
+        ops_now: dict[str, str] = {}  # NOTE: op -> plugin that registered it in this collection
+
         def reg_op(info):
             def register(name, *a, **k):
+                if name in ops_now:
+                    raise PluginError(f"op {name!r} is registered twice (already by plugin {ops_now[name]!r})")
+                ops_now[name] = info.name
+                _HOOK_OPS[name] = info.distribution
                 if name in REGISTRY.ops and REGISTRY.ops[name].source == info.distribution:
+                    info.registered.append(f"op:{name}")
                     return REGISTRY.ops[name]
                 op = register_op(name, *a, source=info.distribution, **k)
                 info.registered.append(f"op:{name}")
@@ -200,6 +217,7 @@ class PluginManager:
                     raise PluginError(f"register() expects an oxcore Backend, got {type(b).__name__}")
                 if b.name in self.backends:
                     raise PluginError(f"backend {b.name!r} is already registered by {self.backends[b.name].distribution}")
+                _drop_foreign_kernels(b)
                 b.distribution, b.version = b.distribution or info.distribution, b.version or info.version
                 for ks in b.kernels.values():
                     for k in ks:
@@ -216,13 +234,27 @@ class PluginManager:
                 if not isinstance(k, Kernel):
                     raise PluginError(f"register() expects an oxcore Kernel, got {type(k).__name__}")
                 k.source, k.version = k.source or info.distribution, k.version or info.version
+                clash = next((i.name for i, p in pending if p.id == k.id), None)
+                if clash is not None:
+                    raise PluginError(f"kernel {k.id!r} is registered twice (already by plugin {clash!r})")
                 pending.append((info, k))
                 info.registered.append(f"kernel:{k.id}")
             return register
 
         def reg_format(info):
             def register(f: Any) -> None:
+                old = self.formats.get(f.name)
+                if old is not None:
+                    why = f"format {f.name!r} is already registered by "
+                    owner = self.plugins.get(getattr(old, "_oxcore_plugin", ""))
+                    if info.distribution != "oxcore" or owner is None:
+                        raise PluginError(why + getattr(old, "distribution", "?"))
+                    # NOTE: the core's builtin formats run last (trylast) yet own their names
+                    owner.status, owner.reason = "failed", f"oxcore_register_formats raised PluginError: {why}oxcore"
+                    owner.registered.clear()
+                    self._drop_from(owner)
                 self.formats[f.name] = f
+                f._oxcore_plugin = info.name
                 f.distribution = getattr(f, "distribution", "") or info.distribution
                 info.registered.append(f"format:{f.name}")
             return register
@@ -231,11 +263,14 @@ class PluginManager:
         self.call_each("oxcore_register_backends", reg_backend)
         self.call_each("oxcore_register_kernels", reg_kernel)
         self.call_each("oxcore_register_formats", reg_format)
+        pending = [(i, k) for i, k in pending if i.status == "loaded"]  # NOTE: a failed plugin leaves nothing
+        _prune_ops(self, ops_now)
         for info, k in pending:
             b = self.backends.get(k.backend)
             if b is None:
                 self.orphan_kernels.append(k)
             else:
+                k._oxcore_foreign = True  # NOTE: see _drop_foreign_kernels
                 b.add_kernel(k)
 
     # --- queries -------------------------------------------------------------------------
@@ -305,3 +340,70 @@ def reload_plugins() -> PluginManager:
 
     clear_cache()
     return manager()
+
+
+# --- isolation helpers ---------------------------------------------------------------------------
+#: ops registered through ``oxcore_register_ops``: name -> distribution (the rest are the core's
+#: or the user's own ``register_op`` calls, which reloads never touch)
+_HOOK_OPS: dict[str, str] = {}
+
+
+def _prune_ops(m: PluginManager, ops_now: dict[str, str]) -> None:
+    """Forget ops that plugins registered before but no loaded plugin registered this time."""
+    from ._registry import REGISTRY
+
+    for name in [n for n in _HOOK_OPS if ops_now.get(n) is None or m.plugins[ops_now[n]].status != "loaded"]:
+        op = REGISTRY.ops.get(name)
+        if op is not None and op.source == _HOOK_OPS[name]:
+            with REGISTRY._lock:
+                REGISTRY.ops.pop(name, None)
+        del _HOOK_OPS[name]
+
+
+def _drop_foreign_kernels(b: Backend) -> None:
+    """A backend object registered again (a module-level instance) loses the kernels other
+    plugins added last time; the ones still loaded add theirs again."""
+    for op, ks in list(b.kernels.items()):
+        ks[:] = [k for k in ks if not getattr(k, "_oxcore_foreign", False)]
+        if not ks:
+            del b.kernels[op]
+
+
+def _load_entry_point(ep: Any) -> Any:
+    """``ep.load()`` with a time limit: a plugin whose import hangs is listed as failed."""
+    import sys
+
+    parts = ep.module.split(".")
+    for i in range(1, len(parts) + 1):
+        mod = sys.modules.get(".".join(parts[:i]))
+        if mod is not None and getattr(getattr(mod, "__spec__", None), "_initializing", False):
+            # NOTE: this thread is importing it right now (a plugin module that evaluates at import):
+            # another thread would wait for that import, and this one for the other thread
+            return ep.load()
+    limit = float(os.environ.get("OXCORE_PLUGIN_IMPORT_TIMEOUT", IMPORT_TIMEOUT_S))
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append((True, ep.load()))
+        except BaseException as e:  # NOTE: re-raised in the loading thread below
+            out.append((False, e))
+
+    # NOTE: a daemon thread: a hung import cannot be stopped, but it must not keep the process alive
+    t = threading.Thread(target=run, name=f"oxcore-import-{ep.name}", daemon=True)
+    t.start()
+    t.join(limit)
+    if not out:
+        raise TimeoutError(f"importing {ep.value} did not finish within {limit:g} s "
+                           "(OXCORE_PLUGIN_IMPORT_TIMEOUT); it may hang at import")
+    ok, v = out[0]
+    if not ok:
+        raise v
+    return v
+
+
+def _deprecated(info: PluginInfo, api: int) -> str:
+    why = (f"deprecated: plugin {info.name!r} ({info.distribution} {info.version}) was built for plugin API {api}; "
+           f"this oxcore speaks {PLUGIN_API} and still loads API {api} plugins: {DEPRECATED_PLUGIN_APIS[api]}")
+    warnings.warn(why, DeprecationWarning, stacklevel=4)
+    return why

@@ -402,7 +402,7 @@ def _read(file: Path) -> dict[str, Any]:
 
 
 def _atomic_write(file: Path, doc: dict) -> None:
-    with atomic_write(file) as tmp, open(tmp, "w") as f:
+    with atomic_write(file) as tmp, open(tmp, "w") as f:  # NOTE: readers see the old file or the new one
         json.dump(doc, f, indent=1, sort_keys=True)
 
 

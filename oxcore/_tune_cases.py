@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _dtypes as D
+from . import _dtypes
 from ._dtypes import DType
 
 __all__ = ["Case", "representative", "from_trace", "host_inputs", "TABLE"]
@@ -56,7 +56,7 @@ def host_inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
     for shape, dt in case.inputs:
         if dt.is_floating:
             a = rng.uniform(0.5, 1.5, size=shape).astype(dt.numpy)
-        elif dt is D.bool_:
+        elif dt is _dtypes.bool_:
             a = rng.random(size=shape) < 0.5
         else:
             a = np.zeros(shape, dt.numpy)
@@ -119,8 +119,8 @@ TABLE: dict[str, list[Builder]] = {
     "permute_dims": [lambda ox, ph, dt, r: ox.permute_dims(ph((1, r, 8, 64)), (0, 2, 1, 3))],
     "reshape": [lambda ox, ph, dt, r: ox.reshape(ph((r, FEAT)), (1, r, 16, 64))],
     "concat": [lambda ox, ph, dt, r: ox.concat([ph((r, FEAT // 2)), ph((r, FEAT // 2))], axis=-1)],
-    "where": [lambda ox, ph, dt, r: ox.where(ph((r, FEAT), D.bool_), ph((r, FEAT)), ph((r, FEAT)))],
-    "astype": [lambda ox, ph, dt, r: ox.astype(ph((r, FEAT)), D.float16 if dt is not D.float16 else D.float32)],
+    "where": [lambda ox, ph, dt, r: ox.where(ph((r, FEAT), _dtypes.bool_), ph((r, FEAT)), ph((r, FEAT)))],
+    "astype": [lambda ox, ph, dt, r: ox.astype(ph((r, FEAT)), _dtypes.float16 if dt is not _dtypes.float16 else _dtypes.float32)],
 }
 
 
@@ -155,8 +155,8 @@ def from_trace(nodes: list[dict]) -> list[Case]:
     for n in sorted(nodes, key=lambda n: -n.get("count", 1)):
         try:
             attrs = decode_attrs(n.get("attrs") or {})
-            ins = [(tuple(s), D.dtype(d)) for s, d in n["inputs"]]
-            c = Case(n["op"], attrs, ins, tuple(n["shape"]), D.dtype(n["dtype"]), int(n.get("count", 1)), "trace")
+            ins = [(tuple(s), _dtypes.dtype(d)) for s, d in n["inputs"]]
+            c = Case(n["op"], attrs, ins, tuple(n["shape"]), _dtypes.dtype(n["dtype"]), int(n.get("count", 1)), "trace")
         except (KeyError, ValueError, TypeError):
             continue  # NOTE: a node whose attrs cannot be rebuilt is skipped, not fatal
         out.append(c)

@@ -137,10 +137,10 @@ def kernel_runner(backend: Backend, kernel: Kernel, case: Case, inputs: list | N
     sync = backend.synchronize
     sync()
 
-    def go() -> None:
+    def run_once() -> None:
         run(bufs)
         sync()
-    return go
+    return run_once
 
 
 def decomposition_runner(backend: Backend, case: Case, inputs: list | None = None) -> Callable[[], Any]:
@@ -161,7 +161,7 @@ def decomposition_runner(backend: Backend, case: Case, inputs: list | None = Non
     bufs = {s: order[p].buf for p, s in plan.leaf_slots}
     sync = backend.synchronize
 
-    def go() -> None:
+    def run_once() -> None:
         vals: list[Any] = [None] * plan.nslots
         for s, b in bufs.items():
             vals[s] = b
@@ -170,7 +170,7 @@ def decomposition_runner(backend: Backend, case: Case, inputs: list | None = Non
         run_steps(plan.steps, vals)
         sync()
     sync()
-    return go
+    return run_once
 
 
 def time_kernel(backend: Backend, kernel: Kernel, case: Case, inputs: list | None = None,
@@ -213,9 +213,9 @@ def time_transfer(src: Any, dst: Any, quick: bool = False) -> tuple[float, float
 
 
 def _switch_us(srcs: list[Backend], dsts: list[Backend], quick: bool) -> float:
-    from . import _dtypes as D
+    from . import _dtypes
 
-    case = Case("matmul", {}, [((16, 512), D.float32), ((512, 512), D.float32)], (16, 512), D.float32)
+    case = Case("matmul", {}, [((16, 512), _dtypes.float32), ((512, 512), _dtypes.float32)], (16, 512), _dtypes.float32)
     pn = case.plan_node()
 
     def runner(bs: list[Backend]) -> Callable[[], Any] | None:
@@ -294,7 +294,7 @@ def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",),
         transfers: also measure every device pair.
         progress: ``progress(what, done, total)`` after each step (the CLI draws a bar).
     """
-    from . import _dtypes as D
+    from . import _dtypes
 
     t_start = time.perf_counter()
     if profile is None:
@@ -303,7 +303,7 @@ def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",),
             raise ValueError("profiles are off (OXCORE_PROFILE=off); set OXCORE_PROFILE to a file to autotune")
         profile = _profile.Profile(file)
     backends = sorted(_backends(), key=lambda b: b.name)
-    cases = _cases(list(ops) if ops else None, [D.dtype(d) for d in dtypes], quick, trace)
+    cases = _cases(list(ops) if ops else None, [_dtypes.dtype(d) for d in dtypes], quick, trace)
     jobs = [(c, _candidates(c, backends)) for c in cases]
     devices = _devices(backends) if transfers else []
     pairs = [(a, b) for a in devices for b in devices if a.name != b.name]

@@ -13,6 +13,7 @@ from ._array import build, host_leaf, leaf
 from ._graph import Node
 from ._io import host_array
 from ._osutil import atomic_write
+from ._mapping import MappedFile
 from ._plugins import PLUGIN_API, hookimpl, manager, reload_plugins
 from ._registry import REGISTRY, Category, OpDef, register_op
 from .ops._rules import binary, broadcast_shapes, same_as_input, unary
@@ -20,4 +21,4 @@ from .ops._rules import binary, broadcast_shapes, same_as_input, unary
 __all__ = ["host_leaf", "leaf", "Backend", "Kernel", "Segment", "Instruction", "Device", "HOST", "DType", "DTYPES", "FLOATING", "INTEGER",
            "FormatError", "PluginError", "PLUGIN_API", "hookimpl", "manager", "reload_plugins", "REGISTRY",
            "Category", "Node", "OpDef", "build", "register_op", "same_as_input", "unary", "binary",
-           "broadcast_shapes", "Format", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write"]
+           "broadcast_shapes", "Format", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write", "MappedFile"]

@@ -54,6 +54,7 @@ class Planner:
         self.strict = env_flag("OXCORE_STRICT")
         self.movable: dict[int, list[tuple[float, int, Backend, Kernel]]] = {}  # plan node -> options (compute us)
         self.chosen_us: dict[int, float] = {}
+        self._asked: dict[tuple, tuple] = {}  # see _candidates
 
     def add_leaf(self, position: int, n: Node) -> int:
         """A realized node of the graph: an input of the plan."""
@@ -90,30 +91,74 @@ class Planner:
                 t += self.transfer_us(a.device, b.device, a.nbytes)
         return type(c)(t) if getattr(c, "measured", False) else t
 
-    def add(self, op: str, attrs: dict, args: tuple[int, ...], shape, dtype, pin, origin=None) -> int:
-        p = PlanNode(op, attrs, args, [self.nodes[a] for a in args], shape, dtype, pin)
-        p.origin = origin
-        pins = pin or self.default_pin
+    def _candidates(self, p: PlanNode) -> tuple[list, list, dict[str, str], list, dict]:
+        """(options as (cost, rank, backend, kernel), their compute-only costs, each backend's
+        refusal, the candidates explain shows, decisions by pins) for ``p``: every kernel of
+        every backend asked.
+
+        NOTE: the answer depends only on the op, attributes and input shapes, dtypes and
+        devices, so nodes alike (a 100k-node chain repeats a few kinds) are asked once."""
+        try:
+            key = (p.op, tuple(p.attrs.items()), tuple([(a.shape, a.dtype, a.device) for a in p.inputs]))
+            hit = self._asked.get(key)
+        except TypeError:  # NOTE: an unhashable attribute value: ask every time
+            key, hit = None, None
+        if hit is not None:
+            return hit
         options: list[tuple[float, int, Backend, Kernel]] = []
         computes: list[float] = []
         refusals: dict[str, str] = {}
+        candidates: list[tuple[str, Any]] = []
         for rank, b in enumerate(self.backends):
-            ks = b.kernels_for(op)
+            ks = b.kernels_for(p.op)
             if not ks:
                 refusals[b.name] = "no kernel"
-                p.candidates.append((b.name, "no kernel"))
+                candidates.append((b.name, "no kernel"))
                 continue
             for k in ks:
                 why = k.failed or k.check(p)
                 if why is not None:
                     refusals.setdefault(b.name, why)
-                    p.candidates.append((k.id, why))
+                    candidates.append((k.id, why))
                     continue
                 c0 = self.compute_us(k, b, p)
                 c = self.with_inputs(c0, b, p)
-                p.candidates.append((k.id, c))
+                candidates.append((k.id, c))
                 options.append((c, rank, b, k))
                 computes.append(c0)
+        out = (options, computes, refusals, candidates, {})
+        if key is not None:
+            self._asked[key] = out
+        return out
+
+    def add(self, op: str, attrs: dict, args: tuple[int, ...], shape, dtype, pin, origin=None) -> int:
+        p = PlanNode(op, attrs, args, [self.nodes[a] for a in args], shape, dtype, pin)
+        p.origin = origin
+        pins = pin or self.default_pin
+        options, computes, refusals, p.candidates, decisions = self._candidates(p)
+        decided = decisions.get(pins)
+        if decided is None:
+            decided = self._decide(p, args, pins, options, computes, refusals)
+            if isinstance(decided, int):  # NOTE: placed through its decomposition (never cached)
+                return decided
+            decisions[pins] = decided
+        choice, fallback, movable, chosen_us = decided
+        if fallback:
+            self.fallbacks.append(fallback)
+        _, _, p.backend, p.kernel = choice
+        p.device = p.backend.device
+        if movable is not None:  # NOTE: refine() may move unpinned nodes; keep their compute-only costs
+            self.movable[len(self.nodes)] = movable
+            self.chosen_us[len(self.nodes)] = chosen_us
+        self.nodes.append(p)
+        return len(self.nodes) - 1
+
+    def _decide(self, p: PlanNode, args: tuple[int, ...], pins: Any, options: list, computes: list,
+                refusals: dict[str, str]) -> tuple | int:
+        """The kernel for ``p`` as (choice, fallback note or None, refine's options or None, the
+        choice's compute cost), alike for alike nodes; or, when ``p`` runs through its
+        decomposition, the plan node holding the result."""
+        op, dtype, shape, pin = p.op, p.dtype, p.shape, p.pin
         # NOTE: once any candidate was measured, unmeasured ones (static priors, optimistic by
         # design) do not compete: a new kernel is chosen after `oxcore autotune` measured it
         pool = [o for o, c0 in zip(options, computes) if getattr(c0, "measured", False)] or options
@@ -136,6 +181,7 @@ class Planner:
         # that beats falling back to another backend (pins win over cost).
         if pins and refusals.get(pins[0]) == "no kernel" and REGISTRY[op].decompose is not None:
             return self.decompose(REGISTRY[op], p, args, pin)
+        fallback = None
         if pins:
             # NOTE: pins choose the backend; among that backend's kernels the cheapest still wins
             pinned = [o for name in pins for o in sorted((o for o in options if o[2].name == name),
@@ -145,8 +191,8 @@ class Planner:
             else:
                 choice = pinned[0] if pinned else min(pool, key=lambda o: (o[0], o[1]))
                 why = refusals.get(pins[0], "not installed or not available")
-                self.fallbacks.append(f"{op} {dtype.name}{list(shape)}: pinned {pins[0]} refused ({why}); "
-                                      f"ran on {choice[2].name}")
+                fallback = (f"{op} {dtype.name}{list(shape)}: pinned {pins[0]} refused ({why}); "
+                            f"ran on {choice[2].name}")
         else:
             choice = min(pool, key=lambda o: (o[0], o[1]))
             top = self.backends[0].name if self.backends else None
@@ -154,16 +200,12 @@ class Planner:
             # fallback (it could run the decomposition; another backend's kernel was cheaper)
             if top in refusals and choice[2].name != top and not (
                     refusals[top] == "no kernel" and REGISTRY[op].decompose is not None):
-                self.fallbacks.append(f"{op} {dtype.name}{list(shape)}: {top} refused ({refusals[top]}); "
-                                      f"ran on {choice[2].name}")
-        _, _, p.backend, p.kernel = choice
-        p.device = p.backend.device
-        if not pins:  # NOTE: refine() may move unpinned nodes; keep their compute-only costs
-            self.movable[len(self.nodes)] = [(c0, o[1], o[2], o[3]) for c0, o in zip(computes, options)
-                                              if o in pool]
-            self.chosen_us[len(self.nodes)] = computes[options.index(choice)]
-        self.nodes.append(p)
-        return len(self.nodes) - 1
+                fallback = (f"{op} {dtype.name}{list(shape)}: {top} refused ({refusals[top]}); "
+                            f"ran on {choice[2].name}")
+        if pins:
+            return choice, fallback, None, None
+        movable = [(c0, o[1], o[2], o[3]) for c0, o in zip(computes, options) if o in pool]
+        return choice, fallback, movable, computes[options.index(choice)]
 
     def decomposed_us(self, p: PlanNode) -> tuple[float, str] | None:
         """The cheapest measured decomposition of ``p`` (``oxcore autotune`` times those too)."""
@@ -193,40 +235,67 @@ class Planner:
         devs = {o[2].device.name for opts in movable.values() for o in opts}
         if len(devs) < 2:
             return
-        users: list[list[int]] = [[] for _ in nodes]
-        for i, p in enumerate(nodes):
+        # NOTE: per value, how many of its users sit on each device, kept up to date as nodes
+        # move: a value's transfer cost is then one term per device, not one per user (a weight
+        # read by 100k nodes would make this pass quadratic)
+        users_on: list[dict[str, int]] = [{} for _ in nodes]
+        device_named: dict[str, Device] = {}
+        for p in nodes:
+            if p.device is not None:
+                device_named.setdefault(p.device.name, p.device)
             for a in p.args:
-                users[a].append(i)
+                on = users_on[a]
+                on[p.device.name] = on.get(p.device.name, 0) + 1
 
         def xfer(v: int) -> float:
-            home, seen, t = nodes[v].device, set(), 0.0
-            for u in users[v]:
-                d = nodes[u].device
-                if d != home and d.name not in seen:
-                    seen.add(d.name)
-                    t += self.transfer_us(home, d, nodes[v].nbytes)
+            home, t = nodes[v].device, 0.0
+            for d, n in users_on[v].items():
+                if n and d != home.name:
+                    t += self.transfer_us(home, device_named[d], nodes[v].nbytes)
             return t
+
+        def place(i: int, backend: Backend, kernel: Kernel) -> None:
+            old, new = nodes[i].device.name, backend.device.name
+            device_named.setdefault(new, backend.device)
+            for a in nodes[i].args:
+                on = users_on[a]
+                on[old] -= 1
+                on[new] = on.get(new, 0) + 1
+            nodes[i].backend, nodes[i].kernel, nodes[i].device = backend, kernel, backend.device
+
+        best_on: dict[tuple[int, str], Any] = {}  # NOTE: alike nodes share one options list
+
+        def best(i: int, dev: str) -> Any:
+            key = (id(movable[i]), dev)
+            if key not in best_on:
+                opts = [o for o in movable[i] if o[2].device.name == dev]
+                best_on[key] = min(opts, key=lambda o: (o[0], o[1])) if opts else None
+            return best_on[key]
 
         def try_move(group: list[int], dev: str) -> bool:
             new = []
             for i in group:
-                opts = [o for o in movable[i] if o[2].device.name == dev]
-                if not opts:
+                o = best(i, dev)
+                if o is None:
                     return False
-                new.append(min(opts, key=lambda o: (o[0], o[1])))
+                new.append(o)
             touched = sorted({*group, *(a for i in group for a in nodes[i].args)})
-            before = sum(self.chosen_us[i] for i in group) + sum(xfer(v) for v in touched)
-            old = [(nodes[i].backend, nodes[i].kernel, nodes[i].device) for i in group]
+            compute_before = sum(self.chosen_us[i] for i in group)
+            xfer_before = sum(xfer(v) for v in touched)
+            if xfer_before == 0 and sum(float(o[0]) for o in new) >= compute_before:
+                return False  # NOTE: no transfer to save and no faster kernel: a move cannot win
+            before = compute_before + xfer_before
+            old = [(nodes[i].backend, nodes[i].kernel) for i in group]
             for i, o in zip(group, new):
-                nodes[i].backend, nodes[i].kernel, nodes[i].device = o[2], o[3], o[2].device
+                place(i, o[2], o[3])
             after = sum(float(o[0]) for o in new) + sum(xfer(v) for v in touched)
             if after < before - 1e-6:
                 for i, o in zip(group, new):
                     self.chosen_us[i] = o[0]
                     moved[i] = moved.get(i, 0.0) + before - after
                 return True
-            for i, (b, k, d) in zip(group, old):
-                nodes[i].backend, nodes[i].kernel, nodes[i].device = b, k, d
+            for i, (b, k) in zip(group, old):
+                place(i, b, k)
             return False
 
         moved: dict[int, float] = {}

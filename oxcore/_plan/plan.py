@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
+from .. import _mapping
 from .._backend import Backend, Kernel, Segment
 from .._device import Device
 
@@ -113,6 +114,8 @@ class Plan:
 
 def run_steps(steps: list[Step], vals: list) -> None:
     """Run a plan's steps over its slot list ``vals`` (leaves and constants already filled)."""
+    if _mapping.LIVE:  # NOTE: a view on a file truncated since would SIGBUS: check the files first
+        _mapping.check_buffers(vals)
     for st in steps:
         res = st.fn([vals[i] for i in st.inputs])
         for o, r in zip(st.outputs, res):

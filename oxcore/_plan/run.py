@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any, Callable, TypeVar
 
 from .._errors import FallbackError, OpNotSupportedError
-from .._graph import KEEP_GRAPH, TRACING, Node, check_not_traced, collect, signature
+from .._graph import KEEP_GRAPH, TRACING, Node, check_not_traced, collect, collect_signed, position_map
 from .._osutil import env_raw
 from .context import runtime
 from .placement import Planner
@@ -50,8 +50,12 @@ def clear_cache() -> None:
 def config_key() -> tuple:
     """What besides the graph decides a plan: installed plugins, env pins, strictness, profile."""
     rt = runtime()
-    return (rt.plugins().epoch, env_raw("OXCORE_BACKENDS", b"OXCORE_BACKENDS"),
-            env_raw("OXCORE_STRICT", b"OXCORE_STRICT"), rt.profile_epoch())
+    return (rt.plugins().epoch, env_raw("OXCORE_BACKENDS", _BACKENDS_KEY), env_raw("OXCORE_STRICT", _STRICT_KEY),
+            rt.profile_epoch())
+
+
+_BACKENDS_KEY, _STRICT_KEY = b"OXCORE_BACKENDS", b"OXCORE_STRICT"
+_getrefcount = sys.getrefcount
 
 
 def build_plan(order: list[Node], pos: dict[int, int], outputs: list[bool], only: str | None = None,
@@ -67,7 +71,7 @@ def build_plan(order: list[Node], pos: dict[int, int], outputs: list[bool], only
         if n.buf is not None:
             where.append(planner.add_leaf(i, n))
         else:
-            where.append(planner.add(n.op, n.attrs, tuple(where[pos[id(x)]] for x in n.inputs),
+            where.append(planner.add(n.op, n.attrs, tuple([where[pos[id(x)]] for x in n.inputs]),
                                      n.shape, n.dtype, n.pin))
     planner.refine()
     if planner.strict and planner.fallbacks:
@@ -113,18 +117,24 @@ def evaluate(targets: list[Node]) -> None:
         targets = [t for t in targets if t.buf is None]
         if not targets:
             return
-        order, pos, uses = collect(targets)
+        order, entries, uses = collect_signed(targets)
         if TRACING.get() is not None:
             check_not_traced(order)
-        tset = {id(t) for t in targets}
+        tset = {id(t) for t in targets} if len(targets) > 1 else None
+        last = id(targets[0])
         outputs = []
         for i, n in enumerate(order):
-            outputs.append(n.buf is None and (id(n) in tset or sys.getrefcount(n) > _BASE_REFS + uses[i]))
+            outputs.append(n.buf is None and ((id(n) == last if tset is None else id(n) in tset)
+                                              or _getrefcount(n) > _BASE_REFS + uses[i]))
         del n
-        sig = signature(order, pos, outputs, config_key())
+        entries.append(tuple(outputs))
+        entries.append(config_key())
+        sig = tuple(entries)
         plan = _CACHE.get(sig)
+        pos = None
         if plan is None:
             STATS["misses"] += 1
+            pos = position_map(order)
             plan = _CACHE[sig] = build_plan(order, pos, outputs)
             if len(_CACHE) > PLAN_CACHE_SIZE:
                 _CACHE.popitem(last=False)
@@ -132,12 +142,17 @@ def evaluate(targets: list[Node]) -> None:
             STATS["hits"] += 1
         for rec in RECORDERS:
             rec(plan)
-        current = [plan]
+        try:
+            _run(plan, order)
+        except KernelFailed as e:  # NOTE: rare; the closures below cost ~1 us, so only now
+            current = [plan]
 
-        def replan() -> None:
-            # NOTE: leaves are untouched until a run completes, so starting over is safe
-            current[0] = _CACHE[sig] = build_plan(order, pos, outputs)
-        retrying(lambda: _run(current[0], order), replan)
+            def replan() -> None:
+                # NOTE: leaves are untouched until a run completes, so starting over is safe
+                current[0] = _CACHE[sig] = build_plan(order, pos or position_map(order), outputs)
+            disable_failed(e)
+            replan()
+            retrying(lambda: _run(current[0], order), replan)
 
 
 def explain(nodes: list[Node]) -> Explanation:

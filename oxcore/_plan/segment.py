@@ -152,8 +152,8 @@ def segment(planner: Planner, outputs: list[tuple[int, int]]) -> Plan:
         segments.append(seg)
     # NOTE: outputs stay (they are written into nodes after the run); leaves are held by their
     # nodes anyway, so freeing their slots only drops the plan's reference
-    kept = {slot_of[(q, home[q].name)] for q in final}
-    frees = frees_after_last_use([st.inputs for st in steps], kept)
+    held = {slot_of[(q, home[q].name)] for q in final}
+    frees = frees_after_last_use([st.inputs for st in steps], held)
     steps = [dataclasses.replace(st, frees=f) for st, f in zip(steps, frees)]
     out_list = [Output(pos, slot_of[(q, home[q].name)], home[q]) for pos, q in outputs]
     return Plan(leaf_slots, constants, steps, out_list, nslots, nodes, segments, transfers, planner.fallbacks,

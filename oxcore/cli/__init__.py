@@ -13,7 +13,7 @@ import click
 # NOTE: modules that attach commands to `main` when imported; add yours here.
 COMMAND_MODULES = ("oxcore.cli.listing", "oxcore.cli.demo", "oxcore.cli.bench",
                    "oxcore.cli.kernels", "oxcore.cli.autotune", "oxcore.cli.bench_plan", "oxcore.cli.io",
-                   "oxcore.cli.plugin_new", "oxcore.cli.validate")
+                   "oxcore.cli.plugin_new", "oxcore.cli.validate", "oxcore.cli.train")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

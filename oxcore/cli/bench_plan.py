@@ -189,6 +189,10 @@ def _verdict(report: Any, name: str, stats: dict[str, Any], prepared: dict[str, 
     else:
         report.notes.append(f"{name}: autotuned / best single ({best}) = {ratio:.2f}x "
                             f"-> {'PASS' if ratio <= 1 + NOISE else 'FAIL'} (within {NOISE:.0%})")
+    # NOTE: before any autotune, a plan must not be slower than the best backend alone
+    ru = un.median_us / bs.median_us
+    report.notes.append(f"goal {name}: untuned default / best single ({best}) = {ru:.2f}x (goal <= "
+                        f"{1 + NOISE:.2f}x: {'met' if ru <= 1 + NOISE else 'MISSED'})")
     if prepared["autotuned"][1][2] == prepared["untuned default"][1][2]:
         report.notes.append(f"{name}: the untuned default places every node as the autotuned plan does")
     else:

@@ -61,6 +61,9 @@ def demo(dim: int, seq: int, backend: str | None, runs: int) -> None:
 
     con = Console()
     con.print(f"[bold]oxcore demo[/] · backends available: {escape(', '.join(ox.backends()))}")
+    if not ox.profile.current():
+        con.print("placement uses static cost priors (no autotune profile yet): `oxcore autotune --quick` "
+                  "measures the kernels here and makes it measured")
     pin = ox.use(backend) if backend else contextlib.nullcontext()
     w1 = ox.random.normal((4 * dim, dim), seed=1) * dim ** -0.5
     w2 = ox.random.normal((dim, 4 * dim), seed=2) * (4 * dim) ** -0.5

@@ -64,6 +64,7 @@ def inspect(file: str, as_json: bool, full: bool, fmt: str | None) -> None:
     FILE may be a file, a directory or a sharded checkpoint's *.index.json.
     """
     import oxcore as ox
+    from .._mapping import GUARANTEE
 
     try:
         f = ox.load(file, format=fmt)
@@ -74,7 +75,8 @@ def inspect(file: str, as_json: bool, full: bool, fmt: str | None) -> None:
     rows = [_tensor_row(f, n) for n in f]
     if as_json:
         click.echo(json.dumps({"format": f.format, "version": version, "path": f.path,
-                               "files": [lf.path for lf in f.files], "metadata": meta, "tensors": rows},
+                               "files": [lf.path for lf in f.files], "mapping": GUARANTEE, "metadata": meta,
+                               "tensors": rows},
                               indent=2, default=str))
         return
     from rich.console import Console
@@ -84,6 +86,7 @@ def inspect(file: str, as_json: bool, full: bool, fmt: str | None) -> None:
     total = sum(r["nbytes"] for r in rows)
     con.print(f"[bold]{f.path}[/]: {f.format}{f' v{version}' if version else ''}, {len(f.files)} file(s), "
               f"{len(rows)} tensors, {_human(total)} of tensor data, {len(meta)} metadata keys")
+    con.print(f"[dim]{GUARANTEE}[/]")
     if meta:
         mt = Table(title="metadata", show_lines=False)
         mt.add_column("key")

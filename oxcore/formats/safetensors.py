@@ -24,34 +24,33 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import struct
-import threading
 from json.decoder import scanstring
 from typing import Any, Callable, Mapping
 
 import ml_dtypes
 import numpy as np
 
-from .. import _dtypes as D
+from .. import _dtypes
 from .._errors import FormatError
 from .._format import Format, LazyFile, PathLike, TensorInfo
+from .._mapping import MappedFile
 
 HEADER_CAP = 100_000_000  # bytes of JSON; the reference library's limit too
 MAGIC_MAX = 1 << 40  # sniff: a plausible header length
 
 #: safetensors dtype -> (itemsize, NumPy dtype of the stored bytes, oxcore dtype you get)
-DTYPES: dict[str, tuple[int, np.dtype, D.DType]] = {
-    "BOOL": (1, np.dtype(np.bool_), D.bool_),
-    "U8": (1, np.dtype("<u1"), D.uint8), "I8": (1, np.dtype("<i1"), D.int8),
-    "U16": (2, np.dtype("<u2"), D.uint16), "I16": (2, np.dtype("<i2"), D.int16),
-    "U32": (4, np.dtype("<u4"), D.uint32), "I32": (4, np.dtype("<i4"), D.int32),
-    "U64": (8, np.dtype("<u8"), D.uint64), "I64": (8, np.dtype("<i8"), D.int64),
-    "F16": (2, np.dtype("<f2"), D.float16), "BF16": (2, np.dtype(ml_dtypes.bfloat16), D.bfloat16),
-    "F32": (4, np.dtype("<f4"), D.float32), "F64": (8, np.dtype("<f8"), D.float64),
-    "F8_E4M3": (1, np.dtype(ml_dtypes.float8_e4m3fn), D.float16),
-    "F8_E5M2": (1, np.dtype(ml_dtypes.float8_e5m2), D.float16),
+DTYPES: dict[str, tuple[int, np.dtype, _dtypes.DType]] = {
+    "BOOL": (1, np.dtype(np.bool_), _dtypes.bool_),
+    "U8": (1, np.dtype("<u1"), _dtypes.uint8), "I8": (1, np.dtype("<i1"), _dtypes.int8),
+    "U16": (2, np.dtype("<u2"), _dtypes.uint16), "I16": (2, np.dtype("<i2"), _dtypes.int16),
+    "U32": (4, np.dtype("<u4"), _dtypes.uint32), "I32": (4, np.dtype("<i4"), _dtypes.int32),
+    "U64": (8, np.dtype("<u8"), _dtypes.uint64), "I64": (8, np.dtype("<i8"), _dtypes.int64),
+    "F16": (2, np.dtype("<f2"), _dtypes.float16), "BF16": (2, np.dtype(ml_dtypes.bfloat16), _dtypes.bfloat16),
+    "F32": (4, np.dtype("<f4"), _dtypes.float32), "F64": (8, np.dtype("<f8"), _dtypes.float64),
+    "F8_E4M3": (1, np.dtype(ml_dtypes.float8_e4m3fn), _dtypes.float16),
+    "F8_E5M2": (1, np.dtype(ml_dtypes.float8_e5m2), _dtypes.float16),
 }
 FLOAT8 = ("F8_E4M3", "F8_E5M2")
 _BY_OX = {v[2]: k for k, v in DTYPES.items() if k not in FLOAT8}
@@ -285,6 +284,9 @@ def _entry(path: PathLike, name: str, v: Any, off: int, data_size: int) -> tuple
             or not 0 <= offs[0] <= offs[1]:
         raise bad(f"data_offsets must be [begin, end] with 0 <= begin <= end, got {offs!r}")
     nbytes = count * info[0]
+    if count == 0 and shape and _too_big(shape, info[0]):
+        raise bad(f"shape {shape} has no elements, but its other dimensions span 2**63 bytes or more, "
+                  "which no array can represent")
     begin, end = offs
     if nbytes != end - begin:
         over = " (the element count overflows 64 bits)" if nbytes >= 1 << 64 else ""
@@ -293,6 +295,14 @@ def _entry(path: PathLike, name: str, v: Any, off: int, data_size: int) -> tuple
     if end > data_size:
         raise bad(f"data_offsets [{begin}, {end}] run past the end of the data region ({data_size} bytes)")
     return (name, st, tuple(shape), begin, end, off)
+
+
+def _too_big(shape: Any, itemsize: int) -> bool:
+    # NOTE: found by scripts/fuzz: NumPy refuses a zero-size shape like (2**63, 0) or (2**40, 2**40, 0)
+    n = itemsize
+    for d in shape:
+        n *= d or 1
+    return n >= 1 << 63
 
 
 def _check_layout(path: PathLike, entries: list[tuple], base: int, data_size: int) -> None:
@@ -312,37 +322,6 @@ def _check_layout(path: PathLike, entries: list[tuple], base: int, data_size: in
 
 
 # --- reading -----------------------------------------------------------------------------------
-class MappedFile:
-    """One read-only mmap of a file, made on first use and kept alive by the views on it."""
-
-    def __init__(self, path: PathLike, size: int) -> None:
-        self.path, self.size = str(path), size
-        self._mm: mmap.mmap | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> mmap.mmap:
-        with self._lock:
-            if self._mm is None:
-                with open(self.path, "rb") as f:
-                    now = os.fstat(f.fileno()).st_size
-                    if now != self.size:
-                        # NOTE: mapping past the end would SIGBUS on access; refuse instead
-                        raise FormatError(self.path, None, f"file changed size since it was opened "
-                                                           f"({self.size} -> {now} bytes)")
-                    self._mm = mmap.mmap(f.fileno(), self.size, access=mmap.ACCESS_READ)
-            return self._mm
-
-    def view(self, offset: int, nbytes: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-        """Zero-copy read-only array over ``[offset, offset + nbytes)`` (bounds already checked)."""
-        if offset < 0 or offset + nbytes > self.size:
-            raise FormatError(self.path, offset, f"{nbytes} bytes at offset {offset} are outside the file")
-        if nbytes == 0:
-            a = np.empty(shape, dtype)
-            a.flags.writeable = False
-            return a
-        return np.frombuffer(self.get(), dtype=dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape)
-
-
 def _realize(mf: MappedFile, info: TensorInfo) -> Any:
     from .._array import build, host_leaf
 

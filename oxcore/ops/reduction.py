@@ -24,8 +24,9 @@ def _reduced(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> t
 def _reduce_infer(kind: str):
     def infer(inputs, attrs):
         (x,) = inputs
-        if kind == "numeric" and not x.dtype.is_numeric:
-            raise DTypeError(f"expected a numeric dtype, got {x.dtype.name}")
+        # NOTE: the Array API sums and multiplies bools too (as the default integer, see _accum_dtype)
+        if kind == "numeric" and not (x.dtype.is_numeric or x.dtype is D.bool_):
+            raise DTypeError(f"expected a numeric or bool dtype, got {x.dtype.name}")
         if kind == "minmax" and 0 in [x.shape[a] for a in attrs["axis"]]:
             raise AttributeValueError(f"max/min of an empty axis (shape {x.shape}) has no identity")
         shape = _reduced(x.shape, attrs["axis"], attrs["keepdims"])

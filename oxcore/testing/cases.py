@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from .. import _dtypes as D
+from .. import _dtypes
 from .._dtypes import DType
 
 Shapes = tuple[tuple[int, ...], ...]
@@ -96,7 +96,7 @@ def iter_cases() -> Iterator[tuple[Case, DType]]:
 def to_ref(a: np.ndarray) -> np.ndarray:
     """Reference inputs: floating values as float64 (complex as complex128), integers and
     bools unchanged."""
-    d = D.dtype(a.dtype)
+    d = _dtypes.dtype(a.dtype)
     return a.astype(np.float64) if d.is_floating else a.astype(np.complex128) if d.is_complex else a
 
 
@@ -127,12 +127,12 @@ def sample_for(op: str) -> Any:
 
 
 # --- dtype groups (float32 first: samples use the first) -----------------------------------------
-F = (D.float32, D.float64, D.float16, D.bfloat16)
-INT = (D.int32, D.int64, D.int8, D.int16, D.uint8, D.uint16, D.uint32, D.uint64)
+F = (_dtypes.float32, _dtypes.float64, _dtypes.float16, _dtypes.bfloat16)
+INT = (_dtypes.int32, _dtypes.int64, _dtypes.int8, _dtypes.int16, _dtypes.uint8, _dtypes.uint16, _dtypes.uint32, _dtypes.uint64)
 NUM = F + INT
-ALL = NUM + (D.bool_,)
-INT_BOOL = INT + (D.bool_,)
-B = (D.bool_,)
+ALL = NUM + (_dtypes.bool_,)
+INT_BOOL = INT + (_dtypes.bool_,)
+B = (_dtypes.bool_,)
 
 
 # --- input generators ------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def rand(rng: np.random.Generator, shape: tuple[int, ...], dt: DType, lo: float 
          ilo: int = -50, ihi: int = 50) -> np.ndarray:
     """Random values of ``dt``: floats uniform in [lo, hi) (both parts of complex ones), ints
     in [ilo, ihi] clipped to the dtype, bools half true. Never all zeros."""
-    if dt is D.bool_:
+    if dt is _dtypes.bool_:
         a = rng.random(shape) < 0.5
     elif dt.is_integer:
         info = np.iinfo(dt.numpy)
@@ -157,7 +157,7 @@ def rand(rng: np.random.Generator, shape: tuple[int, ...], dt: DType, lo: float 
 
 def _discrete(rng, shape, dt, lo=-3, hi=3):
     """Small integers (ties, equal pairs) in any dtype."""
-    if dt is D.bool_:
+    if dt is _dtypes.bool_:
         return rand(rng, shape, dt)
     info_lo = 0 if dt.kind == "u" else lo
     a = np.asarray(rng.integers(info_lo, hi, size=shape, endpoint=True)).astype(dt.numpy)
@@ -284,7 +284,7 @@ def _int_safe(f: Callable) -> Callable:
 
 
 def _bool_out(dt, kw):
-    return D.bool_
+    return _dtypes.bool_
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -399,7 +399,7 @@ def _partners(dt: DType) -> list[DType]:
     out = []
     for p in ALL:
         try:
-            r = D.result_type_pair(dt, p)
+            r = _dtypes.result_type_pair(dt, p)
         except Exception:
             continue
         if p is not dt and r.is_numeric:
@@ -423,19 +423,19 @@ def _promoted(f):
 
 
 def _promote_out(dt, kw):
-    return D.result_type_pair(dt, kw["partner"])
+    return _dtypes.result_type_pair(dt, kw["partner"])
 
 
 for _op, _f in [("add", np.add), ("multiply", np.multiply), ("maximum", np.maximum)]:
     case(_op, (lambda name: lambda ox, a, b, *, partner: getattr(ox, name)(ox.asarray(a), ox.asarray(b)))(_op),
-         _promoted(_f), tuple(d for d in NUM if d is not D.uint64 and d is not D.int64), composite(_p_promote),
+         _promoted(_f), tuple(d for d in NUM if d is not _dtypes.uint64 and d is not _dtypes.int64), composite(_p_promote),
          lambda dt: (((3, 4), (4,)), {"partner": _partners(dt)[0]}), _promote_inputs, out=_promote_out,
          name="promote", tol=2.0)
 
 
 # Python scalars take the array's dtype (Array API)
 def _scalar_kw(dt):
-    return 3 if dt.is_integer else (True if dt is D.bool_ else 2.5)
+    return 3 if dt.is_integer else (True if dt is _dtypes.bool_ else 2.5)
 
 
 for _op, _f in [("add", np.add), ("subtract", np.subtract), ("multiply", np.multiply)]:
@@ -448,7 +448,7 @@ for _op, _f in [("add", np.add), ("subtract", np.subtract), ("multiply", np.mult
 
 # --- ternary, casts, clip ------------------------------------------------------------------------
 case("where", _fn("where"), np.where, ALL, p_shapes(3), const((3, 1), (3, 4), (4,)),
-     each(typed(lambda dt, kw: D.bool_), gen()))
+     each(typed(lambda dt, kw: _dtypes.bool_), gen()))
 
 
 def _astype_inputs(rng, dt, shapes, kw):
@@ -459,7 +459,7 @@ def _astype_inputs(rng, dt, shapes, kw):
 
 
 def _astype_ref(x, *, dtype):
-    if dtype is D.bool_:
+    if dtype is _dtypes.bool_:
         return x != 0
     if dtype.is_floating:
         return x.astype(np.float64)
@@ -468,7 +468,7 @@ def _astype_ref(x, *, dtype):
 
 case("astype", lambda ox, x, *, dtype: ox.astype(ox.asarray(x), dtype), _astype_ref, ALL,
      composite(lambda draw, dt: ((draw(shape_st()),), {"dtype": draw(_hyp()[0].sampled_from(ALL))})),
-     lambda dt: (((3, 4),), {"dtype": D.float16 if dt is not D.float16 else D.int32}), _astype_inputs,
+     lambda dt: (((3, 4),), {"dtype": _dtypes.float16 if dt is not _dtypes.float16 else _dtypes.int32}), _astype_inputs,
      out=lambda dt, kw: kw["dtype"])
 
 
@@ -489,7 +489,7 @@ case("clip", lambda ox, x, *, min, max: ox.clip(ox.asarray(x), min, max),
 
 # --- creation -----------------------------------------------------------------------------------
 def _fill_value(dt):
-    if dt is D.bool_:
+    if dt is _dtypes.bool_:
         return True
     if dt.is_integer:
         return 7 if dt.kind == "u" else -3
@@ -561,14 +561,14 @@ def _murmur_ref(*, shape, seed):
     return x.astype(np.uint32).reshape(shape)
 
 
-case("random_bits", lambda ox, *, shape, seed: ox.random.random_bits(shape, seed=seed), _murmur_ref, (D.uint32,),
+case("random_bits", lambda ox, *, shape, seed: ox.random.random_bits(shape, seed=seed), _murmur_ref, (_dtypes.uint32,),
      composite(lambda draw, dt: ((), {"shape": draw(shape_st(min_dims=1)),
                                       "seed": draw(_hyp()[0].integers(0, 2**32 - 1))})),
      lambda dt: ((), {"shape": (4, 5), "seed": 7}))
 
 # --- reductions ----------------------------------------------------------------------------------
 def _accum(dt: DType) -> DType:
-    return D.int64 if dt is D.bool_ or dt in D.SIGNED else D.uint64 if dt in D.UNSIGNED else dt
+    return _dtypes.int64 if dt is _dtypes.bool_ or dt in _dtypes.SIGNED else _dtypes.uint64 if dt in _dtypes.UNSIGNED else dt
 
 
 def p_reduce(max_side: int = 5, **extra: Callable[[Any], Any]):
@@ -611,7 +611,7 @@ def _p_arg(draw, dt):
 
 for _op, _f in [("argmax", np.argmax), ("argmin", np.argmin)]:
     case(_op, _fn(_op), (lambda f: lambda x, *, axis, keepdims: f(x, axis=axis, keepdims=keepdims))(_f), NUM,
-         composite(_p_arg), EXR, gen(discrete=True), out=lambda dt, kw: D.int64)
+         composite(_p_arg), EXR, gen(discrete=True), out=lambda dt, kw: _dtypes.int64)
 
 
 def _p_cum(draw, dt):
@@ -753,7 +753,7 @@ def _p_pad(draw, dt):
     w = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in s)
     if not any(a or b for a, b in w):
         w = ((1, 0),) + w[1:]
-    value = True if dt is D.bool_ else draw(st.integers(0, 5)) if dt.is_integer else draw(st.sampled_from([0.0, -1.5]))
+    value = True if dt is _dtypes.bool_ else draw(st.integers(0, 5)) if dt.is_integer else draw(st.sampled_from([0.0, -1.5]))
     return (s,), {"pad_width": w, "value": value}
 
 
@@ -1216,7 +1216,7 @@ def _qparams_ref(w, *, group_size, bits, f=np.float32):
 case("quant_params", lambda ox, w, *, group_size, bits: ox.build("quant_params", ox.asarray(w), group_size=group_size,
                                                                   bits=bits),
      _qparams_ref, F, composite(_p_quant), const((2, 64), group_size=32, bits=4), gen(-1, 1),
-     out=lambda dt, kw: D.float32, tol=2.0, grad_ref=lambda w, **kw: _qparams_ref(w, **kw, f=np.float64))
+     out=lambda dt, kw: _dtypes.float32, tol=2.0, grad_ref=lambda w, **kw: _qparams_ref(w, **kw, f=np.float64))
 
 
 def _pack_inputs(rng, dt, shapes, kw):
@@ -1245,7 +1245,7 @@ case("quant_pack", lambda ox, w, sb, *, group_size, bits: ox.build("quant_pack",
                                                                     group_size=group_size, bits=bits),
      _pack_ref, F, composite(lambda draw, dt: (lambda p: ((p[0][0], p[0][0][:-1] + (p[0][0][-1] // p[1]["group_size"], 2)),
                                                              p[1]))(_p_quant(draw, dt))),
-     const((2, 64), (2, 2, 2), group_size=32, bits=4), _pack_inputs, out=lambda dt, kw: D.uint32)
+     const((2, 64), (2, 2, 2), group_size=32, bits=4), _pack_inputs, out=lambda dt, kw: _dtypes.uint32)
 
 
 def _deq_shapes(w_shape, gs, bits):
@@ -1326,7 +1326,7 @@ def _scatter_ref(x, i, v, *, axis):
     return out
 
 
-case("scatter_add", _fn("scatter_add"), _scatter_ref, F + (D.int32, D.int64), composite(_p_scatter),
+case("scatter_add", _fn("scatter_add"), _scatter_ref, F + (_dtypes.int32, _dtypes.int64), composite(_p_scatter),
      const((3, 4), (5,), (3, 5), axis=1), _scatter_inputs)
 case("stop_gradient", _fn("stop_gradient"), lambda x: x, F, UNARY_ONE, EX1)
 

@@ -12,16 +12,17 @@ import importlib.metadata
 import math
 from typing import Any
 
-import ml_dtypes
 import numpy as np
-from oxcore import hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
+from oxcore import bfloat16, hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
 
 from ._kernels_api import KERNELS as API_KERNELS
 
 OXCORE_PLUGIN_API = 1
 __version__ = importlib.metadata.version("oxcore-cpu-numpy")  # NOTE: written once, in oxcore/VERSION
 
-_HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+# NOTE: bfloat16 joins in make_backend(): its NumPy dtype imports ml_dtypes (~0.5 s), which
+# loading this plugin (`oxcore --help`) must not pay
+_HALF: tuple[np.dtype, ...] = (np.dtype(np.float16),)
 
 
 class _ErrstateVar:
@@ -274,6 +275,8 @@ KERNELS: dict[str, Any] = {
 
 def make_backend():
     """Build the backend (the hook below registers it)."""
+    global _HALF
+    _HALF = (np.dtype(np.float16), bfloat16.numpy)
     from oxcore.extend import Backend
 
     class NumpyBackend(Backend):

@@ -1,16 +1,15 @@
-"""The GGUF ``Format``: lazy reading over one mmap, streaming writes through gguf-py's GGUFWriter."""
+"""The GGUF ``Format``: lazy reading over one mmap (the core's ``MappedFile``), streaming writes through gguf-py's GGUFWriter."""
 
 from __future__ import annotations
 
-import mmap
 import os
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from oxcore.extend import Format, FormatError, LazyFile, TensorInfo, host_array
+from oxcore.extend import Format, LazyFile, MappedFile, TensorInfo, host_array
 
 from . import _types as T
-from ._parse import GGUFMetadata, StringArray, parse
+from ._parse import MAX_DIMS, MAX_NAME, GGUFMetadata, StringArray, parse
 
 #: --quantize choices: which tensors get quantized is decided by ``_wants_quant``
 QUANTIZE = ("Q8_0", "Q4_0")
@@ -25,22 +24,11 @@ class GGUFFile(LazyFile):
     alignment: int = 32
 
 
-def _view(mm: mmap.mmap, size: int, info: TensorInfo, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    if info.offset < 0 or info.offset + info.nbytes > size:  # NOTE: parse() checked; belt and braces
-        raise FormatError(info.path, info.offset, f"{info.nbytes} bytes at offset {info.offset} are outside the file")
-    if info.nbytes == 0:
-        a = np.empty(shape, dtype)
-        a.flags.writeable = False
-        return a
-    return np.frombuffer(mm, dtype=dtype, count=info.nbytes // dtype.itemsize, offset=info.offset).reshape(shape)
-
-
 def open_gguf(fmt: Format, path: Any) -> GGUFFile:
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        # NOTE: an empty file cannot be mapped; the parser then reports the missing magic
-        mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size else b""
-    hdr = parse(path, mm, size)
+    size = os.path.getsize(path)
+    # NOTE: the core's MappedFile: change detection at every eval, and load(mmap=False) support
+    mf = MappedFile(path, size)
+    hdr = parse(path, mf.get(), size)
     infos = {}
     for e in hdr.tensors:
         plain = T.PLAIN.get(e.type.name)
@@ -51,18 +39,18 @@ def open_gguf(fmt: Format, path: Any) -> GGUFFile:
 
     def realize(info: TensorInfo) -> Any:
         from oxcore import float32
-        from oxcore.extend import build
-
-        from oxcore.extend import host_leaf
+        from oxcore.extend import build, host_leaf
 
         plain = T.PLAIN.get(info.type)
         if plain is not None:
-            return host_leaf(_view(mm, size, info, plain, info.shape))
-        raw = host_leaf(_view(mm, size, info, np.dtype(np.uint8), (info.nbytes,)))
+            return host_leaf(mf.view(info.offset, info.nbytes, plain, info.shape))
+        if 0 in info.shape:  # NOTE: found by scripts/fuzz: nothing to dequantize (and no kernel for empty TQ1_0)
+            return host_leaf(np.zeros(info.shape, np.float32))
+        raw = host_leaf(mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,)))
         return build("ggml_dequantize", raw, ggml_type=info.type, shape=info.shape, dtype=float32)
 
     def raw(info: TensorInfo) -> np.ndarray:
-        return _view(mm, size, info, np.dtype(np.uint8), (info.nbytes,))
+        return mf.view(info.offset, info.nbytes, np.dtype(np.uint8), (info.nbytes,))
 
     lf = GGUFFile(path, fmt, hdr.metadata, infos, realize, raw)
     lf.version, lf.alignment = hdr.version, hdr.alignment
@@ -159,8 +147,11 @@ def save_gguf(path: Any, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
         shape = tuple(int(s) for s in x.shape)
         dname = x.dtype.name if isinstance(x, Array) else ("bfloat16" if x.dtype.name == "bfloat16" else
                                                            np.dtype(x.dtype).name)
-        if len(shape) > 4:
-            raise ValueError(f"tensor {name!r} has {len(shape)} dimensions; GGUF allows at most 4")
+        if len(shape) > MAX_DIMS:
+            raise ValueError(f"tensor {name!r} has {len(shape)} dimensions; GGUF allows at most {MAX_DIMS}")
+        if len(name.encode("utf-8")) > MAX_NAME:
+            raise ValueError(f"tensor name {name!r} is {len(name.encode('utf-8'))} bytes; GGUF allows at most "
+                             f"{MAX_NAME} (rename it, e.g. shorten the prefix)")
         kept = _still_quantized(x)
         if kept is not None:  # NOTE: GGUF -> GGUF keeps quantized tensors as they are, bytes copied
             tname, x = kept[1], kept[0]

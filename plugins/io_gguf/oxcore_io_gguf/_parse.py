@@ -28,6 +28,9 @@ from . import _types as T
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 MAX_DIMS = 4  # GGML_MAX_DIMS
+# NOTE: the GGUF spec: a tensor name "must be at most 64 bytes long" (ggml keeps names in a
+# char[GGML_MAX_NAME = 64] field); longer names would be cut or refused by llama.cpp
+MAX_NAME = 64
 MAX_DEPTH = 4  # nested metadata arrays
 DEFAULT_ALIGNMENT = 32
 _MIN_SIZE = {T.STRING: 8, T.ARRAY: 12, **{k: v.itemsize for k, v in T.SCALAR.items()}}
@@ -264,6 +267,9 @@ def parse(path: Any, buf: Any, size: int) -> Header:
     for i in range(n_tensors):
         at = r.pos
         name = r.string(f"name of tensor #{i}", strict=True)
+        if len(name.encode("utf-8")) > MAX_NAME:
+            raise r.fail(f"tensor name {name[:80]!r} is {len(name.encode('utf-8'))} bytes; GGUF allows at most "
+                         f"{MAX_NAME}", at)
         if name in names:
             raise r.fail(f"duplicate tensor name {name!r}", at)
         names.add(name)
@@ -277,9 +283,13 @@ def parse(path: Any, buf: Any, size: int) -> Header:
             raise r.fail(f"tensor {name!r} has unknown ggml type {tid}; known types are: "
                          f"{', '.join(f'{k} ({v.name})' for k, v in T.BY_ID.items())}", r.pos - 4)
         off = r.u64(f"offset of tensor {name!r}")
-        if dims and dims[0] % t.block_size:
-            raise r.fail(f"tensor {name!r}: row length {dims[0]} is not a multiple of the {t.name} block "
-                         f"size {t.block_size}", at)
+        if (dims[0] if dims else 1) % t.block_size:  # NOTE: a 0-d tensor is one row of length 1
+            raise r.fail(f"tensor {name!r}: row length {dims[0] if dims else '1 (a 0-d tensor)'} is not a "
+                         f"multiple of the {t.name} block size {t.block_size}", at)
+        if 0 in dims and math.prod(d or 1 for d in dims) * t.type_size >= 1 << 63:
+            # NOTE: found by scripts/fuzz: NumPy cannot even make an empty array of shape (2**63, 0)
+            raise r.fail(f"tensor {name!r} has no elements, but its other dimensions {dims} span 2**63 bytes "
+                         "or more, which no array can represent", at)
         # NOTE: Python ints, so a product that overflows 64 bits is just a number too big for the file
         nb = math.prod(dims) // t.block_size * t.type_size
         if off % alignment:

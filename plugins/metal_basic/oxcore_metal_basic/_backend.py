@@ -9,10 +9,13 @@ from oxcore.extend import Backend, Device, Segment
 from ._support import make_supports
 
 # Static cost priors (microseconds, bytes per microsecond) before any profile exists, by
-# platform. NOTE: on MLX's CPU device an op costs a graph node plus an eval, so NumPy (launch
-# 2 us) wins small ops; on a GPU the bandwidth term dominates and MLX wins.
+# platform. NOTE: on MLX's CPU device an op costs a graph node plus an eval, and MLX's CPU
+# kernels (Linux, mlx-cpu) measured 5-50x slower than NumPy's (`oxcore bench ops`: exp of 262k
+# floats 12.2 ms vs 0.26 ms), so an untuned plan keeps CPU work on cpu_numpy (launch 2 us,
+# 8e3 bytes/us): a plan is never slower than NumPy alone before `oxcore autotune` measures.
+# On a GPU the bandwidth term dominates and MLX wins.
 PRIORS = {  # platform -> (launch_us, bytes_per_us)
-    "cpu": (15.0, 6e3),
+    "cpu": (15.0, 8e2),
     "metal": (6.0, 2e5),
     "cuda": (6.0, 1e6),
 }
@@ -59,22 +62,27 @@ class MLXBackend(Backend):
         dev = self.device.mx_device
         return None if mx.default_device() == dev else dev
 
-    def compile_segment(self, segment: Segment) -> Callable[[list], list]:
-        """Build the segment's MLX graph op by op, then evaluate all its outputs in one ``mx.eval``."""
+    def evaluated(self, build: Callable[[list], list]) -> Callable[[list], list]:
+        """``run(inputs)``: ``build(inputs)`` on this backend's MLX stream, its outputs evaluated
+        in one ``mx.eval`` (metal_fused wraps its compiled segments the same way)."""
         import mlx.core as mx
 
-        run, stream = segment.interpreter(), self._stream()
+        stream = self._stream()
 
-        def go(inputs: list) -> list:
+        def run(inputs: list) -> list:
             if stream is None:
-                outs = run(inputs)
+                outs = build(inputs)
                 mx.eval(outs)
                 return outs
             with mx.stream(stream):  # NOTE: OXCORE_MLX_DEVICE=cpu on a machine whose default is the GPU
-                outs = run(inputs)
+                outs = build(inputs)
                 mx.eval(outs)
             return outs
-        return go
+        return run
+
+    def compile_segment(self, segment: Segment) -> Callable[[list], list]:
+        """Build the segment's MLX graph op by op, then evaluate all its outputs in one ``mx.eval``."""
+        return self.evaluated(segment.interpreter())
 
     def synchronize(self) -> None:
         if not self.missing:

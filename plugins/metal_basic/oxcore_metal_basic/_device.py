@@ -12,11 +12,9 @@ import os
 import platform
 from typing import Any
 
-import ml_dtypes
 import numpy as np
+from oxcore import bfloat16
 from oxcore.extend import Device
-
-_BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,13 +43,15 @@ class MLXDevice(Device):
         self.platform, self.mx_device = platform, mx_device
         self._scalars: dict[tuple, Any] = {}
 
-    def from_numpy(self, array: np.ndarray) -> Any:
+    def from_numpy(self, array: np.ndarray, *, shared: bool = True) -> Any:
         """Copy a host array into MLX memory (bfloat16 travels as its uint16 bits).
 
         0-d arrays (the Python scalars of expressions) are cached by dtype and value: MLX
         arrays are immutable, and a scalar crosses to the device on every call otherwise.
+        ``shared=False`` makes a new array (a constant baked into an ``mx.compile``d function
+        must not be the very array that is also passed in as an input).
         """
-        if array.ndim == 0:
+        if array.ndim == 0 and shared:
             key = (array.dtype.str, array.tobytes())
             buf = self._scalars.get(key)
             if buf is None:
@@ -64,7 +64,7 @@ class MLXDevice(Device):
     def _copy(self, array: np.ndarray) -> Any:
         import mlx.core as mx
 
-        if array.dtype == _BF16:
+        if array.dtype.name == "bfloat16":
             return mx.array(array.view(np.uint16)).view(mx.bfloat16)
         # NOTE: the dtype is explicit: mx.array would turn float64 into float32 silently
         return mx.array(array, dtype=_mx_dtype_named(array.dtype.name))
@@ -74,7 +74,7 @@ class MLXDevice(Device):
         import mlx.core as mx
 
         if buffer.dtype == mx.bfloat16:  # NOTE: PEP 3118 has no bfloat16 format; view the bits
-            return np.asarray(memoryview(buffer.view(mx.uint16))).view(_BF16)
+            return np.asarray(memoryview(buffer.view(mx.uint16))).view(bfloat16.numpy)
         return np.asarray(memoryview(buffer))
 
 

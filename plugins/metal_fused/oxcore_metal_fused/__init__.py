@@ -55,5 +55,6 @@ def oxcore_register_backends(register: Any) -> None:
 
 @hookimpl
 def oxcore_register_commands(cli: Any) -> None:
-    """``oxcore bench ops``, ``bench block`` and ``bench grad``: the MLX backends against MLX, NumPy and JAX."""
-    from . import _bench, _bench_grad  # noqa: F401  (their decorators attach the commands)
+    """``oxcore bench ops``, ``bench block``, ``bench grad`` and ``bench train``: the MLX backends against MLX,
+    NumPy and JAX."""
+    from . import _bench, _bench_grad, _bench_train  # noqa: F401  (their decorators attach the commands)

@@ -40,10 +40,9 @@ class FusedBackend(MLXBackend):
     compiled function, so one compilation serves every call. The exception is a segment planned
     by ``oxcore.compile``: its ``segment.constants`` (values fixed for the trace's life) are
     baked in, which lets MLX fuse them as literals.
-    Compiled MLX functions are kept in a bounded LRU keyed by ``shapeless_key`` (all-elementwise
-    segments: one compilation serves every size) or else ``segment.key``. NOTE: oxcore's own
-    cache (``oxcore._plan.compiled``) keeps the step function per segment and backend; this one
-    shares ``mx.compile`` results between segments that differ only in sizes.
+    oxcore keeps one step function per segment structure (``segment.key``), so each structure
+    compiles once; all-elementwise segments also share one ``mx.compile(shapeless=True)``
+    result across sizes, kept in a bounded LRU keyed by ``shapeless_key``.
 
     A segment is compiled the ``compile_after``-th time it runs (default 2, env
     ``OXCORE_MLX_COMPILE_AFTER``); earlier runs go op by op like metal_basic. NOTE: compiling
@@ -51,7 +50,7 @@ class FusedBackend(MLXBackend):
     for segments that repeat, as in a training or decode loop; one-off graphs never pay it.
 
     Attributes:
-        cache_size: how many compiled segments to keep.
+        cache_size: how many shapeless compiled segments to keep.
         compile_after: the run of a segment at which it is compiled (1: at once).
     """
 
@@ -74,16 +73,21 @@ class FusedBackend(MLXBackend):
 
     def _compiled_fn(self, segment: Segment) -> Callable:
         skey = shapeless_key(segment)
-        key = skey if skey is not None else segment.key
+        if skey is None:
+            # NOTE: oxcore already keeps one step function per segment.key (oxcore._plan.compiled),
+            # so this compiles once per structure; only shapeless reuse needs a cache of its own
+            self.stats["compiled"] += 1
+            return self._compile(segment, shapeless=False)
+        key = skey
         fn = self.compiled.get(key)
         if fn is not None:
             self.compiled.move_to_end(key)
             self.stats["reused"] += 1
             return fn
-        fn = self._compile(segment, shapeless=skey is not None)
+        fn = self._compile(segment, shapeless=True)
         self.compiled[key] = fn
         self.stats["compiled"] += 1
-        self.stats["shapeless"] += skey is not None
+        self.stats["shapeless"] += 1
         while len(self.compiled) > self.cache_size:
             self.compiled.popitem(last=False)
         return fn
@@ -96,7 +100,9 @@ class FusedBackend(MLXBackend):
         run = segment.interpreter()
         if not segment.constants:
             return mx.compile(lambda *xs: run(list(xs)), shapeless=shapeless)
-        consts = {k: self.device.from_numpy(v) for k, v in segment.constants.items()}
+        # NOTE: own copies: the device shares 0-d arrays by value, and MLX refuses to compile a
+        # function whose captured constant is also one of its inputs (an argument equal to it)
+        consts = {k: self.device.from_numpy(v, shared=False) for k, v in segment.constants.items()}
         mx.eval(list(consts.values()))
         live = [k for k in range(segment.n_inputs) if k not in consts]
         n = segment.n_inputs
@@ -114,9 +120,6 @@ class FusedBackend(MLXBackend):
     def compile_segment(self, segment: Segment) -> Callable[[list], list]:
         """``mx.compile`` the whole segment (cached) once it repeats; evaluate its outputs in
         one ``mx.eval``."""
-        import mlx.core as mx
-
-        stream = self._stream()
         state = {"runs": 0, "fn": None}
         first = self.compile_after
         interp = segment.interpreter()
@@ -129,14 +132,4 @@ class FusedBackend(MLXBackend):
                     return interp(inputs)
                 fn = state["fn"] = self._compiled_fn(segment)
             return fn(*inputs)
-
-        def go(inputs: list) -> list:
-            if stream is None:
-                outs = call(inputs)
-                mx.eval(outs)
-                return outs
-            with mx.stream(stream):
-                outs = call(inputs)
-                mx.eval(outs)
-            return outs
-        return go
+        return self.evaluated(call)

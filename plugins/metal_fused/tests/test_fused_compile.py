@@ -88,9 +88,12 @@ def test_compiled_cache_is_bounded_lru(fused):
     old = fused.cache_size
     fused.cache_size = 2
     try:
-        for n in (3, 4, 5):  # three reshape segments: distinct keys
-            _eval_fused(lambda t: ox.reshape(t, (n, 2)) + 1.0, np.ones((2, n), np.float32))
-        assert len(fused.compiled) <= 2
+        for shape in ((3,), (2, 3), (2, 2, 3)):  # three elementwise segments of other ranks: distinct keys
+            x = np.random.default_rng().uniform(-1, 1, shape).astype(np.float32)
+            for _ in range(2):  # NOTE: compiled on the second run
+                y, _ = _eval_fused(lambda t: ox.exp(t) + 1.0, x)
+            np.testing.assert_allclose(y.numpy(), np.exp(x) + 1.0, rtol=1e-5)
+        assert 1 <= len(fused.compiled) <= 2
     finally:
         fused.cache_size = old
 
@@ -143,3 +146,18 @@ def test_declares_the_runs_it_needs_before_timing(fused):
         fused.compile_after = n
         assert fused.warmup_runs == n
     fused.compile_after = 2
+
+
+def test_an_argument_equal_to_a_baked_constant():
+    """A 0-d argument whose value equals a constant of the trace (a learning rate of 0.1 next to
+    a literal 0.1): the device shares 0-d arrays by value, and MLX refuses to compile a function
+    whose captured constant is also an input, so baked constants are own copies."""
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal(5).astype(np.float32)
+    w, lr = ox.asarray(w0), ox.asarray(np.float32(0.1))
+    step = ox.compile(lambda w, lr: (w * 0.1 + 1, w - lr))
+    with ox.use("metal_fused"):
+        for _ in range(4):  # NOTE: compiles on the second run
+            a, b = step(w, lr)
+            np.testing.assert_allclose(a.numpy(), w0 * np.float32(0.1) + 1, rtol=1e-6)
+            np.testing.assert_allclose(b.numpy(), w0 - np.float32(0.1), rtol=1e-6)
