@@ -14,12 +14,6 @@ from typing import Any
 
 import click
 
-from oxcore.cli import main
-
-# NOTE: attached when oxcore's CLI calls this plugin's oxcore_register_commands (importing this
-# module registers the commands on the `bench` group)
-bench_group = main.commands["bench"]
-
 OX_BACKENDS = ("metal_fused", "metal_basic", "cpu_numpy")
 
 
@@ -138,7 +132,7 @@ def _op_table(ox: Any, np: Any, mx: Any) -> dict[str, tuple]:
     }
 
 
-@bench_group.command("ops")
+@click.command("ops")
 @click.option("--op", "ops", multiple=True, help="Only these ops (repeatable): add exp chain8 sum softmax "
               "rms_norm matmul attention.")
 @click.option("--backend", "backends", multiple=True, help="oxcore backends to time (default: all available of "
@@ -264,7 +258,7 @@ def _np_block(np, W, x, kc, vc, off, heads, kv):
     return x + ((g / (1 + np.exp(-g))) * (h @ W["w3"].T)) @ W["w2"].T
 
 
-@bench_group.command("block")
+@click.command("block")
 @click.option("--dim", default=1024, show_default=True, help="Model width.")
 @click.option("--heads", default=16, show_default=True, help="Query heads.")
 @click.option("--kv-heads", default=4, show_default=True, help="Key/value heads (GQA).")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ._bench import _backends, _finish, _mx_block, _np_block, _on, _ox_block, _target, _time_group, _weights, \
-    bench_group, cpu_jax, mlx_device_name
+    cpu_jax, mlx_device_name
 
 
 def _mlp_params(np: Any, rng: Any, dim: int, dt: Any) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def _workloads(dim: int, batch: int, bdim: int, tokens: int, bbatch: int, heads:
                 "kind": "block", "x": (bbatch, tokens, bdim), "y": (bbatch, tokens, bdim)}}
 
 
-@bench_group.command("grad")
+@click.command("grad")
 @click.option("--dim", default=512, show_default=True, help="MLP width (hidden = 4 x dim).")
 @click.option("--batch", default=256, show_default=True, help="MLP batch.")
 @click.option("--block-dim", default=256, show_default=True, help="Transformer block width.")

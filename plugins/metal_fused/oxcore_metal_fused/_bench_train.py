@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ._bench import _backends, _finish, _on, _target, _time_group, bench_group, cpu_jax, mlx_device_name
+from ._bench import _backends, _finish, _on, _target, _time_group, cpu_jax, mlx_device_name
 
 LR, WD = 1e-3, 1e-2
 
@@ -66,7 +66,7 @@ def _mlp_loss(xp: Any, fns: dict, P: dict, x: Any, y: Any) -> Any:
     return (fns["logsumexp"](logits) - fns["take_along"](logits, y)).mean()
 
 
-@bench_group.command("train")
+@click.command("train")
 @click.option("--lm-dims", default=128, show_default=True, help="Transformer width.")
 @click.option("--lm-layers", default=4, show_default=True)
 @click.option("--lm-tokens", default=64, show_default=True, help="Sequence length.")
