@@ -9,11 +9,12 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import sys
 from typing import Any
 
-from ._dtypes import (DType, bfloat16, bool_ as bool, dtype, finfo, float16, float32, float64, iinfo,  # noqa: A004
-                      int8, int16, int32, int64, uint8, uint16, uint32, uint64)
+from ._dtypes import (DType, bfloat16, bool_ as bool, complex64, complex128, dtype, finfo, float16, float32,  # noqa: A004
+                      float64, iinfo, int8, int16, int32, int64, uint8, uint16, uint32, uint64)
 from ._errors import (AttributeValueError, CompileError, DifferentiationError, DTypeError, FallbackError, FormatError, OpNotSupportedError,
                       OxcoreError, PluginError, ShapeError, UnknownNameError)
 from ._array import Array, build, use
@@ -24,7 +25,7 @@ from ._plugins import hookimpl, PLUGIN_API
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .ops import random
-from . import tree
+from . import fft, linalg, tree
 from . import _dtypes, _plan, _runtime
 from . import _profile as profile  # noqa: F401  (autotune profiles: oxcore.profile.current())
 from ._trace import record
@@ -74,7 +75,7 @@ def result_type(*arrays_and_dtypes: Any) -> DType:
     out: DType | None = None
     scalars = []
     for x in arrays_and_dtypes:
-        if isinstance(x, (int, float)) and not isinstance(x, DType):
+        if isinstance(x, (int, float, complex)) and not isinstance(x, DType):
             scalars.append(x)
             continue
         d = x.dtype if isinstance(x, Array) else dtype(x)
@@ -99,12 +100,12 @@ def can_cast(from_: Any, to: Any, /) -> bool:
 def isdtype(dt: DType, kind: Any) -> bool:
     """Array API ``isdtype``: kind is a dtype, a kind name, or a tuple of them."""
     if isinstance(kind, tuple):
-        return any(isdtype(dt, k) for k in kind)
+        return builtins.any(isdtype(dt, k) for k in kind)  # NOTE: oxcore.any shadows the builtin here
     if isinstance(kind, DType):
         return dt is kind
     groups = {"bool": dt.kind == "b", "signed integer": dt.kind == "i", "unsigned integer": dt.kind == "u",
-              "integral": dt.kind in "iu", "real floating": dt.kind == "f", "complex floating": False,
-              "numeric": dt.kind in "iuf"}
+              "integral": dt.kind in "iu", "real floating": dt.kind == "f", "complex floating": dt.kind == "c",
+              "numeric": dt.kind in "iufc"}
     if kind not in groups:
         raise ValueError(f"Invalid kind: {kind!r}. Valid kinds are: {', '.join(groups)}")
     return groups[kind]
@@ -125,7 +126,7 @@ class _Info:
         return list(manager().devices.values())
 
     def default_dtypes(self, *, device: Any = None) -> dict[str, DType]:
-        return {"real floating": _dtypes.default_float, "complex floating": None, "integral": _dtypes.default_int,
+        return {"real floating": _dtypes.default_float, "complex floating": complex64, "integral": _dtypes.default_int,
                 "indexing": int64}
 
     def dtypes(self, *, device: Any = None, kind: Any = None) -> dict[str, DType]:
@@ -145,10 +146,10 @@ def backends() -> list[str]:
 
 __all__ = ["record", "compile", "CompileError", "grad", "value_and_grad", "vjp", "jvp", "stop_gradient",
            "custom_vjp", "custom_jvp", "checkpoint", "vmap", "DifferentiationError", "Array", "DType", "Device", "use", "eval", "explain", "build", "dtype", "result_type", "can_cast",
-           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "nn", "optim", "tree", "PLUGIN_API", "OxcoreError",
+           "isdtype", "finfo", "iinfo", "backends", "hookimpl", "random", "fft", "linalg", "nn", "optim", "tree", "PLUGIN_API", "OxcoreError",
            "ShapeError", "DTypeError", "AttributeValueError", "OpNotSupportedError", "FallbackError",
            "FormatError", "PluginError", "UnknownNameError", "bool", "int8", "int16", "int32", "int64",
-           "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64",
+           "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64", "complex64", "complex128",
            "e", "pi", "inf", "nan", "newaxis", "load", "save", "TensorFile"] + list(_ops_all)
 
 

@@ -156,9 +156,11 @@ class Array:
         return self.size * self._node.dtype.itemsize
 
     @property
-    def device(self) -> Device | None:
-        """Where the values live; ``None`` while the array is unevaluated (placement decides)."""
-        return self._node.device if self._node.buf is not None else None
+    def device(self) -> Device:
+        """Where the values live. An unevaluated array reports the default device (``cpu``,
+        the host) until placement decides where it computes. NOTE: the Array API wants a
+        device object on every array (libraries such as scikit-learn compare them)."""
+        return self._node.device if self._node.buf is not None else HOST
 
     @property
     def is_lazy(self) -> bool:
@@ -246,6 +248,10 @@ class Array:
 
     def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
                    copy: bool | None = None) -> Any:
+        """Export by DLPack (2023.12 keywords). Evaluates; exports go through host memory, so
+        ``dl_device`` must be the host's ``(1, 0)`` (else ``BufferError``)."""
+        if dl_device is not None and tuple(dl_device) != (1, 0):
+            raise BufferError(f"oxcore exports DLPack on the host (kDLCPU, (1, 0)) only; asked for {tuple(dl_device)}")
         a = self.numpy()
         if copy:
             a = a.copy()
@@ -253,6 +259,9 @@ class Array:
         try:
             return a.__dlpack__(stream=stream, **kw)
         except BufferError:  # NOTE: read-only views are refused by NumPy's DLPack < v1
+            if copy is False:
+                raise BufferError("this array's host buffer is read-only and the consumer asked for the legacy "
+                                  "DLPack (< 1.0), which cannot mark it read-only; a copy is needed") from None
             return a.copy().__dlpack__(stream=stream, **kw)
 
     def __dlpack_device__(self) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import _dtypes as D
+from ._dtypes import DType
 from ._array import Array, build, use
 from ._errors import DifferentiationError
 from ._graph import KEEP_GRAPH, Node
@@ -214,7 +214,7 @@ def _ones(x: Array) -> Array:
     return build("full", shape=tuple(x.shape), value=1, dtype=x.dtype)
 
 
-def _zeros(shape: tuple[int, ...], dtype: D.DType) -> Array:
+def _zeros(shape: tuple[int, ...], dtype: DType) -> Array:
     return build("full", shape=shape, value=0, dtype=dtype)
 
 

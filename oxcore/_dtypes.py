@@ -19,7 +19,7 @@ class DType:
     """
 
     name: str
-    kind: str  # 'b' bool, 'i' signed, 'u' unsigned, 'f' real floating
+    kind: str  # 'b' bool, 'i' signed, 'u' unsigned, 'f' real floating, 'c' complex floating
     itemsize: int
 
     def __repr__(self) -> str:
@@ -48,6 +48,10 @@ class DType:
     def is_numeric(self) -> bool:
         return self.kind != "b"
 
+    @property
+    def is_complex(self) -> bool:
+        return self.kind == "c"
+
 
 bool_ = DType("bool", "b", 1)
 int8, int16, int32, int64 = (DType(f"int{8 * s}", "i", s) for s in (1, 2, 4, 8))
@@ -56,14 +60,28 @@ float16 = DType("float16", "f", 2)
 bfloat16 = DType("bfloat16", "f", 2)
 float32 = DType("float32", "f", 4)
 float64 = DType("float64", "f", 8)
+complex64 = DType("complex64", "c", 8)
+complex128 = DType("complex128", "c", 16)
 
 ALL: tuple[DType, ...] = (bool_, int8, int16, int32, int64, uint8, uint16, uint32, uint64,
-                          float16, bfloat16, float32, float64)
+                          float16, bfloat16, float32, float64, complex64, complex128)
 SIGNED = (int8, int16, int32, int64)
 UNSIGNED = (uint8, uint16, uint32, uint64)
 INTEGER = SIGNED + UNSIGNED
 FLOATING = (float16, bfloat16, float32, float64)
-NUMERIC = INTEGER + FLOATING
+COMPLEX = (complex64, complex128)
+NUMERIC = INTEGER + FLOATING  # NOTE: real numeric; complex dtypes are numeric too (is_numeric)
+
+
+def real_dtype(dt: DType) -> DType:
+    """The dtype of a complex dtype's components (real dtypes map to themselves)."""
+    return float32 if dt is complex64 else float64 if dt is complex128 else dt
+
+
+def complex_dtype(dt: DType) -> DType:
+    """The complex dtype whose components are ``dt`` (float64 -> complex128, else complex64)."""
+    return dt if dt.kind == "c" else complex128 if dt is float64 else complex64
+
 
 default_float = float32
 default_int = int64
@@ -106,6 +124,8 @@ def dtype(x: Any) -> DType:
         return default_int
     if x is float:
         return default_float
+    if x is complex:
+        return complex64
     try:
         npd = np.dtype(x)
     except TypeError:
@@ -142,6 +162,14 @@ def _build_table() -> dict[tuple[DType, DType], DType]:
     for f in FLOATING:
         for i in INTEGER:
             t[(f, i)] = t[(i, f)] = f
+    # NOTE: complex: the standard's table (c64 + f64 -> c128); integers and half floats join
+    # complex like they join float32/float64
+    t[(complex64, complex64)] = complex64
+    t[(complex128, complex128)] = t[(complex64, complex128)] = t[(complex128, complex64)] = complex128
+    for r in INTEGER + FLOATING:
+        wide = r is float64
+        t[(complex64, r)] = t[(r, complex64)] = complex128 if wide else complex64
+        t[(complex128, r)] = t[(r, complex128)] = complex128
     return t
 
 
@@ -168,17 +196,21 @@ def scalar_dtype(value: Any, other: DType) -> DType:
     if isinstance(value, int):
         return other if other.is_numeric else default_int
     if isinstance(value, float):
-        return other if other.is_floating else default_float
+        return other if other.is_floating or other.is_complex else default_float
+    if isinstance(value, complex):
+        return other if other.is_complex else complex128 if other is float64 else complex64
     from ._errors import DTypeError
 
-    raise DTypeError(f"Expected an Array or a Python bool/int/float scalar, got {type(value).__name__}")
+    raise DTypeError(f"Expected an Array or a Python bool/int/float/complex scalar, got {type(value).__name__}")
 
 
 def finfo(dt: Any) -> Any:
-    """Machine limits for a floating dtype (Array API ``finfo``)."""
+    """Machine limits for a floating dtype (Array API ``finfo``; a complex dtype gives its
+    real component's limits)."""
     import ml_dtypes
 
-    return ml_dtypes.finfo(dtype(dt).numpy)
+    d = dtype(dt.dtype if hasattr(dt, "_node") else dt)
+    return ml_dtypes.finfo({"complex64": np.float32, "complex128": np.float64}.get(d.name, d.numpy))
 
 
 def iinfo(dt: Any) -> Any:

@@ -20,6 +20,10 @@ from .._registry import REGISTRY
 from .plan import PlanNode
 
 
+#: a decomposition runs several primitive ops over the same bytes: its static prior is this many
+#: times the backend's prior for the node (measurements replace it after ``oxcore autotune``)
+DECOMPOSITION_FACTOR = 3.0
+
 class Planner:
     """Places nodes one by one (``add``), then ``refine`` fixes ping-pong between devices.
 
@@ -162,15 +166,16 @@ class Planner:
         # NOTE: once any candidate was measured, unmeasured ones (static priors, optimistic by
         # design) do not compete: a new kernel is chosen after `oxcore autotune` measured it
         pool = [o for o, c0 in zip(options, computes) if getattr(c0, "measured", False)] or options
-        if options and not pins and self.profile is not None:
-            alt = self.decomposed_us(p)
+        if options and not pins:
+            alt = self.decomposed_us(p) if self.profile is not None else self.decomposed_prior(p, refusals)
             if alt is not None and alt[0] < min(o[0] for o in pool):
                 # NOTE: measured: this op's decomposition beats every native kernel here
                 best = min(pool, key=lambda o: (o[0], o[1]))
                 out = self.decompose(REGISTRY[op], p, args, pin)
                 q = self.nodes[out]
+                mark = "*" if self.profile is not None else ""
                 q.note = (q.note + " " if q.note else "") + \
-                    f"({op} decomposed: {alt[1]}={alt[0]:.1f}us* < {best[3].id}={best[0]:.1f}us)"
+                    f"({op} decomposed: {alt[1]}={alt[0]:.1f}us{mark} < {best[3].id}={best[0]:.1f}us)"
                 return out
         if not options:
             opdef = REGISTRY[op]
@@ -218,6 +223,21 @@ class Planner:
                 t = self.with_inputs(t, b, p)
                 if best is None or t < best[0]:
                     best = (t, f"{b.name}.{p.op}.decomposed")
+        return best
+
+    def decomposed_prior(self, p: PlanNode, refusals: dict[str, str]) -> tuple[float, str] | None:
+        """Before any profile: the static guess for running ``p``'s decomposition on a backend
+        that has no kernel for it (``DECOMPOSITION_FACTOR`` times its prior for the node, plus
+        moving the inputs). A native kernel elsewhere must beat that and the transfers it causes:
+        an untuned plan then never sends work to a slower device for one fused op."""
+        if REGISTRY[p.op].decompose is None:
+            return None
+        best = None
+        for b in self.backends:
+            if refusals.get(b.name) == "no kernel":
+                t = self.with_inputs(DECOMPOSITION_FACTOR * b.prior_us(p), b, p)
+                if best is None or t < best[0]:
+                    best = (t, f"{b.name}.{p.op}.decomposed (prior)")
         return best
 
     # --- second pass: fix ping-pong between devices -------------------------------------------

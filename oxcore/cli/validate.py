@@ -78,8 +78,10 @@ def _refusal(message: str, backend: str, others: list[str]) -> str:
 def _max_error(got: Any, expected: Any) -> float:
     import numpy as np
 
-    g = np.asarray(got, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
+    # NOTE: complex results: the distance in the complex plane (casting to float64 would drop it)
+    dt = np.complex128 if np.iscomplexobj(got) or np.iscomplexobj(expected) else np.float64
+    g = np.asarray(got, dtype=dt)
+    e = np.asarray(expected, dtype=dt)
     if g.shape != e.shape or not g.size:
         return 0.0
     with np.errstate(invalid="ignore", over="ignore"):

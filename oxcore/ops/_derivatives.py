@@ -153,10 +153,15 @@ _binary("atan2", lambda a, b, out: (b / (a * a + b * b), -a / (a * a + b * b)))
 _binary("remainder", lambda a, b, out: (1, -E.floor(a / b)))
 _binary("hypot", lambda a, b, out: (a / out, b / out))
 _binary("logaddexp", lambda a, b, out: (E.exp(a - out), E.exp(b - out)))
+# NOTE: real/imag/conj of real inputs (complex values carry no derivatives in oxcore)
+_set("real", vjp=lambda g, out, x: (g,), jvp=lambda ts, out, x: ts[0])
+_set("conj", vjp=lambda g, out, x: (g,), jvp=lambda ts, out, x: ts[0])
+_set("imag", vjp=lambda g, out, x: (None,), jvp=lambda ts, out, x: None)
+_binary("nextafter", lambda a, b, out: (1, None))  # NOTE: one ulp away from a: slope 1 in a, flat in b
 
 #: ops whose derivative is zero wherever it exists, or whose output is integer/bool
 NOT_DIFFERENTIABLE = ("floor", "ceil", "round", "trunc", "sign", "floor_divide", "argmax", "argmin", "random_bits",
-                      "full", "arange", "linspace", "eye")
+                      "full", "arange", "linspace", "eye", "argsort", "searchsorted", "count_nonzero", "isin")
 for _name in NOT_DIFFERENTIABLE:
     _set(_name, vjp=lambda g, out, *ins, **attrs: (None,) * len(ins), jvp=lambda ts, out, *ins, **attrs: None)
 

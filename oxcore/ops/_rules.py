@@ -89,10 +89,10 @@ def operands(a: Any, b: Any) -> tuple[Array, Array]:
     if isinstance(a, Array):
         if isinstance(b, Array):
             return a, b
-        if isinstance(b, (bool, int, float)):
+        if isinstance(b, (bool, int, float, complex)):
             return a, scalar(b, D.scalar_dtype(b, a.dtype))
         return a, as_array(b)
-    if isinstance(a, (bool, int, float)) and isinstance(b, Array):
+    if isinstance(a, (bool, int, float, complex)) and isinstance(b, Array):
         return scalar(a, D.scalar_dtype(a, b.dtype)), b
     return as_array(a), as_array(b)
 
@@ -114,14 +114,17 @@ def unary(kind: str, out: str = "same"):
     def infer(inputs: tuple[Node, ...], attrs: dict, _name: str = "") -> tuple[Shape, D.DType]:
         (x,) = inputs
         _check_kind(x.dtype, kind, _name or "this op")
-        return x.shape, (D.bool_ if out == "bool" else x.dtype)
+        return x.shape, (D.bool_ if out == "bool" else D.real_dtype(x.dtype) if out == "real" else x.dtype)
     return infer
 
 
 _KINDS = {"float": frozenset(D.FLOATING), "numeric": frozenset(D.NUMERIC), "integer": frozenset(D.INTEGER),
-          "bool": frozenset((D.bool_,)), "int_or_bool": frozenset(D.INTEGER + (D.bool_,)), "any": frozenset(D.ALL)}
-_WANT = {"float": "a floating-point", "numeric": "a numeric", "integer": "an integer", "bool": "a bool",
-         "int_or_bool": "an integer or bool"}
+          "bool": frozenset((D.bool_,)), "int_or_bool": frozenset(D.INTEGER + (D.bool_,)), "any": frozenset(D.ALL),
+          "float_c": frozenset(D.FLOATING + D.COMPLEX), "numeric_c": frozenset(D.NUMERIC + D.COMPLEX),
+          "complex": frozenset(D.COMPLEX)}
+_WANT = {"float": "a real floating-point", "numeric": "a real numeric", "integer": "an integer", "bool": "a bool",
+         "int_or_bool": "an integer or bool", "float_c": "a floating-point (real or complex)",
+         "numeric_c": "a numeric (real or complex)", "complex": "a complex"}
 
 
 def _check_kind(dt: D.DType, kind: str, op: str) -> None:

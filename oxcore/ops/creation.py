@@ -22,6 +22,8 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
 
     NumPy input is shared, not copied (unless ``copy=True``): change it and the lazy values
     that read it change too. Python floats become float32 and ints int64 (the defaults).
+    ``copy=False`` never copies and raises ``ValueError`` where a copy would be needed (a
+    dtype change, a Python sequence); ``copy=None`` copies only then (Array API).
 
     Example:
         >>> import oxcore as ox
@@ -30,13 +32,20 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
         >>> ox.asarray(3, dtype=ox.int8).dtype
         oxcore.int8
     """
-    if isinstance(obj, Array):
-        out = obj if dtype is None else obj.astype(dtype, copy=False)
-        return out.to_device(device) if device is not None else out
     dt = None if dtype is None else D.dtype(dtype)
+    if isinstance(obj, Array):
+        if dt is not None and dt is not obj.dtype and copy is False:
+            raise ValueError(f"asarray(copy=False) cannot cast {obj.dtype.name} to {dt.name} without a copy")
+        out = obj if dt is None else obj.astype(dt, copy=False)
+        if copy and out is obj:  # NOTE: arrays are values (x[i] = v rebinds): a new handle is a copy
+            out = Array._wrap(obj._node)
+        return out.to_device(device) if device is not None else out
     if isinstance(obj, np.ndarray):
         a = obj
-    elif isinstance(obj, (bool, int, float, list, tuple, np.generic)):
+    elif isinstance(obj, (bool, int, float, complex, list, tuple, np.generic)):
+        if copy is False:
+            raise ValueError(f"asarray(copy=False) needs an object that shares its memory (an array or DLPack "
+                             f"producer); got a {type(obj).__name__}, which must be copied")
         try:
             a = np.asarray(obj, dtype=None if dt is None else dt.numpy)
         except ValueError as e:
@@ -48,14 +57,17 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
                              f"got {where}. Pad the short rows, or make one array per row") from e
         if dt is None and not isinstance(obj, np.generic):
             # NOTE: Python floats default to float32 and ints to int64 (the Array API defaults)
-            a = a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.int64) if a.dtype.kind == "i" else a
+            a = a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.int64) if a.dtype.kind == "i" else \
+                a.astype(np.complex64) if a.dtype == np.complex128 else a
     else:
-        a = _from_any(obj)
-    if a.dtype.kind not in "biuf" and a.dtype != D.bfloat16.numpy:
+        a = _from_any(obj, copy=False if copy is False else None)
+    if a.dtype.kind not in "biufc" and a.dtype != D.bfloat16.numpy:
         raise DTypeError(f"cannot make an oxcore array from {type(obj).__name__} of dtype {a.dtype}; "
                          f"valid dtypes are: {', '.join(d.name for d in D.ALL)}")
     D.dtype(a.dtype)  # raises for float128 and friends
     if dt is not None and a.dtype != dt.numpy:
+        if copy is False:
+            raise ValueError(f"asarray(copy=False) cannot cast {a.dtype} to {dt.name} without a copy")
         a = a.astype(dt.numpy)
     elif copy:
         a = a.copy()
@@ -81,23 +93,37 @@ def _ragged_at(obj: Any) -> str:
     return ""
 
 
-def _from_any(obj: Any) -> np.ndarray:
+def _from_any(obj: Any, copy: bool | None = None) -> np.ndarray:
     try:
-        return np.from_dlpack(obj)
+        return np.from_dlpack(obj, copy=copy)
     except Exception:  # NOTE: producers whose DLPack is GPU-only still offer __array__
+        if copy is False:
+            raise ValueError(f"cannot import a {type(obj).__name__} without a copy: its DLPack export failed "
+                             f"and __array__ would copy") from None
         return np.asarray(obj)
 
 
 def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> Array:
     """Import any DLPack producer (NumPy, MLX, PyTorch CPU...) without copying when possible.
 
+    ``copy=True`` always copies; ``copy=False`` never does and raises ``BufferError`` when
+    the producer cannot share its memory with the host; ``None`` copies only then.
+
     Example:
         >>> import numpy as np, oxcore as ox
         >>> ox.from_dlpack(np.arange(3.0)).tolist()
         [0.0, 1.0, 2.0]
     """
-    a = _from_any(x)
-    out = host_leaf(a.copy() if copy else a)
+    if not hasattr(x, "__dlpack__"):
+        raise TypeError(f"from_dlpack needs a DLPack producer (an object with __dlpack__), got {type(x).__name__}")
+    try:
+        a = np.from_dlpack(x, copy=copy)
+    except BufferError as e:
+        if copy is False:
+            raise BufferError(f"from_dlpack(copy=False): a {type(x).__name__} cannot be shared without a copy ({e})") \
+                from None
+        a = np.asarray(x)  # NOTE: producers whose DLPack export is device-only still offer __array__
+    out = host_leaf(a)
     return out.to_device(device) if device is not None else out
 
 

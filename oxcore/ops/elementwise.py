@@ -14,28 +14,28 @@ __all__: list[str] = []
 # NOTE: one row per op: (name, input kind, output kind, decomposition or None). Primitives
 # (no decomposition) need a kernel on every backend; the rest run anywhere through it.
 _UNARY: list[tuple[str, str, str, Any]] = [
-    ("negative", "numeric", "same", None),
-    ("abs", "numeric", "same", None),
+    ("negative", "numeric_c", "same", None),
+    ("abs", "numeric_c", "real", None),  # NOTE: |complex| is real
     ("sign", "numeric", "same", None),
-    ("exp", "float", "same", None),
-    ("expm1", "float", "same", lambda x: exp(x) - 1),
-    ("log", "float", "same", None),
-    ("log1p", "float", "same", lambda x: log(x + 1)),
+    ("exp", "float_c", "same", None),
+    ("expm1", "float_c", "same", lambda x: exp(x) - 1),
+    ("log", "float_c", "same", None),
+    ("log1p", "float_c", "same", lambda x: log(x + 1)),
     ("log2", "float", "same", lambda x: log(x) * (1 / 0.6931471805599453)),
     ("log10", "float", "same", lambda x: log(x) * (1 / 2.302585092994046)),
-    ("sqrt", "float", "same", None),
+    ("sqrt", "float_c", "same", None),
     ("rsqrt", "float", "same", lambda x: 1 / sqrt(x)),
-    ("square", "numeric", "same", lambda x: x * x),
-    ("reciprocal", "float", "same", lambda x: 1 / x),
-    ("sin", "float", "same", None),
-    ("cos", "float", "same", None),
+    ("square", "numeric_c", "same", lambda x: x * x),
+    ("reciprocal", "float_c", "same", lambda x: 1 / x),
+    ("sin", "float_c", "same", None),
+    ("cos", "float_c", "same", None),
     ("tan", "float", "same", lambda x: sin(x) / cos(x)),
     ("asin", "float", "same", None),
     ("acos", "float", "same", None),
     ("atan", "float", "same", None),
     ("sinh", "float", "same", lambda x: (exp(x) - exp(-x)) * 0.5),
     ("cosh", "float", "same", lambda x: (exp(x) + exp(-x)) * 0.5),
-    ("tanh", "float", "same", None),
+    ("tanh", "float_c", "same", None),
     ("asinh", "float", "same", lambda x: sign(x) * log(abs(x) + sqrt(x * x + 1))),  # NOTE: odd: no cancellation for x < 0
     ("acosh", "float", "same", lambda x: log(x + sqrt(x * x - 1))),
     ("atanh", "float", "same", lambda x: 0.5 * log((1 + x) / (1 - x))),
@@ -50,13 +50,16 @@ _UNARY: list[tuple[str, str, str, Any]] = [
     ("signbit", "float", "bool", None),
     ("logical_not", "bool", "bool", None),
     ("bitwise_invert", "int_or_bool", "same", None),
+    ("real", "numeric_c", "real", None),
+    ("imag", "numeric_c", "real", None),
+    ("conj", "numeric_c", "same", None),
 ]
 
 _BINARY: list[tuple[str, str, str, Any]] = [
     ("add", "any", "same", None),
-    ("subtract", "numeric", "same", None),
+    ("subtract", "numeric_c", "same", None),
     ("multiply", "any", "same", None),
-    ("divide", "float", "same", None),
+    ("divide", "float_c", "same", None),
     ("floor_divide", "numeric", "same", None),
     ("remainder", "numeric", "same", None),
     ("pow", "numeric", "same", None),
@@ -66,6 +69,7 @@ _BINARY: list[tuple[str, str, str, Any]] = [
     ("hypot", "float", "same", lambda a, b: sqrt(a * a + b * b)),
     ("copysign", "float", "same", lambda a, b: where(signbit(b), -abs(a), abs(a))),
     ("logaddexp", "float", "same", lambda a, b: _logaddexp(a, b)),
+    ("nextafter", "float", "same", None),
     ("equal", "any", "bool", None),
     ("not_equal", "any", "bool", None),
     ("less", "numeric", "bool", None),
@@ -95,6 +99,7 @@ _INT_TO_FLOAT = {"divide"}
 
 
 _EXAMPLE = {"float": ("[0.5, 1.0]", "2.0"), "numeric": ("[0.5, 1.0]", "2.0"), "any": ("[0.5, 1.0]", "2.0"),
+            "float_c": ("[0.5, 1.0]", "2.0"), "numeric_c": ("[0.5, 1.0]", "2.0"),
             "bool": ("[True, False]", "True"), "int_or_bool": ("[1, 2]", "3"), "integer": ("[1, 2]", "3")}
 
 
@@ -118,7 +123,7 @@ def _make_binary(name: str, kind: str, out: str, decomp: Any):
         a, b = operands(x1, x2)
         if a.dtype is not b.dtype:
             a, b = promote_to_common(a, b)
-        if name in _INT_TO_FLOAT and not a.dtype.is_floating:
+        if name in _INT_TO_FLOAT and not (a.dtype.is_floating or a.dtype.is_complex):
             a, b = astype(a, D.default_float), astype(b, D.default_float)
         return build(name, a, b)
     fn.__name__ = fn.__qualname__ = name

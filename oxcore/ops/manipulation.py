@@ -6,15 +6,18 @@ import math
 import operator
 from typing import Any, Sequence
 
+import numpy as np
+
 from .. import _dtypes as D
 from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
 from .._registry import Category, register_op
-from ._rules import as_array, broadcast_shapes, norm_axes, norm_axis, norm_shape
+from ._rules import as_array, norm_axes, norm_axis, norm_shape
+from ._rules import broadcast_shapes as _broadcast_shapes
 
 __all__ = ["reshape", "permute_dims", "matrix_transpose", "broadcast_to", "broadcast_arrays",
            "expand_dims", "squeeze", "concat", "stack", "split", "unstack", "flip", "roll", "tile",
-           "pad", "moveaxis", "repeat"]
+           "pad", "moveaxis", "repeat", "diff", "broadcast_shapes"]
 
 
 # --- primitives ----------------------------------------------------------------------------------
@@ -38,7 +41,7 @@ def _permute_infer(inputs, attrs):
 def _broadcast_infer(inputs, attrs):
     (x,) = inputs
     shape = attrs["shape"]
-    if len(shape) < x.ndim or broadcast_shapes(x.shape, shape) != shape:
+    if len(shape) < x.ndim or _broadcast_shapes(x.shape, shape) != shape:
         raise ShapeError(f"cannot broadcast shape {x.shape} to {shape}")
     return shape, x.dtype
 
@@ -124,13 +127,26 @@ def matrix_transpose(x: Any, /) -> Array:
     return permute_dims(x, tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
 
 
-def moveaxis(x: Any, source: int, destination: int, /) -> Array:
-    """Move one axis to a new position."""
+def moveaxis(x: Any, source: int | Sequence[int], destination: int | Sequence[int], /) -> Array:
+    """Move axes to new positions (ints, or sequences of equal length; others keep their order).
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.moveaxis(ox.zeros((2, 3, 4)), (0, 1), (-1, -2)).shape
+        (4, 3, 2)
+    """
     x = as_array(x)
-    s, d = norm_axis(source, x.ndim), norm_axis(destination, x.ndim)
-    order = [i for i in range(x.ndim) if i != s]
-    order.insert(d, s)
-    return permute_dims(x, order)
+    src = tuple(source) if isinstance(source, (tuple, list)) else (source,)
+    dst = tuple(destination) if isinstance(destination, (tuple, list)) else (destination,)
+    if len(src) != len(dst):
+        raise AttributeValueError(f"moveaxis: {len(src)} source axes for {len(dst)} destinations")
+    s = [norm_axis(a, x.ndim, "source") for a in src]
+    d = [norm_axis(a, x.ndim, "destination") for a in dst]
+    if len(set(s)) != len(s) or len(set(d)) != len(d):
+        raise AttributeValueError(f"moveaxis: repeated axes in source {src} or destination {dst}")
+    rest = iter(i for i in range(x.ndim) if i not in s)
+    placed = dict(zip(d, s))
+    return permute_dims(x, [placed[i] if i in placed else next(rest) for i in range(x.ndim)])
 
 
 def broadcast_to(x: Any, /, shape: Sequence[int]) -> Array:
@@ -149,7 +165,7 @@ def broadcast_to(x: Any, /, shape: Sequence[int]) -> Array:
 def broadcast_arrays(*arrays: Any) -> list[Array]:
     """Broadcast all arrays against each other."""
     arrays = [as_array(a) for a in arrays]
-    shape = broadcast_shapes(*(a.shape for a in arrays))
+    shape = _broadcast_shapes(*(a.shape for a in arrays))
     return [broadcast_to(a, shape) for a in arrays]
 
 
@@ -251,7 +267,8 @@ def split(x: Any, indices_or_sections: int | Sequence[int], /, *, axis: int = 0)
             raise ShapeError(f"cannot split axis of size {n} into {k} equal sections")
         cuts = [n // k * i for i in range(1, k)]
     else:
-        cuts = [operator.index(i) for i in indices_or_sections]
+        # NOTE: negative indices count from the end, as in NumPy (SciPy's overlap-add relies on it)
+        cuts = [i + n if i < 0 else i for i in (operator.index(i) for i in indices_or_sections)]
     bounds = [0, *cuts, n]
     return [slice_axis(x, ax, max(0, min(a, n)), max(0, min(b, n))) for a, b in zip(bounds, bounds[1:])]
 
@@ -357,18 +374,54 @@ def tile(x: Any, /, repetitions: Sequence[int]) -> Array:
     return build("tile", as_array(x), reps=tuple(operator.index(r) for r in repetitions))
 
 
-def repeat(x: Any, repeats: int, /, *, axis: int | None = None) -> Array:
-    """Repeat each element ``repeats`` times along ``axis`` (flattened when None)."""
+def repeat(x: Any, repeats: Any, /, *, axis: int | None = None) -> Array:
+    """Repeat each element ``repeats`` times along ``axis`` (the flattened array when None).
+    ``repeats`` is an int, or one count per element along the axis (an integer array or
+    sequence); counts fix the result's size, so an array of counts is evaluated here.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.repeat(ox.asarray([1, 2]), 2).tolist()
+        [1, 1, 2, 2]
+        >>> ox.repeat(ox.asarray([[1, 2], [3, 4]]), ox.asarray([1, 2]), axis=0).tolist()
+        [[1, 2], [3, 4], [3, 4]]
+    """
     x = as_array(x)
     if axis is None:
         x, axis = reshape(x, (-1,)), 0
     ax = norm_axis(axis, x.ndim)
+    if not isinstance(repeats, int):
+        counts = np.asarray(repeats.numpy() if isinstance(repeats, Array) else repeats)
+        if counts.dtype.kind not in "iu" or counts.ndim > 1 or counts.size not in (1, x.shape[ax]):
+            raise AttributeValueError(f"repeat: repeats must be an int or a 1-D integer array of size 1 or "
+                                      f"{x.shape[ax]} (the axis length); got {counts.dtype} of shape {counts.shape}")
+        if counts.size != 1:
+            if (counts < 0).any():
+                raise AttributeValueError(f"repeat: counts must be >= 0, got {counts.tolist()}")
+            from .creation import asarray
+            from .indexing import take
+
+            return take(x, asarray(np.repeat(np.arange(x.shape[ax]), counts)), axis=ax)
+        repeats = int(counts.reshape(()))
+    if repeats < 0:
+        raise AttributeValueError(f"repeat: repeats must be >= 0, got {repeats}")
     y = expand_dims(x, ax + 1)
     shape = list(y.shape)
     shape[ax + 1] = repeats
     out = list(x.shape)
     out[ax] *= repeats
     return reshape(broadcast_to(y, shape), out)
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """The shape that arrays of ``shapes`` broadcast to (``ShapeError`` when they do not).
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.broadcast_shapes((3, 1), (4,))
+        (3, 4)
+    """
+    return _broadcast_shapes(*(norm_shape(s) for s in shapes)) if shapes else ()
 
 
 def _pad_infer(inputs, attrs):
@@ -417,3 +470,62 @@ def pad(x: Any, /, pad_width: Any, *, value: float = 0) -> Array:
     else:
         w = tuple(tuple(p) for p in pad_width)
     return build("pad", x, pad_width=w, value=value)
+
+
+def _diff_infer(inputs, attrs):
+    (x,) = inputs
+    if not x.dtype.is_numeric:
+        raise DTypeError(f"diff expects a numeric dtype, got {x.dtype.name}")
+    shape = list(x.shape)
+    shape[attrs["axis"]] = max(0, shape[attrs["axis"]] - attrs["n"])
+    return tuple(shape), x.dtype
+
+
+def _diff(x, *, axis, n):
+    for _ in range(n):
+        m = x.shape[axis]
+        if m == 0:
+            break
+        x = slice_axis(x, axis, 1, m) - slice_axis(x, axis, 0, m - 1)
+    return x
+
+
+register_op("diff", Category.MANIPULATION, _diff_infer, attrs=("axis", "n"), decompose=_diff,
+            doc="n-th forward difference along an axis")
+
+
+def diff(x: Any, /, *, axis: int = -1, n: int = 1, prepend: Any = None, append: Any = None) -> Array:
+    """The ``n``-th forward difference ``x[i + 1] - x[i]`` along ``axis``, after joining
+    ``prepend`` and ``append`` (arrays, or scalars broadcast to one slice) to ``x`` there.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.diff(ox.asarray([1, 4, 9, 16])).tolist()
+        [3, 5, 7]
+        >>> ox.diff(ox.asarray([1.0, 4.0, 9.0]), n=2, prepend=0.0).tolist()
+        [2.0, 2.0]
+    """
+    x = as_array(x)
+    if x.ndim == 0:
+        raise ShapeError("diff needs an array of at least 1 dimension, got a 0-d array")
+    ax = norm_axis(axis, x.ndim)
+    n = operator.index(n)
+    if n < 0:
+        raise AttributeValueError(f"diff: n must be >= 0, got {n}")
+    parts = []
+    for extra in (prepend, None, append):
+        if extra is None and parts and parts[-1] is x:
+            continue
+        if extra is None:
+            parts.append(x)
+            continue
+        e = as_array(extra) if isinstance(extra, Array) else scalar(extra, x.dtype) \
+            if isinstance(extra, (bool, int, float)) else as_array(extra)
+        if e.ndim == 0:
+            s = list(x.shape)
+            s[ax] = 1
+            e = broadcast_to(e, tuple(s))
+        parts.append(e)
+    if len(parts) > 1:
+        x = concat(parts, axis=ax)
+    return build("diff", x, axis=ax, n=n) if n else x

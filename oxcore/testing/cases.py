@@ -94,8 +94,10 @@ def iter_cases() -> Iterator[tuple[Case, DType]]:
 
 
 def to_ref(a: np.ndarray) -> np.ndarray:
-    """Reference inputs: floating values as float64, integers and bools unchanged."""
-    return a.astype(np.float64) if _dtypes.dtype(a.dtype).is_floating else a
+    """Reference inputs: floating values as float64 (complex as complex128), integers and
+    bools unchanged."""
+    d = _dtypes.dtype(a.dtype)
+    return a.astype(np.float64) if d.is_floating else a.astype(np.complex128) if d.is_complex else a
 
 
 def sample_for(op: str) -> Any:
@@ -136,13 +138,15 @@ B = (_dtypes.bool_,)
 # --- input generators ------------------------------------------------------------------------------
 def rand(rng: np.random.Generator, shape: tuple[int, ...], dt: DType, lo: float = -3.0, hi: float = 3.0,
          ilo: int = -50, ihi: int = 50) -> np.ndarray:
-    """Random values of ``dt``: floats uniform in [lo, hi), ints in [ilo, ihi] clipped to the
-    dtype, bools half true. Never all zeros."""
+    """Random values of ``dt``: floats uniform in [lo, hi) (both parts of complex ones), ints
+    in [ilo, ihi] clipped to the dtype, bools half true. Never all zeros."""
     if dt is _dtypes.bool_:
         a = rng.random(shape) < 0.5
     elif dt.is_integer:
         info = np.iinfo(dt.numpy)
         a = rng.integers(max(ilo, int(info.min)), min(ihi, int(info.max)), size=shape, endpoint=True).astype(dt.numpy)
+    elif dt.is_complex:
+        a = (rng.uniform(lo, hi, size=shape) + 1j * rng.uniform(lo, hi, size=shape)).astype(dt.numpy)
     else:
         a = np.asarray(rng.uniform(lo, hi, size=shape)).astype(dt.numpy)
     a = np.asarray(a)
@@ -1345,3 +1349,5 @@ def _custom_square(kind: str) -> Any:
 for _kind in ("vjp", "jvp"):
     case(f"custom_{_kind}_call", lambda ox, x, _k=_kind: _custom_square(_k)(ox.asarray(x)), lambda x: x * x, F,
          UNARY_ONE, EX1)
+
+from . import cases_api  # noqa: E402,F401  (the Array API extras' cases join CASES)

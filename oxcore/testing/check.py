@@ -17,6 +17,8 @@ bfloat16      3e-2      1.6e-2    ~8 ulp (eps 7.8e-3)
 float32       1e-5      1e-6      ~80 ulp: sums of a few hundred terms, decomposed
                                   transcendentals (``log(x + 1)`` near 0)
 float64       1e-12     1e-12     the reference itself is float64
+complex64     (float32's)         |got - expected| in the complex plane
+complex128    (float64's)
 bool, ints    exact     exact     integer arithmetic wraps the same everywhere
 ============  ========  ========  ==============================================
 
@@ -40,6 +42,16 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "float32": (1e-5, 1e-6),
     "float64": (1e-12, 1e-12),
 }
+
+
+def _real(name: str) -> DType:
+    from .. import _dtypes as D
+
+    return D.dtype(name)
+
+
+#: complex dtype name -> the dtype of its components (whose tolerance applies)
+_REAL = {"complex64": _real("float32"), "complex128": _real("float64")}
 
 
 def tolerance(dtype: DType, scale: float = 1.0) -> tuple[float, float]:
@@ -77,7 +89,7 @@ def assert_close(got: Any, expected: Any, dtype: DType, *, what: str = "result",
     if values.shape != shape:
         raise AssertionError(f"{what}: the backend returned a buffer of the wrong shape: expected={shape} "
                              f"got={values.shape} ({dtype.name})")
-    if not dtype.is_floating:
+    if not dtype.is_floating and not dtype.is_complex:
         want = expected.astype(dtype.numpy) if expected.dtype != dtype.numpy else expected
         bad = values != want
         if bad.any():
@@ -85,11 +97,16 @@ def assert_close(got: Any, expected: Any, dtype: DType, *, what: str = "result",
             raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} values differ ({dtype.name} {shape}, "
                                  f"exact): at index {idx} expected={want[idx]!r} got={values[idx]!r}")
         return
-    g = values.astype(np.float64)
-    e = expected.astype(np.float64)
-    rtol, atol = tolerance(dtype, tol)
-    both_nan = np.isnan(g) & np.isnan(e)
-    same_inf = np.isinf(e) & (g == e)
+    if dtype.is_complex:  # NOTE: |got - expected| in the complex plane, the components' tolerance
+        g, e = values.astype(np.complex128), expected.astype(np.complex128)
+        rtol, atol = tolerance(_REAL[dtype.name], tol)
+        both_nan = np.isnan(g) & np.isnan(e)
+        same_inf = np.isinf(e) & (g == e)
+    else:
+        g, e = values.astype(np.float64), expected.astype(np.float64)
+        rtol, atol = tolerance(dtype, tol)
+        both_nan = np.isnan(g) & np.isnan(e)
+        same_inf = np.isinf(e) & (g == e)
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(g - e)
         ok = (err <= atol + rtol * np.abs(e)) | both_nan | same_inf

@@ -21,13 +21,13 @@ import numpy as np
 
 import oxcore as ox
 
-from .. import _dtypes as D
+from .._dtypes import DType, float32, float64
 from .cases import Case, smooth
 
 __all__ = ["differentiable", "check_gradients", "check_vmap", "GRAD_DTYPES"]
 
 #: dtypes the gradient checks run in (finite differences need the precision)
-GRAD_DTYPES = (D.float32, D.float64)
+GRAD_DTYPES = (float32, float64)
 _RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
 _STEP = 1e-6
 
@@ -40,7 +40,7 @@ def _float_positions(inputs: list[np.ndarray]) -> list[int]:
 _ZERO_BY_DESIGN = frozenset({"stop_gradient"})
 
 
-def differentiable(case: Case, dt: D.DType) -> bool:
+def differentiable(case: Case, dt: DType) -> bool:
     """Whether the case has finite floating inputs and a floating result in ``dt`` (cases about
     infinities test forward semantics; there is no derivative to check there)."""
     if dt not in case.dtypes or not dt.is_floating or case.op in _ZERO_BY_DESIGN:
@@ -83,7 +83,7 @@ def _mag(a: Any, b: Any) -> float:
     return float(np.sum(np.abs(np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64))))
 
 
-def check_gradients(case: Case, dt: D.DType, backend: str, seeds: int = 4) -> str | None:
+def check_gradients(case: Case, dt: DType, backend: str, seeds: int = 4) -> str | None:
     """Run the three gradient checks on ``backend``; raise AssertionError on a wrong rule.
 
     Returns None when checked, or the reason it could not be (no smooth point was found)."""
@@ -130,7 +130,7 @@ def check_gradients(case: Case, dt: D.DType, backend: str, seeds: int = 4) -> st
     return f"no point where the reference is smooth in {seeds} draws"
 
 
-def check_vmap(case: Case, dt: D.DType, backend: str, batch: int = 3) -> None:
+def check_vmap(case: Case, dt: DType, backend: str, batch: int = 3) -> None:
     """``vmap`` of the case over ``batch`` stacked examples equals the examples one by one."""
     from .check import assert_close
 

@@ -4,6 +4,7 @@ refine pass removes ping-pong transfers, and a measured-faster decomposition rep
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import oxcore as ox
 from oxcore import _plan, _profile
@@ -98,9 +99,15 @@ def test_refine_moves_a_whole_run_to_the_other_device(accel):
 def test_measured_decomposition_beats_a_slow_native_kernel(accel):
     x = ox.asarray(np.ones((1, 2, 8, 16), np.float32))
     out = ox.rope(x, 16)
-    assert _backends(out) == ["accel"]  # cpu_numpy has no rope kernel: accel's is the only one
-    prof = _profile.Profile()
-    synth(prof, out, {("rope", "accel"): 5000.0, ("rope", "cpu_numpy.rope.decomposed"): 50.0})
+    # NOTE: untuned, cpu_numpy's decomposition (static prior, no transfers) beats moving the input
+    # to accel's device for its one native kernel
+    assert set(_backends(out)) == {"cpu_numpy"} and "rope.decomposed (prior)" in str(ox.explain(out))
+    fast, prof = _profile.Profile(), _profile.Profile()
+    with environ(OXCORE_BACKENDS="accel"):  # NOTE: a plan with the rope node itself, to key the times
+        synth(fast, out, {("rope", "accel"): 5.0, ("rope", "cpu_numpy.rope.decomposed"): 500.0})
+        synth(prof, out, {("rope", "accel"): 5000.0, ("rope", "cpu_numpy.rope.decomposed"): 50.0})
+    with _profile.active(fast):  # measured: accel's native kernel wins now
+        assert _backends(out) == ["accel"]
     with _profile.active(prof):
         ex = ox.explain(out)
         assert set(ex.backends) == {"cpu_numpy"} and len(ex.backends) > 3
@@ -109,3 +116,20 @@ def test_measured_decomposition_beats_a_slow_native_kernel(accel):
     with environ(OXCORE_BACKENDS="cpu_numpy"):  # the decomposition alone, as the reference
         ref = ox.rope(x, 16).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_untuned_demo_block_stays_on_the_host_backend_when_mlx_runs_on_the_cpu():
+    """No profile: the demo's attention block (rope and attention have no NumPy kernel) must not
+    be split across MLX's CPU device and NumPy with transfers: the static priors say MLX's CPU
+    kernels are slower, and running a decomposition where the data is beats moving it."""
+    from oxcore.cli.demo import attention_block, block_params
+    from oxcore.extend import manager
+
+    mlx_devs = {b.device.kind for b in manager().available_backends() if b.name != "cpu_numpy"}
+    if mlx_devs != {"cpu"}:
+        pytest.skip(f"needs the MLX backends on MLX's CPU device (here: {sorted(mlx_devs) or 'none'})")
+    params = block_params(ox, 128, heads=2, kv_heads=1, hidden=256)
+    xb = ox.asarray(np.random.default_rng(0).standard_normal((1, 16, 128)).astype(np.float32))
+    with _profile.active(None):
+        ex = ox.explain(attention_block(ox, xb, params, heads=2, kv_heads=1))
+    assert set(ex.backends) == {"cpu_numpy"} and not ex.transfers, str(ex)

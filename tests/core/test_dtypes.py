@@ -14,6 +14,7 @@ from oxcore import _dtypes as D
 b, i1, i2, i4, i8 = ox.bool, ox.int8, ox.int16, ox.int32, ox.int64
 u1, u2, u4, u8 = ox.uint8, ox.uint16, ox.uint32, ox.uint64
 f2, bf, f4, f8 = ox.float16, ox.bfloat16, ox.float32, ox.float64
+c8, c16 = ox.complex64, ox.complex128
 
 # NOTE: transcribed from the standard's tables (rows x columns), not computed
 _SIGNED = """
@@ -42,7 +43,14 @@ f2  f2 f4 f8
 f4  f4 f4 f8
 f8  f8 f8 f8
 """
-_NAMES = {"i1": i1, "i2": i2, "i4": i4, "i8": i8, "u1": u1, "u2": u2, "u4": u4, "u8": u8, "f2": f2, "f4": f4,
+_COMPLEX = """
+     f4   f8   c8   c16
+f4   f4   f8   c8   c16
+f8   f8   f8   c16  c16
+c8   c8   c16  c8   c16
+c16  c16  c16  c16  c16
+"""
+_NAMES = {"c8": c8, "c16": c16, "i1": i1, "i2": i2, "i4": i4, "i8": i8, "u1": u1, "u2": u2, "u4": u4, "u8": u8, "f2": f2, "f4": f4,
           "f8": f8, "bf": bf, "b": b}
 
 
@@ -53,14 +61,17 @@ def _table(text: str) -> dict[tuple, ox.DType]:
 
 
 STANDARD = {(b, b): b}
-for _t in (_SIGNED, _UNSIGNED, _MIXED, _FLOAT):
+for _t in (_SIGNED, _UNSIGNED, _MIXED, _FLOAT, _COMPLEX):
     STANDARD.update(_table(_t))
 # oxcore's documented extensions outside the standard
 EXTENDED = {(bf, bf): bf, (bf, f4): f4, (bf, f8): f8, (bf, f2): f4}
 for _f in (f2, bf, f4, f8):
     for _i in D.INTEGER:
         EXTENDED[(_f, _i)] = _f
-UNDEFINED = {(b, x) for x in D.NUMERIC} | {(i8, u8)} | {(x, u8) for x in (i1, i2, i4)}
+for _i in D.INTEGER + (f2, bf):  # integers and half floats join complex as they join float32/float64
+    EXTENDED[(c8, _i)] = c8
+    EXTENDED[(c16, _i)] = c16
+UNDEFINED = {(b, x) for x in D.NUMERIC + D.COMPLEX} | {(i8, u8)} | {(x, u8) for x in (i1, i2, i4)}
 
 
 @pytest.mark.parametrize("x, y", list(itertools.product(D.ALL, D.ALL)), ids=lambda d: d.name)
@@ -85,7 +96,8 @@ def test_operators_follow_the_table_and_numpy_values():
         c = rng.integers(1, 20, (3,)).astype(y.numpy)
         out = ox.asarray(a) + ox.asarray(c)
         assert out.dtype is want
-        np.testing.assert_array_equal(out.numpy(), (a.astype(np.float64) + c).astype(want.numpy))
+        wide = np.complex128 if want.is_complex else np.float64
+        np.testing.assert_array_equal(out.numpy(), (a.astype(wide) + c).astype(want.numpy))
 
 
 def test_python_scalars_take_the_array_dtype():
@@ -100,8 +112,10 @@ def test_python_scalars_take_the_array_dtype():
 def test_dtype_lookup_and_errors():
     assert ox.dtype("bfloat16") is bf and ox.dtype(np.float32) is f4 and ox.dtype(float) is f4
     assert ox.dtype(int) is i8 and ox.dtype(bool) is b
+    assert ox.dtype("complex64") is c8 and ox.dtype(np.complex128) is c16 and ox.dtype(complex) is c8
     with pytest.raises(ox.DTypeError, match="Valid dtypes are"):
-        ox.dtype("complex64")
+        ox.dtype("complex256")
+    assert ox.isdtype(c16, "complex floating") and ox.isdtype(c8, "numeric") and not ox.isdtype(c8, "real floating")
     assert ox.isdtype(f2, "real floating") and ox.isdtype(u1, "integral") and not ox.isdtype(b, "numeric")
     with pytest.raises(ValueError, match="Valid kinds"):
         ox.isdtype(f4, "complex")

@@ -48,10 +48,7 @@ def test_same_graph_hits_the_plan_cache_and_new_structure_misses():
     assert _delta(s1)["misses"] == 2
 
 
-def test_ten_thousand_steps_reuse_one_plan_in_flat_memory(monkeypatch):
-    # NOTE: no profile: a profile another test left being rewritten would be reloaded mid-loop,
-    # and its one-off allocation would read as growth here
-    monkeypatch.setenv("OXCORE_PROFILE", "off")
+def test_ten_thousand_steps_reuse_one_plan_in_flat_memory():
     x0 = _f32(32)
     x = ox.asarray(x0)
     ref = x0.copy()
@@ -64,7 +61,7 @@ def test_ten_thousand_steps_reuse_one_plan_in_flat_memory(monkeypatch):
             ref = ref * np.float32(0.999) + np.float32(1)
             if step == 4_000:  # NOTE: trace the second half only: tracemalloc slows every step
                 tracemalloc.start()
-            if step in (5_000, 9_999):
+            if step in (5_000, 7_500, 9_999):
                 gc.collect()
                 nodes_at[step] = sum(isinstance(o, Node) for o in gc.get_objects())
                 mem_at[step] = tracemalloc.get_traced_memory()[0]
@@ -74,7 +71,10 @@ def test_ten_thousand_steps_reuse_one_plan_in_flat_memory(monkeypatch):
     assert d["misses"] == 1, f"the loop planned {d['misses']} times; one plan should serve every step"
     assert d["hits"] == 9_999
     assert nodes_at[9_999] <= nodes_at[5_000], f"live nodes grew: {nodes_at}"
-    assert mem_at[9_999] - mem_at[5_000] < 32 * 1024, f"traced memory grew by {mem_at[9_999] - mem_at[5_000]} bytes"
+    # NOTE: a leak grows in both halves; a one-off allocation in a long test session (the
+    # interpreter's caches, gc.get_objects' own list) lands in one of them only
+    growth = (mem_at[7_500] - mem_at[5_000], mem_at[9_999] - mem_at[7_500])
+    assert min(growth) < 16 * 1024, f"traced memory grew by {growth} bytes over two stretches of 2,500 steps"
     assert_close(x, ref.astype(np.float64), ox.float32)  # the same float32 recurrence, step for step
     closed = x0.astype(np.float64) * 0.999 ** 10_000 + (1 - 0.999 ** 10_000) / 0.001
     np.testing.assert_allclose(x.numpy(), closed, rtol=1e-3)

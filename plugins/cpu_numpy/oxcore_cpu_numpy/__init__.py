@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from oxcore import bfloat16, hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
 
+from ._kernels_api import KERNELS as API_KERNELS
+
 OXCORE_PLUGIN_API = 1
 __version__ = importlib.metadata.version("oxcore-cpu-numpy")  # NOTE: written once, in oxcore/VERSION
 
@@ -244,7 +246,7 @@ def _native_dtypes(node) -> bool | str:
 
 
 _SUPPORTED = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
-              "bfloat16", "float32", "float64"}
+              "bfloat16", "float32", "float64", "complex64", "complex128"}
 
 def _scatter_add(x, i, v, *, axis):
     out = np.array(x, copy=True)
@@ -284,6 +286,7 @@ KERNELS: dict[str, Any] = {
     "relu": lambda x: np.maximum(x, x.dtype.type(0)),
     "sigmoid": _up(lambda x: 1 / (1 + np.exp(-x))), "silu": _up(lambda x: x / (1 + np.exp(-x))),
     "gelu": _up(_gelu), "rms_norm": _up(_rms_norm), "layer_norm": _up(_layer_norm),
+    **API_KERNELS,
 }
 
 

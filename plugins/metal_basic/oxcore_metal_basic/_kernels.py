@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._kernels_api import API
 from ._kernels_core import CORE
 from ._kernels_nn import NN
 
-KERNELS: dict[str, Any] = {**CORE, **NN}
+KERNELS: dict[str, Any] = {**CORE, **NN, **API}

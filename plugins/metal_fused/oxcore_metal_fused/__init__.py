@@ -57,4 +57,9 @@ def oxcore_register_backends(register: Any) -> None:
 def oxcore_register_commands(cli: Any) -> None:
     """``oxcore bench ops``, ``bench block``, ``bench grad`` and ``bench train``: the MLX backends against MLX,
     NumPy and JAX."""
-    from . import _bench, _bench_grad, _bench_train  # noqa: F401  (their decorators attach the commands)
+    # NOTE: plain click commands added to the group here: the modules never import oxcore.cli, so
+    # importing one of them first (doctest collection) does not start loading the plugins
+    from . import _bench, _bench_grad, _bench_train
+
+    for cmd in (_bench.bench_ops, _bench.bench_block, _bench_grad.bench_grad, _bench_train.bench_train):
+        cli.commands["bench"].add_command(cmd)

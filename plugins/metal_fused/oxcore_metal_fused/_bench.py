@@ -14,12 +14,6 @@ from typing import Any
 
 import click
 
-from oxcore.cli import main
-
-# NOTE: attached when oxcore's CLI calls this plugin's oxcore_register_commands (importing this
-# module registers the commands on the `bench` group)
-bench_group = main.commands["bench"]
-
 OX_BACKENDS = ("metal_fused", "metal_basic", "cpu_numpy")
 
 
@@ -28,6 +22,24 @@ def _backends(wanted: tuple[str, ...]) -> list[str]:
 
     have = ox.backends()
     return [b for b in (wanted or OX_BACKENDS) if b in have]
+
+
+def mlx_device_name() -> str:
+    """The device MLX computes on here, as an oxcore device name."""
+    import mlx.core as mx
+
+    return "mlx:" + ("gpu" if mx.is_available(mx.gpu) else "cpu")
+
+
+def cpu_jax(rep: Any) -> Any:
+    """``jax`` set to the CPU for comparison rows, or None (said in the record) when missing."""
+    try:
+        import jax
+    except ImportError as e:
+        rep.notes.append(f"jax rows skipped: {e} (pip install 'oxcore[bench]')")
+        return None
+    jax.config.update("jax_platforms", "cpu")
+    return jax
 
 
 def _on(backend: str, arrays: list[Any]) -> list[Any]:
@@ -120,7 +132,7 @@ def _op_table(ox: Any, np: Any, mx: Any) -> dict[str, tuple]:
     }
 
 
-@bench_group.command("ops")
+@click.command("ops")
 @click.option("--op", "ops", multiple=True, help="Only these ops (repeatable): add exp chain8 sum softmax "
               "rms_norm matmul attention.")
 @click.option("--backend", "backends", multiple=True, help="oxcore backends to time (default: all available of "
@@ -151,7 +163,7 @@ def bench_ops(ops: tuple[str, ...], backends: tuple[str, ...], sizes: str, dtype
         for n in (int(s) for s in sizes.split(",")):
             host = [rng.uniform(0.1, 1.0, s).astype(dt.numpy) for s in shapes_of(n)]
             group = f"{name} n={n}"
-            mx_in = [ox.asarray(h).to_device("mlx:" + ("gpu" if mx.is_available(mx.gpu) else "cpu"))._node.buf
+            mx_in = [ox.asarray(h).to_device(mlx_device_name())._node.buf
                      for h in host]
             comp = mx.compile(mx_fn)
             calls = {"mlx eager": lambda: mx.eval(mx_fn(*mx_in)), "mlx mx.compile": lambda: mx.eval(comp(*mx_in))}
@@ -246,7 +258,7 @@ def _np_block(np, W, x, kc, vc, off, heads, kv):
     return x + ((g / (1 + np.exp(-g))) * (h @ W["w3"].T)) @ W["w2"].T
 
 
-@bench_group.command("block")
+@click.command("block")
 @click.option("--dim", default=1024, show_default=True, help="Model width.")
 @click.option("--heads", default=16, show_default=True, help="Query heads.")
 @click.option("--kv-heads", default=4, show_default=True, help="Key/value heads (GQA).")
@@ -278,7 +290,7 @@ def bench_block(dim: int, heads: int, kv_heads: int, ffn: int, cache: int, prefi
     W = _weights(np, rng, dim, heads, kv_heads, ffn, dt.numpy)
     hd = dim // heads
     shapes = {f"decode b=1 t=1 cache={cache}": (1, 1, cache), f"prefill {pb}x{pt}": (pb, pt, 0)}
-    mx_dev = "mlx:" + ("gpu" if mx.is_available(mx.gpu) else "cpu")
+    mx_dev = mlx_device_name()
     rep = Report("block")
     rep.notes.append(f"dim={dim} heads={heads} kv_heads={kv_heads} ffn={ffn} dtype={dtype}; baseline: "
                      f"hand-written MLX under mx.compile")

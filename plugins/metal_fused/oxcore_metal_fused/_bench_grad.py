@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ._bench import _backends, _finish, _mx_block, _np_block, _on, _ox_block, _target, _time_group, _weights, \
-    bench_group
+    cpu_jax, mlx_device_name
 
 
 def _mlp_params(np: Any, rng: Any, dim: int, dt: Any) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def _workloads(dim: int, batch: int, bdim: int, tokens: int, bbatch: int, heads:
                 "kind": "block", "x": (bbatch, tokens, bdim), "y": (bbatch, tokens, bdim)}}
 
 
-@bench_group.command("grad")
+@click.command("grad")
 @click.option("--dim", default=512, show_default=True, help="MLP width (hidden = 4 x dim).")
 @click.option("--batch", default=256, show_default=True, help="MLP batch.")
 @click.option("--block-dim", default=256, show_default=True, help="Transformer block width.")
@@ -68,15 +68,9 @@ def bench_grad(dim: int, batch: int, block_dim: int, tokens: int, block_batch: i
     heads, kv = 4, 2
     rng = np.random.default_rng(0)
     rep = Report("grad")
-    mx_dev = "mlx:" + ("gpu" if mx.is_available(mx.gpu) else "cpu")
-    try:
-        import jax
-        import jax.numpy as jnp
-
-        jax.config.update("jax_platforms", "cpu")
-    except ImportError as e:
-        jax = None
-        rep.notes.append(f"jax rows skipped: {e} (pip install 'oxcore[bench]')")
+    mx_dev = mlx_device_name()
+    jax = cpu_jax(rep)
+    jnp = jax.numpy if jax is not None else None
     for group, spec in _workloads(dim, batch, block_dim, tokens, block_batch, heads, kv).items():
         x, y = (rng.standard_normal(spec[k]).astype(np.float32) for k in ("x", "y"))
         if spec["kind"] == "mlp":

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ._bench import _backends, _finish, _on, _target, _time_group, bench_group
+from ._bench import _backends, _finish, _on, _target, _time_group, cpu_jax, mlx_device_name
 
 LR, WD = 1e-3, 1e-2
 
@@ -66,7 +66,7 @@ def _mlp_loss(xp: Any, fns: dict, P: dict, x: Any, y: Any) -> Any:
     return (fns["logsumexp"](logits) - fns["take_along"](logits, y)).mean()
 
 
-@bench_group.command("train")
+@click.command("train")
 @click.option("--lm-dims", default=128, show_default=True, help="Transformer width.")
 @click.option("--lm-layers", default=4, show_default=True)
 @click.option("--lm-tokens", default=64, show_default=True, help="Sequence length.")
@@ -106,19 +106,19 @@ def _run(lm_dims: int, lm_layers: int, lm_tokens: int, lm_batch: int, backends: 
     heads, vocab = 4, 96
     rng = np.random.default_rng(0)
     rep = Report("train")
-    mx_dev = "mlx:" + ("gpu" if mx.is_available(mx.gpu) else "cpu")
-    try:
-        import jax
-        import jax.numpy as jnp
-        import optax
-
-        jax.config.update("jax_platforms", "cpu")
+    mx_dev = mlx_device_name()
+    jax = cpu_jax(rep)
+    if jax is not None:
+        try:
+            import optax
+        except ImportError as e:
+            jax = None
+            rep.notes.append(f"jax rows skipped: {e} (pip install 'oxcore[bench]')")
+    if jax is not None:
+        jnp = jax.numpy
         jfns = {"softmax": jax.nn.softmax, "gelu": lambda t: jax.nn.gelu(t, approximate=False),
                 "logsumexp": lambda t: jax.nn.logsumexp(t, axis=-1),
                 "take_along": lambda t, i: jnp.take_along_axis(t, i[..., None], axis=-1)[..., 0]}
-    except ImportError as e:
-        jax = None
-        rep.notes.append(f"jax rows skipped: {e} (pip install 'oxcore[bench]')")
     mfns = {"softmax": lambda t: mx.softmax(t, axis=-1), "gelu": lambda t: t * 0.5 * (1 + mx.erf(t / 2 ** 0.5)),
             "logsumexp": lambda t: mx.logsumexp(t, axis=-1),
             "take_along": lambda t, i: mx.take_along_axis(t, i[..., None], axis=-1)[..., 0]}
