@@ -50,7 +50,7 @@ def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Ops, formats, commands
+# Ops, formats, models, commands
 # ---------------------------------------------------------------------------------------------
 
 
@@ -83,6 +83,22 @@ def oxcore_register_commands(cli: Any) -> None:
 
     :param cli: the root ``click.Group``; add commands with ``@cli.command()`` or
         ``cli.add_command``.
+    """
+
+
+@hookspec
+def oxcore_register_models(register: Callable[..., None]) -> None:
+    """Register model architectures for ``oxcore.models.load`` (and ``oxcore embed``/``generate``).
+
+    Called the first time a model is loaded or listed.
+
+    :param register: ``register(name, loader, *, formats=("gguf",), doc="", default=None)``.
+        ``name`` is the architecture as the file states it (GGUF ``general.architecture``, e.g.
+        ``"gemma3"``; for safetensors, the ``model_type`` of the ``config.json`` beside the file,
+        e.g. ``"bert"``). ``loader(file, metadata)`` takes the opened ``oxcore.TensorFile`` and its
+        metadata (for safetensors, the parsed ``config.json``) and returns the model object.
+        ``default``, when given, is a zero-argument callable returning the path of an installed
+        model of this architecture (or None), used when ``load`` is given the bare name.
     """
 
 

@@ -1,10 +1,10 @@
 """README's "from a checkout" command, run as written in a copy of this checkout and a fresh
-virtualenv: the five local packages must resolve against each other (``pip install .`` alone
+virtualenv: the six local packages must resolve against each other (``pip install .`` alone
 cannot: oxcore needs oxcore-cpu-numpy, which lives in plugins/) and ``oxcore backends list``
 must then work from what was installed, not from this editable checkout.
 
 NOTE: offline and quick: the venv sees the project environment's third-party packages (numpy,
-mlx, setuptools...) but none of its oxcore distributions, and pip builds the five packages with
+mlx, setuptools...) but none of its oxcore distributions, and pip builds the six packages with
 ``--no-build-isolation --no-index``. The full path (wheels, an index, a bare venv) is CI's
 ``scripts/wheel-check``.
 """

@@ -1,4 +1,4 @@
-"""The five distributions' metadata: one version (oxcore/VERSION), compatible ranges between
+"""The six distributions' metadata: one version (oxcore/VERSION), compatible ranges between
 them that contain it, and extras that give each platform an MLX with a compute backend."""
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def _resolve_extra(dist: str, extra: str, env: dict) -> list[Requirement]:
     return out
 
 
-def test_five_distributions_and_one_version():
-    assert OURS == {"oxcore", "oxcore-cpu-numpy", "oxcore-metal-basic", "oxcore-metal-fused", "oxcore-io-gguf"}
+def test_six_distributions_and_one_version():
+    assert OURS == {"oxcore", "oxcore-cpu-numpy", "oxcore-metal-basic", "oxcore-metal-fused", "oxcore-io-gguf",
+                    "oxcore-models"}
     assert Version(VERSION) and oxcore.__version__ == VERSION
     for dist, folder in PROJECTS.items():
         p = _project(dist)
