@@ -56,6 +56,12 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
+    if "OXCORE_PROFILE" not in os.environ:
+        # NOTE: tests must not depend on what `oxcore autotune` measured on this machine (a tuned
+        # user profile changes placements): each session starts from an empty profile of its own
+        import tempfile
+
+        os.environ["OXCORE_PROFILE"] = os.path.join(tempfile.mkdtemp(prefix="oxcore-test-profile-"), "profile.json")
     if settings is not None and not config.getoption("hypothesis_profile", None):
         settings.load_profile("ci" if os.environ.get("CI") else "fast")
     backends, formats = config.getoption("oxcore_backend"), config.getoption("oxcore_format")
