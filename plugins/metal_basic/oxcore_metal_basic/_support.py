@@ -82,6 +82,10 @@ def _quantized(node: Any) -> "bool | str":
     return True
 
 
+#: ops that MLX runs as a scatter (`x.at[...].add`): on the GPU, no 64-bit integer values
+_GPU_SCATTER = frozenset({"scatter_add", "index_update"})
+
+
 _OP_CHECKS: dict[str, Callable[[Any], "bool | str"]] = {
     "matmul": _int_matmul,
     "dequantize": _quantized,
@@ -110,6 +114,10 @@ def make_supports(device: Any, op: str, extra: Callable[[Any], "bool | str"] | N
                 return f"MLX has no float64 kernels on the GPU ({device.platform}); {op} was asked for float64"
             if op in F64_INEXACT:
                 return f"MLX computes float64 {op} with float32 accuracy"
+        if gpu and op in _GPU_SCATTER and node.dtype.name in ("int64", "uint64"):
+            # NOTE: seen on an H200 (MLX 0.32.4 CUDA): "GPU scatter does not yet support int64"
+            # (scatter_add and index_update of int64/uint64 failed the conformance suite there)
+            return f"MLX's GPU scatter has no 64-bit integer values; {op} was asked for {node.dtype.name}"
         if float_only and not node.inputs[0].dtype.is_floating:
             return f"MLX's {op} is floating-point only, got {node.inputs[0].dtype.name}"
         for c in (check, extra):
