@@ -12,6 +12,7 @@ transforms work the same way, since the rules build differentiable ops.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -87,15 +88,7 @@ def _arrays(n: Node) -> tuple[Array, list[Array]]:
 
 def _pinned(n: Node) -> Any:
     # NOTE: the backward of a node built under `oxcore.use(...)` runs under the same pin
-    return use(*n.pin) if n.pin else _NO_PIN
-
-
-class _NoPin:
-    def __enter__(self) -> None: ...
-    def __exit__(self, *exc: Any) -> None: ...
-
-
-_NO_PIN = _NoPin()
+    return use(*n.pin) if n.pin else contextlib.nullcontext()
 
 
 def _differentiable(n: Node) -> bool:
@@ -381,11 +374,7 @@ def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         value, g = vg(*args, **kwargs)
-        if has_aux:
-            # NOTE: grad(grad(f)) needs a scalar: the outer grad sees the gradient's sum only when
-            # the user asks for it; as in JAX, grad's output has the argument's structure
-            return g, value[1]
-        return g
+        return (g, value[1]) if has_aux else g
     return wrapper
 
 
@@ -419,8 +408,8 @@ def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux: 
     out, aux = _split_aux(_call(fn, tree_unflatten(in_def, traced)), has_aux, "the function")
     out_leaves, out_def = _outputs(out, "the function")
     tans = forward([o._node for o in out_leaves], wrt, ts)
-    tan_out = tree_unflatten(out_def, [t if t is not None else _zeros(o.shape, o.dtype) if o.dtype.is_floating
-                                       else _zeros(o.shape, o.dtype) for t, o in zip(tans, out_leaves)])
+    tan_out = tree_unflatten(out_def, [t if t is not None else _zeros(o.shape, o.dtype)
+                                       for t, o in zip(tans, out_leaves)])
     return (out, tan_out, aux) if has_aux else (out, tan_out)
 
 
@@ -515,10 +504,11 @@ def _custom_vjp_rule(g: Array, out: Array, *ins: Array, call: _CustomCall) -> tu
 def _custom_jvp_rule(ts: tuple, out: Array, *ins: Array, call: _CustomCall) -> Array | None:
     args, _ = call.rebuild(ins[1:])
     arr_ts = iter(ts[1:])
-    flat_args = tree_flatten(args)[0]
-    tangents = call.args_def.unflatten(
-        ((lambda t, a: t if t is not None else _zeros(a.shape, a.dtype))(next(arr_ts), a) if m else None)
-        for a, m in zip(flat_args, call.marks))
+    flat = []
+    for a, is_array in zip(tree_flatten(args)[0], call.marks):  # NOTE: marks go on into the residuals
+        t = next(arr_ts) if is_array else None
+        flat.append(t if t is not None or not is_array else _zeros(a.shape, a.dtype))
+    tangents = call.args_def.unflatten(flat)
     _, t_out = call.fn.jvp_rule(tuple(args), tuple(tangents))
     return tree_flatten(t_out)[0][call.index]
 

@@ -60,7 +60,7 @@ def vmap(fn: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
     """
     @functools.wraps(fn)
     def batched(*args: Any) -> Any:
-        axes = _axes_for(in_axes if not isinstance(in_axes, list) else tuple(in_axes), args, "")
+        axes = _axes_for(in_axes, args, "")
         flat, in_def = tree_flatten(args)
         size, placeholders, per_example = None, {}, []
         for i, (x, ax) in enumerate(zip(flat, axes)):
@@ -102,7 +102,7 @@ def vmap(fn: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
             if not isinstance(o, Array):
                 raise DifferentiationError(f"vmap: the function returned a {type(o).__name__}; it must return arrays")
         results = batch_graph([o._node for o in leaves], placeholders, size)
-        oax = _axes_for(out_axes, out, "") if not isinstance(out_axes, int) else [out_axes] * len(leaves)
+        oax = _axes_for(out_axes, out, "")
         final = []
         for r, ax in zip(results, oax):
             if ax is None:
