@@ -34,9 +34,10 @@ __all__ = ["test_op", "test_grad", "test_vmap", "test_transfers", "test_dlpack",
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-def placement_problem(out: Any, backend: str) -> str | None:
-    """None when every node of ``out``'s plan runs on ``backend``, else why not (for a skip)."""
-    ex = ox.explain(out)
+def placement_problem(out: Any, backend: str, ex: Any = None) -> str | None:
+    """None when every node of ``out``'s plan runs on ``backend``, else why not (for a skip).
+    ``ex``: ``oxcore.explain(out)`` when the caller has it already."""
+    ex = ex if ex is not None else ox.explain(out)
     for p in ex.nodes:
         if p.backend.name == backend:
             continue
@@ -62,12 +63,13 @@ def run_case(case: Case, dt: ox.DType, params: Any, seed: int, backend: str) -> 
         out = case.build(ox, *inputs, **kw)
     node_op = out._node.op
     assert node_op == case.op, f"{what}: the case built a {node_op!r} node, not {case.op!r} (a bug in the case)"
-    problem = placement_problem(out, backend)
+    ex = ox.explain(out)
+    problem = placement_problem(out, backend, ex)
     if problem is not None:
         pytest.skip(f"{case.id} {dt.name}: {problem}")
     # NOTE: a decomposition that does nothing (stop_gradient, roll by 0) plans no node: the
     # result is the input, wherever it lives, and no backend ran anything to place
-    computes = bool(ox.explain(out).nodes)
+    computes = bool(ex.nodes)
     expected = case.reference(inputs, kw)
     assert_close(out, expected, case.out_dtype(dt, kw), what=what, tol=case.tolerance(dt))
     dev = manager().backend(backend).device
