@@ -21,4 +21,20 @@ from .ops._rules import binary, broadcast_shapes, same_as_input, unary
 __all__ = ["host_leaf", "leaf", "Backend", "Kernel", "Segment", "Instruction", "Device", "HOST", "DType", "DTYPES", "FLOATING", "INTEGER",
            "FormatError", "PluginError", "PLUGIN_API", "hookimpl", "manager", "reload_plugins", "REGISTRY",
            "Category", "Node", "OpDef", "build", "register_op", "same_as_input", "unary", "binary",
-           "broadcast_shapes", "Format", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write", "MappedFile"]
+           "broadcast_shapes", "wrap", "Format", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write", "MappedFile"]
+
+
+def wrap(node: Node) -> "Array":
+    """The Array over an existing graph node (e.g. an input of a lazy node a plugin rewrites).
+
+    Example:
+        >>> import oxcore as ox
+        >>> from oxcore.extend import wrap
+        >>> y = ox.asarray([1.0, 2.0]) * 3
+        >>> x = wrap(y._node.inputs[0])
+        >>> x.tolist()
+        [1.0, 2.0]
+    """
+    from ._array import Array
+
+    return Array._wrap(node)

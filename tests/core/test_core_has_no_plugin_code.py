@@ -10,9 +10,10 @@ from pathlib import Path
 import oxcore
 
 CORE = Path(oxcore.__file__).parent
-FORBIDDEN_IMPORTS = ("mlx", "gguf", "oxcore_metal_basic", "oxcore_metal_fused", "oxcore_io_gguf")
+FORBIDDEN_IMPORTS = ("mlx", "gguf", "numba", "oxcore_metal_basic", "oxcore_metal_fused", "oxcore_io_gguf",
+                     "oxcore_kernels_ggml")
 PLUGIN_NAMES = ("metal_basic", "metal_fused", "io_gguf", "oxcore-metal-basic", "oxcore-metal-fused",
-                "oxcore-io-gguf")
+                "oxcore-io-gguf", "kernels_ggml", "oxcore-kernels-ggml")
 
 
 def _modules() -> list[Path]:

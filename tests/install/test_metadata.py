@@ -48,9 +48,9 @@ def _resolve_extra(dist: str, extra: str, env: dict) -> list[Requirement]:
     return out
 
 
-def test_six_distributions_and_one_version():
+def test_seven_distributions_and_one_version():
     assert OURS == {"oxcore", "oxcore-cpu-numpy", "oxcore-metal-basic", "oxcore-metal-fused", "oxcore-io-gguf",
-                    "oxcore-models"}
+                    "oxcore-models", "oxcore-kernels-ggml"}
     assert Version(VERSION) and oxcore.__version__ == VERSION
     for dist, folder in PROJECTS.items():
         p = _project(dist)

@@ -33,7 +33,7 @@ from oxcore import hookimpl
 OXCORE_PLUGIN_API = 1
 __version__ = importlib.metadata.version("oxcore-io-gguf")  # NOTE: written once, in oxcore/VERSION
 
-__all__ = ["GGUF", "save", "dequantize", "quantize", "to_mlx_affine", "OXCORE_PLUGIN_API", "__version__"]
+__all__ = ["GGUF", "save", "dequantize", "quantize", "to_mlx_affine", "ggml_linear", "OXCORE_PLUGIN_API", "__version__"]
 
 
 @hookimpl
@@ -45,9 +45,10 @@ def oxcore_register_formats(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def oxcore_register_ops(register: Callable[..., Any]) -> None:
-    from ._op import register_op
+    from . import _matmul, _op
 
-    register_op(register)
+    _op.register_op(register)
+    _matmul.register_op(register)
 
 
 @hookimpl
@@ -93,6 +94,10 @@ def __getattr__(name: str) -> Any:  # NOTE: lazy, so loading the plugin stays ch
         from . import quants
 
         return getattr(quants, name)
+    if name == "ggml_linear":
+        from ._matmul import ggml_linear
+
+        return ggml_linear
     if name == "to_mlx_affine":
         from .affine import to_mlx_affine
 
