@@ -58,16 +58,34 @@ def eval(*arrays: Array) -> None:
     _plan.evaluate([a._node for a in arrays if isinstance(a, Array)])
 
 
-def explain(*arrays: Array) -> _plan.Explanation:
-    """Show where each node would run and why: candidates with their costs, the winner,
+def explain(*arrays: Array, verbose: bool = False) -> _plan.Explanation:
+    """Show where each op would run and why: candidates with their costs, the winner,
     segments, transfers and fallbacks. Nothing is computed.
+
+    By default one line per op you wrote, in the order they feed each other; an op that runs
+    through its decomposition (``oxcore.random.normal``, an op a backend lacks) is one line
+    with its node count, and Python scalars are counted, not listed. ``verbose=True`` lists
+    every node of the plan with its candidates (``OXCORE_LOG=plan:verbose`` logs that).
 
     Example:
         >>> import oxcore as ox
-        >>> print(ox.explain(ox.asarray([1.0]) + 1))  # doctest: +ELLIPSIS
-        plan: 1 nodes, 1 segments, ...
+        >>> y = ox.exp(ox.asarray([1.0, 2.0]) + 1)
+        >>> print(ox.explain(y))  # doctest: +ELLIPSIS
+        plan: 2 ops you wrote (2 nodes in all), 1 input, 1 segment on cpu_numpy, 0 transfers, 0 fallbacks
+          %0   add(in0, scalar) -> float32[2] on cpu_numpy [cpu_numpy.add.default=...us...]
+          %1   exp(%0) -> float32[2] on cpu_numpy [...]
+          in0  input float32[2] on cpu
+          segment 0: cpu_numpy, 2 nodes
+          (not listed: 1 scalars and constants; ...)
+        >>> print(ox.explain(y, verbose=True))  # doctest: +ELLIPSIS
+        plan: 4 nodes (2 ops, 2 inputs and constants), 1 segment on cpu_numpy, 0 transfers, 0 fallbacks, 0 decomposed
+          %0   input #0               float32[] on cpu
+          %1   input #1               float32[2] on cpu
+          %2   add(%1, %0) -> float32[2] on cpu_numpy [...]
+          %3   exp(%2) -> float32[2] on cpu_numpy [...]
+          segment 0: cpu_numpy, 2 nodes
     """
-    return _plan.explain([a._node for a in arrays])
+    return _plan.explain([a._node for a in arrays], verbose)
 
 
 def result_type(*arrays_and_dtypes: Any) -> DType:

@@ -8,12 +8,13 @@ the objects the runtime hands down (``install_runtime``), never the plugin manag
 
 from .context import Runtime, install_runtime, runtime
 from .placement import Planner
-from .plan import Explanation, Output, Plan, PlanNode, Step, Transfer, run_steps
+from .explain import Explanation, UserOp
+from .plan import Decomposition, Output, Plan, PlanNode, Step, Transfer, run_steps
 from .run import (FAILURES, LOCK, RECORDERS, STATS, build_plan, clear_cache, config_key, disable_failed, evaluate,
                   explain, kept_failing, plan_only_on, retrying)
 from .segment import KernelFailed, compiled, guard, transfer_fn
 
-__all__ = ["Runtime", "install_runtime", "runtime", "Planner", "Explanation", "Output", "Plan", "PlanNode", "Step",
+__all__ = ["Runtime", "install_runtime", "runtime", "Planner", "Explanation", "UserOp", "Decomposition", "Output", "Plan", "PlanNode", "Step",
            "Transfer", "run_steps", "FAILURES", "LOCK", "RECORDERS", "STATS", "build_plan", "clear_cache",
            "config_key", "disable_failed", "evaluate", "explain", "kept_failing", "plan_only_on", "retrying",
            "KernelFailed", "compiled", "guard", "transfer_fn"]

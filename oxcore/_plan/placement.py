@@ -17,7 +17,7 @@ from .._errors import OpNotSupportedError
 from .._graph import Node, collect
 from .._osutil import env_flag, env_list
 from .._registry import REGISTRY
-from .plan import PlanNode
+from .plan import Decomposition, PlanNode
 
 
 #: a decomposition runs several primitive ops over the same bytes: its static prior is this many
@@ -55,6 +55,8 @@ class Planner:
         self.nodes: list[PlanNode] = []
         self.fallbacks: list[str] = []
         self.decomposed = 0
+        self.decompositions: list[Decomposition] = []
+        self._depth = 0  # NOTE: decompositions nest (a decomposition's op may itself decompose)
         self.strict = env_flag("OXCORE_STRICT")
         self.movable: dict[int, list[tuple[float, int, Backend, Kernel]]] = {}  # plan node -> options (compute us)
         self.chosen_us: dict[int, float] = {}
@@ -354,6 +356,17 @@ class Planner:
         """Place ``p``'s decomposition (built on proxy inputs) instead of ``p``; returns the plan
         node that holds its result."""
         self.decomposed += 1
+        record = Decomposition(p.op, args, p.shape, p.dtype, self._depth, len(self.nodes))
+        self.decompositions.append(record)
+        self._depth += 1
+        try:
+            record.result = self._place_decomposition(opdef, p, args, pin)
+        finally:
+            self._depth -= 1
+        record.stop = len(self.nodes)
+        return record.result
+
+    def _place_decomposition(self, opdef: Any, p: PlanNode, args: tuple[int, ...], pin: Any) -> int:
         proxies = [Node("__proxy__", (), {}, self.nodes[a].shape, self.nodes[a].dtype) for a in args]
         out = opdef.decompose(*[self.wrap(x) for x in proxies], **p.attrs)._node
         if out.shape != p.shape or out.dtype is not p.dtype:

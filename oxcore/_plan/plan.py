@@ -9,6 +9,7 @@ from typing import Any, Callable, NamedTuple
 from .. import _mapping
 from .._backend import Backend, Kernel, Segment
 from .._device import Device
+from .explain import Explanation
 
 
 class PlanNode:
@@ -58,6 +59,25 @@ class Step:
     transfer: bool = False
 
 
+@dataclass(slots=True)
+class Decomposition:
+    """An op the planner ran through its decomposition: its plan nodes are ``nodes[start:stop]``
+    (nested decompositions inside included), its value is plan node ``result``.
+
+    ``depth`` 0: an op of the collected graph (one the user wrote); deeper: inside another
+    decomposition. ``oxcore.explain`` collapses each depth-0 one into a line.
+    """
+
+    op: str
+    args: tuple[int, ...]
+    shape: tuple[int, ...]
+    dtype: Any
+    depth: int
+    start: int
+    stop: int = -1
+    result: int = -1
+
+
 class Transfer(NamedTuple):
     """A value moved between devices: the plan node it comes from, source and destination
     device names, and its size."""
@@ -91,6 +111,7 @@ class Plan:
         transfers: every move between devices.
         fallbacks: why some nodes did not run where they were pinned or preferred.
         decomposed: how many nodes ran through their decomposition.
+        decompositions: each of them, in planning order (nested ones after their outer one).
     """
 
     leaf_slots: list[tuple[int, int]]
@@ -103,13 +124,15 @@ class Plan:
     transfers: list[Transfer]
     fallbacks: list[str] = field(default_factory=list)
     decomposed: int = 0
+    decompositions: list[Decomposition] = field(default_factory=list)
 
     @classmethod
     def empty(cls) -> "Plan":
         return cls([], [], [], [], 0, [], [], [])
 
-    def explain(self) -> "Explanation":
-        return Explanation(self)
+    def explain(self, verbose: bool = False) -> Explanation:
+        """The ``Explanation`` of this plan (``verbose``: every node, else the user's ops)."""
+        return Explanation(self, verbose)
 
 
 def run_steps(steps: list[Step], vals: list) -> None:
@@ -122,43 +145,3 @@ def run_steps(steps: list[Step], vals: list) -> None:
             vals[o] = r
         for f in st.frees:
             vals[f] = None
-
-
-class Explanation:
-    """What ``oxcore.explain`` returns: ``str()`` it for the table; attributes for tests."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.nodes = [p for p in plan.nodes if p.op is not None]
-        self.backends = [p.backend.name for p in self.nodes]
-        self.transfers = plan.transfers
-        self.fallbacks = plan.fallbacks
-        self.segments = [(s.backend.name, len(s.instructions)) for s in plan.segments]
-
-    def __str__(self) -> str:
-        lines = [f"plan: {len(self.nodes)} nodes, {len(self.segments)} segments, "
-                 f"{len(self.transfers)} transfers, {len(self.fallbacks)} fallbacks, "
-                 f"{self.plan.decomposed} decomposed"]
-        for i, p in enumerate(self.plan.nodes):
-            if p.op is None:
-                what = "const" if p.constant is not None else f"input #{p.leaf_pos}"
-                lines.append(f"  %{i:<3} {what:<22} {p.dtype.name}{list(p.shape)} on {p.device}")
-                continue
-            args = ", ".join(f"%{a}" for a in p.args)
-            # NOTE: "*" marks a cost measured by `oxcore autotune`; the others are static priors
-            cands = "; ".join(f"{k}={v:.1f}us{'*' if getattr(v, 'measured', False) else ''}"
-                              if isinstance(v, float) else f"{k}: {v}" for k, v in p.candidates)
-            origin = f" (from {p.origin})" if p.origin else ""
-            lines.append(f"  %{i:<3} {p.op}({args}){origin} -> {p.dtype.name}{list(p.shape)} on "
-                         f"{p.backend.name} [{cands}]{(' ' + p.note) if p.note else ''}")
-        if any(getattr(v, "measured", False) for p in self.nodes for _, v in p.candidates):
-            lines.append("  (costs with * were measured by `oxcore autotune`; others are static priors)")
-        for t in self.transfers:
-            lines.append(f"  transfer %{t.node}: {t.src} -> {t.dst} ({t.nbytes} bytes)")
-        for f in self.fallbacks:
-            lines.append(f"  fallback: {f}")
-        for j, (b, n) in enumerate(self.segments):
-            lines.append(f"  segment {j}: {b}, {n} nodes")
-        return "\n".join(lines)
-
-    __repr__ = __str__

@@ -18,7 +18,8 @@ from .._graph import KEEP_GRAPH, TRACING, Node, check_not_traced, collect, colle
 from .._osutil import env_raw
 from .context import runtime
 from .placement import Planner
-from .plan import Explanation, Plan, run_steps
+from .explain import Explanation
+from .plan import Plan, run_steps
 from .segment import KernelFailed, segment
 
 T = TypeVar("T")
@@ -77,9 +78,20 @@ def build_plan(order: list[Node], pos: dict[int, int], outputs: list[bool], only
     if planner.strict and planner.fallbacks:
         raise FallbackError("OXCORE_STRICT=1 and the plan needs fallbacks:\n  " + "\n  ".join(planner.fallbacks))
     plan = segment(planner, [(i, where[i]) for i, n in enumerate(order) if outputs[i]])
-    if "plan" in os.environ.get("OXCORE_LOG", ""):
-        print(plan.explain(), file=sys.stderr)
+    log = _plan_log()
+    if log is not None:
+        print(plan.explain(verbose=log), file=sys.stderr)
     return plan
+
+
+def _plan_log() -> bool | None:
+    """``OXCORE_LOG`` (comma-separated): ``plan`` logs each new plan as ``oxcore.explain``
+    shows it (True: ``plan:verbose``, every node); None when plans are not logged."""
+    raw = os.environ.get("OXCORE_LOG", "")
+    if "plan" not in raw:  # NOTE: the common case, no split
+        return None
+    words = {w.strip() for w in raw.split(",")}
+    return True if "plan:verbose" in words else False if "plan" in words else None
 
 
 def plan_only_on(backend: str, nodes: list[Node]) -> Plan:
@@ -155,15 +167,15 @@ def evaluate(targets: list[Node]) -> None:
             retrying(lambda: _run(current[0], order), replan)
 
 
-def explain(nodes: list[Node]) -> Explanation:
+def explain(nodes: list[Node], verbose: bool = False) -> Explanation:
     """The plan for ``nodes`` with every placement decision (nothing is computed)."""
     with LOCK:
         nodes = [n for n in nodes if n.buf is None]
         if not nodes:
-            return Plan.empty().explain()
+            return Plan.empty().explain(verbose)
         order, pos, _ = collect(nodes)
         tset = {id(t) for t in nodes}
-        return build_plan(order, pos, [n.buf is None and id(n) in tset for n in order]).explain()
+        return build_plan(order, pos, [n.buf is None and id(n) in tset for n in order]).explain(verbose)
 
 
 def _run(plan: Plan, order: list[Node]) -> None:

@@ -157,7 +157,7 @@ def segment(planner: Planner, outputs: list[tuple[int, int]]) -> Plan:
     steps = [dataclasses.replace(st, frees=f) for st, f in zip(steps, frees)]
     out_list = [Output(pos, slot_of[(q, home[q].name)], home[q]) for pos, q in outputs]
     return Plan(leaf_slots, constants, steps, out_list, nslots, nodes, segments, transfers, planner.fallbacks,
-                planner.decomposed)
+                planner.decomposed, planner.decompositions)
 
 
 _COMPILED: "OrderedDict[tuple, Callable]" = OrderedDict()

@@ -161,6 +161,7 @@ _binary("nextafter", lambda a, b, out: (1, None))  # NOTE: one ulp away from a: 
 
 #: ops whose derivative is zero wherever it exists, or whose output is integer/bool
 NOT_DIFFERENTIABLE = ("floor", "ceil", "round", "trunc", "sign", "floor_divide", "argmax", "argmin", "random_bits",
+                      "random_uniform", "random_normal", "random_randint",
                       "full", "arange", "linspace", "eye", "argsort", "searchsorted", "count_nonzero", "isin")
 for _name in NOT_DIFFERENTIABLE:
     _set(_name, vjp=lambda g, out, *ins, **attrs: (None,) * len(ins), jvp=lambda ts, out, *ins, **attrs: None)

@@ -74,10 +74,46 @@ def random_bits(shape: int | Sequence[int], *, seed: int | None = None) -> Array
     return build("random_bits", shape=norm_shape(shape), seed=_next_seed(seed))
 
 
-def _unit(shape, s, dtype) -> Array:
+def _unit(shape, s) -> Array:
     # 24 high bits -> [0, 1) exactly representable in float32
     b = build("random_bits", shape=shape, seed=s)
     return (b >> _u32(8)).astype(D.float32) * scalar(1.0 / (1 << 24), D.float32)
+
+
+# NOTE: uniform, normal and randint are registry ops whose decompositions draw the bits: a graph
+# holds one node per draw (`oxcore.explain` shows one line), and a backend may add a kernel
+def _uniform(*, shape, seed, low, high, dtype):
+    return (_unit(shape, seed) * (high - low) + low).astype(dtype)
+
+
+def _normal(*, shape, seed, mean, std, dtype):
+    from . import elementwise as E
+
+    u1 = 1.0 - _unit(shape, seed)  # (0, 1]: log is finite
+    u2 = _unit(shape, (seed ^ 0x5BD1E995) & 0xFFFFFFFF)
+    z = E.sqrt(-2.0 * E.log(u1)) * E.cos(u2 * (2 * math.pi))
+    return (z * std + mean).astype(dtype)
+
+
+def _randint(*, shape, seed, low, high, dtype):
+    b = build("random_bits", shape=shape, seed=seed)
+    return ((b % _u32(high - low)).astype(D.int64) + low).astype(dtype)
+
+
+def _shape_dtype(i, a):
+    return a["shape"], a["dtype"]
+
+
+register_op("random_uniform", Category.CREATION, _shape_dtype, attrs=("shape", "seed", "low", "high", "dtype"),
+            decompose=_uniform, doc="uniform floats in [low, high) from random_bits")
+register_op("random_normal", Category.CREATION, _shape_dtype, attrs=("shape", "seed", "mean", "std", "dtype"),
+            decompose=_normal, doc="normal floats (Box-Muller) from random_bits")
+register_op("random_randint", Category.CREATION, _shape_dtype, attrs=("shape", "seed", "low", "high", "dtype"),
+            decompose=_randint, doc="integers in [low, high) from random_bits")
+
+
+def _float_dtype(dtype: Any) -> D.DType:
+    return D.dtype(dtype) if dtype is not None else D.default_float
 
 
 def uniform(shape: int | Sequence[int] = (), low: float = 0.0, high: float = 1.0, *, dtype: Any = None,
@@ -90,9 +126,8 @@ def uniform(shape: int | Sequence[int] = (), low: float = 0.0, high: float = 1.0
         >>> 0.0 <= ox.min(x).item() and ox.max(x).item() < 1.0
         True
     """
-    dt = D.dtype(dtype) if dtype is not None else D.default_float
-    u = _unit(norm_shape(shape), _next_seed(seed), dt)
-    return (u * (high - low) + low).astype(dt)
+    return build("random_uniform", shape=norm_shape(shape), seed=_next_seed(seed), low=float(low), high=float(high),
+                 dtype=_float_dtype(dtype))
 
 
 def normal(shape: int | Sequence[int] = (), mean: float = 0.0, std: float = 1.0, *, dtype: Any = None,
@@ -104,15 +139,8 @@ def normal(shape: int | Sequence[int] = (), mean: float = 0.0, std: float = 1.0,
         >>> abs(ox.mean(ox.random.normal((20000,), seed=3)).item()) < 0.05
         True
     """
-    from . import elementwise as E
-
-    dt = D.dtype(dtype) if dtype is not None else D.default_float
-    shape = norm_shape(shape)
-    s = _next_seed(seed)
-    u1 = 1.0 - _unit(shape, s, dt)  # (0, 1]: log is finite
-    u2 = _unit(shape, (s ^ 0x5BD1E995) & 0xFFFFFFFF, dt)
-    z = E.sqrt(-2.0 * E.log(u1)) * E.cos(u2 * (2 * math.pi))
-    return (z * std + mean).astype(dt)
+    return build("random_normal", shape=norm_shape(shape), seed=_next_seed(seed), mean=float(mean), std=float(std),
+                 dtype=_float_dtype(dtype))
 
 
 def randint(low: int, high: int, shape: int | Sequence[int] = (), *, dtype: Any = None,
@@ -128,6 +156,5 @@ def randint(low: int, high: int, shape: int | Sequence[int] = (), *, dtype: Any 
     if high <= low:
         raise AttributeValueError(f"randint needs low < high, got [{low}, {high})")
     dt = D.dtype(dtype) if dtype is not None else D.default_int
-    b = build("random_bits", shape=norm_shape(shape), seed=_next_seed(seed))
-    r = (b % _u32(high - low)).astype(D.int64) + low
-    return r.astype(dt)
+    return build("random_randint", shape=norm_shape(shape), seed=_next_seed(seed), low=int(low), high=int(high),
+                 dtype=dt)

@@ -566,6 +566,51 @@ case("random_bits", lambda ox, *, shape, seed: ox.random.random_bits(shape, seed
                                       "seed": draw(_hyp()[0].integers(0, 2**32 - 1))})),
      lambda dt: ((), {"shape": (4, 5), "seed": 7}))
 
+
+def _unit_ref(shape, seed):
+    """``random_uniform``'s [0, 1) draw: the 24 high bits of ``random_bits``, exact in float32."""
+    return (_murmur_ref(shape=shape, seed=seed) >> np.uint32(8)).astype(np.float64) / (1 << 24)
+
+
+def _uniform_ref(*, shape, seed, low, high, dtype):
+    return _unit_ref(shape, seed) * np.float32(high - low) + np.float32(low)
+
+
+def _normal_ref(*, shape, seed, mean, std, dtype):
+    # NOTE: the op draws in float32 whatever the dtype; the angle is rounded to float32 before
+    # cos (as every backend computes it), the rest is float64
+    u1 = 1.0 - _unit_ref(shape, seed)
+    angle = _unit_ref(shape, (seed ^ 0x5BD1E995) & 0xFFFFFFFF).astype(np.float32) * np.float32(2 * math.pi)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(angle.astype(np.float64)) * np.float32(std) + np.float32(mean)
+
+
+def _randint_ref(*, shape, seed, low, high, dtype):
+    return (_murmur_ref(shape=shape, seed=seed) % np.uint32(high - low)).astype(np.int64) + low
+
+
+def _p_draw(**ranges: Callable[[Any, DType], Any]) -> Callable[[DType], Any]:
+    """(no inputs, shape, seed and the given attributes drawn, dtype) for a random op."""
+    return composite(lambda draw, dt: ((), {"shape": draw(shape_st(min_dims=1)),
+                                            "seed": draw(_hyp()[0].integers(0, 2**32 - 1)), "dtype": dt,
+                                            **{k: draw(f(_hyp()[0], dt)) for k, f in ranges.items()}}))
+
+
+# NOTE: draws are made in float32 (the ops define it), so float64 results carry float32 error
+_DRAW_TOL = {"float64": 1e7, "float32": 2.0}
+case("random_uniform", lambda ox, *, shape, seed, low, high, dtype: ox.random.uniform(shape, low, high, dtype=dtype,
+                                                                                       seed=seed),
+     _uniform_ref, F, _p_draw(low=lambda st, dt: st.floats(-4, 0), high=lambda st, dt: st.floats(0.5, 4)),
+     lambda dt: ((), {"shape": (4, 5), "seed": 7, "low": -1.0, "high": 2.0, "dtype": dt}), tol=_DRAW_TOL)
+case("random_normal", lambda ox, *, shape, seed, mean, std, dtype: ox.random.normal(shape, mean, std, dtype=dtype,
+                                                                                     seed=seed),
+     _normal_ref, F, _p_draw(mean=lambda st, dt: st.floats(-2, 2), std=lambda st, dt: st.floats(0.1, 3)),
+     lambda dt: ((), {"shape": (4, 5), "seed": 7, "mean": 0.5, "std": 2.0, "dtype": dt}), tol=_DRAW_TOL)
+case("random_randint", lambda ox, *, shape, seed, low, high, dtype: ox.random.randint(low, high, shape, dtype=dtype,
+                                                                                       seed=seed),
+     _randint_ref, INT, _p_draw(low=lambda st, dt: st.integers(0 if dt in _dtypes.UNSIGNED else -20, 10),
+                                high=lambda st, dt: st.integers(11, 100)),
+     lambda dt: ((), {"shape": (4, 5), "seed": 7, "low": 3, "high": 60, "dtype": dt}))
+
 # --- reductions ----------------------------------------------------------------------------------
 def _accum(dt: DType) -> DType:
     return _dtypes.int64 if dt is _dtypes.bool_ or dt in _dtypes.SIGNED else _dtypes.uint64 if dt in _dtypes.UNSIGNED else dt
