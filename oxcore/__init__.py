@@ -76,9 +76,9 @@ def explain(*arrays: Array, verbose: bool = False) -> _plan.Explanation:
           %1   exp(%0) -> float32[2] on cpu_numpy [...]
           in0  input float32[2] on cpu
           segment 0: cpu_numpy, 2 nodes
-          (not listed: 1 scalars and constants; ...)
+          (not listed: 1 scalar or constant input; ...)
         >>> print(ox.explain(y, verbose=True))  # doctest: +ELLIPSIS
-        plan: 4 nodes (2 ops, 2 inputs and constants), 1 segment on cpu_numpy, 0 transfers, 0 fallbacks, 0 decomposed
+        plan: 2 nodes, 2 inputs and constants (%0-%3), 1 segment on cpu_numpy, 0 transfers, 0 fallbacks, 0 decomposed
           %0   input #0               float32[] on cpu
           %1   input #1               float32[2] on cpu
           %2   add(%1, %0) -> float32[2] on cpu_numpy [...]

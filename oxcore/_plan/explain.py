@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from .plan import Decomposition, Plan, PlanNode
 
-VERBOSE_HINT = "explain(..., verbose=True) or OXCORE_LOG=plan:verbose shows every node"
+VERBOSE_HINT = "explain(..., verbose=True) lists every node"
 
 
 class UserOp(NamedTuple):
@@ -116,8 +116,10 @@ _MEASURED_NOTE = "  (costs with * were measured by `oxcore autotune`; others are
 
 def _verbose_lines(ex: Explanation) -> list[str]:
     nodes = ex.plan.nodes
-    lines = [f"plan: {_plural(len(nodes), 'node')} ({_plural(len(ex.nodes), 'op')}, "
-             f"{len(nodes) - len(ex.nodes)} inputs and constants), {_segments_phrase(ex)}, "
+    # NOTE: "nodes" are the ops, as in the default view and the segment lines; leaves are numbered too
+    numbered = f" (%0-%{len(nodes) - 1})" if nodes else ""
+    lines = [f"plan: {_plural(len(ex.nodes), 'node')}, {len(nodes) - len(ex.nodes)} inputs and constants"
+             f"{numbered}, {_segments_phrase(ex)}, "
              f"{_plural(len(ex.transfers), 'transfer')}, {_plural(len(ex.fallbacks), 'fallback')}, "
              f"{ex.plan.decomposed} decomposed"]
     for i, p in enumerate(nodes):
@@ -217,7 +219,7 @@ class _Collapsed:
             n = sum(1 for o in self.ops if o.decomposed)
             hidden.append(f"{_plural(self.hidden_inside, 'node')} inside {_plural(n, 'decomposition')}")
         if self.hidden_leaves:
-            hidden.append(f"{self.hidden_leaves} scalars and constants")
+            hidden.append(_plural(self.hidden_leaves, "scalar or constant input"))
         if hidden:
             lines.append(f"  (not listed: {', '.join(hidden)}; {VERBOSE_HINT})")
         return lines

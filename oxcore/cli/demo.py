@@ -87,8 +87,8 @@ def demo(dim: int, seq: int, backend: str | None, runs: int) -> None:
         y = build()
         t0 = time.perf_counter()
         plan = ox.explain(y)
-        con.print(str(plan) if len(plan.nodes) <= 40 else "\n".join(str(plan).splitlines()[:1] + [
-            f"  ... {len(plan.nodes)} nodes on {', '.join(sorted(set(plan.backends)))} ..."]), markup=False)
+        con.print(str(plan) if len(plan.ops) <= 40 else "\n".join(str(plan).splitlines()[:1] + [
+            f"  ... {len(plan.ops)} ops on {', '.join(sorted(set(plan.backends)))} ..."]), markup=False)
         con.print(f"planned in {(time.perf_counter() - t0) * 1e3:.1f} ms")
         t0 = time.perf_counter()
         out = y.numpy()
