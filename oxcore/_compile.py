@@ -20,80 +20,62 @@ from . import _plan as planning
 from ._array import Array, host_leaf, leaf
 from ._errors import CompileError
 from ._graph import PIN, TRACING, Node, collect
+from .tree import TreeDef, tree_flatten, tree_structure
 
 __all__ = ["compile", "CompiledFunction"]
 
-_ARRAY = "A"  # a position in a flattened tree that holds an array
+_ARRAY = "A"  # a leaf of the call's pytree that holds an array
 
 
-def _flatten(obj: Any, leaves: list[Array]) -> Any:
-    """The structure of ``obj`` (nested tuples, lists, dicts) as a hashable key; arrays are
-    appended to ``leaves``. Everything else must be hashable and counts as a constant.
+def _split(args: tuple, kwargs: dict) -> tuple[Any, list[Any], list[Array]]:
+    """A call's arguments as (cache key of their structure and constants, every leaf, the arrays).
 
-    NOTE: on every call of a compiled function, so exact type tests first, and a container
-    holding only arrays (a dict of weights) is one key entry, not one per array.
+    The structure is ``oxcore.tree``'s: nested tuples, lists, dicts, named tuples and registered
+    classes (an ``nn.Module`` arrives as the Module it was). Leaves that are not arrays (NumPy
+    arrays become host arrays) must be hashable: they are constants of the trace.
     """
-    t = type(obj)
-    if t is Array:
-        leaves.append(obj)
-        return _ARRAY
-    if t is dict or t is tuple or t is list:
-        items = obj.values() if t is dict else obj
-        for v in items:
-            if type(v) is not Array:
+    if not kwargs:  # NOTE: on every call: arrays alone (a decode step's usual call) skip the walk
+        for a in args:
+            if type(a) is not Array:
                 break
         else:
-            leaves.extend(items)
-            return (t, tuple(obj) if t is dict else len(obj), None)
-        subtrees = tuple([_flatten(v, leaves) for v in items])
-        return (t, tuple(obj) if t is dict else len(obj), subtrees)
-    if isinstance(obj, Array):
-        leaves.append(obj)
-        return _ARRAY
-    if isinstance(obj, np.ndarray):
-        leaves.append(host_leaf(obj))
-        return _ARRAY
-    for base in (tuple, list, dict):  # NOTE: subclasses (named tuples...) come back as their base type
-        if isinstance(obj, base):
-            return _flatten(base(obj), leaves)
-    try:
-        hash(obj)
-    except TypeError:
-        raise TypeError(f"oxcore.compile: an argument of type {t.__name__} is neither an array, a "
-                        "tuple/list/dict of them, nor hashable (non-array arguments are part of the cache "
-                        "key)") from None
-    return ("const", t, obj)  # NOTE: the type too: 1, 1.0 and True hash alike
+            return _arrays_key(len(args)), list(args), list(args)
+    leaves, treedef = tree_flatten((args, kwargs) if kwargs else args)
+    arrays: list[Array] = []
+    consts: list[Any] = []
+    for i, v in enumerate(leaves):
+        t = type(v)
+        if t is Array or isinstance(v, Array):
+            arrays.append(v)
+            consts.append(_ARRAY)
+            continue
+        if isinstance(v, np.ndarray):
+            leaves[i] = host_leaf(v)
+            arrays.append(leaves[i])
+            consts.append(_ARRAY)
+            continue
+        try:
+            hash(v)
+        except TypeError:
+            raise TypeError(f"oxcore.compile: an argument of type {t.__name__} is neither an array, a pytree of "
+                            "them (tuple, list, dict, nn.Module...), nor hashable (non-array arguments are part "
+                            "of the cache key)") from None
+        consts.append((t, v))  # NOTE: the type too: 1, 1.0 and True hash alike
+    return (treedef, bool(kwargs), tuple(consts)), leaves, arrays
 
 
-def _split(args: tuple, kwargs: dict) -> tuple[Any, list[Array]]:
-    """(structure key, arrays) of a call's arguments."""
-    leaves: list[Array] = []
-    tree = _flatten(args, leaves)
-    if kwargs:
-        tree = (tree, _flatten(kwargs, leaves))
-    return tree, leaves
+@functools.lru_cache(maxsize=64)
+def _arrays_key(n: int) -> tuple:
+    """``_split``'s key for ``n`` positional arrays and nothing else."""
+    return tree_structure((0,) * n), False, (_ARRAY,) * n
 
 
-def _join(tree: Any, leaves: list[Array]) -> tuple[tuple, dict]:
-    """The inverse of ``_split``: (args, kwargs) with these arrays."""
-    it = iter(leaves)
-    if tree[0] is tuple:
-        return _unflatten(tree, it), {}
-    return _unflatten(tree[0], it), _unflatten(tree[1], it)
-
-
-def _unflatten(tree: Any, leaves: Any) -> Any:
-    if tree is _ARRAY:
-        return next(leaves)
-    kind, shape, subtrees = tree
-    if kind == "const":
-        return subtrees
-    if kind is dict:
-        return {k: (next(leaves) if subtrees is None else _unflatten(subtrees[i], leaves))
-                for i, k in enumerate(shape)}
-    if subtrees is None:
-        return kind(next(leaves) for _ in range(shape))
-    return kind(_unflatten(v, leaves) for v in subtrees)
+def _join(tree: Any, leaves: list[Any], arrays: list[Array]) -> tuple[tuple, dict]:
+    """The inverse of ``_split``: (args, kwargs), with ``arrays`` in the arrays' places."""
+    treedef, has_kwargs, consts = tree
+    it = iter(arrays)
+    out = treedef.unflatten([next(it) if c is _ARRAY else v for c, v in zip(consts, leaves)])
+    return out if has_kwargs else (out, {})
 
 
 class _Replay:
@@ -102,9 +84,10 @@ class _Replay:
 
     __slots__ = ("plan", "nslots", "steps", "arg_slots", "constants", "outputs", "out_tree")
 
-    def __init__(self, plan: planning.Plan, order: list[Node], arg_index: dict[int, int], out_nodes: list[Node],
-                 out_tree: Any) -> None:
-        self.plan, self.nslots, self.out_tree = plan, plan.nslots, out_tree
+    def __init__(self, plan: planning.Plan, order: list[Node], arg_index: dict[int, int], out_leaves: list[Any],
+                 out_tree: TreeDef) -> None:
+        self.plan, self.nslots = plan, plan.nslots
+        self.out_tree = None if out_tree.kind is None else out_tree  # NOTE: None: one array, the fast path
         self.arg_slots = [(s, arg_index[id(order[p])]) for p, s in plan.leaf_slots if id(order[p]) in arg_index]
         constants = dict(plan.constants)
         constants.update((s, order[p].buf) for p, s in plan.leaf_slots if id(order[p]) not in arg_index)
@@ -118,7 +101,11 @@ class _Replay:
         self.constants = list(constants.items())
         slot_of = {order[p]: (s, dev) for p, s, dev in plan.outputs}
         self.outputs: list[tuple] = []
-        for n in out_nodes:
+        for v in out_leaves:
+            if not isinstance(v, Array):
+                self.outputs.append(("const", v))
+                continue
+            n = v._node
             if n in slot_of:
                 self.outputs.append(("slot", n.shape, n.dtype) + slot_of[n])
             elif id(n) in arg_index:
@@ -135,7 +122,7 @@ class _Replay:
         for rec in planning.RECORDERS:
             rec(self.plan)
         planning.run_steps(self.steps, vals)
-        if self.out_tree is _ARRAY and self.outputs[0][0] == "slot":  # NOTE: the common case, fast
+        if self.out_tree is None and self.outputs[0][0] == "slot":  # NOTE: the common case, fast
             o = self.outputs[0]
             return Array._wrap(Node(None, (), {}, o[1], o[2], vals[o[3]], o[4]))
         out = []
@@ -144,9 +131,11 @@ class _Replay:
                 out.append(Array._wrap(Node(None, (), {}, o[1], o[2], vals[o[3]], o[4])))
             elif o[0] == "arg":
                 out.append(args[o[1]])
-            else:
+            elif o[0] == "node":
                 out.append(Array._wrap(o[1]))
-        return _unflatten(self.out_tree, iter(out))
+            else:
+                out.append(o[1])
+        return out[0] if self.out_tree is None else self.out_tree.unflatten(out)
 
 
 def _share_small_constants(order: list[Node], pos: dict[int, int], args: frozenset[int]) -> None:
@@ -189,21 +178,22 @@ class CompiledFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if TRACING.get() is not None:  # NOTE: called while tracing an outer function: inline it
             return self.fn(*args, **kwargs)
-        tree, leaves = _split(args, kwargs)
-        key = self._key(tree, leaves)
+        tree, leaves, arrays = _split(args, kwargs)
+        key = self._key(tree, arrays)
+
         def attempt() -> Any:
-            replay = self._cache.get(key) or self._trace(key, tree, leaves)
+            replay = self._cache.get(key) or self._trace(key, tree, leaves, arrays)
             with planning.LOCK:
-                return replay(leaves)
+                return replay(arrays)
         return planning.retrying(attempt, self._cache.clear)
 
-    def _trace(self, key: tuple, tree: Any, leaves: list[Array]) -> _Replay:
+    def _trace(self, key: tuple, tree: Any, leaves: list[Any], arrays: list[Array]) -> _Replay:
         # NOTE: fresh leaf nodes for the arguments, so an argument is told apart from the same
         # array captured as a constant (or passed twice)
-        proxies = [leaf(a._node.buf, a.dtype, a._node.device) for a in leaves]
+        proxies = [leaf(a._node.buf, a.dtype, a._node.device) for a in arrays]
         nodes = [p._node for p in proxies]
         arg_ids = frozenset(id(n) for n in nodes)
-        args, kwargs = _join(tree, proxies)
+        args, kwargs = _join(tree, leaves, proxies)
         token = TRACING.set(arg_ids)
         try:
             result = self.fn(*args, **kwargs)
@@ -213,10 +203,8 @@ class CompiledFunction:
             if p._node is not n:
                 raise CompileError(f"{self.__name__} assigned into one of its arguments (x[...] = v). Under "
                                    "oxcore.compile the caller's array would not change; return the new array instead.")
-        out_leaves: list[Array] = []
-        out_tree = _flatten(result, out_leaves)
-        out_nodes = [a._node for a in out_leaves]
-        targets = list({id(n): n for n in out_nodes if n.buf is None}.values())
+        out_leaves, out_tree = tree_flatten(result)
+        targets = list({id(a._node): a._node for a in out_leaves if isinstance(a, Array) and a._node.buf is None}.values())
         with planning.LOCK:
             if targets:
                 order, pos, _ = collect(targets)
@@ -226,7 +214,7 @@ class CompiledFunction:
                 plan = planning.build_plan(order, pos, [id(n) in tset for n in order], constants=constants)
             else:
                 order, plan = [], planning.Plan.empty()
-        replay = _Replay(plan, order, {id(n): i for i, n in enumerate(nodes)}, out_nodes, out_tree)
+        replay = _Replay(plan, order, {id(n): i for i, n in enumerate(nodes)}, out_leaves, out_tree)
         with self._lock:
             if len(self._cache) >= self.max_traces:
                 self._cache.pop(next(iter(self._cache)))
@@ -236,9 +224,9 @@ class CompiledFunction:
 
     def explain(self, *args: Any, **kwargs: Any) -> planning.Explanation:
         """The plan a call with these arguments replays (traces it if needed; computes nothing)."""
-        tree, leaves = _split(args, kwargs)
-        key = self._key(tree, leaves)
-        return (self._cache.get(key) or self._trace(key, tree, leaves)).plan.explain()
+        tree, leaves, arrays = _split(args, kwargs)
+        key = self._key(tree, arrays)
+        return (self._cache.get(key) or self._trace(key, tree, leaves, arrays)).plan.explain()
 
     def clear(self) -> None:
         """Forget every trace (the next call traces again)."""
@@ -249,7 +237,8 @@ class CompiledFunction:
 def compile(fn: Callable | None = None, *, max_traces: int = 64) -> Any:
     """Trace ``fn`` once per input signature and replay its plan on later calls.
 
-    ``fn`` takes and returns arrays (or tuples, lists and dicts of them); other arguments are
+    ``fn`` takes and returns arrays, or pytrees of them (``oxcore.tree``: tuples, lists, dicts,
+    named tuples, an ``nn.Module``, which arrives as the Module it is); other arguments are
     constants: a new value traces again, as do new shapes, dtypes or devices. Arrays that
     ``fn`` reads from its closure or globals are captured when it is traced; pass anything
     that changes between calls as an argument. ``fn`` must not read values (``float(x)``,

@@ -60,7 +60,12 @@ def register_pytree_node(cls: type, flatten: Callable[[Any], tuple[list, list, A
 
 
 def _dict_flatten(d: dict) -> tuple[list, list, Any]:
-    keys = sorted(d) if all(isinstance(k, str) for k in d) else list(d)
+    keys = list(d)
+    for k in keys:
+        if type(k) is not str and not isinstance(k, str):
+            break
+    else:
+        keys.sort()
     return keys, [d[k] for k in keys], tuple(keys)
 
 
@@ -89,7 +94,7 @@ class TreeDef:
     def __init__(self, kind: type | None, node: _Node | None, keys: list, aux: Any,
                  children: tuple["TreeDef", ...]) -> None:
         self.kind, self.node, self.keys, self.aux, self.children = kind, node, keys, aux, children
-        self.num_leaves = 1 if kind is None else sum(c.num_leaves for c in children)
+        self.num_leaves = 1 if kind is None else sum([c.num_leaves for c in children])
         self._hash: int | None = None
 
     def _key(self) -> tuple:
@@ -138,7 +143,14 @@ def _flatten(x: Any, leaves: list, is_leaf: Callable[[Any], bool] | None) -> Tre
         leaves.append(x)
         return _LEAF
     keys, children, aux = node.flatten(x)
-    return TreeDef(type(x), node, keys, aux, tuple(_flatten(c, leaves, is_leaf) for c in children))
+    if is_leaf is None:  # NOTE: a container of leaves only (a dict of weights): no call per leaf
+        for c in children:
+            if type(c) in _NODES or isinstance(c, tuple):
+                break
+        else:
+            leaves.extend(children)
+            return TreeDef(type(x), node, keys, aux, (_LEAF,) * len(children))
+    return TreeDef(type(x), node, keys, aux, tuple([_flatten(c, leaves, is_leaf) for c in children]))
 
 
 def tree_flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, TreeDef]:

@@ -87,6 +87,42 @@ def test_structures_in_and_out_kwargs_and_passthrough():
     assert f.traces == 1
 
 
+def test_a_module_argument_arrives_as_a_module_and_its_trace_is_replayed():
+    seen = []
+
+    @ox.compile
+    def f(model, x):
+        seen.append(type(model))
+        return model(x)
+
+    def ref(m, x):
+        return _f64(x) @ _f64(m.weight).T + (_f64(m.bias) if "bias" in m else 0)
+
+    m, x = ox.nn.Linear(3, 2), _rand((4, 3))
+    assert_close(f(m, x), ref(m, x), ox.float32, what="Linear", tol=8)
+    assert seen == [ox.nn.Linear] and f.traces == 1
+    m2, x2 = ox.nn.Linear(3, 2), _rand((4, 3))  # NOTE: same structure, new weights: the trace replays
+    assert_close(f(m2, x2), ref(m2, x2), ox.float32, what="second Linear", tol=8)
+    assert seen == [ox.nn.Linear] and f.traces == 1
+    m3 = ox.nn.Linear(3, 2, bias=False)  # NOTE: another structure traces again
+    assert_close(f(m3, x2), ref(m3, x2), ox.float32, what="Linear without bias", tol=8)
+    assert seen == [ox.nn.Linear] * 2 and f.traces == 2
+
+
+def test_named_tuples_stay_named_tuples_in_and_out():
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "a b")
+    f = ox.compile(lambda p: Pair(p.b * 2, p.a + p.b))
+    for _ in range(2):
+        a, b = _rand((3,)), _rand((3,))
+        out = f(Pair(a, b))
+        assert type(out) is Pair
+        assert_close(out.a, _f64(b) * 2, ox.float32, what="a")
+        assert_close(out.b, _f64(a) + _f64(b), ox.float32, what="b")
+    assert f.traces == 1
+
+
 def test_numpy_arguments_and_lazy_arguments_are_accepted():
     f = ox.compile(lambda a, b: a + b)
     a = rng.uniform(size=(3,)).astype(np.float32)
