@@ -143,12 +143,26 @@ def fingerprint(device: Any) -> str:
 
 
 def env_key() -> str:
-    """Tuning-relevant environment: usable cores plus any of ``TUNING_ENV`` that is set."""
+    """Tuning-relevant configuration: usable cores, any of ``TUNING_ENV`` that is set, and the
+    thread setting of each CPU backend whose pools are set to other than one thread per core
+    (``threads=torchcpu:1``: ``torch.set_num_threads(1)``; ``Backend.configured_threads``)."""
+    from ._threads import cores
+
+    n = cores()
+    parts = [f"cores={n}"] + [f"{k}={os.environ[k]}" for k in TUNING_ENV if k in os.environ]
+    threads = [f"{b.name}:{t}" for b in _pooled_backends() if (t := b.configured_threads()) not in (None, n)]
+    if threads:
+        parts.append("threads=" + "+".join(sorted(threads)))
+    return ",".join(parts)
+
+
+def _pooled_backends() -> list[Any]:
+    from ._plugins import manager
+
     try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return ",".join([f"cores={cores}"] + [f"{k}={os.environ[k]}" for k in TUNING_ENV if k in os.environ])
+        return [b for b in manager().available_backends() if b.has_thread_pools]
+    except Exception:  # NOTE: a key must never fail; a broken plugin is reported elsewhere
+        return []
 
 
 def entry_key(e: dict) -> str:

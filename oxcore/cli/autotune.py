@@ -134,6 +134,26 @@ def profile_rows(op: str | None = None, everything: bool = False) -> list[dict[s
     return rows
 
 
+def transfer_rows(everything: bool = False) -> list[dict[str, Any]]:
+    """Transfer entries of the active profile with a ``state``: ``current``, or ``other machine
+    or env`` (another thread setting too: a switch cost measured while two libraries' threads
+    fought must not be shown as this configuration's)."""
+    from .._plugins import manager
+    from .._profile import current, env_key, fingerprint
+
+    prof = current()
+    if prof is None:
+        return []
+    here = {fingerprint(d) for d in manager().devices.values()}
+    env = env_key()
+    rows = []
+    for e in prof.data["transfers"].values():
+        ok = e.get("src") in here and e.get("dst") in here and e.get("env") == env
+        if everything or ok:
+            rows.append({**e, "state": "current" if ok else "other machine or env"})
+    return rows
+
+
 @profile.command("show")
 @click.option("--op", default=None, help="Only entries of this op.")
 @click.option("--all", "everything", is_flag=True, help="Include stale entries and other machines.")
@@ -146,8 +166,7 @@ def profile_show(op: str | None, everything: bool, as_json: bool) -> None:
     from .._profile import current, path
 
     rows = profile_rows(op, everything)
-    prof = current()
-    transfers = list(prof.data["transfers"].values()) if prof is not None else []
+    transfers = transfer_rows(everything)
     if as_json:
         click.echo(json.dumps({"path": str(path()), "kernels": rows, "transfers": transfers}, indent=2))
         return
@@ -171,8 +190,10 @@ def profile_show(op: str | None, everything: bool, as_json: bool) -> None:
     console = Console()
     console.print(t)
     for e in transfers:
+        state = "" if e["state"] == "current" else f" ({e['state']})"
         console.print(f"transfer {e['src_device']} -> {e['dst_device']}: latency {e['latency_us']:.1f}us, "
-                      f"{e['bytes_per_us'] / 1e3:.2f} GB/s")
+                      f"{e['bytes_per_us'] / 1e3:.2f} GB/s{state}")
+    prof = current()
     if prof is not None and prof.defaults:
         console.print(f"{len(prof.defaults)} default entries shipped by plugins (measurements here win)")
     if not rows:
