@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any, Iterable
 
 __all__ = ["cores", "limit_pools", "pool_threads", "Partition", "current", "restore_all"]
@@ -105,12 +106,11 @@ class Partition:
         return []
 
     def apply(self) -> None:
-        was = _current[1]
-        for b in was:
+        for b in _current[1]:
             if b not in self.backends:
-                b.limit_threads(None)
+                _limit(b, None)
         for b in self.backends:
-            b.limit_threads(self.threads)
+            _limit(b, self.threads)
         _current[:] = [self.key, self.backends]
 
     def __repr__(self) -> str:
@@ -118,6 +118,17 @@ class Partition:
         return f"<Partition {names}: {self.threads} threads each>"
 
 
+def _limit(b: Any, n: int | None) -> None:
+    try:
+        b.limit_threads(n)
+    except Exception as e:  # NOTE: a plugin's broken hook costs it its share, never the evaluation
+        if b.name not in _warned:
+            _warned.add(b.name)
+            warnings.warn(f"{b.name}.limit_threads({n}) raised {type(e).__name__}: {e}; its threads are "
+                          f"left as they are", RuntimeWarning, stacklevel=3)
+
+
+_warned: set[str] = set()
 _current: list[Any] = [((), None), ()]  # [key of the partition in place, its backends]
 
 

@@ -114,12 +114,14 @@ def profile_rows(op: str | None = None, everything: bool = False) -> list[dict[s
     m = manager()
     installed = {k.id: k.version for k in iter_kernels(m.backends.values())}
     here = {fingerprint(d) for d in m.devices.values()}
-    env = env_key()
+    envs: dict[str, str] = {}
     rows = []
     for e in prof.data["kernels"].values():
         if op is not None and e["op"] != op:
             continue
         kid = e["kernel"]
+        backend = kid.split(".", 1)[0]
+        env = envs.get(backend) or envs.setdefault(backend, env_key([backend]))
         if e["device"] not in here or e["env"] != env:
             state = "other machine or env"
         elif kid.endswith(".decomposed") or installed.get(kid) == e["version"]:
@@ -139,16 +141,16 @@ def transfer_rows(everything: bool = False) -> list[dict[str, Any]]:
     or env`` (another thread setting too: a switch cost measured while two libraries' threads
     fought must not be shown as this configuration's)."""
     from .._plugins import manager
-    from .._profile import current, env_key, fingerprint
+    from .._profile import current, fingerprint, transfer_env_key
 
     prof = current()
     if prof is None:
         return []
     here = {fingerprint(d) for d in manager().devices.values()}
-    env = env_key()
     rows = []
     for e in prof.data["transfers"].values():
-        ok = e.get("src") in here and e.get("dst") in here and e.get("env") == env
+        ok = (e.get("src") in here and e.get("dst") in here
+              and e.get("env") == transfer_env_key(e.get("src_device", ""), e.get("dst_device", "")))
         if everything or ok:
             rows.append({**e, "state": "current" if ok else "other machine or env"})
     return rows

@@ -49,6 +49,7 @@ def test_a_mixed_plan_shares_the_cores_and_a_single_backend_plan_restores_them(t
     rng = np.random.default_rng(shape[0])
     xs, ws = rng.normal(size=shape).astype(np.float32), rng.normal(size=(shape[1], 16)).astype(np.float32) / 8
     own_blas, own_numba = _blas_threads(), numba.get_num_threads()
+    key = _profile.env_key(["cpu_numpy", "numba_test"])
     x, w = ox.asarray(xs), ox.asarray(ws)
     with _profile.active(None):
         h = x @ w                                   # cpu_numpy (priority)
@@ -62,6 +63,7 @@ def test_a_mixed_plan_shares_the_cores_and_a_single_backend_plan_restores_them(t
         np.testing.assert_allclose(y.numpy(), _erf64(xs.astype(np.float64) @ ws) + 1.0, rtol=1e-4, atol=1e-5)
         assert _threads.current() == (("cpu_numpy", "numba_test"), share)
         assert _blas_threads() == min(own_blas, share) and numba.get_num_threads() == share
+        assert _profile.env_key(["cpu_numpy", "numba_test"]) == key  # NOTE: the runtime's limit is no new setting
         # a plan on cpu_numpy alone, in a process with two pooled backends, gets its pools back
         z = (x @ w).numpy()
         np.testing.assert_allclose(z, xs.astype(np.float64) @ ws, rtol=1e-4, atol=1e-5)
@@ -120,6 +122,8 @@ def test_profile_entries_of_another_thread_setting_neither_match_nor_show(numpy_
     node = ox.explain(y).nodes[0]
     prof = _profile.Profile(tmp_profile)
     prof.add(b.kernels_for("exp")[0], node, 4460.0)
+    numpy_exp = manager().backends["cpu_numpy"].kernels_for("exp")[0]
+    prof.add(numpy_exp, node, 50.0)
     prof.add_transfer(HOST, NUMBA_CPU, 4460.0, 1e6)
     prof.save()
     _profile.reload()
@@ -133,12 +137,36 @@ def test_profile_entries_of_another_thread_setting_neither_match_nor_show(numpy_
     assert [r["us"] for r in show()["kernels"] if r["kernel"] == "pooled.exp.default"] == [4460.0]
     assert len(show()["transfers"]) == 1
     b.setting = 1  # the library was set to one thread: the 4,460 us were measured under another setting
-    assert "threads=pooled:1" in _profile.env_key()
+    assert "threads=pooled:1" in _profile.env_key(["pooled"]) and "threads" not in _profile.env_key(["cpu_numpy"])
     _profile.reload()
     assert _profile.current().lookup(b.kernels_for("exp")[0], node) is None
+    assert _profile.current().lookup(numpy_exp, node) == 50.0  # NOTE: another library's setting: still valid
     assert _profile.current().transfer("cpu", "numba:cpu") == (None, None)
     shown = show()
-    assert not [r for r in shown["kernels"] if r["kernel"] == "pooled.exp.default"] and shown["transfers"] == []
+    assert [r["kernel"] for r in shown["kernels"]] == ["cpu_numpy.exp.default"] and shown["transfers"] == []
     marked = show("--all")
     assert {r["state"] for r in marked["transfers"]} == {"other machine or env"}
     assert {r["state"] for r in marked["kernels"] if r["kernel"] == "pooled.exp.default"} == {"other machine or env"}
+
+
+def test_a_limit_threads_that_raises_warns_and_the_plan_still_runs(numpy_only):
+    class Broken(_Pooled):
+        name = "broken_pool"
+
+        def limit_threads(self, n):
+            raise RuntimeError("no such pool")
+
+    b = Broken()
+    b.kernel("exp")(np.exp)
+    register("broken_pool_plugin", oxcore_register_backends=lambda register: register(b))
+    xs = np.random.default_rng(2).normal(size=(16, 8)).astype(np.float32)
+    try:
+        with _profile.active(None), pytest.warns(RuntimeWarning, match="broken_pool.limit_threads"):
+            x = ox.asarray(xs)
+            with ox.use("broken_pool"):
+                e = ox.exp(x @ ox.asarray(np.eye(8, dtype=np.float32)))
+            y = e + 1.0
+            assert ox.explain(y).backends == ["cpu_numpy", "broken_pool", "cpu_numpy"]
+            np.testing.assert_allclose(y.numpy(), np.exp(xs.astype(np.float64)) + 1.0, rtol=1e-6)
+    finally:
+        _threads.restore_all()
