@@ -70,6 +70,17 @@ def test_a_mixed_plan_shares_the_cores_and_a_single_backend_plan_restores_them(t
         assert _threads.current() == ((), None)
         assert _blas_threads() == own_blas and numba.get_num_threads() == own_numba
 
+        @ox.compile
+        def mixed(x, w):
+            with ox.use("numba_test"):
+                e = ox.erf(x @ w)
+            return e + 1.0
+        for _ in range(2):  # traced, then replayed: the partition step is part of the replayed plan
+            _threads.restore_all()
+            np.testing.assert_allclose(mixed(x, w).numpy(), _erf64(xs.astype(np.float64) @ ws) + 1.0,
+                                       rtol=1e-4, atol=1e-5)
+            assert _threads.current() == (("cpu_numpy", "numba_test"), share)
+
 
 def test_single_backend_plans_get_no_thread_step(numpy_only):
     x = ox.asarray(np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32))
