@@ -98,10 +98,11 @@ class Partition:
     def __init__(self, backends: Iterable[Any]) -> None:
         self.backends = tuple(sorted(set(backends), key=lambda b: b.name))
         self.threads = max(1, cores() // len(self.backends)) if self.backends else None
-        self.key = (tuple(b.name for b in self.backends), self.threads)
+        # NOTE: the objects (a reloaded plugin's are new), interned so `step` is an identity check
+        self.key = _KEYS.setdefault((self.backends, self.threads), (self.backends, self.threads))
 
     def step(self, _inputs: list) -> list:
-        if _current[0] != self.key:
+        if _current[0] is not self.key:
             self.apply()
         return []
 
@@ -129,12 +130,14 @@ def _limit(b: Any, n: int | None) -> None:
 
 
 _warned: set[str] = set()
-_current: list[Any] = [((), None), ()]  # [key of the partition in place, its backends]
+_KEYS: dict[tuple, tuple] = {}
+_current: list[Any] = [_KEYS.setdefault(((), None), ((), None)), ()]  # [key of the partition in place, its backends]
 
 
 def current() -> tuple:
     """The partition in place: ``(backend names, threads each)``; ``((), None)`` when none."""
-    return _current[0]
+    backends, threads = _current[0]
+    return tuple(b.name for b in backends), threads
 
 
 def restore_all() -> None:

@@ -305,6 +305,7 @@ def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",),
     from . import _dtypes
 
     t_start = time.perf_counter()
+    restore_all()  # NOTE: kernels are timed with their libraries' own thread settings
     if profile is None:
         file = _profile.path()
         if file is None:
