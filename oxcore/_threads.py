@@ -10,7 +10,7 @@ for the run. Plans on one backend run with the libraries' own settings.
 
 The partition is applied once per change (a plan that runs again finds it in place: an
 identity check), through threadpoolctl's library controllers (about 1 us a call once they
-were found, ~0.7 ms to scan the loaded libraries, done once per new library set).
+were found; scanning the loaded libraries takes ~0.7 ms, again only after new imports).
 
 Example:
     >>> from oxcore._threads import Partition, cores
