@@ -205,7 +205,6 @@ class Profile:
         self._slopes: dict[int, float] = {}
         self._fp: dict[str, str | None] = {}
         self._last: tuple = (None, None)
-        self._env = env_key()
         self._envs: dict[Any, str] = {}  # backend name or (src, dst) device names -> env key
         self.serial = next(_SERIAL)  # NOTE: identifies it in plan-cache keys (ids get reused)
         if self.file is not None:
