@@ -45,6 +45,7 @@ class Case:
             for an offset inside the file, or None.
         tolerant: loading may also succeed (a damaged file can still be well-formed); then
             every tensor must lie inside the file and read. Anything but FormatError fails.
+        format_name: the format under test, when its name is not its suffix without the dot.
     """
 
     name: str
@@ -56,9 +57,13 @@ class Case:
     check: Callable[[Any], None] | None = field(default=None, repr=False)
     exact_offset: bool = True
     tolerant: bool = False
+    format_name: str = ""
 
     @property
     def format(self) -> str:
+        """The format to read it with: ``format_name``, else the one its suffix names."""
+        if self.format_name:
+            return self.format_name
         return {".safetensors": "safetensors", ".gguf": "gguf"}.get(self.suffix, self.suffix.lstrip("."))
 
 
@@ -310,6 +315,8 @@ def generic_corpus(format_name: str) -> list[Case]:
     cases.append(Case("random-bytes", rng.integers(0, 256, n, dtype=np.uint8).tobytes(), suffix,
                       exact_offset=False, tolerant=True))
     cases.append(Case("zeroed-head", bytes(min(n, 64)) + good[64:], suffix, exact_offset=False, tolerant=True))
+    for c in cases:
+        c.format_name = format_name
     return cases
 
 
