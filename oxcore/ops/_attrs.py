@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from .._dtypes import DType
-from .._registry import REQUIRED, Attr  # noqa: F401  (REQUIRED for op modules)
+from .._registry import Attr
 
 Axes = tuple[int, ...]
 
 #: reductions: ``axis=None`` (every axis), an int or a sequence, normalised by ``norm_axes``
 AXES = Attr("axis", Axes, default=None, note="sorted, unique, non-negative; the public None becomes every axis")
 KEEPDIMS = Attr("keepdims", bool, default=False)
-#: ops along one axis, normalised by ``norm_axis``
+
+
 def axis(default: Any = -1, note: str = "non-negative") -> Attr:
+    """``axis`` of ops along one axis, normalised by ``norm_axis``."""
     return Attr("axis", int, default=default, note=note)
+
 
 
 #: the result's (and accumulator's) dtype of sum, prod, cumulative_*
