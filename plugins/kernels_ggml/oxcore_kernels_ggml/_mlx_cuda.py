@@ -139,33 +139,41 @@ __device__ __forceinline__ void load_group(const uint8_t* row, int g, int* q, fl
 """
 
 SOURCE = r"""
+  // NOTE: sizes come from the shapes (x: (M, K), w: (N, row bytes)) so one compiled kernel per
+  // (T, TYPE) serves every matrix; M <= MAXM rows accumulate in registers (uniform branches)
+  const int M = x_shape[0], K = x_shape[1], N = w_shape[0];
+  const size_t ROW_BYTES = w_shape[1];
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (n >= N) return;
   const uint8_t* row = w + (size_t)n * ROW_BYTES;
-  float acc[M];
+  float acc[MAXM];
 #pragma unroll
-  for (int m = 0; m < M; ++m) acc[m] = 0.f;
+  for (int m = 0; m < MAXM; ++m) acc[m] = 0.f;
   for (int g = lane; g < K / 32; g += 32) {
     int q[32]; float s0, s1, bias;
     load_group<TYPE>(row, g, q, s0, s1, bias);
 #pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const T* xg = x + (size_t)m * K + g * 32;
-      float a = 0.f, c = 0.f, sx = 0.f;
+    for (int m = 0; m < MAXM; ++m) {
+      if (m < M) {
+        const T* xg = x + (size_t)m * K + g * 32;
+        float a = 0.f, c = 0.f, sx = 0.f;
 #pragma unroll
-      for (int l = 0; l < 16; ++l) { float v = static_cast<float>(xg[l]); a += q[l] * v; sx += v; }
+        for (int l = 0; l < 16; ++l) { float v = static_cast<float>(xg[l]); a += q[l] * v; sx += v; }
 #pragma unroll
-      for (int l = 16; l < 32; ++l) { float v = static_cast<float>(xg[l]); c += q[l] * v; sx += v; }
-      acc[m] += s0 * a + s1 * c + bias * sx;
+        for (int l = 16; l < 32; ++l) { float v = static_cast<float>(xg[l]); c += q[l] * v; sx += v; }
+        acc[m] += s0 * a + s1 * c + bias * sx;
+      }
     }
   }
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
-    float v = acc[m];
+  for (int m = 0; m < MAXM; ++m) {
+    if (m < M) {
+      float v = acc[m];
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-    if (lane == 0) y[(size_t)m * N + n] = static_cast<T>(v);
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+      if (lane == 0) y[(size_t)m * N + n] = static_cast<T>(v);
+    }
   }
 """
 
@@ -196,9 +204,8 @@ def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int]) 
     t = T.BY_NAME[ggml_type]
     threads = 32 * WARPS_PER_BLOCK
     (y,) = _kernel()(
-        inputs=[x.reshape(m, k), raw.reshape(-1)],
-        template=[("T", x.dtype), ("TYPE", TYPES[ggml_type]), ("M", m), ("N", n), ("K", k),
-                  ("ROW_BYTES", k // t.block_size * t.type_size)],
+        inputs=[x.reshape(m, k), raw.reshape(n, k // t.block_size * t.type_size)],
+        template=[("T", x.dtype), ("TYPE", TYPES[ggml_type]), ("MAXM", MAX_ROWS)],
         grid=(-(-n // WARPS_PER_BLOCK) * threads, 1, 1), threadgroup=(threads, 1, 1),
         output_shapes=[(m, n)], output_dtypes=[x.dtype])
     return y.reshape(*lead, n)
