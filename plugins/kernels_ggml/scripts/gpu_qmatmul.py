@@ -92,6 +92,16 @@ def placement(rng: np.random.Generator) -> list[dict]:
     return rows
 
 
+def _gemv_warps(x, raw, t, size, warps):
+    from oxcore_kernels_ggml import _mlx_cuda
+
+    old, _mlx_cuda.WARPS_PER_BLOCK = _mlx_cuda.WARPS_PER_BLOCK, warps
+    try:
+        return _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(size, size))
+    finally:
+        _mlx_cuda.WARPS_PER_BLOCK = old
+
+
 def copy_bandwidth() -> dict:
     import mlx.core as mx
 
@@ -136,6 +146,9 @@ def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps:
             if t in AFFINE:
                 _mlx_affine.converted(raw, t, (size, size))  # NOTE: converted once, outside the timing
                 kern["mlx_affine"] = lambda x: _mlx_affine.matmul(x, raw, ggml_type=t, shape=(size, size))
+            if dt == dtypes[0] and t in ("Q4_K", "Q8_0"):  # NOTE: block-size sweep, for tuning
+                for w in (2, 8, 16):
+                    kern[f"cuda_gemv {w} warps"] = (lambda x, w=w: _gemv_warps(x, raw, t, size, w))
             for name, f in kern.items():
                 s, spread = _median_s(lambda: [f(x) for x in xs], reps, per)
                 gbps = raw.nbytes / s / 1e9
