@@ -108,6 +108,10 @@ def _tail(ex: Explanation, label: Any) -> list[str]:
     lines = [f"  transfer {label(t.node)}: {t.src} -> {t.dst} ({t.nbytes} bytes)" for t in ex.transfers]
     lines += [f"  fallback: {f}" for f in ex.fallbacks]
     lines += [f"  segment {j}: {b}, {_plural(n, 'node')}" for j, (b, n) in enumerate(ex.segments)]
+    t = ex.plan.threads
+    if t is not None and t.backends:
+        lines.append(f"  threads: {', '.join(b.name for b in t.backends)} share the cores, "
+                     f"{t.threads} each (their thread pools)")
     return lines
 
 

@@ -111,6 +111,8 @@ class Plan:
         transfers: every move between devices.
         fallbacks: why some nodes did not run where they were pinned or preferred.
         decomposed: how many nodes ran through their decomposition.
+        threads: how the plan shares the cores between CPU backends with thread pools (its first
+            step applies it), or None.
         decompositions: each of them, in planning order (nested ones after their outer one).
     """
 
@@ -124,6 +126,7 @@ class Plan:
     transfers: list[Transfer]
     fallbacks: list[str] = field(default_factory=list)
     decomposed: int = 0
+    threads: Any = None
     decompositions: list[Decomposition] = field(default_factory=list)
 
     @classmethod

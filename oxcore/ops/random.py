@@ -15,7 +15,8 @@ from .. import _dtypes as D
 from .._array import Array, build, scalar
 from .._errors import AttributeValueError, CompileError
 from .._graph import TRACING
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import CREATE_DTYPE, SHAPE
 from ._rules import norm_shape
 
 __all__ = ["seed", "random_bits", "uniform", "normal", "randint"]
@@ -65,7 +66,10 @@ def _bits(*, shape, seed):
     return build("reshape", x, shape=shape)
 
 
-register_op("random_bits", Category.CREATION, lambda i, a: (a["shape"], D.uint32), attrs=("shape", "seed"),
+#: every draw's seed: ``seed=None`` in the public functions draws the next seed of the global stream
+SEED = Attr("seed", int, default=None, note="never None: the public None draws the next seed of oxcore.random.seed's "
+                                             "stream")
+register_op("random_bits", Category.CREATION, lambda i, a: (a["shape"], D.uint32), attrs=(SHAPE, SEED),
             decompose=_bits, doc="uint32 hash of (index, seed)")
 
 
@@ -104,11 +108,15 @@ def _shape_dtype(i, a):
     return a["shape"], a["dtype"]
 
 
-register_op("random_uniform", Category.CREATION, _shape_dtype, attrs=("shape", "seed", "low", "high", "dtype"),
+register_op("random_uniform", Category.CREATION, _shape_dtype,
+            attrs=(SHAPE, SEED, Attr("low", float, default=0.0), Attr("high", float, default=1.0), CREATE_DTYPE),
             decompose=_uniform, doc="uniform floats in [low, high) from random_bits")
-register_op("random_normal", Category.CREATION, _shape_dtype, attrs=("shape", "seed", "mean", "std", "dtype"),
+register_op("random_normal", Category.CREATION, _shape_dtype,
+            attrs=(SHAPE, SEED, Attr("mean", float, default=0.0), Attr("std", float, default=1.0), CREATE_DTYPE),
             decompose=_normal, doc="normal floats (Box-Muller) from random_bits")
-register_op("random_randint", Category.CREATION, _shape_dtype, attrs=("shape", "seed", "low", "high", "dtype"),
+register_op("random_randint", Category.CREATION, _shape_dtype,
+            attrs=(SHAPE, SEED, Attr("low", int), Attr("high", int, note="> low"),
+                   Attr("dtype", D.DType, default=None, note="a DType, never None: the public None becomes int64")),
             decompose=_randint, doc="integers in [low, high) from random_bits")
 
 
