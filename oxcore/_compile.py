@@ -41,6 +41,8 @@ def _split(args: tuple, kwargs: dict) -> tuple[Any, list[Any], list[Array]]:
         else:
             return _arrays_key(len(args)), list(args), list(args)
     leaves, treedef = tree_flatten((args, kwargs) if kwargs else args)
+    if set(map(type, leaves)) <= {Array}:  # NOTE: arrays only (a dict of weights): no step per leaf
+        return (treedef, bool(kwargs), ()), leaves, leaves
     arrays: list[Array] = []
     consts: list[Any] = []
     for i, v in enumerate(leaves):
@@ -67,14 +69,14 @@ def _split(args: tuple, kwargs: dict) -> tuple[Any, list[Any], list[Array]]:
 @functools.lru_cache(maxsize=64)
 def _arrays_key(n: int) -> tuple:
     """``_split``'s key for ``n`` positional arrays and nothing else."""
-    return tree_structure((0,) * n), False, (_ARRAY,) * n
+    return tree_structure((0,) * n), False, ()
 
 
 def _join(tree: Any, leaves: list[Any], arrays: list[Array]) -> tuple[tuple, dict]:
     """The inverse of ``_split``: (args, kwargs), with ``arrays`` in the arrays' places."""
     treedef, has_kwargs, consts = tree
     it = iter(arrays)
-    out = treedef.unflatten([next(it) if c is _ARRAY else v for c, v in zip(consts, leaves)])
+    out = treedef.unflatten([next(it) if c is _ARRAY else v for c, v in zip(consts, leaves)] if consts else arrays)
     return out if has_kwargs else (out, {})
 
 

@@ -59,14 +59,24 @@ def register_pytree_node(cls: type, flatten: Callable[[Any], tuple[list, list, A
     _NODES[cls] = _Node(flatten, unflatten)
 
 
+#: insertion-ordered str keys -> (sorted keys, as a tuple); shared, never mutated
+_SORTED_KEYS: dict[tuple, tuple[list, tuple]] = {}
+
+
 def _dict_flatten(d: dict) -> tuple[list, list, Any]:
-    keys = list(d)
-    for k in keys:
-        if type(k) is not str and not isinstance(k, str):
-            break
-    else:
-        keys.sort()
-    return keys, [d[k] for k in keys], tuple(keys)
+    # NOTE: on every call of a compiled function that takes a dict of weights: the sorted order
+    # of the same keys is remembered, and no step is taken in Python per key
+    order = tuple(d)
+    hit = _SORTED_KEYS.get(order)
+    if hit is None:
+        if not (set(map(type, order)) <= {str} or all(isinstance(k, str) for k in order)):
+            return list(order), list(map(d.__getitem__, order)), order
+        keys = sorted(order)
+        hit = (keys, tuple(keys))
+        if len(_SORTED_KEYS) >= 4096:
+            _SORTED_KEYS.clear()
+        _SORTED_KEYS[order] = hit
+    return hit[0], list(map(d.__getitem__, hit[0])), hit[1]
 
 
 register_pytree_node(dict, _dict_flatten, lambda aux, keys, ch: dict(zip(keys, ch)))
@@ -89,16 +99,20 @@ class TreeDef:
     ``num_leaves`` counts the leaves; ``unflatten(leaves)`` rebuilds a tree.
     """
 
-    __slots__ = ("kind", "node", "keys", "aux", "children", "num_leaves", "_hash")
+    __slots__ = ("kind", "node", "keys", "aux", "children", "num_leaves", "_flat", "_hash")
 
     def __init__(self, kind: type | None, node: _Node | None, keys: list, aux: Any,
                  children: tuple["TreeDef", ...]) -> None:
         self.kind, self.node, self.keys, self.aux, self.children = kind, node, keys, aux, children
-        self.num_leaves = 1 if kind is None else sum([c.num_leaves for c in children])
+        # NOTE: children all leaves (a dict of weights): the key holds their count, so hashing
+        # it (every call of a compiled function) makes no Python call per leaf
+        self._flat = kind is not None and children.count(_LEAF) == len(children)
+        self.num_leaves = 1 if kind is None else len(children) if self._flat else sum(
+            [c.num_leaves for c in children])
         self._hash: int | None = None
 
     def _key(self) -> tuple:
-        return (self.kind, self.aux, self.children)
+        return (self.kind, self.aux, len(self.children) if self._flat else self.children)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TreeDef) and self._key() == other._key()
@@ -143,13 +157,10 @@ def _flatten(x: Any, leaves: list, is_leaf: Callable[[Any], bool] | None) -> Tre
         leaves.append(x)
         return _LEAF
     keys, children, aux = node.flatten(x)
-    if is_leaf is None:  # NOTE: a container of leaves only (a dict of weights): no call per leaf
-        for c in children:
-            if type(c) in _NODES or isinstance(c, tuple):
-                break
-        else:
-            leaves.extend(children)
-            return TreeDef(type(x), node, keys, aux, (_LEAF,) * len(children))
+    # NOTE: a container of leaves only (a dict of weights): no Python step per leaf, only per type
+    if is_leaf is None and not any(t in _NODES or issubclass(t, tuple) for t in set(map(type, children))):
+        leaves.extend(children)
+        return TreeDef(type(x), node, keys, aux, (_LEAF,) * len(children))
     return TreeDef(type(x), node, keys, aux, tuple([_flatten(c, leaves, is_leaf) for c in children]))
 
 

@@ -30,6 +30,19 @@ def test_dict_keys_sorted_and_paths():
     assert tree_from_items(items) == tree
 
 
+def test_structures_of_leaves_only_compare_with_any_other_way_of_building_them():
+    """A container of leaves only is flattened without a step per leaf (oxcore.compile does it on
+    every call); it must still equal the same structure built child by child."""
+    flat = tree_structure({"b": 1, "a": 2})
+    built = tree_structure({"b": 1, "a": 2}, is_leaf=lambda v: isinstance(v, int))
+    assert flat == built and hash(flat) == hash(built) and flat.num_leaves == 2
+    assert tree_structure({"a": 2, "b": 1}) == flat  # same keys, other insertion order
+    assert tree_structure({"a": 1, "b": (2,)}) != flat and tree_structure({"a": 1, "c": 2}) != flat
+    assert tree_leaves({"b": 1, "a": 2}) == [2, 1] and tree_leaves({"a": 2, "b": 1}) == [2, 1]
+    assert tree_leaves({2: "x", 1: "y", True: "z"}) == ["x", "z"]  # NOTE: True == 1: one key, insertion order
+    assert tree_flatten([1, 2])[1] != tree_flatten((1, 2))[1]
+
+
 def test_arrays_are_leaves_and_map():
     x, y = ox.asarray([1.0, 2.0]), ox.asarray([3.0])
     out = tree_map(lambda a, b: a + b, {"p": x, "q": [y]}, {"p": x, "q": [y]})
