@@ -257,9 +257,46 @@ case("abs", _fn("abs"), np.abs, C, p, const((3, 4)), gen(), out=_real_out, name=
 for _op, _ref in [("add", np.add), ("subtract", np.subtract), ("multiply", np.multiply), ("divide", np.divide)]:
     case(_op, _fn(_op), _ref, C, composite(lambda draw, dt: (draw(broadcastable_st(2, 0, 3, 4)), {})),
          const((3, 4), (4,)), gen(0.5, 2.0), name="complex", tol=_C_TOL)
+# NOTE: random points are off the branch cuts (the real or imaginary axis) almost surely
 for _op, _ref in [("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("sin", np.sin), ("cos", np.cos),
-                  ("tanh", np.tanh), ("square", np.square), ("reciprocal", np.reciprocal), ("negative", np.negative)]:
+                  ("tanh", np.tanh), ("square", np.square), ("reciprocal", np.reciprocal), ("negative", np.negative),
+                  ("expm1", np.expm1), ("log1p", np.log1p), ("log2", np.log2), ("log10", np.log10), ("tan", np.tan),
+                  ("sinh", np.sinh), ("cosh", np.cosh), ("asin", np.arcsin), ("acos", np.arccos), ("atan", np.arctan),
+                  ("asinh", np.arcsinh), ("acosh", np.arccosh), ("atanh", np.arctanh), ("sign", np.sign),
+                  ("round", np.round)]:
     case(_op, _fn(_op), _ref, C, p, const((3, 4)), gen(-1.5, 1.5), name="complex", tol=_C_TOL)
+
+
+def _c_specials(rng, dt, shapes, kw):
+    """Complex values with nan, inf or -inf in some real and some imaginary parts."""
+    out = []
+    for a in gen()(rng, dt, shapes, kw):
+        edges = np.array([np.nan, np.inf, -np.inf])
+        re = np.where(rng.random(a.shape) < 0.3, rng.choice(edges, a.shape), a.real)
+        im = np.where(rng.random(a.shape) < 0.3, rng.choice(edges, a.shape), a.imag)
+        z = np.empty(a.shape, dt.numpy)
+        z.real, z.imag = re, im  # NOTE: not re + 1j * im: 1j * inf has a nan real part
+        out.append(z)
+    return out
+
+
+def _c_pairs(rng, dt, shapes, kw):
+    """Complex inputs from a small grid (both parts in {-1, 0, 1}: equal pairs are common), a few nan."""
+    out = []
+    for shape in shapes:
+        a = rng.integers(-1, 2, shape) + 1j * rng.integers(-1, 2, shape)
+        out.append(np.where(rng.random(shape) < 0.1, complex(np.nan, 0), a).astype(dt.numpy))
+    return out
+
+
+for _op, _ref in [("isnan", np.isnan), ("isinf", np.isinf), ("isfinite", np.isfinite)]:
+    case(_op, _fn(_op), _ref, C, p, const((3, 4)), _c_specials, name="complex", out=lambda dt, kw: D.bool_)
+_p2 = composite(lambda draw, dt: (draw(broadcastable_st(2, 0, 3, 4)), {}))
+for _op, _ref in [("equal", np.equal), ("not_equal", np.not_equal)]:
+    case(_op, _fn(_op), _ref, C, _p2, const((3, 4), (3, 4)), _c_pairs, name="complex", out=lambda dt, kw: D.bool_)
+# NOTE: z ** w = exp(w log z): log's error is magnified by |w log z| (MLX complex64: ~4e-5 absolute at |z^w| ~ 10)
+case("pow", _fn("pow"), np.power, C, _p2, const((3, 4), (4,)), gen(0.5, 2.0), name="complex",
+     tol={"complex64": 8.0, "complex128": 2.0})
 case("sum", _fn("sum"), lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), C,
      composite(lambda draw, dt: (((3, 4),), {"axis": draw(axis_st(2)), "keepdims": False})),
      const((3, 4), axis=1, keepdims=False), gen(), name="complex", tol=_C_TOL)
