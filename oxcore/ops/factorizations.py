@@ -25,9 +25,13 @@ from .._registry import REGISTRY, Category, register_op
 __all__: list[str] = []
 
 
+def _complex_note(x) -> str:
+    return " (complex matrices are not supported by oxcore.linalg yet)" if x.dtype.is_complex else ""
+
+
 def _square(name: str, x) -> int:
     if not x.dtype.is_floating:
-        raise DTypeError(f"linalg.{name} expects a floating-point dtype, got {x.dtype.name}")
+        raise DTypeError(f"linalg.{name} expects a real floating-point dtype, got {x.dtype.name}{_complex_note(x)}")
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise ShapeError(f"linalg.{name} needs square matrices in the last two axes, got shape {x.shape}")
     return x.shape[-1]
@@ -35,7 +39,7 @@ def _square(name: str, x) -> int:
 
 def _matrix(name: str, x) -> tuple[int, int]:
     if not x.dtype.is_floating:
-        raise DTypeError(f"linalg.{name} expects a floating-point dtype, got {x.dtype.name}")
+        raise DTypeError(f"linalg.{name} expects a real floating-point dtype, got {x.dtype.name}{_complex_note(x)}")
     if x.ndim < 2:
         raise ShapeError(f"linalg.{name} needs at least 2 dimensions, got shape {x.shape}")
     return x.shape[-2], x.shape[-1]
@@ -302,8 +306,10 @@ for _name, _jvp in [("inv", _inv_jvp), ("det", _det_jvp), ("slogdet", _slogdet_j
 
 
 def float_input(x: Any) -> Array:
-    """linalg inputs: integers and bools compute in the default float dtype (as NumPy)."""
+    """linalg inputs: integers and bools compute in the default float dtype (as NumPy); complex
+    ones pass unchanged, so the op's rule refuses them by name (never a cast that drops the
+    imaginary part)."""
     from ._rules import as_array
 
     x = as_array(x)
-    return x if x.dtype.is_floating else build("astype", x, dtype=D.default_float)
+    return x if x.dtype.is_floating or x.dtype.is_complex else build("astype", x, dtype=D.default_float)

@@ -297,9 +297,10 @@ for _op, _ref in [("equal", np.equal), ("not_equal", np.not_equal)]:
 # NOTE: z ** w = exp(w log z): log's error is magnified by |w log z| (MLX complex64: ~4e-5 absolute at |z^w| ~ 10)
 case("pow", _fn("pow"), np.power, C, _p2, const((3, 4), (4,)), gen(0.5, 2.0), name="complex",
      tol={"complex64": 8.0, "complex128": 2.0})
-case("sum", _fn("sum"), lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), C,
-     composite(lambda draw, dt: (((3, 4),), {"axis": draw(axis_st(2)), "keepdims": False})),
-     const((3, 4), axis=1, keepdims=False), gen(), name="complex", tol=_C_TOL)
+for _op in ("sum", "prod", "mean"):
+    case(_op, _fn(_op), getattr(np, _op), C,
+         composite(lambda draw, dt: (((3, 4),), {"axis": draw(axis_st(2)), "keepdims": False})),
+         const((3, 4), axis=1, keepdims=False), gen(-1.5, 1.5), name="complex", tol=_C_TOL)
 
 
 def _p_fft(op):

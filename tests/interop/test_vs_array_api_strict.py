@@ -20,6 +20,9 @@ def _np(a):
     return np.asarray(a)  # array_api_strict arrays export through __array__/DLPack
 
 
+_COMPLEX_UNARY = ("sqrt", "expm1", "log1p", "log2", "log10", "sinh", "cosh", "tan", "asin", "acos", "atan", "asinh",
+                  "acosh", "atanh", "sign", "round", "isfinite", "isnan", "isinf", "square", "reciprocal")
+
 CALLS = {
     "sort": lambda xp, x, i: xp.sort(x, axis=0, descending=True),
     "argsort": lambda xp, x, i: xp.argsort(x, axis=-1, stable=True),
@@ -61,6 +64,9 @@ CALLS = {
     "fftfreq": lambda xp, x, i: xp.fft.fftfreq(x.shape[0], d=0.5, dtype=xp.float64),
     "complex_parts": lambda xp, x, i: (lambda z: (xp.real(z), xp.imag(z), xp.conj(z), xp.abs(z)))(
         xp.fft.rfft(x, axis=0)),
+    "complex_elementwise": lambda xp, x, i: (lambda z: tuple(getattr(xp, f)(z) for f in _COMPLEX_UNARY) + (
+        xp.pow(z, z * 0.5), xp.equal(z, xp.flip(z, axis=0)), xp.divide(z, 2.0)))(
+        xp.astype(x, xp.complex128) * (1.0 + 0.5j) + 0.25j),
 }
 
 
