@@ -267,6 +267,11 @@ for _op, _ref in [("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("sin", n
     case(_op, _fn(_op), _ref, C, p, const((3, 4)), gen(-1.5, 1.5), name="complex", tol=_C_TOL)
 
 
+case("vecdot", _fn("vecdot"), lambda a, b, *, axis: np.sum(np.conj(a) * b, axis=axis), C,
+     composite(lambda draw, dt: (((2, 3), (3,)), {"axis": -1})), const((2, 3), (3,), axis=-1), gen(-1.5, 1.5),
+     name="complex", tol=_C_TOL)
+
+
 def _c_specials(rng, dt, shapes, kw):
     """Complex values with nan, inf or -inf in some real and some imaginary parts."""
     out = []

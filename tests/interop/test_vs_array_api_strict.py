@@ -65,7 +65,8 @@ CALLS = {
     "complex_parts": lambda xp, x, i: (lambda z: (xp.real(z), xp.imag(z), xp.conj(z), xp.abs(z)))(
         xp.fft.rfft(x, axis=0)),
     "complex_elementwise": lambda xp, x, i: (lambda z: tuple(getattr(xp, f)(z) for f in _COMPLEX_UNARY) + (
-        xp.pow(z, z * 0.5), xp.equal(z, xp.flip(z, axis=0)), xp.divide(z, 2.0)))(
+        xp.pow(z, z * 0.5), xp.equal(z, xp.flip(z, axis=0)), xp.divide(z, 2.0), xp.mean(z, axis=0),
+        xp.vecdot(z, xp.flip(z, axis=0)), xp.linalg.vecdot(z, z, axis=-2)))(
         xp.astype(x, xp.complex128) * (1.0 + 0.5j) + 0.25j),
 }
 
