@@ -178,6 +178,13 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     """
     x = as_array(x)
     dt = D.dtype(dtype)
+    if x.dtype.is_complex and not dt.is_complex:
+        from .._errors import DTypeError
+
+        # NOTE: the standard: casting complex to a real dtype should not be permitted (NumPy
+        # drops the imaginary part with a warning)
+        raise DTypeError(f"astype cannot cast {x.dtype.name} to {dt.name}: it would drop the imaginary part; "
+                         f"take real(x), imag(x) or abs(x) first, or cast to complex64/complex128")
     if dt is x.dtype and not copy:
         return x
     return build("astype", x, dtype=dt)

@@ -35,6 +35,8 @@ CASES = [
     ("atan2 complex", lambda: ox.atan2(A(3, dtype=np.complex64), A(3)), ox.DTypeError,
      "a real floating-point dtype, got complex64"),
     ("less complex", lambda: A(3, dtype=np.complex128) < A(3), ox.DTypeError, "a real numeric dtype, got complex128"),
+    ("astype complex", lambda: ox.astype(A(3, dtype=np.complex64), ox.float32), ox.DTypeError,
+     "drop the imaginary part"),
     ("inv complex", lambda: ox.linalg.inv(A(2, 2, dtype=np.complex64)), ox.DTypeError,
      "complex matrices are not supported"),
     ("bool + int", lambda: A(3, dtype=bool) + A(3, dtype=np.int8), ox.DTypeError, "Cannot promote bool with int8"),

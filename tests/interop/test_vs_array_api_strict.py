@@ -107,3 +107,24 @@ def test_namespace_info():
     assert info.default_device() in info.devices()
     assert set(info.dtypes(kind="integral").values()) == {ox.int8, ox.int16, ox.int32, ox.int64, ox.uint8, ox.uint16,
                                                           ox.uint32, ox.uint64}
+
+
+def test_hypothesis_array_api_strategies_take_oxcore():
+    """Hypothesis' Array API strategies (what array-api-tests draws its inputs with) accept the
+    oxcore namespace at 2024.12 and draw arrays of every dtype, complex ones included."""
+    from hypothesis import given, settings, strategies as st
+    from hypothesis.extra.array_api import make_strategies_namespace
+
+    oxs = make_strategies_namespace(ox, api_version="2024.12")
+
+    @settings(max_examples=15, deadline=None, database=None)
+    @given(st.data())
+    def draws(data):
+        dt = data.draw(oxs.scalar_dtypes())
+        x = data.draw(oxs.arrays(dt, oxs.array_shapes(min_dims=0, max_dims=3, max_side=4)))
+        assert x.dtype == dt and isinstance(x, ox.Array)
+        v = x.numpy()
+        if dt in (ox.complex64, ox.complex128):
+            np.testing.assert_array_equal(ox.isnan(x).numpy(), np.isnan(v))
+            np.testing.assert_array_equal(ox.real(x).numpy(), v.real)
+    draws()
