@@ -96,7 +96,7 @@ def solve(x1: Any, x2: Any, /) -> Array:
     if b.dtype is not a.dtype:
         dt = D.result_type_pair(a.dtype, b.dtype)
         a, b = _astype(a, dt), _astype(b, dt)
-    n = _f._square("solve", a)
+    n = _f._square("solve", a, complex_ok=True)
     vector = b.ndim == 1
     if vector:
         if b.shape[0] != n:

@@ -26,11 +26,11 @@ __all__: list[str] = []
 
 
 def _complex_note(x) -> str:
-    return " (complex matrices are not supported by oxcore.linalg yet)" if x.dtype.is_complex else ""
+    return " (oxcore.linalg takes complex matrices in inv, det and solve only, so far)" if x.dtype.is_complex else ""
 
 
-def _square(name: str, x) -> int:
-    if not x.dtype.is_floating:
+def _square(name: str, x, complex_ok: bool = False) -> int:
+    if not (x.dtype.is_floating or complex_ok and x.dtype.is_complex):
         raise DTypeError(f"linalg.{name} expects a real floating-point dtype, got {x.dtype.name}{_complex_note(x)}")
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise ShapeError(f"linalg.{name} needs square matrices in the last two axes, got shape {x.shape}")
@@ -80,12 +80,12 @@ def pack(parts: list[tuple[Array, int]]) -> Array:
 
 # --- declarations ------------------------------------------------------------------------------------
 def _inv_infer(inputs, attrs):
-    _square("inv", inputs[0])
+    _square("inv", inputs[0], complex_ok=True)
     return inputs[0].shape, inputs[0].dtype
 
 
 def _det_infer(inputs, attrs):
-    _square("det", inputs[0])
+    _square("det", inputs[0], complex_ok=True)
     return inputs[0].shape[:-2], inputs[0].dtype
 
 
@@ -96,7 +96,7 @@ def _slogdet_infer(inputs, attrs):
 
 def _solve_infer(inputs, attrs):
     a, b = inputs
-    n = _square("solve", a)
+    n = _square("solve", a, complex_ok=True)
     if b.ndim < 2 or b.shape[-2] != n or b.shape[:-2] != a.shape[:-2] or b.dtype is not a.dtype:
         raise ShapeError(f"linalg.solve: x2 must be (..., {n}, k) with x1's batch axes {a.shape[:-2]} and dtype "
                          f"{a.dtype.name}; got {b.dtype.name}{list(b.shape)}")

@@ -137,6 +137,8 @@ def _well(rng, dt, shapes, kw):
     out = []
     for s in shapes:
         a = rng.uniform(-1, 1, s)
+        if dt.is_complex:
+            a = a + 1j * rng.uniform(-1, 1, s)
         if len(s) >= 2 and s[-1] == s[-2]:
             a = a + 2 * s[-1] * np.eye(s[-1]) * rng.choice([-1, 1], s[:-2] + (1, 1))
         out.append(a.astype(dt.numpy))
@@ -226,6 +228,11 @@ def _p_solve(draw, dt):
 
 
 case("solve", _la("solve"), np.linalg.solve, F2, composite(_p_solve), const((3, 3), (3, 2)), _well, tol=_LA_TOL)
+for _op, _ref in [("inv", np.linalg.inv), ("det", np.linalg.det)]:
+    case(_op, _la(_op), _ref, (D.complex64, D.complex128), _p_square(), const((2, 3, 3)), _well, name="complex",
+         tol={"complex64": 50.0, "complex128": 50.0})
+case("solve", _la("solve"), np.linalg.solve, (D.complex64, D.complex128), composite(_p_solve), const((3, 3), (3, 2)),
+     _well, name="complex", tol={"complex64": 50.0, "complex128": 50.0})
 case("cholesky", _la_sym("cholesky"), lambda x: np.linalg.cholesky(_sym_ref(x)), F2, _p_square(), const((2, 3, 3)),
      _spd, tol=_LA_TOL)
 case("eigvalsh", _la_sym("eigvalsh"), lambda x: np.linalg.eigvalsh(_sym_ref(x)), F2, _p_square(), const((2, 3, 3)),
