@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _dtypes as D
-from .cases import (ALL, F, NUM, _discrete, _fn, _hyp, axis_st, broadcastable_st, case, composite, const, gen,
-                    shape_st)
+from .cases import (ALL, F, NUM, _cum_ref, _discrete, _fn, _hyp, _p_cum, axis_st, broadcastable_st, case, composite,
+                    const, gen, shape_st)
 
 
 # --- sorting -----------------------------------------------------------------------------------------
@@ -277,6 +277,11 @@ for _op, _ref in [("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("sin", n
 case("vecdot", _fn("vecdot"), lambda a, b, *, axis: np.sum(np.conj(a) * b, axis=axis), C,
      composite(lambda draw, dt: (((2, 3), (3,)), {"axis": -1})), const((2, 3), (3,), axis=-1), gen(-1.5, 1.5),
      name="complex", tol=_C_TOL)
+
+
+for _op, _f, _init in (("cumulative_sum", np.cumsum, 0), ("cumulative_prod", np.cumprod, 1)):
+    case(_op, _fn(_op), _cum_ref(_f, _init), C, composite(_p_cum), const((3, 4), axis=1, include_initial=True),
+         gen(-1.2, 1.2), name="complex", tol=_C_TOL)
 
 
 def _c_specials(rng, dt, shapes, kw):
