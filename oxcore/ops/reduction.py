@@ -172,7 +172,8 @@ def cumulative_prod(x: Any, /, *, axis: int | None = None, dtype: Any = None,
 def _float_infer(inputs, attrs):
     (x,) = inputs
     if not x.dtype.is_floating:
-        raise DTypeError(f"expected a real floating-point dtype, got {x.dtype.name}; cast with astype first")
+        hint = "real floating-point only: take real, imag or abs first" if x.dtype.is_complex else "cast with astype first"
+        raise DTypeError(f"expected a floating-point dtype, got {x.dtype.name}; {hint}")
     return _reduced(x.shape, attrs["axis"], attrs["keepdims"]), x.dtype
 
 
