@@ -296,9 +296,9 @@ def vector_norm(x: Any, /, *, axis: int | Sequence[int] | None = None, keepdims:
     if ord == -math.inf:
         return _min(a, **kw)
     if ord == 0:
-        return _sum(_astype(a != 0, x.dtype), **kw)
-    p = scalar(float(ord), x.dtype)
-    return _sum(a ** p, **kw) ** (scalar(1, x.dtype) / p)
+        return _sum(_astype(a != 0, a.dtype), **kw)
+    p = scalar(float(ord), a.dtype)  # NOTE: a's dtype: |x| of a complex x is real, and so is the norm
+    return _sum(a ** p, **kw) ** (scalar(1, a.dtype) / p)
 
 
 def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Array:  # noqa: A002
@@ -310,10 +310,11 @@ def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Array
         6.0
     """
     x = _f.float_input(x)
-    _f._matrix("matrix_norm", x)
+    _f._matrix("matrix_norm", x, complex_ok=ord not in ("nuc", 2, -2))  # NOTE: svdvals is real-only
     r, c = x.ndim - 2, x.ndim - 1
     if ord == "fro":
-        out = _sqrt(_sum(x * x, axis=(r, c), keepdims=True))
+        a = _abs(x)
+        out = _sqrt(_sum(a * a, axis=(r, c), keepdims=True))
     elif ord in ("nuc", 2, -2):
         s = svdvals(x)
         red = _sum if ord == "nuc" else _max if ord == 2 else _min

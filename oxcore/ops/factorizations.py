@@ -26,7 +26,7 @@ __all__: list[str] = []
 
 
 def _complex_note(x) -> str:
-    return " (oxcore.linalg takes complex matrices in inv, det and solve only, so far)" if x.dtype.is_complex else ""
+    return " (oxcore.linalg takes complex matrices in inv, det, solve and the norms other than 'nuc', 2 and -2, so far)" if x.dtype.is_complex else ""
 
 
 def _square(name: str, x, complex_ok: bool = False) -> int:
@@ -37,8 +37,8 @@ def _square(name: str, x, complex_ok: bool = False) -> int:
     return x.shape[-1]
 
 
-def _matrix(name: str, x) -> tuple[int, int]:
-    if not x.dtype.is_floating:
+def _matrix(name: str, x, complex_ok: bool = False) -> tuple[int, int]:
+    if not (x.dtype.is_floating or complex_ok and x.dtype.is_complex):
         raise DTypeError(f"linalg.{name} expects a real floating-point dtype, got {x.dtype.name}{_complex_note(x)}")
     if x.ndim < 2:
         raise ShapeError(f"linalg.{name} needs at least 2 dimensions, got shape {x.shape}")

@@ -68,7 +68,10 @@ CALLS = {
         xp.pow(z, z * 0.5), xp.equal(z, xp.flip(z, axis=0)), xp.divide(z, 2.0), xp.mean(z, axis=0),
         xp.vecdot(z, xp.flip(z, axis=0)), xp.linalg.vecdot(z, z, axis=-2)))(
         xp.astype(x, xp.complex128) * (1.0 + 0.5j) + 0.25j),
-    "complex_linalg": lambda xp, x, i: (lambda a: (xp.linalg.inv(a), xp.linalg.det(a), xp.linalg.solve(a, a[:, :2])))(
+    "complex_linalg": lambda xp, x, i: (lambda a: (
+        xp.linalg.inv(a), xp.linalg.det(a), xp.linalg.solve(a, a[:, :2]), xp.linalg.vector_norm(a, axis=0, ord=3),
+        xp.linalg.vector_norm(a, ord=0), xp.linalg.vector_norm(a, axis=1), xp.linalg.matrix_norm(a),
+        xp.linalg.matrix_norm(a, ord=1), xp.linalg.matrix_norm(a, ord=-float("inf"), keepdims=True)))(
         xp.astype(x[:4, :4], xp.complex128) * (1.0 - 0.5j) + xp.eye(4) * 10.0),
 }
 
