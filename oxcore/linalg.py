@@ -110,10 +110,12 @@ def solve(x1: Any, x2: Any, /) -> Array:
 
 
 def cholesky(x: Any, /, *, upper: bool = False) -> Array:
-    """Cholesky factor of symmetric positive-definite matrices: lower ``L`` with
-    ``L @ L.mT == x`` (or upper ``U = L.mT`` when ``upper``). Reads the lower triangle."""
+    """Cholesky factor of symmetric (Hermitian) positive-definite matrices: lower ``L`` with
+    ``L @ conj(L).mT == x`` (or upper ``U = conj(L).mT`` when ``upper``). Reads the lower triangle."""
     low = build("cholesky", _f.float_input(x))
-    return matrix_transpose(low) if upper else low
+    if not upper:
+        return low
+    return matrix_transpose(build("conj", low) if low.dtype.is_complex else low)
 
 
 def qr(x: Any, /, *, mode: str = "reduced") -> QRResult:
@@ -192,10 +194,10 @@ def pinv(x: Any, /, *, rtol: float | Array | None = None) -> Array:
 def matrix_rank(x: Any, /, *, rtol: float | Array | None = None) -> Array:
     """Number of singular values above ``rtol * max(S)`` (int64)."""
     x = _f.float_input(x)
-    m, n = _f._matrix("matrix_rank", x)
-    s = svdvals(x)
+    m, n = _f._matrix("matrix_rank", x, complex_ok=True)
+    s = svdvals(x)  # NOTE: real also for complex x: the cut is in s's dtype
     tol = (max(m, n) * _eps(x.dtype) if rtol is None else rtol)
-    cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), x.dtype))
+    cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), s.dtype))
     return _sum(_astype(s > cut, D.int64), axis=-1)
 
 
@@ -310,7 +312,7 @@ def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Array
         6.0
     """
     x = _f.float_input(x)
-    _f._matrix("matrix_norm", x, complex_ok=ord not in ("nuc", 2, -2))  # NOTE: svdvals is real-only
+    _f._matrix("matrix_norm", x, complex_ok=True)
     r, c = x.ndim - 2, x.ndim - 1
     if ord == "fro":
         a = _abs(x)

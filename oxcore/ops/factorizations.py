@@ -26,7 +26,7 @@ __all__: list[str] = []
 
 
 def _complex_note(x) -> str:
-    return " (oxcore.linalg takes complex matrices in inv, det, solve and the norms other than 'nuc', 2 and -2, so far)" if x.dtype.is_complex else ""
+    return " (oxcore.linalg takes complex matrices in inv, det, solve, cholesky, svdvals, eigvalsh, matrix_rank and the norms, so far)" if x.dtype.is_complex else ""
 
 
 def _square(name: str, x, complex_ok: bool = False) -> int:
@@ -104,7 +104,7 @@ def _solve_infer(inputs, attrs):
 
 
 def _cholesky_infer(inputs, attrs):
-    _square("cholesky", inputs[0])
+    _square("cholesky", inputs[0], complex_ok=True)
     return inputs[0].shape, inputs[0].dtype
 
 
@@ -119,8 +119,8 @@ def _svd_infer(inputs, attrs):
 
 
 def _svdvals_infer(inputs, attrs):
-    m, n = _matrix("svdvals", inputs[0])
-    return inputs[0].shape[:-2] + (min(m, n),), inputs[0].dtype
+    m, n = _matrix("svdvals", inputs[0], complex_ok=True)
+    return inputs[0].shape[:-2] + (min(m, n),), D.real_dtype(inputs[0].dtype)
 
 
 def _eigh_infer(inputs, attrs):
@@ -129,8 +129,8 @@ def _eigh_infer(inputs, attrs):
 
 
 def _eigvalsh_infer(inputs, attrs):
-    n = _square("eigvalsh", inputs[0])
-    return inputs[0].shape[:-2] + (n,), inputs[0].dtype
+    n = _square("eigvalsh", inputs[0], complex_ok=True)
+    return inputs[0].shape[:-2] + (n,), D.real_dtype(inputs[0].dtype)  # NOTE: Hermitian: real eigenvalues
 
 
 for _name, _infer, _attrs, _doc in [

@@ -228,11 +228,12 @@ def _p_solve(draw, dt):
 
 
 case("solve", _la("solve"), np.linalg.solve, F2, composite(_p_solve), const((3, 3), (3, 2)), _well, tol=_LA_TOL)
+_C2, _C_LA_TOL = (D.complex64, D.complex128), {"complex64": 50.0, "complex128": 50.0}
 for _op, _ref in [("inv", np.linalg.inv), ("det", np.linalg.det)]:
-    case(_op, _la(_op), _ref, (D.complex64, D.complex128), _p_square(), const((2, 3, 3)), _well, name="complex",
-         tol={"complex64": 50.0, "complex128": 50.0})
-case("solve", _la("solve"), np.linalg.solve, (D.complex64, D.complex128), composite(_p_solve), const((3, 3), (3, 2)),
-     _well, name="complex", tol={"complex64": 50.0, "complex128": 50.0})
+    case(_op, _la(_op), _ref, _C2, _p_square(), const((2, 3, 3)), _well, name="complex", tol=_C_LA_TOL)
+case("solve", _la("solve"), np.linalg.solve, _C2, composite(_p_solve), const((3, 3), (3, 2)), _well, name="complex",
+     tol=_C_LA_TOL)
+
 case("cholesky", _la_sym("cholesky"), lambda x: np.linalg.cholesky(_sym_ref(x)), F2, _p_square(), const((2, 3, 3)),
      _spd, tol=_LA_TOL)
 case("eigvalsh", _la_sym("eigvalsh"), lambda x: np.linalg.eigvalsh(_sym_ref(x)), F2, _p_square(), const((2, 3, 3)),
@@ -244,6 +245,24 @@ case("svd", _packed_build("svd"), _svd_ref, F2,
      _p_rect(full_matrices=lambda st: st.booleans()), const((2, 4, 3), full_matrices=False), _well, tol=_LA_TOL)
 case("qr", _packed_build("qr"), _qr_ref, F2, _p_rect(mode=lambda st: st.sampled_from(["reduced", "complete"])),
      const((2, 4, 3), mode="reduced"), _well, tol=_LA_TOL)
+
+
+def _hpd(rng, dt, shapes, kw):
+    """Hermitian positive definite complex matrices, eigenvalues spread apart."""
+    out = []
+    for s in shapes:
+        a = rng.uniform(-1, 1, s) + 1j * rng.uniform(-1, 1, s)
+        n = s[-1]
+        out.append((a @ np.conj(np.swapaxes(a, -1, -2)) + n * np.eye(n) * np.linspace(1, 2, n)).astype(dt.numpy))
+    return out
+
+
+case("cholesky", _la("cholesky"), np.linalg.cholesky, _C2, _p_square(), const((2, 3, 3)), _hpd, name="complex",
+     tol=_C_LA_TOL)
+case("eigvalsh", _la("eigvalsh"), np.linalg.eigvalsh, _C2, _p_square(), const((2, 3, 3)), _hpd, name="complex",
+     tol=_C_LA_TOL, out=lambda dt, kw: D.real_dtype(dt))
+case("svdvals", _la("svdvals"), lambda x: np.linalg.svd(x, compute_uv=False), _C2, _p_rect(), const((4, 3)), _well,
+     name="complex", tol=_C_LA_TOL, out=lambda dt, kw: D.real_dtype(dt))
 
 
 # --- complex dtypes and oxcore.fft ---------------------------------------------------------------------

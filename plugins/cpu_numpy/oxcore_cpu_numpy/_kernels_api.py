@@ -85,13 +85,14 @@ def _slogdet(x):
     return np.stack([sign, logdet], axis=-1).astype(x.dtype)
 
 
-def _lapack(f):
-    """NOTE: LAPACK has no half precision: half inputs compute in float32, round once."""
+def _lapack(f, real_out: bool = False):
+    """NOTE: LAPACK has no half precision: half inputs compute in float32, round once.
+    ``real_out``: the result is real for complex input too (singular values, Hermitian eigenvalues)."""
     def k(*xs, **attrs):
         dt = xs[0].dtype
         if dt.name in ("float16", "bfloat16"):
             return np.asarray(f(*(x.astype(np.float32) for x in xs), **attrs)).astype(dt)
-        return np.asarray(f(*xs, **attrs)).astype(dt, copy=False)
+        return np.asarray(f(*xs, **attrs)).astype(np.finfo(dt).dtype if real_out else dt, copy=False)
     return k
 
 
@@ -103,9 +104,9 @@ KERNELS.update({
     "cholesky": _lapack(np.linalg.cholesky),
     "qr": _lapack(_qr),
     "svd": _lapack(_svd),
-    "svdvals": _lapack(lambda x: np.linalg.svd(x, compute_uv=False)),
+    "svdvals": _lapack(lambda x: np.linalg.svd(x, compute_uv=False), real_out=True),
     "eigh": _lapack(_eigh),
-    "eigvalsh": _lapack(np.linalg.eigvalsh),
+    "eigvalsh": _lapack(np.linalg.eigvalsh, real_out=True),
 })
 
 
