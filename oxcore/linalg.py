@@ -80,7 +80,13 @@ def slogdet(x: Any, /) -> SlogdetResult:
     """
     p = build("slogdet", _f.float_input(x))
     sign, logabs = _f.unpack(p, [(1,), (1,)])
-    return SlogdetResult(_reshape(sign, p.shape[:-1]), _reshape(logabs, p.shape[:-1]))
+    return SlogdetResult(_reshape(sign, p.shape[:-1]), _reshape(_real_part(logabs), p.shape[:-1]))
+
+
+def _real_part(x: Array) -> Array:
+    """NOTE: a packed complex node carries its real results (singular values, eigenvalues,
+    log|det|) as complex numbers with zero imaginary parts; the public results are real."""
+    return build("real", x) if x.dtype.is_complex else x
 
 
 def solve(x1: Any, x2: Any, /) -> Array:
@@ -96,7 +102,7 @@ def solve(x1: Any, x2: Any, /) -> Array:
     if b.dtype is not a.dtype:
         dt = D.result_type_pair(a.dtype, b.dtype)
         a, b = _astype(a, dt), _astype(b, dt)
-    n = _f._square("solve", a, complex_ok=True)
+    n = _f._square("solve", a)
     vector = b.ndim == 1
     if vector:
         if b.shape[0] != n:
@@ -147,7 +153,8 @@ def svd(x: Any, /, *, full_matrices: bool = True) -> SVDResult:
     x = _f.float_input(x)
     m, n = _f._matrix("svd", x)
     fm = bool(full_matrices)
-    return SVDResult(*_f.unpack(build("svd", x, full_matrices=fm), _f.svd_shapes(m, n, fm)))
+    u, s, vh = _f.unpack(build("svd", x, full_matrices=fm), _f.svd_shapes(m, n, fm))
+    return SVDResult(u, _real_part(s), vh)
 
 
 def svdvals(x: Any, /) -> Array:
@@ -160,7 +167,8 @@ def eigh(x: Any, /) -> EighResult:
     lower triangle. Each eigenvector has its largest-magnitude entry positive."""
     x = _f.float_input(x)
     n = _f._square("eigh", x)
-    return EighResult(*_f.unpack(build("eigh", x), [(n,), (n, n)]))
+    w, v = _f.unpack(build("eigh", x), [(n,), (n, n)])
+    return EighResult(_real_part(w), v)
 
 
 def eigvalsh(x: Any, /) -> Array:
@@ -184,17 +192,19 @@ def pinv(x: Any, /, *, rtol: float | Array | None = None) -> Array:
     x = _f.float_input(x)
     m, n = _f._matrix("pinv", x)
     u, s, vh = svd(x, full_matrices=False)
+    if x.dtype.is_complex:  # NOTE: pinv = Vh^H diag(1/s) U^H
+        u, vh = build("conj", u), build("conj", vh)
     tol = (max(m, n) * _eps(x.dtype) if rtol is None else rtol)
-    cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), x.dtype))
+    cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), s.dtype))
     keep = s > cut
-    sinv = _where(keep, scalar(1, x.dtype) / _where(keep, s, scalar(1, x.dtype)), scalar(0, x.dtype))
+    sinv = _where(keep, scalar(1, s.dtype) / _where(keep, s, scalar(1, s.dtype)), scalar(0, s.dtype))
     return matmul(matrix_transpose(vh) * _reshape(sinv, sinv.shape[:-1] + (1, sinv.shape[-1])), matrix_transpose(u))
 
 
 def matrix_rank(x: Any, /, *, rtol: float | Array | None = None) -> Array:
     """Number of singular values above ``rtol * max(S)`` (int64)."""
     x = _f.float_input(x)
-    m, n = _f._matrix("matrix_rank", x, complex_ok=True)
+    m, n = _f._matrix("matrix_rank", x)
     s = svdvals(x)  # NOTE: real also for complex x: the cut is in s's dtype
     tol = (max(m, n) * _eps(x.dtype) if rtol is None else rtol)
     cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), s.dtype))
@@ -312,7 +322,7 @@ def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Array
         6.0
     """
     x = _f.float_input(x)
-    _f._matrix("matrix_norm", x, complex_ok=True)
+    _f._matrix("matrix_norm", x)
     r, c = x.ndim - 2, x.ndim - 1
     if ord == "fro":
         a = _abs(x)

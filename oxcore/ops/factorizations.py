@@ -6,7 +6,10 @@ Several-result ops (qr, svd, eigh, slogdet) are one node whose last axis packs t
 one factorization always come from the same kernel run, never from two backends. The sign of
 eigen- and singular vectors and of QR's columns is fixed, so every backend gives the same
 answer: R's diagonal is >= 0, and each column of V (eigh) and U (svd) has its largest-magnitude
-entry positive (Vh's rows flip with U's columns).
+entry positive (Vh's rows flip with U's columns); for complex matrices the same entries are made
+real and positive by a unit phase (Vh's rows take the conjugate phase). Real results of complex
+input (singular values, eigenvalues, log|det|) are packed as complex numbers; the public
+functions take their real part.
 
 Derivatives are JVP rules (oxcore derives VJPs by transposing them); they hold where the
 factorization is smooth: distinct eigen/singular values, full rank.
@@ -25,21 +28,17 @@ from .._registry import REGISTRY, Category, register_op
 __all__: list[str] = []
 
 
-def _complex_note(x) -> str:
-    return " (oxcore.linalg takes complex matrices in inv, det, solve, cholesky, svdvals, eigvalsh, matrix_rank and the norms, so far)" if x.dtype.is_complex else ""
-
-
-def _square(name: str, x, complex_ok: bool = False) -> int:
-    if not (x.dtype.is_floating or complex_ok and x.dtype.is_complex):
-        raise DTypeError(f"linalg.{name} expects a real floating-point dtype, got {x.dtype.name}{_complex_note(x)}")
+def _square(name: str, x) -> int:
+    if not (x.dtype.is_floating or x.dtype.is_complex):
+        raise DTypeError(f"linalg.{name} expects a floating-point dtype (real or complex), got {x.dtype.name}")
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise ShapeError(f"linalg.{name} needs square matrices in the last two axes, got shape {x.shape}")
     return x.shape[-1]
 
 
-def _matrix(name: str, x, complex_ok: bool = False) -> tuple[int, int]:
-    if not (x.dtype.is_floating or complex_ok and x.dtype.is_complex):
-        raise DTypeError(f"linalg.{name} expects a real floating-point dtype, got {x.dtype.name}{_complex_note(x)}")
+def _matrix(name: str, x) -> tuple[int, int]:
+    if not (x.dtype.is_floating or x.dtype.is_complex):
+        raise DTypeError(f"linalg.{name} expects a floating-point dtype (real or complex), got {x.dtype.name}")
     if x.ndim < 2:
         raise ShapeError(f"linalg.{name} needs at least 2 dimensions, got shape {x.shape}")
     return x.shape[-2], x.shape[-1]
@@ -80,12 +79,12 @@ def pack(parts: list[tuple[Array, int]]) -> Array:
 
 # --- declarations ------------------------------------------------------------------------------------
 def _inv_infer(inputs, attrs):
-    _square("inv", inputs[0], complex_ok=True)
+    _square("inv", inputs[0])
     return inputs[0].shape, inputs[0].dtype
 
 
 def _det_infer(inputs, attrs):
-    _square("det", inputs[0], complex_ok=True)
+    _square("det", inputs[0])
     return inputs[0].shape[:-2], inputs[0].dtype
 
 
@@ -96,7 +95,7 @@ def _slogdet_infer(inputs, attrs):
 
 def _solve_infer(inputs, attrs):
     a, b = inputs
-    n = _square("solve", a, complex_ok=True)
+    n = _square("solve", a)
     if b.ndim < 2 or b.shape[-2] != n or b.shape[:-2] != a.shape[:-2] or b.dtype is not a.dtype:
         raise ShapeError(f"linalg.solve: x2 must be (..., {n}, k) with x1's batch axes {a.shape[:-2]} and dtype "
                          f"{a.dtype.name}; got {b.dtype.name}{list(b.shape)}")
@@ -104,7 +103,7 @@ def _solve_infer(inputs, attrs):
 
 
 def _cholesky_infer(inputs, attrs):
-    _square("cholesky", inputs[0], complex_ok=True)
+    _square("cholesky", inputs[0])
     return inputs[0].shape, inputs[0].dtype
 
 
@@ -119,7 +118,7 @@ def _svd_infer(inputs, attrs):
 
 
 def _svdvals_infer(inputs, attrs):
-    m, n = _matrix("svdvals", inputs[0], complex_ok=True)
+    m, n = _matrix("svdvals", inputs[0])
     return inputs[0].shape[:-2] + (min(m, n),), D.real_dtype(inputs[0].dtype)
 
 
@@ -129,7 +128,7 @@ def _eigh_infer(inputs, attrs):
 
 
 def _eigvalsh_infer(inputs, attrs):
-    n = _square("eigvalsh", inputs[0], complex_ok=True)
+    n = _square("eigvalsh", inputs[0])
     return inputs[0].shape[:-2] + (n,), D.real_dtype(inputs[0].dtype)  # NOTE: Hermitian: real eigenvalues
 
 
@@ -306,9 +305,8 @@ for _name, _jvp in [("inv", _inv_jvp), ("det", _det_jvp), ("slogdet", _slogdet_j
 
 
 def float_input(x: Any) -> Array:
-    """linalg inputs: integers and bools compute in the default float dtype (as NumPy); complex
-    ones pass unchanged, so the op's rule refuses them by name (never a cast that drops the
-    imaginary part)."""
+    """linalg inputs: integers and bools compute in the default float dtype (as NumPy); real
+    and complex floating-point ones pass unchanged."""
     from ._rules import as_array
 
     x = as_array(x)

@@ -153,10 +153,15 @@ def _sym_ref(x):
     return (x + np.swapaxes(x, -1, -2)) * 0.5
 
 
+def _phase(p):
+    a = np.abs(p)
+    return np.where(a == 0, 1, p / np.where(a == 0, 1, a))
+
+
 def _col_signs(v):
+    """The factor per column that makes its largest-magnitude entry real and positive."""
     idx = np.argmax(np.abs(v), axis=-2)[..., None, :]
-    s = np.sign(np.take_along_axis(v, idx, axis=-2))
-    return np.where(s == 0, 1, s)
+    return np.conj(_phase(np.take_along_axis(v, idx, axis=-2)))
 
 
 def _cat(batch, *parts):
@@ -166,12 +171,11 @@ def _cat(batch, *parts):
 def _qr_ref(x, *, mode):
     q, r = np.linalg.qr(x, mode=mode)
     k = min(x.shape[-2:])
-    d = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
-    d = np.where(d == 0, 1, d)
+    d = _phase(np.diagonal(r, axis1=-2, axis2=-1))
     q = q.copy()
     q[..., :k] *= d[..., None, :]
     r = r.copy()
-    r[..., :k, :] *= d[..., :, None]
+    r[..., :k, :] *= np.conj(d)[..., :, None]
     return _cat(x.shape[:-2], q, r)
 
 
@@ -181,7 +185,7 @@ def _svd_ref(x, *, full_matrices):
     sg = _col_signs(u[..., :k])
     u, vh = u.copy(), vh.copy()
     u[..., :k] *= sg
-    vh[..., :k, :] *= np.swapaxes(sg, -1, -2)
+    vh[..., :k, :] *= np.conj(np.swapaxes(sg, -1, -2))
     return _cat(x.shape[:-2], u, s, vh)
 
 
@@ -263,6 +267,15 @@ case("eigvalsh", _la("eigvalsh"), np.linalg.eigvalsh, _C2, _p_square(), const((2
      tol=_C_LA_TOL, out=lambda dt, kw: D.real_dtype(dt))
 case("svdvals", _la("svdvals"), lambda x: np.linalg.svd(x, compute_uv=False), _C2, _p_rect(), const((4, 3)), _well,
      name="complex", tol=_C_LA_TOL, out=lambda dt, kw: D.real_dtype(dt))
+case("slogdet", _packed_build("slogdet"), lambda x: np.stack(np.linalg.slogdet(x), axis=-1), _C2, _p_square(),
+     const((2, 3, 3)), _well, name="complex", tol=_C_LA_TOL)
+case("eigh", lambda ox, x: ox.build("eigh", ox.asarray(x)), lambda x: _cat(x.shape[:-2], *(
+    lambda w, v: (w, v * _col_signs(v)))(*np.linalg.eigh(x))), _C2, _p_square(), const((2, 3, 3)), _hpd, name="complex",
+     tol=_C_LA_TOL)
+case("svd", _packed_build("svd"), _svd_ref, _C2, _p_rect(full_matrices=lambda st: st.booleans()),
+     const((2, 4, 3), full_matrices=False), _well, name="complex", tol=_C_LA_TOL)
+case("qr", _packed_build("qr"), _qr_ref, _C2, _p_rect(mode=lambda st: st.sampled_from(["reduced", "complete"])),
+     const((2, 4, 3), mode="reduced"), _well, name="complex", tol=_C_LA_TOL)
 
 
 # --- complex dtypes and oxcore.fft ---------------------------------------------------------------------

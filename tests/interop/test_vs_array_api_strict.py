@@ -73,7 +73,8 @@ CALLS = {
         xp.linalg.vector_norm(a, ord=0), xp.linalg.vector_norm(a, axis=1), xp.linalg.matrix_norm(a),
         xp.linalg.matrix_norm(a, ord=1), xp.linalg.matrix_norm(a, ord=-float("inf"), keepdims=True),
         xp.linalg.matrix_norm(a, ord="nuc"), xp.linalg.svdvals(a[:, :3]), xp.linalg.eigvalsh(a @ xp.conj(a.mT)),
-        xp.linalg.cholesky(a @ xp.conj(a.mT), upper=True), xp.linalg.matrix_rank(a[:, :3] @ a[:3, :])))(
+        xp.linalg.cholesky(a @ xp.conj(a.mT), upper=True), xp.linalg.matrix_rank(a[:, :3] @ a[:3, :]),
+        xp.linalg.pinv(a[:, :3]), xp.linalg.matrix_norm(a, ord=2), *xp.linalg.slogdet(a)))(
         xp.astype(x[:4, :4], xp.complex128) * (1.0 - 0.5j) + xp.eye(4) * 10.0),
 }
 
