@@ -115,8 +115,16 @@ def can_cast(from_: Any, to: Any, /) -> bool:
         return False
 
 
-def isdtype(dt: DType, kind: Any) -> bool:
-    """Array API ``isdtype``: kind is a dtype, a kind name, or a tuple of them."""
+def isdtype(dtype: DType, kind: Any) -> bool:
+    """Array API ``isdtype``: kind is a dtype, a kind name, or a tuple of them.
+
+    Example:
+        >>> import oxcore as ox
+        >>> ox.isdtype(ox.complex64, ("real floating", "complex floating"))
+        True
+    """
+    # NOTE: the parameter names are the standard's (both may be passed by keyword)
+    dt = dtype
     if isinstance(kind, tuple):
         return builtins.any(isdtype(dt, k) for k in kind)  # NOTE: oxcore.any shadows the builtin here
     if isinstance(kind, DType):

@@ -80,7 +80,13 @@ def slogdet(x: Any, /) -> SlogdetResult:
     """
     p = build("slogdet", _f.float_input(x))
     sign, logabs = _f.unpack(p, [(1,), (1,)])
-    return SlogdetResult(_reshape(sign, p.shape[:-1]), _reshape(logabs, p.shape[:-1]))
+    return SlogdetResult(_reshape(sign, p.shape[:-1]), _reshape(_real_part(logabs), p.shape[:-1]))
+
+
+def _real_part(x: Array) -> Array:
+    """NOTE: a packed complex node carries its real results (singular values, eigenvalues,
+    log|det|) as complex numbers with zero imaginary parts; the public results are real."""
+    return build("real", x) if x.dtype.is_complex else x
 
 
 def solve(x1: Any, x2: Any, /) -> Array:
@@ -110,10 +116,12 @@ def solve(x1: Any, x2: Any, /) -> Array:
 
 
 def cholesky(x: Any, /, *, upper: bool = False) -> Array:
-    """Cholesky factor of symmetric positive-definite matrices: lower ``L`` with
-    ``L @ L.mT == x`` (or upper ``U = L.mT`` when ``upper``). Reads the lower triangle."""
+    """Cholesky factor of symmetric (Hermitian) positive-definite matrices: lower ``L`` with
+    ``L @ conj(L).mT == x`` (or upper ``U = conj(L).mT`` when ``upper``). Reads the lower triangle."""
     low = build("cholesky", _f.float_input(x))
-    return matrix_transpose(low) if upper else low
+    if not upper:
+        return low
+    return matrix_transpose(build("conj", low) if low.dtype.is_complex else low)
 
 
 def qr(x: Any, /, *, mode: str = "reduced") -> QRResult:
@@ -145,7 +153,8 @@ def svd(x: Any, /, *, full_matrices: bool = True) -> SVDResult:
     x = _f.float_input(x)
     m, n = _f._matrix("svd", x)
     fm = bool(full_matrices)
-    return SVDResult(*_f.unpack(build("svd", x, full_matrices=fm), _f.svd_shapes(m, n, fm)))
+    u, s, vh = _f.unpack(build("svd", x, full_matrices=fm), _f.svd_shapes(m, n, fm))
+    return SVDResult(u, _real_part(s), vh)
 
 
 def svdvals(x: Any, /) -> Array:
@@ -158,7 +167,8 @@ def eigh(x: Any, /) -> EighResult:
     lower triangle. Each eigenvector has its largest-magnitude entry positive."""
     x = _f.float_input(x)
     n = _f._square("eigh", x)
-    return EighResult(*_f.unpack(build("eigh", x), [(n,), (n, n)]))
+    w, v = _f.unpack(build("eigh", x), [(n,), (n, n)])
+    return EighResult(_real_part(w), v)
 
 
 def eigvalsh(x: Any, /) -> Array:
@@ -182,10 +192,12 @@ def pinv(x: Any, /, *, rtol: float | Array | None = None) -> Array:
     x = _f.float_input(x)
     m, n = _f._matrix("pinv", x)
     u, s, vh = svd(x, full_matrices=False)
+    if x.dtype.is_complex:  # NOTE: pinv = Vh^H diag(1/s) U^H
+        u, vh = build("conj", u), build("conj", vh)
     tol = (max(m, n) * _eps(x.dtype) if rtol is None else rtol)
-    cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), x.dtype))
+    cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), s.dtype))
     keep = s > cut
-    sinv = _where(keep, scalar(1, x.dtype) / _where(keep, s, scalar(1, x.dtype)), scalar(0, x.dtype))
+    sinv = _where(keep, scalar(1, s.dtype) / _where(keep, s, scalar(1, s.dtype)), scalar(0, s.dtype))
     return matmul(matrix_transpose(vh) * _reshape(sinv, sinv.shape[:-1] + (1, sinv.shape[-1])), matrix_transpose(u))
 
 
@@ -193,9 +205,9 @@ def matrix_rank(x: Any, /, *, rtol: float | Array | None = None) -> Array:
     """Number of singular values above ``rtol * max(S)`` (int64)."""
     x = _f.float_input(x)
     m, n = _f._matrix("matrix_rank", x)
-    s = svdvals(x)
+    s = svdvals(x)  # NOTE: real also for complex x: the cut is in s's dtype
     tol = (max(m, n) * _eps(x.dtype) if rtol is None else rtol)
-    cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), x.dtype))
+    cut = _max(s, axis=-1, keepdims=True) * (tol if isinstance(tol, Array) else scalar(float(tol), s.dtype))
     return _sum(_astype(s > cut, D.int64), axis=-1)
 
 
@@ -296,9 +308,9 @@ def vector_norm(x: Any, /, *, axis: int | Sequence[int] | None = None, keepdims:
     if ord == -math.inf:
         return _min(a, **kw)
     if ord == 0:
-        return _sum(_astype(a != 0, x.dtype), **kw)
-    p = scalar(float(ord), x.dtype)
-    return _sum(a ** p, **kw) ** (scalar(1, x.dtype) / p)
+        return _sum(_astype(a != 0, a.dtype), **kw)
+    p = scalar(float(ord), a.dtype)  # NOTE: a's dtype: |x| of a complex x is real, and so is the norm
+    return _sum(a ** p, **kw) ** (scalar(1, a.dtype) / p)
 
 
 def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Array:  # noqa: A002
@@ -313,7 +325,8 @@ def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Array
     _f._matrix("matrix_norm", x)
     r, c = x.ndim - 2, x.ndim - 1
     if ord == "fro":
-        out = _sqrt(_sum(x * x, axis=(r, c), keepdims=True))
+        a = _abs(x)
+        out = _sqrt(_sum(a * a, axis=(r, c), keepdims=True))
     elif ord in ("nuc", 2, -2):
         s = svdvals(x)
         red = _sum if ord == "nuc" else _max if ord == 2 else _min

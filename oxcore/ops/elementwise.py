@@ -16,37 +16,37 @@ __all__: list[str] = []
 _UNARY: list[tuple[str, str, str, Any]] = [
     ("negative", "numeric_c", "same", None),
     ("abs", "numeric_c", "real", None),  # NOTE: |complex| is real
-    ("sign", "numeric", "same", None),
+    ("sign", "numeric_c", "same", None),
     ("exp", "float_c", "same", None),
     ("expm1", "float_c", "same", lambda x: exp(x) - 1),
     ("log", "float_c", "same", None),
     ("log1p", "float_c", "same", lambda x: log(x + 1)),
-    ("log2", "float", "same", lambda x: log(x) * (1 / 0.6931471805599453)),
-    ("log10", "float", "same", lambda x: log(x) * (1 / 2.302585092994046)),
+    ("log2", "float_c", "same", lambda x: log(x) * (1 / 0.6931471805599453)),
+    ("log10", "float_c", "same", lambda x: log(x) * (1 / 2.302585092994046)),
     ("sqrt", "float_c", "same", None),
     ("rsqrt", "float", "same", lambda x: 1 / sqrt(x)),
     ("square", "numeric_c", "same", lambda x: x * x),
     ("reciprocal", "float_c", "same", lambda x: 1 / x),
     ("sin", "float_c", "same", None),
     ("cos", "float_c", "same", None),
-    ("tan", "float", "same", lambda x: sin(x) / cos(x)),
-    ("asin", "float", "same", None),
-    ("acos", "float", "same", None),
-    ("atan", "float", "same", None),
-    ("sinh", "float", "same", lambda x: (exp(x) - exp(-x)) * 0.5),
-    ("cosh", "float", "same", lambda x: (exp(x) + exp(-x)) * 0.5),
+    ("tan", "float_c", "same", lambda x: sin(x) / cos(x)),
+    ("asin", "float_c", "same", None),
+    ("acos", "float_c", "same", None),
+    ("atan", "float_c", "same", None),
+    ("sinh", "float_c", "same", lambda x: (exp(x) - exp(-x)) * 0.5),
+    ("cosh", "float_c", "same", lambda x: (exp(x) + exp(-x)) * 0.5),
     ("tanh", "float_c", "same", None),
-    ("asinh", "float", "same", lambda x: sign(x) * log(abs(x) + sqrt(x * x + 1))),  # NOTE: odd: no cancellation for x < 0
-    ("acosh", "float", "same", lambda x: log(x + sqrt(x * x - 1))),
-    ("atanh", "float", "same", lambda x: 0.5 * log((1 + x) / (1 - x))),
+    ("asinh", "float_c", "same", lambda x: _asinh(x)),
+    ("acosh", "float_c", "same", lambda x: _acosh(x)),
+    ("atanh", "float_c", "same", lambda x: _atanh(x)),
     ("erf", "float", "same", None),
     ("floor", "numeric", "same", None),
     ("ceil", "numeric", "same", None),
-    ("round", "numeric", "same", None),
+    ("round", "numeric_c", "same", None),
     ("trunc", "numeric", "same", lambda x: where(x < 0, ceil(x), floor(x))),
-    ("isnan", "numeric", "bool", None),
-    ("isinf", "numeric", "bool", None),
-    ("isfinite", "numeric", "bool", lambda x: logical_not(logical_or(isnan(x), isinf(x)))),
+    ("isnan", "numeric_c", "bool", None),
+    ("isinf", "numeric_c", "bool", None),
+    ("isfinite", "numeric_c", "bool", lambda x: logical_not(logical_or(isnan(x), isinf(x)))),
     ("signbit", "float", "bool", None),
     ("logical_not", "bool", "bool", None),
     ("bitwise_invert", "int_or_bool", "same", None),
@@ -62,7 +62,7 @@ _BINARY: list[tuple[str, str, str, Any]] = [
     ("divide", "float_c", "same", None),
     ("floor_divide", "numeric", "same", None),
     ("remainder", "numeric", "same", None),
-    ("pow", "numeric", "same", None),
+    ("pow", "numeric_c", "same", None),
     ("maximum", "numeric", "same", None),
     ("minimum", "numeric", "same", None),
     ("atan2", "float", "same", None),
@@ -85,6 +85,26 @@ _BINARY: list[tuple[str, str, str, Any]] = [
     ("bitwise_left_shift", "integer", "same", None),
     ("bitwise_right_shift", "integer", "same", None),
 ]
+
+# NOTE: complex branches follow C99 (casinh(z) = -i casin(iz), catanh(z) = -i catan(iz), Kahan's
+# cacosh), so the decompositions keep the principal values and branch cuts the standard names
+def _asinh(x):
+    if x.dtype.is_complex:
+        return -1j * asin(1j * x)
+    return sign(x) * log(abs(x) + sqrt(x * x + 1))  # NOTE: odd: no cancellation for x < 0
+
+
+def _acosh(x):
+    if x.dtype.is_complex:
+        return log(x + sqrt(x + 1) * sqrt(x - 1))  # NOTE: sqrt(x*x - 1) would cross the cut for Re x < 0
+    return log(x + sqrt(x * x - 1))
+
+
+def _atanh(x):
+    if x.dtype.is_complex:
+        return -1j * atan(1j * x)
+    return 0.5 * log((1 + x) / (1 - x))
+
 
 def _logaddexp(a, b):
     m = maximum(a, b)
@@ -159,6 +179,13 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     """
     x = as_array(x)
     dt = D.dtype(dtype)
+    if x.dtype.is_complex and not dt.is_complex:
+        from .._errors import DTypeError
+
+        # NOTE: the standard: casting complex to a real dtype should not be permitted (NumPy
+        # drops the imaginary part with a warning)
+        raise DTypeError(f"astype cannot cast {x.dtype.name} to {dt.name}: it would drop the imaginary part; "
+                         f"take real(x), imag(x) or abs(x) first, or cast to complex64/complex128")
     if dt is x.dtype and not copy:
         return x
     return build("astype", x, dtype=dt)

@@ -6,7 +6,10 @@ Several-result ops (qr, svd, eigh, slogdet) are one node whose last axis packs t
 one factorization always come from the same kernel run, never from two backends. The sign of
 eigen- and singular vectors and of QR's columns is fixed, so every backend gives the same
 answer: R's diagonal is >= 0, and each column of V (eigh) and U (svd) has its largest-magnitude
-entry positive (Vh's rows flip with U's columns).
+entry positive (Vh's rows flip with U's columns); for complex matrices the same entries are made
+real and positive by a unit phase (Vh's rows take the conjugate phase). Real results of complex
+input (singular values, eigenvalues, log|det|) are packed as complex numbers; the public
+functions take their real part.
 
 Derivatives are JVP rules (oxcore derives VJPs by transposing them); they hold where the
 factorization is smooth: distinct eigen/singular values, full rank.
@@ -26,16 +29,16 @@ __all__: list[str] = []
 
 
 def _square(name: str, x) -> int:
-    if not x.dtype.is_floating:
-        raise DTypeError(f"linalg.{name} expects a floating-point dtype, got {x.dtype.name}")
+    if not (x.dtype.is_floating or x.dtype.is_complex):
+        raise DTypeError(f"linalg.{name} expects a floating-point dtype (real or complex), got {x.dtype.name}")
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise ShapeError(f"linalg.{name} needs square matrices in the last two axes, got shape {x.shape}")
     return x.shape[-1]
 
 
 def _matrix(name: str, x) -> tuple[int, int]:
-    if not x.dtype.is_floating:
-        raise DTypeError(f"linalg.{name} expects a floating-point dtype, got {x.dtype.name}")
+    if not (x.dtype.is_floating or x.dtype.is_complex):
+        raise DTypeError(f"linalg.{name} expects a floating-point dtype (real or complex), got {x.dtype.name}")
     if x.ndim < 2:
         raise ShapeError(f"linalg.{name} needs at least 2 dimensions, got shape {x.shape}")
     return x.shape[-2], x.shape[-1]
@@ -116,7 +119,7 @@ def _svd_infer(inputs, attrs):
 
 def _svdvals_infer(inputs, attrs):
     m, n = _matrix("svdvals", inputs[0])
-    return inputs[0].shape[:-2] + (min(m, n),), inputs[0].dtype
+    return inputs[0].shape[:-2] + (min(m, n),), D.real_dtype(inputs[0].dtype)
 
 
 def _eigh_infer(inputs, attrs):
@@ -126,7 +129,7 @@ def _eigh_infer(inputs, attrs):
 
 def _eigvalsh_infer(inputs, attrs):
     n = _square("eigvalsh", inputs[0])
-    return inputs[0].shape[:-2] + (n,), inputs[0].dtype
+    return inputs[0].shape[:-2] + (n,), D.real_dtype(inputs[0].dtype)  # NOTE: Hermitian: real eigenvalues
 
 
 for _name, _infer, _attrs, _doc in [
@@ -302,8 +305,9 @@ for _name, _jvp in [("inv", _inv_jvp), ("det", _det_jvp), ("slogdet", _slogdet_j
 
 
 def float_input(x: Any) -> Array:
-    """linalg inputs: integers and bools compute in the default float dtype (as NumPy)."""
+    """linalg inputs: integers and bools compute in the default float dtype (as NumPy); real
+    and complex floating-point ones pass unchanged."""
     from ._rules import as_array
 
     x = as_array(x)
-    return x if x.dtype.is_floating else build("astype", x, dtype=D.default_float)
+    return x if x.dtype.is_floating or x.dtype.is_complex else build("astype", x, dtype=D.default_float)

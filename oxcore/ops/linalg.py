@@ -115,7 +115,8 @@ register_op("vecdot", Category.LINALG, _vecdot_infer, attrs=(axis(-1, "negative:
 
 
 def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
-    """Dot product along ``axis`` (must be negative-indexable in both), broadcast elsewhere.
+    """Dot product along ``axis`` (must be negative-indexable in both), broadcast elsewhere;
+    complex ``x1`` is conjugated first.
 
     Example:
         >>> import oxcore as ox
@@ -127,6 +128,8 @@ def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
         axis -= max(a.ndim, b.ndim)
     if -axis > min(a.ndim, b.ndim):
         raise ShapeError(f"vecdot axis {axis} is out of range for shapes {a.shape} and {b.shape}")
+    if a.dtype.is_complex:  # NOTE: the standard's vecdot is sum(conj(x1) * x2), like NumPy's
+        a = build("conj", a)
     return build("vecdot", a, b, axis=axis)
 
 

@@ -177,8 +177,16 @@ def cumulative_prod(x: Any, /, *, axis: int | None = None, dtype: Any = None,
 def _float_infer(inputs, attrs):
     (x,) = inputs
     if not x.dtype.is_floating:
-        raise DTypeError(f"expected a floating-point dtype, got {x.dtype.name}; cast with astype first")
+        hint = "real floating-point only: take real, imag or abs first" if x.dtype.is_complex else "cast with astype first"
+        raise DTypeError(f"expected a floating-point dtype, got {x.dtype.name}; {hint}")
     return _reduced(x.shape, attrs["axis"], attrs["keepdims"]), x.dtype
+
+
+def _float_or_complex_infer(inputs, attrs):
+    (x,) = inputs
+    if x.dtype.is_complex:  # NOTE: 2024.12 mean takes complex; var and std stay real
+        return _reduced(x.shape, attrs["axis"], attrs["keepdims"]), x.dtype
+    return _float_infer(inputs, attrs)
 
 
 def _mean(x, *, axis, keepdims):
@@ -204,7 +212,7 @@ def _logsumexp(x, *, axis, keepdims):
     return out if keepdims else build("reshape", out, shape=_reduced(x.shape, axis, False))
 
 
-register_op("mean", Category.REDUCTION, _float_infer, attrs=(AXES, KEEPDIMS), decompose=_mean,
+register_op("mean", Category.REDUCTION, _float_or_complex_infer, attrs=(AXES, KEEPDIMS), decompose=_mean,
             doc="arithmetic mean")
 register_op("var", Category.REDUCTION, _float_infer, attrs=(AXES, KEEPDIMS, CORRECTION),
             decompose=_var, doc="variance (correction=1 for the sample variance)")

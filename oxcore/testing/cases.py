@@ -631,7 +631,7 @@ EXR = const((3, 4), axis=1, keepdims=False)
 
 def _acc_ref(f):
     def ref(x, *, axis, keepdims):
-        acc = np.float64 if x.dtype.kind == "f" else np.uint64 if x.dtype.kind == "u" else np.int64
+        acc = {"f": np.float64, "c": np.complex128, "u": np.uint64}.get(x.dtype.kind, np.int64)
         return f(x.astype(acc), axis=axis, keepdims=keepdims)
     return ref
 
@@ -670,7 +670,7 @@ def _p_cum(draw, dt):
 def _cum_ref(f, init):
     def ref(x, *, axis, include_initial):
         axis = 0 if axis is None else axis
-        acc = np.float64 if x.dtype.kind == "f" else np.uint64 if x.dtype.kind == "u" else np.int64
+        acc = {"f": np.float64, "c": np.complex128, "u": np.uint64}.get(x.dtype.kind, np.int64)
         out = f(x.astype(acc), axis=axis)
         if include_initial:
             s = list(out.shape)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _dtypes as D
-from .cases import (ALL, F, NUM, _discrete, _fn, _hyp, axis_st, broadcastable_st, case, composite, const, gen,
-                    shape_st)
+from .cases import (ALL, F, NUM, _cum_ref, _discrete, _fn, _hyp, _p_cum, axis_st, broadcastable_st, case, composite,
+                    const, gen, shape_st)
 
 
 # --- sorting -----------------------------------------------------------------------------------------
@@ -137,6 +137,8 @@ def _well(rng, dt, shapes, kw):
     out = []
     for s in shapes:
         a = rng.uniform(-1, 1, s)
+        if dt.is_complex:
+            a = a + 1j * rng.uniform(-1, 1, s)
         if len(s) >= 2 and s[-1] == s[-2]:
             a = a + 2 * s[-1] * np.eye(s[-1]) * rng.choice([-1, 1], s[:-2] + (1, 1))
         out.append(a.astype(dt.numpy))
@@ -151,10 +153,15 @@ def _sym_ref(x):
     return (x + np.swapaxes(x, -1, -2)) * 0.5
 
 
+def _phase(p):
+    a = np.abs(p)
+    return np.where(a == 0, 1, p / np.where(a == 0, 1, a))
+
+
 def _col_signs(v):
+    """The factor per column that makes its largest-magnitude entry real and positive."""
     idx = np.argmax(np.abs(v), axis=-2)[..., None, :]
-    s = np.sign(np.take_along_axis(v, idx, axis=-2))
-    return np.where(s == 0, 1, s)
+    return np.conj(_phase(np.take_along_axis(v, idx, axis=-2)))
 
 
 def _cat(batch, *parts):
@@ -164,12 +171,11 @@ def _cat(batch, *parts):
 def _qr_ref(x, *, mode):
     q, r = np.linalg.qr(x, mode=mode)
     k = min(x.shape[-2:])
-    d = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
-    d = np.where(d == 0, 1, d)
+    d = _phase(np.diagonal(r, axis1=-2, axis2=-1))
     q = q.copy()
     q[..., :k] *= d[..., None, :]
     r = r.copy()
-    r[..., :k, :] *= d[..., :, None]
+    r[..., :k, :] *= np.conj(d)[..., :, None]
     return _cat(x.shape[:-2], q, r)
 
 
@@ -179,7 +185,7 @@ def _svd_ref(x, *, full_matrices):
     sg = _col_signs(u[..., :k])
     u, vh = u.copy(), vh.copy()
     u[..., :k] *= sg
-    vh[..., :k, :] *= np.swapaxes(sg, -1, -2)
+    vh[..., :k, :] *= np.conj(np.swapaxes(sg, -1, -2))
     return _cat(x.shape[:-2], u, s, vh)
 
 
@@ -226,6 +232,12 @@ def _p_solve(draw, dt):
 
 
 case("solve", _la("solve"), np.linalg.solve, F2, composite(_p_solve), const((3, 3), (3, 2)), _well, tol=_LA_TOL)
+_C2, _C_LA_TOL = (D.complex64, D.complex128), {"complex64": 50.0, "complex128": 50.0}
+for _op, _ref in [("inv", np.linalg.inv), ("det", np.linalg.det)]:
+    case(_op, _la(_op), _ref, _C2, _p_square(), const((2, 3, 3)), _well, name="complex", tol=_C_LA_TOL)
+case("solve", _la("solve"), np.linalg.solve, _C2, composite(_p_solve), const((3, 3), (3, 2)), _well, name="complex",
+     tol=_C_LA_TOL)
+
 case("cholesky", _la_sym("cholesky"), lambda x: np.linalg.cholesky(_sym_ref(x)), F2, _p_square(), const((2, 3, 3)),
      _spd, tol=_LA_TOL)
 case("eigvalsh", _la_sym("eigvalsh"), lambda x: np.linalg.eigvalsh(_sym_ref(x)), F2, _p_square(), const((2, 3, 3)),
@@ -237,6 +249,33 @@ case("svd", _packed_build("svd"), _svd_ref, F2,
      _p_rect(full_matrices=lambda st: st.booleans()), const((2, 4, 3), full_matrices=False), _well, tol=_LA_TOL)
 case("qr", _packed_build("qr"), _qr_ref, F2, _p_rect(mode=lambda st: st.sampled_from(["reduced", "complete"])),
      const((2, 4, 3), mode="reduced"), _well, tol=_LA_TOL)
+
+
+def _hpd(rng, dt, shapes, kw):
+    """Hermitian positive definite complex matrices, eigenvalues spread apart."""
+    out = []
+    for s in shapes:
+        a = rng.uniform(-1, 1, s) + 1j * rng.uniform(-1, 1, s)
+        n = s[-1]
+        out.append((a @ np.conj(np.swapaxes(a, -1, -2)) + n * np.eye(n) * np.linspace(1, 2, n)).astype(dt.numpy))
+    return out
+
+
+case("cholesky", _la("cholesky"), np.linalg.cholesky, _C2, _p_square(), const((2, 3, 3)), _hpd, name="complex",
+     tol=_C_LA_TOL)
+case("eigvalsh", _la("eigvalsh"), np.linalg.eigvalsh, _C2, _p_square(), const((2, 3, 3)), _hpd, name="complex",
+     tol=_C_LA_TOL, out=lambda dt, kw: D.real_dtype(dt))
+case("svdvals", _la("svdvals"), lambda x: np.linalg.svd(x, compute_uv=False), _C2, _p_rect(), const((4, 3)), _well,
+     name="complex", tol=_C_LA_TOL, out=lambda dt, kw: D.real_dtype(dt))
+case("slogdet", _packed_build("slogdet"), lambda x: np.stack(np.linalg.slogdet(x), axis=-1), _C2, _p_square(),
+     const((2, 3, 3)), _well, name="complex", tol=_C_LA_TOL)
+case("eigh", lambda ox, x: ox.build("eigh", ox.asarray(x)), lambda x: _cat(x.shape[:-2], *(
+    lambda w, v: (w, v * _col_signs(v)))(*np.linalg.eigh(x))), _C2, _p_square(), const((2, 3, 3)), _hpd, name="complex",
+     tol=_C_LA_TOL)
+case("svd", _packed_build("svd"), _svd_ref, _C2, _p_rect(full_matrices=lambda st: st.booleans()),
+     const((2, 4, 3), full_matrices=False), _well, name="complex", tol=_C_LA_TOL)
+case("qr", _packed_build("qr"), _qr_ref, _C2, _p_rect(mode=lambda st: st.sampled_from(["reduced", "complete"])),
+     const((2, 4, 3), mode="reduced"), _well, name="complex", tol=_C_LA_TOL)
 
 
 # --- complex dtypes and oxcore.fft ---------------------------------------------------------------------
@@ -257,12 +296,60 @@ case("abs", _fn("abs"), np.abs, C, p, const((3, 4)), gen(), out=_real_out, name=
 for _op, _ref in [("add", np.add), ("subtract", np.subtract), ("multiply", np.multiply), ("divide", np.divide)]:
     case(_op, _fn(_op), _ref, C, composite(lambda draw, dt: (draw(broadcastable_st(2, 0, 3, 4)), {})),
          const((3, 4), (4,)), gen(0.5, 2.0), name="complex", tol=_C_TOL)
+# NOTE: random points are off the branch cuts (the real or imaginary axis) almost surely
 for _op, _ref in [("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("sin", np.sin), ("cos", np.cos),
-                  ("tanh", np.tanh), ("square", np.square), ("reciprocal", np.reciprocal), ("negative", np.negative)]:
+                  ("tanh", np.tanh), ("square", np.square), ("reciprocal", np.reciprocal), ("negative", np.negative),
+                  ("expm1", np.expm1), ("log1p", np.log1p), ("log2", np.log2), ("log10", np.log10), ("tan", np.tan),
+                  ("sinh", np.sinh), ("cosh", np.cosh), ("asin", np.arcsin), ("acos", np.arccos), ("atan", np.arctan),
+                  ("asinh", np.arcsinh), ("acosh", np.arccosh), ("atanh", np.arctanh), ("sign", np.sign),
+                  ("round", np.round)]:
     case(_op, _fn(_op), _ref, C, p, const((3, 4)), gen(-1.5, 1.5), name="complex", tol=_C_TOL)
-case("sum", _fn("sum"), lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), C,
-     composite(lambda draw, dt: (((3, 4),), {"axis": draw(axis_st(2)), "keepdims": False})),
-     const((3, 4), axis=1, keepdims=False), gen(), name="complex", tol=_C_TOL)
+
+
+case("vecdot", _fn("vecdot"), lambda a, b, *, axis: np.sum(np.conj(a) * b, axis=axis), C,
+     composite(lambda draw, dt: (((2, 3), (3,)), {"axis": -1})), const((2, 3), (3,), axis=-1), gen(-1.5, 1.5),
+     name="complex", tol=_C_TOL)
+
+
+for _op, _f, _init in (("cumulative_sum", np.cumsum, 0), ("cumulative_prod", np.cumprod, 1)):
+    case(_op, _fn(_op), _cum_ref(_f, _init), C, composite(_p_cum), const((3, 4), axis=1, include_initial=True),
+         gen(-1.2, 1.2), name="complex", tol=_C_TOL)
+
+
+def _c_specials(rng, dt, shapes, kw):
+    """Complex values with nan, inf or -inf in some real and some imaginary parts."""
+    out = []
+    for a in gen()(rng, dt, shapes, kw):
+        edges = np.array([np.nan, np.inf, -np.inf])
+        re = np.where(rng.random(a.shape) < 0.3, rng.choice(edges, a.shape), a.real)
+        im = np.where(rng.random(a.shape) < 0.3, rng.choice(edges, a.shape), a.imag)
+        z = np.empty(a.shape, dt.numpy)
+        z.real, z.imag = re, im  # NOTE: not re + 1j * im: 1j * inf has a nan real part
+        out.append(z)
+    return out
+
+
+def _c_pairs(rng, dt, shapes, kw):
+    """Complex inputs from a small grid (both parts in {-1, 0, 1}: equal pairs are common), a few nan."""
+    out = []
+    for shape in shapes:
+        a = rng.integers(-1, 2, shape) + 1j * rng.integers(-1, 2, shape)
+        out.append(np.where(rng.random(shape) < 0.1, complex(np.nan, 0), a).astype(dt.numpy))
+    return out
+
+
+for _op, _ref in [("isnan", np.isnan), ("isinf", np.isinf), ("isfinite", np.isfinite)]:
+    case(_op, _fn(_op), _ref, C, p, const((3, 4)), _c_specials, name="complex", out=lambda dt, kw: D.bool_)
+_p2 = composite(lambda draw, dt: (draw(broadcastable_st(2, 0, 3, 4)), {}))
+for _op, _ref in [("equal", np.equal), ("not_equal", np.not_equal)]:
+    case(_op, _fn(_op), _ref, C, _p2, const((3, 4), (3, 4)), _c_pairs, name="complex", out=lambda dt, kw: D.bool_)
+# NOTE: z ** w = exp(w log z): log's error is magnified by |w log z| (MLX complex64: ~4e-5 absolute at |z^w| ~ 10)
+case("pow", _fn("pow"), np.power, C, _p2, const((3, 4), (4,)), gen(0.5, 2.0), name="complex",
+     tol={"complex64": 8.0, "complex128": 2.0})
+for _op in ("sum", "prod", "mean"):
+    case(_op, _fn(_op), getattr(np, _op), C,
+         composite(lambda draw, dt: (((3, 4),), {"axis": draw(axis_st(2)), "keepdims": False})),
+         const((3, 4), axis=1, keepdims=False), gen(-1.5, 1.5), name="complex", tol=_C_TOL)
 
 
 def _p_fft(op):

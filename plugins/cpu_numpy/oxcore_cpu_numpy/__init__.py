@@ -100,7 +100,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 
 def _round(x):
-    return np.round(x) if x.dtype.kind == "f" else x
+    return np.round(x) if x.dtype.kind in "fc" else x  # NOTE: complex: each part, half to even
 
 
 def _floor(x):

@@ -46,21 +46,25 @@ def _flat(batch, *parts):
     return np.concatenate([p.reshape(batch + (-1,)) for p in parts], axis=-1)
 
 
+def _phase(p):
+    """p / |p| (1 where p is 0): the sign of a real p, the unit phase of a complex one."""
+    a = np.abs(p)
+    return np.where(a == 0, 1, p / np.where(a == 0, 1, a))
+
+
 def _column_signs(v):
-    """+1/-1 per column making each column's largest-magnitude entry positive."""
+    """Per column, the unit factor that makes its largest-magnitude entry real and positive."""
     idx = np.argmax(np.abs(v), axis=-2)[..., None, :]
-    s = np.sign(np.take_along_axis(v, idx, axis=-2))
-    return np.where(s == 0, 1, s).astype(v.dtype)
+    return np.conj(_phase(np.take_along_axis(v, idx, axis=-2))).astype(v.dtype)
 
 
 def _qr(x, *, mode):
     q, r = np.linalg.qr(x, mode=mode)
-    d = np.sign(np.diagonal(r, axis1=-2, axis2=-1)).astype(x.dtype)
-    d = np.where(d == 0, 1, d)
+    d = _phase(np.diagonal(r, axis1=-2, axis2=-1)).astype(x.dtype)  # NOTE: Q d, conj(d) R: same product
     k = d.shape[-1]
     q = q.copy()
     q[..., :k] *= d[..., None, :]
-    r = r * np.concatenate([d, np.ones(d.shape[:-1] + (r.shape[-2] - k,), x.dtype)], axis=-1)[..., :, None]
+    r = r * np.conj(np.concatenate([d, np.ones(d.shape[:-1] + (r.shape[-2] - k,), x.dtype)], axis=-1))[..., :, None]
     return _flat(x.shape[:-2], q, r)
 
 
@@ -71,7 +75,7 @@ def _svd(x, *, full_matrices):
     u = u.copy()
     u[..., :k] *= sg
     vh = vh.copy()
-    vh[..., :k, :] *= np.swapaxes(sg, -1, -2)
+    vh[..., :k, :] *= np.conj(np.swapaxes(sg, -1, -2))  # NOTE: U f, conj(f) Vh: same product
     return _flat(x.shape[:-2], u, s, vh)
 
 
@@ -85,13 +89,14 @@ def _slogdet(x):
     return np.stack([sign, logdet], axis=-1).astype(x.dtype)
 
 
-def _lapack(f):
-    """NOTE: LAPACK has no half precision: half inputs compute in float32, round once."""
+def _lapack(f, real_out: bool = False):
+    """NOTE: LAPACK has no half precision: half inputs compute in float32, round once.
+    ``real_out``: the result is real for complex input too (singular values, Hermitian eigenvalues)."""
     def k(*xs, **attrs):
         dt = xs[0].dtype
         if dt.name in ("float16", "bfloat16"):
             return np.asarray(f(*(x.astype(np.float32) for x in xs), **attrs)).astype(dt)
-        return np.asarray(f(*xs, **attrs)).astype(dt, copy=False)
+        return np.asarray(f(*xs, **attrs)).astype(np.finfo(dt).dtype if real_out else dt, copy=False)
     return k
 
 
@@ -103,9 +108,9 @@ KERNELS.update({
     "cholesky": _lapack(np.linalg.cholesky),
     "qr": _lapack(_qr),
     "svd": _lapack(_svd),
-    "svdvals": _lapack(lambda x: np.linalg.svd(x, compute_uv=False)),
+    "svdvals": _lapack(lambda x: np.linalg.svd(x, compute_uv=False), real_out=True),
     "eigh": _lapack(_eigh),
-    "eigvalsh": _lapack(np.linalg.eigvalsh),
+    "eigvalsh": _lapack(np.linalg.eigvalsh, real_out=True),
 })
 
 

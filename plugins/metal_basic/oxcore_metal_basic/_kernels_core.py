@@ -32,6 +32,11 @@ def _floating(x) -> bool:
     return mx.issubdtype(x.dtype, mx.floating)
 
 
+def _inexact(x) -> bool:
+    """Real or complex floating point (MLX's complex64 is not ``mx.floating``)."""
+    return mx.issubdtype(x.dtype, mx.inexact)
+
+
 def _const(value: Any, dt: Any):
     """A 0-d MLX constant of MLX dtype ``dt``, cast like NumPy (uint64 beyond int64 included)."""
     if dt == mx.bool_:
@@ -55,12 +60,12 @@ def _reduced(shape, axis, keepdims) -> tuple[int, ...]:
 def _sign(x):
     if _floating(x):  # NOTE: MLX gives sign(nan) = 0; NumPy propagates nan
         return mx.where(mx.isnan(x), x, mx.sign(x))
-    return mx.sign(x)
+    return mx.sign(x)  # NOTE: complex: z / |z| (0 at 0), as the standard and NumPy >= 2
 
 
 def _ident_int(f):
     def k(x):
-        return f(x) if _floating(x) else x
+        return f(x) if _inexact(x) else x
     return k
 
 
@@ -73,15 +78,15 @@ def _signbit(x):
 # NOTE: *_like, not zeros(x.shape): elementwise kernels stay free of baked-in shapes, so
 # metal_fused may compile their segments shapeless
 def _isnan(x):
-    return mx.isnan(x) if _floating(x) else mx.zeros_like(x).astype(mx.bool_)
+    return mx.isnan(x) if _inexact(x) else mx.zeros_like(x).astype(mx.bool_)
 
 
 def _isinf(x):
-    return mx.isinf(x) if _floating(x) else mx.zeros_like(x).astype(mx.bool_)
+    return mx.isinf(x) if _inexact(x) else mx.zeros_like(x).astype(mx.bool_)
 
 
 def _isfinite(x):
-    return mx.isfinite(x) if _floating(x) else mx.ones_like(x).astype(mx.bool_)
+    return mx.isfinite(x) if _inexact(x) else mx.ones_like(x).astype(mx.bool_)
 
 
 def _safe_divisor(b):

@@ -31,6 +31,12 @@ MISSING: dict[str, str] = {
 }
 
 
+#: elementwise ops whose MLX function refuses complex64 (measured, MLX 0.32): op -> reason
+NO_COMPLEX: dict[str, str] = {
+    "expm1": "MLX's expm1 has no complex64 ([expm1] Not supported for complex64)",
+}
+
+
 def _dtypes(node: Any) -> list[str]:
     return [node.dtype.name] + [i.dtype.name for i in node.inputs]
 
@@ -109,6 +115,8 @@ def make_supports(device: Any, op: str, extra: Callable[[Any], "bool | str"] | N
         names = _dtypes(node)
         if "complex128" in names:
             return f"MLX has no complex128; {op} was asked for it"
+        if op in NO_COMPLEX and "complex64" in names:
+            return NO_COMPLEX[op]
         if "float64" in names:
             if gpu:
                 return f"MLX has no float64 kernels on the GPU ({device.platform}); {op} was asked for float64"
