@@ -19,7 +19,7 @@ from .testing import TYPES
 
 KERNEL_NAME = "numba"
 GEMV_MAX_ROWS = 8  # NOTE: up to here each weight row is unpacked once and dotted with every x row
-_TILE_BYTES = 1 << 20  # NOTE: GEMM: float32 rows unpacked per BLAS call (~1 MiB stays in L2)
+_TILE_BYTES = 4 << 20  # NOTE: GEMM: float32 rows unpacked per BLAS call (enough for the dequantizer's threads)
 _STATE: dict[str, Any] = {}
 #: the numba code dispatches on these (the kernels' own codes, not ggml's type ids)
 CODES = {t: i for i, t in enumerate(TYPES)}
@@ -51,6 +51,7 @@ def prior_us(node: Any) -> float:
 def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[int, int]) -> np.ndarray:
     """``x (..., K) @ W.T`` with W (N, K) given as its ggml block bytes ``raw``."""
     from oxcore_io_gguf._types import ggml_type as lookup
+    from oxcore_io_gguf.quants import dequantize
 
     mod, lut = _compiled()
     t = lookup(ggml_type)
@@ -61,14 +62,14 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     y = np.empty((m, n), np.float32)
     code = CODES[t.name]
     if m <= GEMV_MAX_ROWS:
-        mod.gemv(code, w, xs, lut, t.block_size, t.type_size, y)
+        mod.gemv(code, w, xs, lut, y)
     else:
+        # NOTE: prefill is compute-bound: BLAS on tiles of rows unpacked by io_gguf's vectorized
+        # dequantizer (its threads) beats any numba loop; W is never dequantized whole
         rows = max(16, _TILE_BYTES // (4 * k))
-        tile = np.empty((min(rows, n), k), np.float32)
         for a in range(0, n, rows):
             e = min(n, a + rows)
-            mod.dequantize_rows(code, w[a:e], lut, t.block_size, t.type_size, tile[:e - a])
-            np.matmul(xs, tile[:e - a].T, out=y[:, a:e])
+            np.matmul(xs, dequantize(w[a:e], t.name, (e - a, k)).T, out=y[:, a:e])
     return y.reshape(x.shape[:-1] + (n,))
 
 
@@ -87,6 +88,7 @@ def _compiled() -> tuple[Any, np.ndarray]:
         import numba
 
         from . import _numba_blocks, _numba_matmul
+
 
         numba.set_num_threads(threads())
         got = _STATE["mod"] = (_numba_matmul, _numba_blocks.f16_table())
