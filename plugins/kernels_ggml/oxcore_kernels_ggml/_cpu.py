@@ -19,6 +19,7 @@ from .testing import TYPES
 
 KERNEL_NAME = "numba"
 GEMV_MAX_ROWS = 8  # NOTE: up to here each weight row is unpacked once and dotted with every x row
+PARALLEL_MIN_BYTES = 4 << 20  # NOTE: GEMV: weight bytes (x rows) below which one thread runs it
 _TILE_BYTES = 4 << 20  # NOTE: GEMM: float32 rows unpacked per BLAS call (enough for the dequantizer's threads)
 _STATE: dict[str, Any] = {}
 #: the numba code dispatches on these (the kernels' own codes, not ggml's type ids)
@@ -53,6 +54,8 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     from oxcore_io_gguf._types import ggml_type as lookup
     from oxcore_io_gguf.quants import dequantize
 
+    import numba
+
     mod, lut = _compiled()
     t = lookup(ggml_type)
     n, k = shape
@@ -62,6 +65,9 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     y = np.empty((m, n), np.float32)
     code = CODES[t.name]
     if m <= GEMV_MAX_ROWS:
+        # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
+        # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
+        numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
         mod.gemv(code, w, xs, lut, y)
     else:
         # NOTE: prefill is compute-bound: BLAS on tiles of rows unpacked by io_gguf's vectorized
@@ -85,12 +91,9 @@ def threads() -> int:
 def _compiled() -> tuple[Any, np.ndarray]:
     got = _STATE.get("mod")
     if got is None:
-        import numba
-
         from . import _numba_blocks, _numba_matmul
 
 
-        numba.set_num_threads(threads())
         got = _STATE["mod"] = (_numba_matmul, _numba_blocks.f16_table())
     return got
 

@@ -150,8 +150,11 @@ def embed(texts: tuple[str, ...], file_: str | None, model: str | None, batch_si
 @click.option("--ctx", default=None, type=click.IntRange(16), help="Context length (default: the model's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record (text and statistics) instead of streaming.")
 @click.option("--backend", default=None, help="Pin every op to this backend (see `oxcore backends list`).")
-@click.option("--dequantize", default="load", show_default=True, type=click.Choice(["load", "lazy"]),
-              help="load: the backend holds float32 copies (fast); lazy: dequantize the file's blocks every step.")
+@click.option("--dequantize", default="auto", show_default=True,
+              type=click.Choice(["auto", "blocks", "load", "lazy"]),
+              help="blocks: multiply on the file's quantized blocks (ggml_matmul kernels, e.g. oxcore-kernels-ggml); "
+                   "load: the backend holds float32 copies; lazy: dequantize the blocks every step; "
+                   "auto: blocks when the backend has a ggml_matmul kernel, else load.")
 def generate(prompt: str, model: str | None, max_tokens: int, temp: float, top_k: int, top_p: float, min_p: float,
              repeat_penalty: float, seed: int | None, stop: tuple[str, ...], chat: bool, ctx: int | None,
              as_json: bool, backend: str | None, dequantize: str) -> None:
