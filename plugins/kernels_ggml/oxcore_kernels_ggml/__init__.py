@@ -27,3 +27,12 @@ def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
 
     for k in (*_cpu.kernels(), *_mlx.kernels()):
         register(k)
+
+
+@hookimpl
+def oxcore_register_commands(cli: Any) -> None:
+    """``oxcore bench qmatmul``."""
+    # NOTE: a plain click command added to the group: _bench never imports oxcore.cli
+    from . import _bench
+
+    cli.commands["bench"].add_command(_bench.bench_qmatmul)

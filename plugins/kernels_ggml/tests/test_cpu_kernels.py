@@ -117,3 +117,21 @@ def test_threads_follow_oxcore_threads(monkeypatch):
     assert _cpu.threads() == numba.config.NUMBA_NUM_THREADS
     monkeypatch.delenv("OXCORE_THREADS")
     assert _cpu.threads() == numba.config.NUMBA_NUM_THREADS
+
+
+def test_bench_qmatmul_saves_its_record(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from oxcore.cli import cli
+
+    out = tmp_path / "q.json"
+    r = CliRunner().invoke(cli, ["bench", "qmatmul", "--type", "Q4_K", "--n", "40", "--k", "256", "--rows", "1,9",
+                                 "--repeat", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())["results"]
+    names = {x["name"] for x in rows}
+    assert {"numba kernel", "numpy dequantize + matmul", "oxcore cpu_numpy"} <= names
+    assert all(x["weight_gb_s"] > 0 and x["gflop_s"] > 0 and x["median_us"] > 0 for x in rows)
+    assert {x["group"] for x in rows} == {"Q4_K 1x256 @ 40x256", "Q4_K 9x256 @ 40x256"}
