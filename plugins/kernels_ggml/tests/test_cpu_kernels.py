@@ -124,10 +124,10 @@ def test_bench_qmatmul_saves_its_record(tmp_path):
 
     from click.testing import CliRunner
 
-    from oxcore.cli import cli
+    from oxcore.cli import main
 
     out = tmp_path / "q.json"
-    r = CliRunner().invoke(cli, ["bench", "qmatmul", "--type", "Q4_K", "--n", "40", "--k", "256", "--rows", "1,9",
+    r = CliRunner().invoke(main, ["bench", "qmatmul", "--type", "Q4_K", "--n", "40", "--k", "256", "--rows", "1,9",
                                  "--repeat", "2", "--out", str(out)])
     assert r.exit_code == 0, r.output
     rows = json.loads(out.read_text())["results"]
