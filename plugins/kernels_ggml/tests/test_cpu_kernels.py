@@ -135,3 +135,21 @@ def test_bench_qmatmul_saves_its_record(tmp_path):
     assert {"numba kernel", "numpy dequantize + matmul", "oxcore cpu_numpy"} <= names
     assert all(x["weight_gb_s"] > 0 and x["gflop_s"] > 0 and x["median_us"] > 0 for x in rows)
     assert {x["group"] for x in rows} == {"Q4_K 1x256 @ 40x256", "Q4_K 9x256 @ 40x256"}
+
+
+def test_autotune_measures_the_kernel_at_a_recorded_shape(monkeypatch, tmp_path):
+    from oxcore.autotune import tune
+
+    monkeypatch.setenv("OXCORE_PROFILE", str(tmp_path / "profile.json"))
+    rng = np.random.default_rng(5)
+    raw = random_blocks("Q8_0", (96, 640), rng)
+    x = ox.asarray(rng.standard_normal((1, 640)).astype(np.float32))
+    with ox.use("cpu_numpy"), ox.record(tmp_path / "trace.json"):
+        ox.build("ggml_matmul", x, ox.asarray(raw), ggml_type="Q8_0", shape=(96, 640)).eval()
+    res = tune(trace=str(tmp_path / "trace.json"), ops=["ggml_matmul"], quick=True, transfers=False)
+    assert any(r["kernel"] == KERNEL_ID and r["status"] == "ok" for r in res.rows), res.rows
+    with ox.use("cpu_numpy"):
+        y = ox.build("ggml_matmul", x, ox.asarray(raw), ggml_type="Q8_0", shape=(96, 640))
+    (node,) = [p for p in ox.explain(y).nodes if p.op == "ggml_matmul"]
+    assert node.kernel.id == KERNEL_ID
+    assert any(getattr(v, "measured", False) for _, v in node.candidates), node.candidates
