@@ -157,9 +157,26 @@ class Array:
 
     @property
     def device(self) -> Device:
-        """Where the values live. An unevaluated array reports the default device (``cpu``,
-        the host) until placement decides where it computes. NOTE: the Array API wants a
-        device object on every array (libraries such as scikit-learn compare them)."""
+        """Where the values live: once evaluated, the device of the backend that computed it.
+
+        An unevaluated array reports the default device (``cpu``, the host), never None and
+        never a guess: where it computes is decided when it is evaluated, and finding out
+        earlier means planning its whole graph (``oxcore.explain(y)`` does that and shows
+        each node's backend). Evaluate first (``y.eval()``) to ask where a result lives.
+
+        Example:
+            >>> import oxcore as ox
+            >>> with ox.use("cpu_numpy"):
+            ...     y = ox.asarray([1.0, 2.0]) + 1
+            >>> y.is_lazy, y.device
+            (True, Device('cpu'))
+            >>> ox.explain(y).backends                  # where it will compute (plans the graph)
+            ['cpu_numpy']
+            >>> y.eval().device, y.is_lazy               # where it lives now
+            (Device('cpu'), False)
+        """
+        # NOTE: the Array API wants a device object on every array (libraries such as
+        # scikit-learn compare them), so a lazy array reports the host, not None
         return self._node.device if self._node.buf is not None else HOST
 
     @property

@@ -23,7 +23,7 @@ from ._dtypes import DType
 from ._array import Array, build, use
 from ._errors import DifferentiationError
 from ._graph import KEEP_GRAPH, Node
-from ._registry import REGISTRY, Category, register_op
+from ._registry import REGISTRY, Attr, Category, register_op
 from .tree import tree_flatten, tree_unflatten
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint",
@@ -513,9 +513,10 @@ def _custom_jvp_rule(ts: tuple, out: Array, *ins: Array, call: _CustomCall) -> A
     return tree_flatten(t_out)[0][call.index]
 
 
-register_op("custom_vjp_call", Category.OTHER, _custom_infer, attrs=("call",), decompose=_identity,
+CALL = Attr("call", "CustomCall", note="the user's function and its rules (an internal object; kernels never see these ops)")
+register_op("custom_vjp_call", Category.OTHER, _custom_infer, attrs=(CALL,), decompose=_identity,
             variadic=True, vjp=_custom_vjp_rule, doc="a custom_vjp function's output (identity; carries its rule)")
-register_op("custom_jvp_call", Category.OTHER, _custom_infer, attrs=("call",), decompose=_identity,
+register_op("custom_jvp_call", Category.OTHER, _custom_infer, attrs=(CALL,), decompose=_identity,
             variadic=True, jvp=_custom_jvp_rule, doc="a custom_jvp function's output (identity; carries its rule)")
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from ._dtypes import DType
+from ._dtypes import DType, dtype as as_dtype
 from ._errors import UnknownNameError
 
 PathLike = str | os.PathLike
@@ -185,6 +185,42 @@ class TensorFile(Mapping[str, Any]):
         return f"<TensorFile {self.format} {self.path!r}: {len(self)} tensors, {len(self.metadata)} metadata keys>"
 
 
+@dataclass(frozen=True)
+class FormatCapabilities:
+    """What a format can store; ``oxcore.save`` and the conformance kit hold it to this.
+
+    Attributes:
+        many_tensors: a file holds any number of named tensors (safetensors, GGUF); False for
+            one tensor per file (``.npy``), whose name the file need not keep.
+        dtypes: the dtype names it stores, or None to let ``save`` decide (it must refuse what
+            it cannot store with ``TypeError``/``ValueError``).
+        can_write: False for a read-only format (no ``save``).
+
+    ``oxcore.save`` refuses, before anything is written, a second tensor for a single-tensor
+    format (``ValueError``), a dtype outside ``dtypes`` (``TypeError``) and any save to a
+    read-only format (``TypeError``).
+
+    Example:
+        >>> from oxcore.extend import FormatCapabilities
+        >>> caps = FormatCapabilities(many_tensors=False, dtypes=("float32", "int64"))
+        >>> caps.stores("float32"), caps.stores("bfloat16"), FormatCapabilities().stores("bfloat16")
+        (True, False, True)
+    """
+
+    many_tensors: bool = True
+    dtypes: tuple[str, ...] | None = None
+    can_write: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dtypes is not None:
+            # NOTE: DType objects, NumPy dtypes and names are all accepted; names are kept
+            object.__setattr__(self, "dtypes", tuple(as_dtype(d).name for d in self.dtypes))
+
+    def stores(self, dtype: Any) -> bool:
+        """Whether a tensor of ``dtype`` (name or DType) may be saved (True when undeclared)."""
+        return self.dtypes is None or getattr(dtype, "name", dtype) in self.dtypes
+
+
 class Format:
     """A file format: subclass it and register an instance through ``oxcore_register_formats``.
 
@@ -206,12 +242,16 @@ class Format:
         suffixes: file suffixes, lower case with the dot (``(".gguf",)``); ``oxcore.save``
             picks the format by suffix.
         description: one line for listings.
+        capabilities: a ``FormatCapabilities``: one or many tensors per file, the dtypes it
+            stores, whether it writes. The default (many tensors, ``save`` decides the dtypes,
+            writable) is what safetensors and GGUF declare.
     """
 
     name: str = ""
     suffixes: tuple[str, ...] = ()
     description: str = ""
     distribution: str = ""
+    capabilities: FormatCapabilities = FormatCapabilities()
 
     def matches_suffix(self, path: PathLike) -> bool:
         return str(path).lower().endswith(tuple(s.lower() for s in self.suffixes))

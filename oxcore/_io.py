@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ._dtypes import dtype as as_dtype
 from ._errors import FormatError, UnknownNameError
 from ._format import Format, LazyFile, PathLike, TensorFile
 from ._osutil import atomic_write
@@ -176,6 +177,27 @@ def host_array(x: Any) -> np.ndarray:
     return asarray(x).numpy()
 
 
+def refuse_unstorable(fmt: Format, tensors: Mapping[str, Any]) -> None:
+    """Raise, before anything is written, for what ``fmt.capabilities`` says it cannot store."""
+    caps = fmt.capabilities
+    if not caps.can_write:
+        raise TypeError(f"format {fmt.name!r} is read-only; formats that write: "
+                        f"{', '.join(f.name for f in formats().values() if f.capabilities.can_write) or '(none)'}")
+    if not caps.many_tensors and len(tensors) != 1:
+        raise ValueError(f"format {fmt.name!r} stores one tensor per file, got {len(tensors)}"
+                         f"{': ' + ', '.join(list(tensors)[:8]) if tensors else ''}; save each to its own file")
+    if caps.dtypes is None:
+        return
+    for name, x in tensors.items():
+        try:
+            dt = as_dtype(x.dtype)
+        except (AttributeError, TypeError, ValueError, KeyError):
+            continue  # NOTE: no dtype, or one oxcore does not know: the format's own save decides
+        if not caps.stores(dt):
+            raise TypeError(f"tensor {name!r} is {dt.name}, which format {fmt.name!r} cannot store; "
+                            f"valid dtypes are: {', '.join(caps.dtypes)}")
+
+
 def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None, *,
          format: str | None = None, max_shard_size: int | str | None = None) -> None:
     """Write tensors to a file whose format is picked from the suffix (or ``format=``).
@@ -207,6 +229,7 @@ def save(path: PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, Any]
         if not isinstance(k, str):
             raise TypeError(f"tensor names must be str, got {type(k).__name__} {k!r}")
     fmt = get_format(format) if format else format_for(path, reading=False)
+    refuse_unstorable(fmt, tensors)
     if max_shard_size is not None:
         from ._shards import save_sharded
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import threading
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Sequence
 
 from ._dtypes import DType
 from ._errors import PluginError, UnknownNameError
@@ -31,6 +34,113 @@ class Category(enum.Enum):
     OTHER = "other"
 
 
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: ``Attr.default`` of an attribute the caller must always give
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute of an op's schema: what kernels receive in ``node.attrs``.
+
+    Attributes:
+        name: the keyword (``"axis"``).
+        type: the type of the value a kernel receives, after the public function normalised it:
+            a class (``int``, ``DType``), a union (``int | None``), ``tuple[int, ...]``, a
+            ``Literal["left", "right"]``, or ``Any``.
+        default: what the public function uses when its caller leaves the argument out (before
+            normalisation), or ``REQUIRED``.
+        note: how the value is normalised, and what it means (``"non-negative"``,
+            ``"None means every axis"``).
+
+    Example:
+        >>> from oxcore.extend import Attr
+        >>> a = Attr("axis", int | None, default=None, note="non-negative; None: the flattened array")
+        >>> a.type_text, a.accepts(1), a.accepts(1.5)
+        ('int | None', True, False)
+    """
+
+    name: str
+    type: Any = Any
+    default: Any = REQUIRED
+    note: str = ""
+
+    @property
+    def type_text(self) -> str:
+        return _type_text(self.type)
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` has the declared type (elements of tuples included)."""
+        return _accepts(self.type, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "type": self.type_text, "required": self.default is REQUIRED, "note": self.note}
+        if self.default is not REQUIRED:
+            d["default"] = _jsonable(self.default)
+        return d
+
+    def describe(self) -> str:
+        """One line: ``axis: int | None = None (non-negative)``."""
+        default = "" if self.default is REQUIRED else f" = {self.default!r}"
+        return f"{self.name}: {self.type_text}{default}" + (f" ({self.note})" if self.note else "")
+
+
+def _type_text(t: Any) -> str:
+    if t is Any:
+        return "any"
+    if isinstance(t, str):
+        return t
+    if typing.get_origin(t) is Literal:
+        return " | ".join(repr(v) for v in typing.get_args(t))
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        return " | ".join(_type_text(a) for a in typing.get_args(t))
+    if t is type(None):
+        return "None"
+    if isinstance(t, type):
+        return t.__name__
+    # NOTE: generic aliases print with module paths (oxcore._dtypes.DType): keep the last name
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", str(t))
+
+
+def _accepts(t: Any, v: Any) -> bool:
+    if t is Any or isinstance(t, str):
+        return True
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin is Literal:
+        return v in args
+    if isinstance(t, types.UnionType) or origin is typing.Union:
+        return any(_accepts(a, v) for a in args)
+    if t is type(None):
+        return v is None
+    if origin is tuple:
+        if not isinstance(v, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_accepts(args[0], e) for e in v)
+        return len(args) == len(v) and all(_accepts(a, e) for a, e in zip(args, v))
+    if t is float:  # NOTE: Python's numeric tower: an int is acceptable where a float is
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if t is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, origin or t)
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(e) for e in v]
+    return getattr(v, "name", None) or repr(v)
+
+
+def _as_attr(a: str | Attr) -> Attr:
+    return a if isinstance(a, Attr) else Attr(a)
+
+
 @dataclass(frozen=True)
 class OpDef:
     """One op of the registry.
@@ -40,7 +150,9 @@ class OpDef:
         category: a ``Category``.
         infer: ``infer(inputs, attrs) -> (shape, dtype)``; raises ``ShapeError``/``DTypeError``
             at build time. ``inputs`` are nodes with ``.shape`` and ``.dtype``.
-        attrs: the attribute names the op takes (the schema); others are refused.
+        attrs: the attribute names the op takes; others are refused.
+        schema: one ``Attr`` per attribute (type, default, normalisation), in ``attrs`` order;
+            ``oxcore ops list`` shows it. A name given without an ``Attr`` has type ``any``.
         decompose: ``decompose(*inputs: Array, **attrs) -> Array`` written with other oxcore
             ops, used when a backend has no kernel for this op. ``None`` for primitives.
         variadic: the op takes any number of array inputs (concat, stack...).
@@ -71,6 +183,11 @@ class OpDef:
     doc: str = ""
     source: str = field(default="oxcore", compare=False)
     sample: Callable[[Any], Any] | None = field(default=None, compare=False)
+    schema: tuple[Attr, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.schema) != len(self.attrs):  # NOTE: plain names (OpDef built directly): type any
+            object.__setattr__(self, "schema", tuple(Attr(a) for a in self.attrs))
 
     @property
     def primitive(self) -> bool:
@@ -121,12 +238,15 @@ class Registry:
 REGISTRY = Registry()
 
 
-def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str, ...] = (),
+def register_op(name: str, category: Category, infer: Callable, attrs: Sequence[str | Attr] = (),
                 decompose: Callable | None = None, variadic: bool = False, doc: str = "",
                 source: str = "oxcore", sample: Callable[[Any], Any] | None = None,
                 vjp: Callable | None = None, jvp: Callable | None = None,
                 batch: Callable | None = None) -> OpDef:
     """Declare an op in the global registry (one declaration per op).
+
+    ``attrs`` lists the op's attributes, each a name or an ``Attr`` (name, type, default,
+    normalisation note), which ``oxcore ops list`` shows; plain names have type ``any``.
 
     Example:
         >>> import oxcore as ox
@@ -136,5 +256,7 @@ def register_op(name: str, category: Category, infer: Callable, attrs: tuple[str
         >>> ox.build("my_double", ox.asarray([1.0, 2.0])).tolist()
         [2.0, 4.0]
     """
-    return REGISTRY.register(OpDef(name, category, infer, attrs, decompose, variadic, vjp=vjp, jvp=jvp,
-                                   batch=batch, doc=doc, source=source, sample=sample))
+    schema = tuple(_as_attr(a) for a in attrs)
+    return REGISTRY.register(OpDef(name, category, infer, tuple(a.name for a in schema), decompose, variadic,
+                                   vjp=vjp, jvp=jvp, batch=batch, doc=doc, source=source, sample=sample,
+                                   schema=schema))

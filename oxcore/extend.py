@@ -8,20 +8,20 @@ from ._backend import Backend, Instruction, Kernel, Segment
 from ._device import HOST, Device
 from ._dtypes import ALL as DTYPES, FLOATING, INTEGER, DType
 from ._errors import FormatError, PluginError
-from ._format import Format, LazyFile, TensorFile, TensorInfo
+from ._format import Format, FormatCapabilities, LazyFile, TensorFile, TensorInfo
 from ._array import build, host_leaf, leaf
 from ._graph import Node
 from ._io import host_array
 from ._osutil import atomic_write
 from ._mapping import MappedFile
 from ._plugins import PLUGIN_API, hookimpl, manager, reload_plugins
-from ._registry import REGISTRY, Category, OpDef, register_op
+from ._registry import REGISTRY, REQUIRED, Attr, Category, OpDef, register_op
 from .ops._rules import binary, broadcast_shapes, same_as_input, unary
 
 __all__ = ["host_leaf", "leaf", "Backend", "Kernel", "Segment", "Instruction", "Device", "HOST", "DType", "DTYPES", "FLOATING", "INTEGER",
            "FormatError", "PluginError", "PLUGIN_API", "hookimpl", "manager", "reload_plugins", "REGISTRY",
-           "Category", "Node", "OpDef", "build", "register_op", "same_as_input", "unary", "binary",
-           "broadcast_shapes", "wrap", "Format", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write", "MappedFile"]
+           "Category", "Node", "OpDef", "Attr", "REQUIRED", "build", "register_op", "same_as_input", "unary", "binary",
+           "broadcast_shapes", "wrap", "Format", "FormatCapabilities", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write", "MappedFile"]
 
 
 def wrap(node: Node) -> "Array":

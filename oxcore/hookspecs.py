@@ -62,7 +62,8 @@ def oxcore_register_ops(register: Callable[..., Any]) -> None:
     existing ops, so all backends can run it before anyone writes a kernel.
 
     :param register: ``register(name, category, infer, attrs=(), decompose=..., doc=...)``,
-        the signature of ``oxcore.extend.register_op``.
+        the signature of ``oxcore.extend.register_op``; each of ``attrs`` is a name or an
+        ``oxcore.extend.Attr`` (type, default, normalisation), shown by ``oxcore ops list``.
     """
 
 
@@ -71,7 +72,7 @@ def oxcore_register_formats(register: Callable[[Any], None]) -> None:
     """Register file formats.
 
     :param register: call ``register(fmt)`` with an ``oxcore.extend.Format`` (``name``,
-        ``suffixes``, ``sniff``, ``open``, ``save``).
+        ``suffixes``, ``capabilities``, ``sniff``, ``open``, ``save``).
     """
 
 

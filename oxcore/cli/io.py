@@ -113,17 +113,19 @@ def _to_safetensors_meta(meta: Any) -> dict[str, str]:
 @click.option("--quantize", type=click.Choice(["q8_0", "q4_0"], case_sensitive=False), default=None,
               help="GGUF output: quantize float matrices (rows a multiple of 32); vectors stay exact.")
 def convert(src: str, dst: str, quantize: str | None) -> None:
-    """Convert between model formats (safetensors <-> GGUF), one tensor at a time.
+    """Convert SRC to DST between any two registered formats (SRC's read from its content, DST's
+    from its suffix), one tensor at a time.
 
     Quantized GGUF tensors are dequantized (bit-exactly, as gguf-py does) when written to
     safetensors; float tensors are copied as they are (F32, F16 and BF16 round-trip exactly).
+    What DST's format declares it cannot store (a dtype, a second tensor) is refused first.
     """
     import inspect as pyinspect
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
     import oxcore as ox
-    from .._io import format_for
+    from .._io import format_for, refuse_unstorable
     from ..extend import atomic_write
 
     try:
@@ -134,6 +136,10 @@ def convert(src: str, dst: str, quantize: str | None) -> None:
         fmt = format_for(dst, reading=False)
     except ox.UnknownNameError as e:
         raise click.UsageError(str(e)) from None
+    try:
+        refuse_unstorable(fmt, f)
+    except (TypeError, ValueError) as e:
+        raise click.ClickException(f"cannot convert {src} to {fmt.name}: {e}") from None
     opts: dict[str, Any] = {}
     params = pyinspect.signature(fmt.save).parameters
     if quantize:

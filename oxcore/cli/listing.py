@@ -121,7 +121,8 @@ def ops() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--backend", "only", multiple=True, help="Only these backends (repeatable).")
 def ops_list(as_json: bool, only: tuple[str, ...]) -> None:
-    """The op x backend matrix: native, via decomposition, or not at all."""
+    """The op x backend matrix: native, via decomposition, or not at all; under each op, its
+    attributes as kernels receive them (name: type = public default (normalisation))."""
     from .._plugins import manager
     from .._registry import REGISTRY
     from ..coverage import coverage
@@ -132,7 +133,8 @@ def ops_list(as_json: bool, only: tuple[str, ...]) -> None:
     rows = []
     for op in REGISTRY:
         d = REGISTRY.ops[op]
-        row = {"op": op, "category": d.category.value, "source": d.source, "doc": d.doc}
+        row = {"op": op, "category": d.category.value, "source": d.source, "doc": d.doc,
+               "attrs": [a.as_dict() for a in d.schema]}
         for b in names:
             c = cov[b]
             row[b] = "native" if op in c["native"] else "decomposed" if op in c["decomposed"] else "no"
@@ -143,5 +145,6 @@ def ops_list(as_json: bool, only: tuple[str, ...]) -> None:
     t = Listing(f"oxcore ops ({len(rows)})", ["op", "category", *names])
     style = {"native": "green", "decomposed": "yellow", "no": "red"}
     for r in rows:
-        t.add(r["op"], r["category"], *((r[b], style[r[b]]) for b in names))
+        t.add(r["op"], r["category"], *((r[b], style[r[b]]) for b in names), notes=[
+            f"{a.describe()}" for a in REGISTRY.ops[r["op"]].schema])
     t.print()

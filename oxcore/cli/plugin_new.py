@@ -19,7 +19,7 @@ from . import main
 KINDS = {
     "backend": ("An oxcore backend: device {name} and kernels on it", "--oxcore-backend {name}"),
     "kernels": ("Kernels for oxcore backends owned by other packages", "--oxcore-backend cpu_numpy -k relu"),
-    "format": ("The oxcore file format {name} (.{name} files)", "--oxcore-format {name}"),
+    "format": ("The oxcore file format {name} (a placeholder container, .ox{name} files)", "--oxcore-format {name}"),
 }
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 

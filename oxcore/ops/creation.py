@@ -10,7 +10,8 @@ import numpy as np
 from .. import _dtypes as D
 from .._array import Array, build, host_leaf
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import CREATE_DTYPE, SHAPE
 from ._rules import norm_shape
 
 __all__ = ["asarray", "from_dlpack", "full", "zeros", "ones", "empty", "full_like", "zeros_like",
@@ -128,7 +129,8 @@ def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> A
 
 
 # --- full and friends --------------------------------------------------------------------------
-register_op("full", Category.CREATION, lambda i, a: (a["shape"], a["dtype"]), attrs=("shape", "value", "dtype"),
+register_op("full", Category.CREATION, lambda i, a: (a["shape"], a["dtype"]), attrs=(SHAPE, Attr("value", bool | int | float, note="a Python scalar of the dtype's kind, in range"),
+                   Attr("dtype", D.DType, default=None, note="a DType, never None: the public None follows the fill value")),
             doc="array filled with one value")
 
 
@@ -218,7 +220,10 @@ def _arange_infer(inputs, attrs):
     return (n,), attrs["dtype"]
 
 
-register_op("arange", Category.CREATION, _arange_infer, attrs=("start", "stop", "step", "dtype"),
+register_op("arange", Category.CREATION, _arange_infer,
+            attrs=(Attr("start", int | float, note="the public one-argument form gives 0"), Attr("stop", int | float),
+                   Attr("step", int | float, default=1, note="nonzero"),
+                   Attr("dtype", D.DType, default=None, note="a DType: the public None gives int64 for int arguments, else float32")),
             doc="evenly spaced values in [start, stop)")
 
 
@@ -256,7 +261,8 @@ def _linspace(*, start, stop, num, endpoint, dtype):
 
 
 register_op("linspace", Category.CREATION, lambda i, a: ((a["num"],), a["dtype"]),
-            attrs=("start", "stop", "num", "endpoint", "dtype"), decompose=_linspace,
+            attrs=(Attr("start", float), Attr("stop", float), Attr("num", int, note=">= 0"),
+                   Attr("endpoint", bool, default=True), CREATE_DTYPE), decompose=_linspace,
             doc="num evenly spaced values over [start, stop]")
 
 
@@ -283,7 +289,8 @@ def _eye(*, n_rows, n_cols, k, dtype):
 
 
 register_op("eye", Category.CREATION, lambda i, a: ((a["n_rows"], a["n_cols"]), a["dtype"]),
-            attrs=("n_rows", "n_cols", "k", "dtype"), decompose=_eye, doc="ones on the k-th diagonal")
+            attrs=(Attr("n_rows", int), Attr("n_cols", int, default=None, note="the public None becomes n_rows"),
+                   Attr("k", int, default=0, note="the diagonal: > 0 above, < 0 below"), CREATE_DTYPE), decompose=_eye, doc="ones on the k-th diagonal")
 
 
 def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None, device: Any = None) -> Array:

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import _dtypes as D
 from .._array import Array, scalar, build
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
 from ._rules import as_array, binary, operands, promote_to_common, unary
 
 __all__: list[str] = []
@@ -145,7 +145,8 @@ def _astype_infer(inputs, attrs):
     return inputs[0].shape, attrs["dtype"]
 
 
-register_op("astype", Category.UNARY, _astype_infer, attrs=("dtype",), doc="cast to another dtype")
+register_op("astype", Category.UNARY, _astype_infer, attrs=(Attr("dtype", D.DType, note="the target DType (may equal the input's)"),),
+            doc="cast to another dtype")
 
 
 def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Array:
@@ -209,7 +210,9 @@ def _clip_decomp(x: Array, *, min: Any, max: Any) -> Array:
     return out
 
 
-register_op("clip", Category.UNARY, unary("numeric"), attrs=("min", "max"), decompose=_clip_decomp,
+register_op("clip", Category.UNARY, unary("numeric"),
+            attrs=(Attr("min", int | float | None, default=None, note="a Python scalar or None (no bound); array bounds build maximum/minimum instead"),
+                   Attr("max", int | float | None, default=None, note="as min")), decompose=_clip_decomp,
             doc="clamp to [min, max]")
 
 

@@ -15,12 +15,12 @@ factorization is smooth: distinct eigen/singular values, full rank.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from .. import _dtypes as D
 from .._array import Array, build, scalar
 from .._errors import DifferentiationError, DTypeError, ShapeError
-from .._registry import REGISTRY, Category, register_op
+from .._registry import Attr, Category, REGISTRY, register_op
 
 __all__: list[str] = []
 
@@ -135,8 +135,8 @@ for _name, _infer, _attrs, _doc in [
     ("slogdet", _slogdet_infer, (), "sign and log|det| of square matrices, packed (..., 2)"),
     ("solve", _solve_infer, (), "x with x1 @ x = x2 for square x1 (x2 (..., n, k), equal batch axes)"),
     ("cholesky", _cholesky_infer, (), "lower Cholesky factor of symmetric positive-definite matrices"),
-    ("qr", _qr_infer, ("mode",), "QR factorization (R's diagonal >= 0), Q and R packed"),
-    ("svd", _svd_infer, ("full_matrices",), "singular value decomposition, U, S, Vh packed (fixed signs)"),
+    ("qr", _qr_infer, (Attr("mode", Literal["reduced", "complete"], default="reduced"),), "QR factorization (R's diagonal >= 0), Q and R packed"),
+    ("svd", _svd_infer, (Attr("full_matrices", bool, default=True),), "singular value decomposition, U, S, Vh packed (fixed signs)"),
     ("svdvals", _svdvals_infer, (), "singular values, descending"),
     ("eigh", _eigh_infer, (), "eigenvalues (ascending) and eigenvectors of symmetric matrices, packed"),
     ("eigvalsh", _eigvalsh_infer, (), "eigenvalues (ascending) of symmetric matrices"),

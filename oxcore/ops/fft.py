@@ -9,6 +9,7 @@ import math
 from .. import _dtypes as D
 from .._errors import AttributeValueError, DTypeError, ShapeError
 from .._registry import Category, register_op
+from ._attrs import FFT
 
 __all__: list[str] = []
 
@@ -60,6 +61,6 @@ def _infer(op: str):
 
 
 for _op in KINDS:
-    register_op(_op, Category.OTHER, _infer(_op), attrs=("s", "axes", "norm"),
+    register_op(_op, Category.OTHER, _infer(_op), attrs=FFT,
                 doc=f"{'inverse ' if _op in INVERSE else ''}{'real ' if 'r' in _op[:2] else ''}"
                     f"discrete Fourier transform over {'axes' if _op.endswith('n') else 'one axis'} ({_op})")

@@ -16,6 +16,7 @@ from .. import _dtypes as D
 from .._array import Array, build
 from .._errors import DTypeError, ShapeError
 from .._registry import Category, register_op
+from ._attrs import SPEC, axis
 from ._rules import as_array, broadcast_shapes, norm_axis
 
 __all__ = ["take", "take_along_axis", "scatter_add", "getitem", "setitem"]
@@ -40,8 +41,8 @@ def _take_along_infer(inputs, attrs):
     return shape[:a] + (idx.shape[a],) + shape[a + 1:], x.dtype
 
 
-register_op("take", Category.INDEXING, _take_infer, attrs=("axis",), doc="gather along one axis")
-register_op("take_along_axis", Category.INDEXING, _take_along_infer, attrs=("axis",),
+register_op("take", Category.INDEXING, _take_infer, attrs=(axis(None, "non-negative; the public None flattens first (axis 0)"),), doc="gather along one axis")
+register_op("take_along_axis", Category.INDEXING, _take_along_infer, attrs=(axis(),),
             doc="gather with an index array of the same rank")
 
 
@@ -105,7 +106,7 @@ def _scatter_add(x, idx, v, *, axis):
     return x + (build("permute_dims", contrib, axes=back) if back != tuple(range(vm.ndim)) else contrib)
 
 
-register_op("scatter_add", Category.INDEXING, _scatter_add_infer, attrs=("axis",), decompose=_scatter_add,
+register_op("scatter_add", Category.INDEXING, _scatter_add_infer, attrs=(axis(0),), decompose=_scatter_add,
             doc="x with values added at indices along one axis (repeats accumulate); take's transpose")
 
 
@@ -158,9 +159,9 @@ def _index_update_infer(inputs, attrs):
     return x.shape, x.dtype
 
 
-register_op("index", Category.INDEXING, _index_infer, attrs=("spec",), variadic=True,
+register_op("index", Category.INDEXING, _index_infer, attrs=(SPEC,), variadic=True,
             doc="NumPy-style indexing with slices and integer arrays")
-register_op("index_update", Category.INDEXING, _index_update_infer, attrs=("spec",), variadic=True,
+register_op("index_update", Category.INDEXING, _index_update_infer, attrs=(SPEC,), variadic=True,
             doc="functional x[key] = value")
 
 

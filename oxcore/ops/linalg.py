@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 from .._array import Array, build
 from .._errors import DTypeError, ShapeError
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import axis
 from ._rules import as_array, broadcast_shapes, norm_axis, promote_to_common
 
 __all__ = ["matmul", "tensordot", "vecdot", "outer"]
@@ -73,7 +74,9 @@ def _tensordot(a, b, *, axes):
     return reshape(build("matmul", am, bm), tuple(a.shape[i] for i in free_a) + tuple(b.shape[i] for i in free_b))
 
 
-register_op("tensordot", Category.LINALG, _tensordot_infer, attrs=("axes",), decompose=_tensordot,
+register_op("tensordot", Category.LINALG, _tensordot_infer,
+            attrs=(Attr("axes", tuple[tuple[int, ...], tuple[int, ...]], default=2,
+                        note="(axes of x1, axes of x2), non-negative, paired; the public int n becomes the last n of x1 and first n of x2"),), decompose=_tensordot,
             doc="contract over pairs of axes")
 
 
@@ -105,7 +108,7 @@ def _vecdot_infer(inputs, attrs):
     return shape[:ax] + shape[ax + 1:] if ax != -1 else shape[:-1], a.dtype
 
 
-register_op("vecdot", Category.LINALG, _vecdot_infer, attrs=("axis",),
+register_op("vecdot", Category.LINALG, _vecdot_infer, attrs=(axis(-1, "negative: counted from the end of both inputs"),),
             decompose=lambda a, b, *, axis: build("sum", a * b, axis=((a.ndim if a.ndim >= b.ndim else b.ndim) + axis,),
                                                   keepdims=False, dtype=a.dtype),
             doc="dot product along an axis, broadcast over the rest")

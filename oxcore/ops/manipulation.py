@@ -11,7 +11,8 @@ import numpy as np
 from .. import _dtypes as D
 from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import AXES, axis
 from ._rules import as_array, norm_axes, norm_axis, norm_shape
 from ._rules import broadcast_shapes as _broadcast_shapes
 
@@ -67,12 +68,18 @@ def _slice_infer(inputs, attrs):
     return shape, x.dtype
 
 
-register_op("reshape", Category.MANIPULATION, _reshape_infer, attrs=("shape",), doc="same data, new shape")
-register_op("permute_dims", Category.MANIPULATION, _permute_infer, attrs=("axes",), doc="reorder axes")
-register_op("broadcast_to", Category.MANIPULATION, _broadcast_infer, attrs=("shape",), doc="broadcast to a shape")
-register_op("concat", Category.MANIPULATION, _concat_infer, attrs=("axis",), variadic=True,
+register_op("reshape", Category.MANIPULATION, _reshape_infer, attrs=(Attr("shape", tuple[int, ...], note="ints >= 0, no -1 left: the public -1 is resolved"),),
+            doc="same data, new shape")
+register_op("permute_dims", Category.MANIPULATION, _permute_infer, attrs=(Attr("axes", tuple[int, ...], note="a permutation of range(ndim), non-negative, never the identity; the public None reverses"),),
+            doc="reorder axes")
+register_op("broadcast_to", Category.MANIPULATION, _broadcast_infer, attrs=(Attr("shape", tuple[int, ...], note="ints >= 0, never equal to the input's shape"),),
+            doc="broadcast to a shape")
+register_op("concat", Category.MANIPULATION, _concat_infer, attrs=(axis(0, "non-negative; the public None (flatten first) is resolved"),), variadic=True,
             doc="join arrays along an axis")
-register_op("slice", Category.INDEXING, _slice_infer, attrs=("starts", "stops", "steps"),
+register_op("slice", Category.INDEXING, _slice_infer,
+            attrs=(Attr("starts", tuple[int | None, ...], note="one per axis, Python slice semantics (may be negative or None)"),
+                   Attr("stops", tuple[int | None, ...], note="one per axis; None: to the end (or the start, stepping back)"),
+                   Attr("steps", tuple[int, ...], note="one per axis, nonzero, may be negative")),
             doc="strided slice: per axis start/stop/step with Python slice semantics (stop may be None)")
 
 
@@ -288,7 +295,7 @@ def _flip(x, *, axis):
     return build("slice", x, starts=starts, stops=stops, steps=steps)
 
 
-register_op("flip", Category.MANIPULATION, lambda i, a: (i[0].shape, i[0].dtype), attrs=("axis",),
+register_op("flip", Category.MANIPULATION, lambda i, a: (i[0].shape, i[0].dtype), attrs=(AXES,),
             decompose=_flip, doc="reverse along axes")
 
 
@@ -319,7 +326,9 @@ def _roll(x, *, shift, axis):
     return out
 
 
-register_op("roll", Category.MANIPULATION, lambda i, a: (i[0].shape, i[0].dtype), attrs=("shift", "axis"),
+register_op("roll", Category.MANIPULATION, lambda i, a: (i[0].shape, i[0].dtype),
+            attrs=(Attr("shift", tuple[int, ...], note="one per axis (any int, may be 0); one total shift when axis is None"),
+                   Attr("axis", tuple[int, ...] | None, default=None, note="non-negative, in the caller's order; None: the flattened array")),
             decompose=_roll, doc="circular shift")
 
 
@@ -359,7 +368,7 @@ def _tile(x, *, reps):
     return build("reshape", build("broadcast_to", x, shape=big), shape=tuple(r * s for r, s in zip(reps, shape)))
 
 
-register_op("tile", Category.MANIPULATION, _tile_infer, attrs=("reps",), decompose=_tile,
+register_op("tile", Category.MANIPULATION, _tile_infer, attrs=(Attr("reps", tuple[int, ...], note="ints >= 0, any length"),), decompose=_tile,
             doc="repeat the whole array along each axis")
 
 
@@ -450,7 +459,9 @@ def _pad(x, *, pad_width, value):
     return out
 
 
-register_op("pad", Category.MANIPULATION, _pad_infer, attrs=("pad_width", "value"), decompose=_pad,
+register_op("pad", Category.MANIPULATION, _pad_infer,
+            attrs=(Attr("pad_width", tuple[tuple[int, int], ...], note="one (before, after) pair per axis; the public int or pair is repeated"),
+                   Attr("value", int | float | bool, default=0, note="a Python scalar, cast to the input's dtype")), decompose=_pad,
             doc="constant padding")
 
 
@@ -490,7 +501,7 @@ def _diff(x, *, axis, n):
     return x
 
 
-register_op("diff", Category.MANIPULATION, _diff_infer, attrs=("axis", "n"), decompose=_diff,
+register_op("diff", Category.MANIPULATION, _diff_infer, attrs=(axis(), Attr("n", int, default=1, note=">= 1 (n=0 builds no node)")), decompose=_diff,
             doc="n-th forward difference along an axis")
 
 

@@ -4,12 +4,13 @@ backends with a faster kernel (``mx.fast.rms_norm``...) register it and win on c
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from .. import _dtypes as D
 from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import EPS, axis
 from . import elementwise as E
 from ._rules import as_array, broadcast_shapes, norm_axis
 from .manipulation import concat, reshape, slice_axis
@@ -46,13 +47,13 @@ def _gelu(x, *, approximate):
     return 0.5 * x * (1 + E.erf(x * (1 / math.sqrt(2))))
 
 
-register_op("softmax", Category.NN, _float_same, attrs=("axis",), decompose=_softmax, doc="softmax along an axis")
-register_op("log_softmax", Category.NN, _float_same, attrs=("axis",), decompose=_log_softmax,
+register_op("softmax", Category.NN, _float_same, attrs=(axis(),), decompose=_softmax, doc="softmax along an axis")
+register_op("log_softmax", Category.NN, _float_same, attrs=(axis(),), decompose=_log_softmax,
             doc="log of softmax, computed stably")
 register_op("relu", Category.NN, _float_same, decompose=lambda x: E.maximum(x, scalar(0, x.dtype)), doc="max(x, 0)")
 register_op("sigmoid", Category.NN, _float_same, decompose=lambda x: 1 / (1 + E.exp(-x)), doc="1 / (1 + exp(-x))")
 register_op("silu", Category.NN, _float_same, decompose=lambda x: x / (1 + E.exp(-x)), doc="x * sigmoid(x)")
-register_op("gelu", Category.NN, _float_same, attrs=("approximate",), decompose=_gelu,
+register_op("gelu", Category.NN, _float_same, attrs=(Attr("approximate", Literal["none", "tanh"], default="none"),), decompose=_gelu,
             doc="GELU, exact (erf) or tanh approximation")
 
 
@@ -145,9 +146,11 @@ def _layer_norm(x, *wb, eps, has_weight, has_bias):
     return y
 
 
-register_op("rms_norm", Category.NN, _norm_infer, attrs=("eps",), decompose=_rms_norm, variadic=True,
+register_op("rms_norm", Category.NN, _norm_infer, attrs=(EPS,), decompose=_rms_norm, variadic=True,
             doc="x / sqrt(mean(x^2) + eps) * weight, over the last axis")
-register_op("layer_norm", Category.NN, _norm_infer, attrs=("eps", "has_weight", "has_bias"),
+register_op("layer_norm", Category.NN, _norm_infer,
+            attrs=(EPS, Attr("has_weight", bool, default=False, note="a weight input follows x (the public weight=None: no input)"),
+                   Attr("has_bias", bool, default=False, note="a bias input follows (x, weight)")),
             decompose=_layer_norm, variadic=True, doc="(x - mean) / sqrt(var + eps) * weight + bias, last axis")
 
 
@@ -216,7 +219,10 @@ def _rope(x, offset, *, dims, traditional, base, scale):
     return rot.astype(x.dtype, copy=False)
 
 
-register_op("rope", Category.NN, _rope_infer, attrs=("dims", "traditional", "base", "scale"), decompose=_rope,
+register_op("rope", Category.NN, _rope_infer,
+            attrs=(Attr("dims", int, default=None, note="features rotated; the public None becomes the last dimension"),
+                   Attr("traditional", bool, default=False, note="rotate adjacent pairs (GPT-J); False: the two halves"),
+                   Attr("base", float, default=10000.0), Attr("scale", float, default=1.0, note="positions are multiplied by it")), decompose=_rope,
             doc="rotary position embedding (traditional pairs or half-split), offset as an input")
 
 
@@ -281,7 +287,9 @@ def _sdpa(q, k, v, *mask, scale, causal):
     return build("matmul", build("softmax", s, axis=3), v)
 
 
-register_op("scaled_dot_product_attention", Category.NN, _sdpa_infer, attrs=("scale", "causal"), decompose=_sdpa,
+register_op("scaled_dot_product_attention", Category.NN, _sdpa_infer,
+            attrs=(Attr("scale", float, default=None, note="never None: the public None becomes 1 / sqrt(head dim)"),
+                   Attr("causal", bool, default=False, note="the last query aligns with the last key; a mask is a 4th input")), decompose=_sdpa,
             variadic=True, doc="softmax(q k^T * scale + mask) v with GQA, causal and bool/additive masks")
 
 
@@ -384,7 +392,8 @@ def _ce(logits, t, *, axis, reduction):
     return red
 
 
-register_op("cross_entropy", Category.NN, _ce_infer, attrs=("axis", "reduction"), decompose=_ce,
+register_op("cross_entropy", Category.NN, _ce_infer,
+            attrs=(axis(), Attr("reduction", Literal["mean", "sum", "none"], default="mean")), decompose=_ce,
             doc="softmax cross-entropy with integer targets")
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from .. import _dtypes as D
 from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import BITS as BITS_ATTR, GROUP_SIZE
 from . import elementwise as E
 from ._rules import as_array
 from .manipulation import reshape
@@ -72,9 +73,9 @@ def _pack(w, sb, *, group_size, bits):
     return build("sum", q << shifts, axis=(q.ndim - 1,), keepdims=False, dtype=D.uint32)
 
 
-register_op("quant_params", Category.QUANT, _params_infer, attrs=("group_size", "bits"), decompose=_params,
+register_op("quant_params", Category.QUANT, _params_infer, attrs=(GROUP_SIZE, BITS_ATTR), decompose=_params,
             doc="affine scales and biases per group (float32), stacked on a last axis of 2")
-register_op("quant_pack", Category.QUANT, _pack_infer, attrs=("group_size", "bits"), decompose=_pack,
+register_op("quant_pack", Category.QUANT, _pack_infer, attrs=(GROUP_SIZE, BITS_ATTR), decompose=_pack,
             doc="quantize and pack into uint32 with given scales/biases")
 
 
@@ -116,7 +117,7 @@ def _dequantize(wq, s, b, *, group_size, bits):
     return reshape(out, wq.shape[:-1] + (n,)).astype(s.dtype)
 
 
-register_op("dequantize", Category.QUANT, _deq_infer, attrs=("group_size", "bits"), decompose=_dequantize,
+register_op("dequantize", Category.QUANT, _deq_infer, attrs=(GROUP_SIZE, BITS_ATTR), decompose=_dequantize,
             doc="unpack affine-quantized weights")
 
 
@@ -152,7 +153,8 @@ def _qmm(x, wq, s, b, *, group_size, bits, transpose):
     return build("matmul", x, build("permute_dims", w, axes=(1, 0)) if transpose else w)
 
 
-register_op("quantized_matmul", Category.QUANT, _qmm_infer, attrs=("group_size", "bits", "transpose"),
+register_op("quantized_matmul", Category.QUANT, _qmm_infer,
+            attrs=(GROUP_SIZE, BITS_ATTR, Attr("transpose", bool, default=True, note="x @ W.T (W stored (out, in))")),
             decompose=_qmm, doc="x @ dequantize(w).T without materializing w where a backend can")
 
 

@@ -15,7 +15,8 @@ from .. import _dtypes as D
 from .._array import Array, build, scalar
 from .._errors import AttributeValueError, CompileError
 from .._graph import TRACING
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import SHAPE
 from ._rules import norm_shape
 
 __all__ = ["seed", "random_bits", "uniform", "normal", "randint"]
@@ -65,7 +66,7 @@ def _bits(*, shape, seed):
     return build("reshape", x, shape=shape)
 
 
-register_op("random_bits", Category.CREATION, lambda i, a: (a["shape"], D.uint32), attrs=("shape", "seed"),
+register_op("random_bits", Category.CREATION, lambda i, a: (a["shape"], D.uint32), attrs=(SHAPE, Attr("seed", int, default=None, note="never None: the public None draws the next seed of oxcore.random.seed's stream")),
             decompose=_bits, doc="uint32 hash of (index, seed)")
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from .. import _dtypes as D
 from .._array import Array, scalar, build
 from .._errors import AttributeValueError, DTypeError
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import ACCUM_DTYPE, AXES, CORRECTION, KEEPDIMS, axis
 from ._rules import as_array, norm_axes, norm_axis, numel
 
 __all__ = ["sum", "prod", "max", "min", "argmax", "argmin", "all", "any", "cumulative_sum",
@@ -37,7 +38,7 @@ def _reduce_infer(kind: str):
 for _name, _kind in (("sum", "numeric"), ("prod", "numeric"), ("max", "minmax"), ("min", "minmax"),
                      ("all", "bool"), ("any", "bool")):
     register_op(_name, Category.REDUCTION, _reduce_infer(_kind),
-                attrs=("axis", "keepdims") + (("dtype",) if _kind == "numeric" else ()),
+                attrs=(AXES, KEEPDIMS) + ((ACCUM_DTYPE,) if _kind == "numeric" else ()),
                 doc=f"{_name} over axes")
 
 
@@ -103,7 +104,9 @@ def _arg_infer(inputs, attrs):
 
 
 for _name in ("argmax", "argmin"):
-    register_op(_name, Category.REDUCTION, _arg_infer, attrs=("axis", "keepdims"),
+    register_op(_name, Category.REDUCTION, _arg_infer,
+                attrs=(Attr("axis", int | None, default=None, note="non-negative; None: over the flattened array"),
+                       KEEPDIMS),
                 doc=f"index of the first {_name[3:]} (int64)")
 
 
@@ -134,7 +137,9 @@ def _cum_infer(inputs, attrs):
 
 
 for _name in ("cumulative_sum", "cumulative_prod"):
-    register_op(_name, Category.REDUCTION, _cum_infer, attrs=("axis", "dtype", "include_initial"),
+    register_op(_name, Category.REDUCTION, _cum_infer,
+                attrs=(axis(None, "non-negative; the public None is allowed for a 1-D input only (axis 0)"), ACCUM_DTYPE,
+                       Attr("include_initial", bool, default=False, note="prepend the identity (0 or 1)")),
                 doc=f"running {_name[11:]} along an axis")
 
 
@@ -199,13 +204,13 @@ def _logsumexp(x, *, axis, keepdims):
     return out if keepdims else build("reshape", out, shape=_reduced(x.shape, axis, False))
 
 
-register_op("mean", Category.REDUCTION, _float_infer, attrs=("axis", "keepdims"), decompose=_mean,
+register_op("mean", Category.REDUCTION, _float_infer, attrs=(AXES, KEEPDIMS), decompose=_mean,
             doc="arithmetic mean")
-register_op("var", Category.REDUCTION, _float_infer, attrs=("axis", "keepdims", "correction"),
+register_op("var", Category.REDUCTION, _float_infer, attrs=(AXES, KEEPDIMS, CORRECTION),
             decompose=_var, doc="variance (correction=1 for the sample variance)")
-register_op("std", Category.REDUCTION, _float_infer, attrs=("axis", "keepdims", "correction"),
+register_op("std", Category.REDUCTION, _float_infer, attrs=(AXES, KEEPDIMS, CORRECTION),
             decompose=lambda x, **a: build("sqrt", build("var", x, **a)), doc="standard deviation")
-register_op("logsumexp", Category.REDUCTION, _float_infer, attrs=("axis", "keepdims"),
+register_op("logsumexp", Category.REDUCTION, _float_infer, attrs=(AXES, KEEPDIMS),
             decompose=_logsumexp, doc="log(sum(exp(x))) computed stably")
 
 

@@ -6,14 +6,15 @@ that), like boolean-mask indexing does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from .. import _dtypes as D
 from .._array import Array, build
 from .._errors import AttributeValueError, DTypeError, ShapeError
-from .._registry import Category, register_op
+from .._registry import Attr, Category, register_op
+from ._attrs import AXES, KEEPDIMS
 from ._rules import as_array, norm_axes, promote_to_common
 
 __all__ = ["searchsorted", "count_nonzero", "nonzero", "isin"]
@@ -37,7 +38,7 @@ def _searchsorted_decomp(x1: Array, x2: Array, *, side: str) -> Array:
     return build("sum", below, axis=(x2.ndim,), keepdims=False, dtype=D.int64)
 
 
-register_op("searchsorted", Category.OTHER, _searchsorted_infer, attrs=("side",), decompose=_searchsorted_decomp,
+register_op("searchsorted", Category.OTHER, _searchsorted_infer, attrs=(Attr("side", Literal["left", "right"], default="left"),), decompose=_searchsorted_decomp,
             doc="insertion indices into a sorted 1-D array (int64)")
 
 _SIDES = ("left", "right")
@@ -83,7 +84,7 @@ def _count_decomp(x: Array, *, axis: tuple[int, ...], keepdims: bool) -> Array:
     return build("sum", nz, axis=axis, keepdims=keepdims, dtype=D.int64)
 
 
-register_op("count_nonzero", Category.REDUCTION, _count_infer, attrs=("axis", "keepdims"), decompose=_count_decomp,
+register_op("count_nonzero", Category.REDUCTION, _count_infer, attrs=(AXES, KEEPDIMS), decompose=_count_decomp,
             doc="number of non-zero elements over axes (int64)")
 
 
@@ -128,7 +129,7 @@ def _isin_decomp(x1: Array, x2: Array, *, invert: bool) -> Array:
     return build("logical_not", found) if invert else found
 
 
-register_op("isin", Category.OTHER, _isin_infer, attrs=("invert",), decompose=_isin_decomp,
+register_op("isin", Category.OTHER, _isin_infer, attrs=(Attr("invert", bool, default=False),), decompose=_isin_decomp,
             doc="whether each element occurs in a second array (bool)")
 
 

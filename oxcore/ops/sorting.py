@@ -8,6 +8,7 @@ from .. import _dtypes as D
 from .._array import Array, build
 from .._errors import DTypeError, ShapeError
 from .._registry import Category, register_op
+from ._attrs import SORT_ATTRS
 from ._rules import as_array, norm_axis
 
 __all__ = ["sort", "argsort"]
@@ -30,9 +31,9 @@ def _sort_decomp(x: Array, *, axis: int, descending: bool, stable: bool) -> Arra
     return build("take_along_axis", x, idx, axis=axis)
 
 
-register_op("argsort", Category.OTHER, _sort_infer(True), attrs=("axis", "descending", "stable"),
+register_op("argsort", Category.OTHER, _sort_infer(True), attrs=SORT_ATTRS,
             doc="indices that sort along an axis (stable; int64)")
-register_op("sort", Category.OTHER, _sort_infer(False), attrs=("axis", "descending", "stable"),
+register_op("sort", Category.OTHER, _sort_infer(False), attrs=SORT_ATTRS,
             decompose=_sort_decomp, doc="values sorted along an axis")
 
 

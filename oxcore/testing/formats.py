@@ -45,6 +45,7 @@ class Case:
             for an offset inside the file, or None.
         tolerant: loading may also succeed (a damaged file can still be well-formed); then
             every tensor must lie inside the file and read. Anything but FormatError fails.
+        format_name: the format under test, when its name is not its suffix without the dot.
     """
 
     name: str
@@ -56,9 +57,13 @@ class Case:
     check: Callable[[Any], None] | None = field(default=None, repr=False)
     exact_offset: bool = True
     tolerant: bool = False
+    format_name: str = ""
 
     @property
     def format(self) -> str:
+        """The format to read it with: ``format_name``, else the one its suffix names."""
+        if self.format_name:
+            return self.format_name
         return {".safetensors": "safetensors", ".gguf": "gguf"}.get(self.suffix, self.suffix.lstrip("."))
 
 
@@ -281,19 +286,26 @@ def valid_cases(format_name: str) -> list[Case]:
 
 
 def generic_corpus(format_name: str) -> list[Case]:
-    """Damaged copies of a small file saved by the format: empty (must raise ``FormatError``),
+    """Damaged copies of a small file saved by the format (two tensors, or one for a
+    single-tensor format; float32, else its first declared dtype): empty (must raise ``FormatError``),
     truncated at many points, random bytes, zeroed head (each must raise ``FormatError`` or
     load cleanly with every tensor inside the file; no other exception may escape)."""
     import oxcore as ox
     from oxcore._io import get_format
 
     fmt = get_format(format_name)
+    caps = fmt.capabilities
+    if not caps.can_write:
+        raise ValueError(f"format {format_name!r} is read-only (capabilities.can_write=False), so the kit cannot "
+                         "derive damaged copies of a file it saves: declare Format.broken_files()")
     suffix = fmt.suffixes[0]
     d = Path(tempfile.mkdtemp(prefix="oxcore-generic-"))
     p = d / f"valid{suffix}"
     rng = np.random.default_rng(0)
-    ox.save(p, {"w": ox.asarray(rng.standard_normal((4, 8)).astype(np.float32)),
-                "b": ox.asarray(np.arange(8, dtype=np.float32))}, format=format_name)
+    dt = np.dtype(np.float32) if caps.stores("float32") else ox.dtype(caps.dtypes[0]).numpy
+    w = ox.asarray((rng.standard_normal((4, 8)) * 50).astype(dt))
+    ox.save(p, {"w": w, "b": ox.asarray(np.arange(8).astype(dt))} if caps.many_tensors else {"w": w},
+            format=format_name)
     good = p.read_bytes()
     n = len(good)
     cases = [Case("empty", b"", suffix, reason="", exact_offset=False)]
@@ -303,6 +315,8 @@ def generic_corpus(format_name: str) -> list[Case]:
     cases.append(Case("random-bytes", rng.integers(0, 256, n, dtype=np.uint8).tobytes(), suffix,
                       exact_offset=False, tolerant=True))
     cases.append(Case("zeroed-head", bytes(min(n, 64)) + good[64:], suffix, exact_offset=False, tolerant=True))
+    for c in cases:
+        c.format_name = format_name
     return cases
 
 
@@ -315,32 +329,85 @@ def hostile_corpus(format_name: str, tmp_path: str | os.PathLike) -> Iterator[tu
         yield c.name, write_case(c, d)
 
 
+def _files(d: Path) -> set[str]:
+    return {p.name for p in d.iterdir()}
+
+
+def _refused(fmt: Any, p: Path, tensors: dict[str, Any], why: str) -> bool:
+    """Save ``tensors``; True when refused with TypeError/ValueError leaving no file behind."""
+    import oxcore as ox
+
+    before = _files(p.parent)
+    try:
+        ox.save(p, tensors, format=fmt.name)
+    except (TypeError, ValueError):
+        left = _files(p.parent) - before
+        assert not left, f"{fmt.name}: a refused save ({why}) left {', '.join(sorted(left))} behind"
+        return True
+    return False
+
+
 def roundtrip(format_name: str, tmp_path: str | os.PathLike) -> list[str]:
-    """Save and load one array of every oxcore dtype through a format; every dtype it accepts
-    must come back bit for bit (a dtype it refuses must raise TypeError/ValueError on save, and
-    float32 must be accepted). Returns the dtypes that round-tripped."""
+    """Save and load one array of every oxcore dtype through a format, as its
+    ``Format.capabilities`` declare (a ``FormatCapabilities``):
+
+    - a dtype it declares (or, undeclared, one its ``save`` accepts) comes back bit for bit,
+      with its shape; a many-tensor format also keeps a second, 0-d tensor (shape ``()``, or
+      ``(1,)`` for formats without 0-d tensors, such as GGUF) and both names,
+      a single-tensor format gives back its one tensor under any name;
+    - a dtype outside the declared ones, and a second tensor for a single-tensor format, are
+      refused with TypeError/ValueError and leave no file (nor a temporary one) behind;
+    - undeclared dtypes: float32 must be accepted.
+
+    Returns the dtypes that round-tripped. A read-only format (``can_write=False``) raises
+    ``ValueError``: there is nothing to round-trip (the suite skips it with that reason).
+    """
     import oxcore as ox
     from oxcore._io import get_format
 
     fmt = get_format(format_name)
+    caps = fmt.capabilities
+    if not caps.can_write:
+        raise ValueError(f"format {format_name!r} is read-only (capabilities.can_write=False): nothing to round-trip")
     d = Path(tmp_path)
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     done = []
     for dt in ox.__array_namespace_info__().dtypes().values():
         a = (rng.standard_normal((3, 32)) * 50).astype(dt.numpy)
+        s = a[0, :1].reshape(())
         p = d / f"rt-{dt.name}{fmt.suffixes[0]}"
-        try:
-            ox.save(p, {"x": ox.asarray(a), "scalar": ox.asarray(a[0, :1].reshape(()))}, format=format_name)
-        except (TypeError, ValueError):
-            assert not p.exists(), f"{format_name}: a refused save left {p} behind"
+        tensors = {"x": ox.asarray(a), "scalar": ox.asarray(s)} if caps.many_tensors else {"x": ox.asarray(a)}
+        declared = caps.dtypes is not None
+        if _refused(fmt, p, tensors, dt.name):
+            assert not (declared and caps.stores(dt)), \
+                f"{format_name}: refused {dt.name}, which its capabilities declare ({', '.join(caps.dtypes or ())})"
             continue
+        assert caps.stores(dt), f"{format_name}: saved {dt.name}, which its capabilities do not declare " \
+                                f"({', '.join(caps.dtypes or ())}); it must be refused with TypeError/ValueError"
         f = ox.load(p, format=format_name)
-        got = f["x"].numpy()
-        assert got.dtype == a.dtype and got.shape == a.shape, f"{format_name} {dt.name}: got {got.dtype}{got.shape}"
-        assert np.array_equal(got.view(np.uint8), a.view(np.uint8)), f"{format_name} {dt.name}: values differ"
+        if caps.many_tensors:
+            assert sorted(f) == ["scalar", "x"], f"{format_name} {dt.name}: saved x and scalar, read {sorted(f)}"
+            pairs = [(f["x"], a), (f["scalar"], s)]
+        else:
+            assert len(f) == 1, f"{format_name} {dt.name}: saved one tensor, read {len(f)}: {list(f)[:8]}"
+            pairs = [(f[next(iter(f))], a)]
+        for got, want in pairs:
+            got = got.numpy()
+            # NOTE: GGUF has no 0-d tensors: a scalar may come back with shape (1,)
+            shape_ok = got.shape == want.shape or (want.shape == () and got.shape == (1,))
+            assert got.dtype == want.dtype and shape_ok, \
+                f"{format_name} {dt.name}: saved {want.dtype}{want.shape}, read {got.dtype}{got.shape}"
+            assert np.array_equal(got.reshape(-1).view(np.uint8), want.reshape(-1).view(np.uint8)), \
+                f"{format_name} {dt.name}: values differ"
         done.append(dt.name)
-    assert "float32" in done, f"{format_name} cannot store float32"
+    if caps.dtypes is None:
+        assert "float32" in done, f"{format_name} cannot store float32"
+    if not caps.many_tensors:
+        two = {"x": ox.asarray(np.ones(3, np.float32)), "y": ox.asarray(np.zeros(3, np.float32))}
+        assert _refused(fmt, d / f"two{fmt.suffixes[0]}", two, "two tensors"), \
+            f"{format_name} stores one tensor per file (capabilities.many_tensors=False) but saved two"
+    assert done, f"{format_name} stored no dtype at all"
     return done
 
 

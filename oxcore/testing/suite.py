@@ -256,10 +256,14 @@ def _format_kit() -> Any:
 
 
 def test_format_roundtrip(oxcore_format: str, tmp_path: Any) -> None:
-    """Arrays of every dtype the format accepts are saved and read back bit for bit."""
+    """What the format declares (``Format.capabilities``) holds: every dtype it stores comes
+    back bit for bit, the others and (for a single-tensor format) a second tensor are refused
+    with TypeError/ValueError, leaving no file."""
     kit = _format_kit()
-    done = kit.roundtrip(oxcore_format, tmp_path)
-    assert "float32" in done
+    caps = manager().formats[oxcore_format].capabilities
+    if not caps.can_write:
+        pytest.skip(f"{oxcore_format} is read-only (capabilities.can_write=False): nothing to round-trip")
+    assert kit.roundtrip(oxcore_format, tmp_path)
 
 
 def test_format_hostile(oxcore_format: str, tmp_path: Any) -> None:

@@ -120,9 +120,35 @@ def test_ops_list_in_a_pipe_has_every_op_once_and_whole():
     names = [b.name for b in ox.extend.manager().available_backends()]
     lines = _run("ops", "list").splitlines()
     assert lines[0].split() == ["op", "category", *names]
-    rows = [ln.split() for ln in lines[2:]]
+    rows = [ln.split() for ln in lines[2:] if not ln.startswith(" ")]  # NOTE: indented lines: attributes
     assert [r[0] for r in rows] == list(ox.extend.REGISTRY)
     assert all(len(r) == 2 + len(names) and set(r[2:]) <= {"native", "decomposed", "no"} for r in rows)
+
+
+def test_ops_list_shows_each_ops_attribute_schema():
+    """Under each op, one line per attribute; ``--json`` carries name, type, default and note for
+    every attribute of every registered op (core ops: all typed)."""
+    text = _run("ops", "list")
+    for line in ("    axis: int | None = None (non-negative; None: over the flattened array)",
+                 "    dtype: DType = None (a DType, never None:",
+                 "    stops: tuple[int | None, ...] (one per axis; None: to the end"):
+        assert line in text, line
+    rows = {r["op"]: r for r in json.loads(_run("ops", "list", "--json"))}
+    assert list(rows) == list(ox.extend.REGISTRY)
+    for op, r in rows.items():
+        d = ox.extend.REGISTRY[op]
+        assert [a["name"] for a in r["attrs"]] == list(d.attrs), op
+        for a in r["attrs"]:
+            assert set(a) >= {"name", "type", "required", "note"} and ("default" in a) is not a["required"], (op, a)
+            assert d.source != "oxcore" or a["type"] != "any", f"core op {op}: attribute {a['name']} has no type"
+    attrs = {op: {a["name"]: a for a in r["attrs"]} for op, r in rows.items()}
+    assert attrs["argmax"]["axis"]["type"] == "int | None" and attrs["argmax"]["axis"]["default"] is None
+    assert "non-negative" in attrs["softmax"]["axis"]["note"] and attrs["softmax"]["axis"]["default"] == -1
+    assert attrs["sum"]["dtype"]["type"] == "DType" and attrs["sum"]["keepdims"] == {
+        "name": "keepdims", "type": "bool", "required": False, "note": "", "default": False}
+    assert attrs["slice"]["stops"]["type"] == "tuple[int | None, ...]" and attrs["slice"]["stops"]["required"]
+    assert {"has_weight", "has_bias"} <= set(attrs["layer_norm"]) and "input" in attrs["layer_norm"]["has_bias"]["note"]
+    assert attrs["gelu"]["approximate"]["type"] == "'none' | 'tanh'"
 
 
 def test_kernels_list_in_a_pipe_has_whole_ids_and_reasons_once(odd_plugins):

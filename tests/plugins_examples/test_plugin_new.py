@@ -3,14 +3,19 @@ conformance kit unchanged (in the session's plugin venv), and the command checks
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+import oxcore as ox
 from oxcore.cli import main
 from oxcore.cli.plugin_new import KINDS, names
 
@@ -106,3 +111,52 @@ def test_generated_packages_own_tests_pass(plugin_venv):
     for name in SKELETONS.values():
         passed = r.passed_in(f"test_{name}")
         assert passed >= 3, f"test_{name}.py: {passed} tests passed\n{r.explain()}"
+
+
+def test_a_format_named_after_a_real_one_does_not_claim_its_files(tmp_path):
+    assert _new(tmp_path, "npy", "--kind", "format").exit_code == 0
+    src = (tmp_path / "oxcore-npy/oxcore_npy/__init__.py").read_text()
+    assert 'SUFFIX = ".oxnpy"' in src and "suffixes = (SUFFIX,)" in src and '(".npy",)' not in src
+    assert "placeholder" in src and "NOT real ``.npy`` files" in src
+
+
+def test_the_backend_skeleton_names_its_device_library_colon_kind(tmp_path):
+    assert _new(tmp_path, "torchcpu", "--kind", "backend").exit_code == 0
+    src = (tmp_path / "oxcore-torchcpu/oxcore_torchcpu/_backend.py").read_text()
+    assert 'Device("torchcpu:cpu", "cpu",' in src
+
+
+def _run_generated_tests(pkg: Path, name: str) -> subprocess.CompletedProcess:
+    """The package's own tests in a fresh interpreter, the plugin registered as its entry point would."""
+    (pkg / "conftest.py").write_text(
+        "import importlib\nfrom oxcore.extend import manager\n\n"
+        f"manager().register_plugin(importlib.import_module({pkg.name.replace('-', '_')!r}), {name!r})\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OXCORE_")}
+    env.update(CI="1", OXCORE_PROFILE="off", PYTHONPATH=str(pkg), PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "tests"], cwd=pkg,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_generated_backend_tests_still_pass_after_adding_int32_kernels(tmp_path):
+    """The skeleton's tests ask ``supports`` what is refused instead of hard-coding int32: an
+    author who adds int32 kernels keeps them green, and int32 then runs on the backend."""
+    assert _new(tmp_path, "widened", "--kind", "backend").exit_code == 0
+    pkg = tmp_path / "oxcore-widened"
+    backend = pkg / "oxcore_widened/_backend.py"
+    src = backend.read_text()
+    assert 'DTYPES = ("float32", "float64")' in src
+    backend.write_text(src.replace('DTYPES = ("float32", "float64")', 'DTYPES = ("float32", "float64", "int32")'))
+    r = _run_generated_tests(pkg, "widened")
+    assert r.returncode == 0, r.stdout + r.stderr
+    passed = re.search(r"(\d+) passed", r.stdout)
+    assert passed and int(passed.group(1)) >= 10, r.stdout
+    assert re.search(r"test_each_dtype_runs_here_or_is_refused_with_a_reason\[int32\] PASSED", r.stdout), r.stdout
+    # NOTE: and int32 took the "runs here" branch: the widened supports accepts it now
+    sys.path.insert(0, str(pkg))
+    try:
+        from oxcore_widened._backend import supports
+    finally:
+        sys.path.remove(str(pkg))
+    i32 = SimpleNamespace(dtype=ox.int32)
+    assert supports(SimpleNamespace(dtype=ox.int32, inputs=[i32, i32])) is True
+    assert isinstance(supports(SimpleNamespace(dtype=ox.int16, inputs=[])), str)

@@ -56,9 +56,12 @@ def decompose(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, ...]) -> An
 
 
 def register_op(register: Any) -> None:
-    from oxcore.extend import Category
+    from oxcore.extend import Attr, Category
 
-    register(OP, Category.QUANT, infer, attrs=ATTRS, decompose=decompose, doc=DOC, sample=sample,
+    attrs = (Attr("ggml_type", str, note="W's ggml type name: Q4_0, Q8_0, Q4_K, ..."),
+             Attr("shape", tuple[int, ...], note="W's shape (N, K); x's last axis is K"))
+    assert tuple(a.name for a in attrs) == ATTRS
+    register(OP, Category.QUANT, infer, attrs=attrs, decompose=decompose, doc=DOC, sample=sample,
              vjp="decompose")
 
 
