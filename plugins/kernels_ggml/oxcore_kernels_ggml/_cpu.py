@@ -3,7 +3,7 @@
 numba is imported on the first call, never at plugin load (``oxcore --help`` stays fast); the
 compiled machine code is cached on disk (``cache=True``), so only the first run of a machine
 pays the compilation (~10 s). Threads: ``OXCORE_THREADS`` when set, else ``NUMBA_NUM_THREADS``,
-else one per core.
+else one per core; ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle threads sleep, not spin).
 """
 
 from __future__ import annotations
@@ -92,6 +92,11 @@ def threads() -> int:
 def _compiled() -> tuple[Any, np.ndarray]:
     got = _STATE.get("mod")
     if got is None:
+        # NOTE: OpenMP's idle workers spin by default; between two kernels they take the core
+        # the Python thread needs for the rest of the step (Gemma decode on 2 busy cores: the
+        # step's small NumPy ops took 10x longer). Passive workers sleep. A user's setting wins;
+        # it must be set before numba starts its OpenMP pool.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from . import _numba_blocks, _numba_matmul
 
 
