@@ -56,6 +56,10 @@ class Kernel:
         return r if isinstance(r, str) and r else "refused (no reason given)"
 
 
+#: ops whose prior adds a compute term: ``2 * output elements * contracted dim`` flops
+MATMUL_LIKE = ("matmul", "linear", "quantized_matmul", "scaled_dot_product_attention")
+
+
 class Backend:
     """A device backend. Subclass, set ``name``/``device``, add kernels, register it.
 
@@ -76,6 +80,13 @@ class Backend:
         device: the ``Device`` its buffers live on (host ``cpu`` unless overridden).
         priority: static preference before autotuning; higher wins ties (cpu_numpy is 0).
         launch_us, bytes_per_us: the static cost prior: ``launch_us + bytes / bytes_per_us``.
+        flops_per_us: the compute rate of matmul-like ops for the prior (None: ``8 * bytes_per_us``,
+            so a backend that declares more bandwidth also claims faster matmuls; set it to what
+            the device computes when the two differ).
+        thread_pools: for CPU backends, the thread pools the kernels run on, as threadpoolctl names
+            them (a user_api ``"blas"``/``"openmp"``, an internal_api ``"openblas"``/``"mkl"``,
+            or a library file prefix ``"libgomp"``). A plan that runs segments of two or more
+            CPU backends with pools shares the cores among them (``limit_threads``).
         fuses: True when ``compile_segment`` really fuses (shown in listings).
         warmup_runs: how many runs a new segment takes before it runs at its steady speed
             (1: compiled by ``compile_segment`` or at its first run; metal_fused compiles a
@@ -88,6 +99,8 @@ class Backend:
     priority: int = 0
     launch_us: float = 2.0
     bytes_per_us: float = 8e3  # ~8 GB/s: a single CPU core streaming
+    flops_per_us: float | None = None
+    thread_pools: tuple[str, ...] = ()
     fuses: bool = False
     warmup_runs: int = 1
     distribution: str = ""
@@ -121,17 +134,44 @@ class Backend:
     def devices(self) -> list[Device]:
         return [self.device]
 
+    # --- threads -----------------------------------------------------------------------------
+    def limit_threads(self, n: int | None) -> None:
+        """Run this backend's kernels on at most ``n`` threads from now on; ``None`` restores its
+        own setting. The runtime calls it when a plan mixes CPU backends (once per change, not
+        per op). The default limits the libraries ``thread_pools`` names through threadpoolctl;
+        override it for a pool threadpoolctl cannot see (``numba.set_num_threads``).
+        """
+        from ._threads import limit_pools
+
+        limit_pools(self.thread_pools, n)
+
+    def configured_threads(self) -> int | None:
+        """How many threads this backend's pools are set to use (its own setting, not a limit
+        the runtime applied), or None when it has no pool loaded. Part of every profile key:
+        timings measured under another thread setting do not apply. Override it together with
+        ``limit_threads``."""
+        from ._threads import pool_threads
+
+        return pool_threads(self.thread_pools) if self.thread_pools else None
+
+    @property
+    def has_thread_pools(self) -> bool:
+        """A CPU backend whose kernels start worker threads (it names pools or limits its own)."""
+        return self.device.kind == "cpu" and (bool(self.thread_pools) or
+                                             type(self).limit_threads is not Backend.limit_threads)
+
     # --- costs -----------------------------------------------------------------------
     def prior_us(self, node: Any) -> float:
         """Static cost guess in microseconds for a node before any profile exists."""
         nbytes = node.dtype.itemsize * math.prod(node.shape)
         for i in node.inputs:
             nbytes += i.dtype.itemsize * math.prod(i.shape)
-        work = nbytes
-        if node.op in ("matmul", "linear", "quantized_matmul", "scaled_dot_product_attention"):
+        us = self.launch_us + nbytes / self.bytes_per_us
+        if node.op in MATMUL_LIKE:
             a = node.inputs[0].shape
-            work += 2 * math.prod(node.shape) * (a[-1] if a else 1) // 8  # ~flops / 8 per byte-time
-        return self.launch_us + work / self.bytes_per_us
+            flops = 2 * math.prod(node.shape) * (a[-1] if a else 1)
+            us += flops / (self.flops_per_us or 8 * self.bytes_per_us)  # NOTE: ~8 flops per byte-time
+        return us
 
     # --- execution ---------------------------------------------------------------------
     def compile_segment(self, segment: "Segment") -> Callable[[list], list]:

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Iterator
 
 from ._osutil import atomic_write, env_raw
 
-__all__ = ["Profile", "MeasuredUs", "DecomposedKernel", "current", "reload", "active", "path", "fingerprint", "env_key",
+__all__ = ["Profile", "MeasuredUs", "DecomposedKernel", "current", "reload", "active", "path", "fingerprint", "env_key", "transfer_env_key",
            "bucket_of", "dtypes_of", "TUNING_ENV"]
 
 FORMAT = 1
@@ -142,13 +142,45 @@ def fingerprint(device: Any) -> str:
     return f"{device.name}; {device.description}; {hw}"
 
 
-def env_key() -> str:
-    """Tuning-relevant environment: usable cores plus any of ``TUNING_ENV`` that is set."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return ",".join([f"cores={cores}"] + [f"{k}={os.environ[k]}" for k in TUNING_ENV if k in os.environ])
+def env_key(backends: Iterable[str] = ()) -> str:
+    """Tuning-relevant configuration: usable cores and any of ``TUNING_ENV`` that is set; then,
+    of the named ``backends``, the thread setting of each CPU backend whose pools are set to
+    other than one thread per core (``threads=torchcpu:1`` after ``torch.set_num_threads(1)``;
+    ``Backend.configured_threads``). Kernel entries name their own backend, transfers the
+    backends of both devices, so one library's setting never hides another's measurements.
+
+    Example:
+        >>> env_key().startswith("cores=")
+        True
+    """
+    from ._threads import cores
+
+    n = cores()
+    parts = [f"cores={n}"] + [f"{k}={os.environ[k]}" for k in TUNING_ENV if k in os.environ]
+    threads = []
+    if backends:
+        from ._plugins import manager
+
+        known = manager().backends
+        for name in sorted(set(backends)):
+            b = known.get(name)
+            try:
+                t = b.configured_threads() if b is not None and b.has_thread_pools else None
+            except Exception:  # NOTE: a key must never fail; a broken plugin is reported elsewhere
+                t = None
+            if t not in (None, n):
+                threads.append(f"{name}:{t}")
+    if threads:
+        parts.append("threads=" + "+".join(threads))
+    return ",".join(parts)
+
+
+def transfer_env_key(src: str, dst: str) -> str:
+    """``env_key`` for a transfer between devices ``src`` and ``dst`` (names): the thread
+    settings of every backend on either side (the switch cost depends on both)."""
+    from ._plugins import manager
+
+    return env_key([b.name for b in manager().backends.values() if b.device.name in (src, dst)])
 
 
 def entry_key(e: dict) -> str:
@@ -173,7 +205,7 @@ class Profile:
         self._slopes: dict[int, float] = {}
         self._fp: dict[str, str | None] = {}
         self._last: tuple = (None, None)
-        self._env = env_key()
+        self._envs: dict[Any, str] = {}  # backend name or (src, dst) device names -> env key
         self.serial = next(_SERIAL)  # NOTE: identifies it in plan-cache keys (ids get reused)
         if self.file is not None:
             self.data = _read(self.file)
@@ -193,7 +225,7 @@ class Profile:
         """Record one measurement of ``kernel`` on ``node`` (in memory; ``save()`` writes it)."""
         dev = device if device is not None else _backend_device(kernel.backend)
         e = {"op": kernel.op, "kernel": kernel.id, "version": kernel.version, "source": kernel.source,
-             "device": fingerprint(dev), "env": self._env, "dtypes": dtypes_of(node.inputs, node),
+             "device": fingerprint(dev), "env": self._env_of(kernel.backend), "dtypes": dtypes_of(node.inputs, node),
              "bucket": _bucket_str(bucket_of(node.inputs, node)), "us": float(us), "at": time.time(), **extra}
         self.data["kernels"][entry_key(e)] = e
         self._index_one(self._idx, e)
@@ -203,7 +235,7 @@ class Profile:
     def add_transfer(self, src: Any, dst: Any, latency_us: float, bytes_per_us: float, **extra: Any) -> dict:
         """Record a measured transfer between two devices (``Device`` objects)."""
         e = {"src": fingerprint(src), "dst": fingerprint(dst), "src_device": src.name, "dst_device": dst.name,
-             "env": self._env, "latency_us": float(latency_us), "bytes_per_us": float(bytes_per_us),
+             "env": self._env_of((src.name, dst.name)), "latency_us": float(latency_us), "bytes_per_us": float(bytes_per_us),
              "at": time.time(), **extra}
         self.data["transfers"][f"{e['src']} -> {e['dst']} | {e['env']}"] = e
         _bump()
@@ -263,7 +295,7 @@ class Profile:
     # --- reading (the planner calls these) ------------------------------------------------------
     def has(self, kernel: Any, node: Any) -> bool:
         """Whether this exact bucket was measured for ``kernel`` on this machine and env."""
-        g = self._idx.get(self._group(kernel, node, kernel.version, None, self._env))
+        g = self._idx.get(self._group(kernel, node, kernel.version, None, self._env_of(kernel.backend)))
         return g is not None and self._keys(node)[1] in g
 
     def lookup_decomposed(self, op: str, backend: str, node: Any) -> MeasuredUs | None:
@@ -277,7 +309,7 @@ class Profile:
         else the bucket with the smallest log2 distance per dim, scaled to the node's size with
         the kernel's own measured size exponent (1 when only one size was measured).
         """
-        key = self._group(kernel, node, kernel.version, None, self._env)
+        key = self._group(kernel, node, kernel.version, None, self._env_of(kernel.backend))
         if key is None:
             return None
         g = self._idx.get(key)
@@ -292,8 +324,15 @@ class Profile:
         a, b = self._fingerprint_of_device(src), self._fingerprint_of_device(dst)
         if a is None or b is None:
             return None, None
-        e = self.data["transfers"].get(f"{a} -> {b} | {self._env}")
+        e = self.data["transfers"].get(f"{a} -> {b} | {self._env_of((src, dst))}")
         return (e["latency_us"], e["bytes_per_us"]) if e else (None, None)
+
+    def _env_of(self, who: Any) -> str:
+        """The env key of a backend's entries (its name) or of a transfer (``(src, dst)``)."""
+        e = self._envs.get(who)
+        if e is None:
+            e = self._envs[who] = transfer_env_key(*who) if isinstance(who, tuple) else env_key([who])
+        return e
 
     # --- internals --------------------------------------------------------------------------------
     def _keys(self, node: Any) -> tuple[str, tuple]:

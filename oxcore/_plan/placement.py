@@ -9,10 +9,11 @@ its decomposition. ``refine`` then moves runs of nodes where that lowers the pla
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from .._backend import Backend, Kernel
-from .._device import Device
+from .._device import SHARED_TRANSFER_US, Device
 from .._errors import OpNotSupportedError
 from .._graph import Node, collect
 from .._osutil import env_flag, env_list
@@ -23,6 +24,9 @@ from .plan import PlanNode
 #: a decomposition runs several primitive ops over the same bytes: its static prior is this many
 #: times the backend's prior for the node (measurements replace it after ``oxcore autotune``)
 DECOMPOSITION_FACTOR = 3.0
+#: a move between devices before ``oxcore autotune`` measures it: (latency us, bytes per us),
+#: 20 us + 4 GB/s
+TRANSFER_PRIOR = (20.0, 4e3)
 
 class Planner:
     """Places nodes one by one (``add``), then ``refine`` fixes ping-pong between devices.
@@ -67,14 +71,19 @@ class Planner:
         self.nodes.append(p)
         return len(self.nodes) - 1
 
-    # transfers: latency + bytes / bandwidth, measured when the profile has it
     def transfer_us(self, src: Device, dst: Device, nbytes: int) -> float:
+        """Moving ``nbytes`` from ``src`` to ``dst``: latency + bytes / bandwidth, measured when the
+        profile has the pair; else ``TRANSFER_PRIOR``, or ``SHARED_TRANSFER_US`` flat between
+        devices that share memory (``Device.shares_memory_with``: the move is a view)."""
         if src == dst:
             return 0.0
         link = self._links.get((src.name, dst.name))
         if link is None:
             lat, bw = self.profile.transfer(src.name, dst.name) if self.profile is not None else (None, None)
-            link = self._links[(src.name, dst.name)] = (lat if lat is not None else 20.0, bw or 4e3)
+            if lat is None and src.shares_memory(dst):
+                lat, bw = SHARED_TRANSFER_US, math.inf
+            link = self._links[(src.name, dst.name)] = (lat if lat is not None else TRANSFER_PRIOR[0],
+                                                        bw or TRANSFER_PRIOR[1])
         return link[0] + nbytes / link[1]
 
     def compute_us(self, k: Kernel, b: Backend, p: PlanNode) -> float:

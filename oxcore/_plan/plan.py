@@ -91,6 +91,8 @@ class Plan:
         transfers: every move between devices.
         fallbacks: why some nodes did not run where they were pinned or preferred.
         decomposed: how many nodes ran through their decomposition.
+        threads: how the plan shares the cores between CPU backends with thread pools (its first
+            step applies it), or None.
     """
 
     leaf_slots: list[tuple[int, int]]
@@ -103,6 +105,7 @@ class Plan:
     transfers: list[Transfer]
     fallbacks: list[str] = field(default_factory=list)
     decomposed: int = 0
+    threads: Any = None
 
     @classmethod
     def empty(cls) -> "Plan":
@@ -159,6 +162,10 @@ class Explanation:
             lines.append(f"  fallback: {f}")
         for j, (b, n) in enumerate(self.segments):
             lines.append(f"  segment {j}: {b}, {n} nodes")
+        t = self.plan.threads
+        if t is not None and t.backends:
+            lines.append(f"  threads: {', '.join(b.name for b in t.backends)} share the cores, "
+                         f"{t.threads} each (their thread pools)")
         return "\n".join(lines)
 
     __repr__ = __str__

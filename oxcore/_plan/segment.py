@@ -15,6 +15,7 @@ import numpy as np
 
 from .._backend import Backend, Instruction, Kernel, Segment, frees_after_last_use
 from .._device import HOST, Device
+from .._threads import Partition
 from .placement import Planner
 from .plan import Output, Plan, Step, Transfer
 
@@ -155,9 +156,26 @@ def segment(planner: Planner, outputs: list[tuple[int, int]]) -> Plan:
     held = {slot_of[(q, home[q].name)] for q in final}
     frees = frees_after_last_use([st.inputs for st in steps], held)
     steps = [dataclasses.replace(st, frees=f) for st, f in zip(steps, frees)]
+    threads = thread_partition(planner, segments)
+    if threads is not None:
+        steps.insert(0, Step(threads.step, (), ()))
     out_list = [Output(pos, slot_of[(q, home[q].name)], home[q]) for pos, q in outputs]
     return Plan(leaf_slots, constants, steps, out_list, nslots, nodes, segments, transfers, planner.fallbacks,
-                planner.decomposed)
+                planner.decomposed, threads)
+
+
+def thread_partition(planner: Planner, segments: list[Segment]) -> Partition | None:
+    """The cores' partition a plan runs under, or None (no step: the single-backend hot path).
+
+    Segments on two or more CPU backends with thread pools: those backends share the cores.
+    One such backend, in a process where others are available: the plain setting (their pools
+    restored), so a plan on NumPy alone after a mixed one gets every core back."""
+    pooled = {seg.backend for seg in segments if seg.backend.has_thread_pools}
+    if len(pooled) >= 2:
+        return Partition(pooled)
+    if pooled and sum(b.has_thread_pools for b in planner.backends) >= 2:
+        return Partition(())
+    return None
 
 
 _COMPILED: "OrderedDict[tuple, Callable]" = OrderedDict()

@@ -116,12 +116,14 @@ def profile_rows(op: str | None = None, everything: bool = False) -> list[dict[s
     m = manager()
     installed = {k.id: k.version for k in iter_kernels(m.backends.values())}
     here = {fingerprint(d) for d in m.devices.values()}
-    env = env_key()
+    envs: dict[str, str] = {}
     rows = []
     for e in prof.data["kernels"].values():
         if op is not None and e["op"] != op:
             continue
         kid = e["kernel"]
+        backend = kid.split(".", 1)[0]
+        env = envs.get(backend) or envs.setdefault(backend, env_key([backend]))
         if e["device"] not in here or e["env"] != env:
             state = "other machine or env"
         elif kid.endswith(".decomposed") or installed.get(kid) == e["version"]:
@@ -133,6 +135,26 @@ def profile_rows(op: str | None = None, everything: bool = False) -> list[dict[s
         if everything or state == "current":
             rows.append({**e, "state": state})
     rows.sort(key=lambda r: (r["op"], r["dtypes"], _parse_bucket(r["bucket"]), r["env"], r["us"]))
+    return rows
+
+
+def transfer_rows(everything: bool = False) -> list[dict[str, Any]]:
+    """Transfer entries of the active profile with a ``state``: ``current``, or ``other machine
+    or env`` (another thread setting too: a switch cost measured while two libraries' threads
+    fought must not be shown as this configuration's)."""
+    from .._plugins import manager
+    from .._profile import current, fingerprint, transfer_env_key
+
+    prof = current()
+    if prof is None:
+        return []
+    here = {fingerprint(d) for d in manager().devices.values()}
+    rows = []
+    for e in prof.data["transfers"].values():
+        ok = (e.get("src") in here and e.get("dst") in here
+              and e.get("env") == transfer_env_key(e.get("src_device", ""), e.get("dst_device", "")))
+        if everything or ok:
+            rows.append({**e, "state": "current" if ok else "other machine or env"})
     return rows
 
 
@@ -148,8 +170,7 @@ def profile_show(op: str | None, everything: bool, as_json: bool) -> None:
     from .._profile import current, path
 
     rows = profile_rows(op, everything)
-    prof = current()
-    transfers = list(prof.data["transfers"].values()) if prof is not None else []
+    transfers = transfer_rows(everything)
     if as_json:
         click.echo(json.dumps({"path": str(path()), "kernels": rows, "transfers": transfers}, indent=2))
         return
@@ -173,8 +194,10 @@ def profile_show(op: str | None, everything: bool, as_json: bool) -> None:
     console = Console()
     console.print(t)
     for e in transfers:
+        state = "" if e["state"] == "current" else f" ({e['state']})"
         console.print(f"transfer {e['src_device']} -> {e['dst_device']}: latency {e['latency_us']:.1f}us, "
-                      f"{e['bytes_per_us'] / 1e3:.2f} GB/s")
+                      f"{e['bytes_per_us'] / 1e3:.2f} GB/s{state}")
+    prof = current()
     if prof is not None and prof.defaults:
         console.print(f"{len(prof.defaults)} default entries shipped by plugins (measurements here win)")
     if not rows:

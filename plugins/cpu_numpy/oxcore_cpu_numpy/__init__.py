@@ -299,6 +299,7 @@ def make_backend():
     class NumpyBackend(Backend):
         name = "cpu_numpy"
         priority = 0
+        thread_pools = ("blas",)  # NOTE: NumPy's BLAS (OpenBLAS in the wheels): matmul, linalg
 
         def compile_segment(self, segment):
             run = segment.interpreter()

@@ -1,5 +1,106 @@
-"""MLX kernels for metal_basic/metal_fused (being written)."""
+"""``ggml_matmul`` kernels for the two MLX backends (metal_basic, metal_fused).
+
+- ``mlx_affine`` (any MLX device: Metal, CUDA, MLX's CPU): the blocks are re-packed on the
+  device into MLX's affine layout once per weight buffer (``_mlx_affine``) and multiplied with
+  ``mx.quantized_matmul``. Exact for Q4_0, Q4_1, Q8_0, Q4_K, and Q5_0/Q5_1/Q5_K widened to 8 bits.
+  Q6_K is refused: its scales change every 16 values and MLX's group sizes are 32, 64, 128.
+- ``cuda_gemv`` (MLX's CUDA build only): ``mx.fast.cuda_kernel`` GEMV kernels reading the
+  blocks in place for all 8 types (``_mlx_cuda``), for up to 8 rows of x; more rows go to
+  ``mlx_affine`` or the op's decomposition (dequantize + matmul), which are matmul-shaped.
+
+mlx is imported only when a kernel runs or a node is checked, never at registration.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from oxcore.extend import Kernel
+
+BACKENDS = ("metal_basic", "metal_fused")
+DTYPES = ("float32", "float16", "bfloat16")
+#: bytes per value the affine form reads (packed values + float32 scale and bias per 32)
+_AFFINE_BYTES = {4: 0.75, 8: 1.25}
 
 
-def kernels() -> list:
-    return []
+def _common(node: Any) -> "str | None":
+    x = node.inputs[0]
+    if x.dtype.name not in DTYPES:
+        return f"x must be one of {', '.join(DTYPES)} (MLX's quantized kernels), got {x.dtype.name}"
+    return None
+
+
+def affine_supports(node: Any) -> "bool | str":
+    from oxcore_io_gguf.affine import AFFINE
+
+    t = node.attrs["ggml_type"]
+    if t not in AFFINE:
+        return (f"{t} has no exact MLX affine form (group sizes 32/64/128; Q6_K scales every 16 values); "
+                f"types that map: {', '.join(AFFINE)}")
+    return _common(node) or True
+
+
+def cuda_supports(node: Any) -> "bool | str":
+    from . import _mlx_cuda
+
+    why = _mlx_cuda.available()
+    if why:
+        return why
+    t = node.attrs["ggml_type"]
+    if t not in _mlx_cuda.TYPES:
+        return f"no CUDA GEMV kernel for {t}; types: {', '.join(_mlx_cuda.TYPES)}"
+    m = math.prod(node.inputs[0].shape[:-1])
+    if m > _mlx_cuda.MAX_ROWS:
+        return (f"GEMV kernel takes up to {_mlx_cuda.MAX_ROWS} rows of x, got {m}: matmul-shaped work goes to "
+                f"mlx_affine or dequantize + matmul")
+    return _common(node) or True
+
+
+def _prior(bytes_per_value: Callable[[Any], float], launches: int) -> Callable[[Any], float]:
+    def prior_us(node: Any) -> float:
+        from oxcore_metal_basic import mlx_device
+        from oxcore_metal_basic._backend import PRIORS
+
+        launch, bw = PRIORS.get(mlx_device().platform, PRIORS["cpu"])
+        n, k = node.attrs["shape"]
+        x = node.inputs[0]
+        io = x.dtype.itemsize * (math.prod(x.shape) + math.prod(node.shape))
+        return launches * launch + (n * k * bytes_per_value(node) + io) / bw
+    return prior_us
+
+
+def _affine_bytes(node: Any) -> float:
+    from oxcore_io_gguf.affine import AFFINE
+
+    return _AFFINE_BYTES[AFFINE.get(node.attrs["ggml_type"], 8)]
+
+
+def _raw_bytes(node: Any) -> float:
+    from oxcore_io_gguf import _types as T
+
+    t = T.ggml_type(node.attrs["ggml_type"])
+    return t.type_size / t.block_size
+
+
+def _affine(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
+    from . import _mlx_affine
+
+    return _mlx_affine.matmul(x, raw, ggml_type=ggml_type, shape=shape)
+
+
+def _cuda(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
+    from . import _mlx_cuda
+
+    return _mlx_cuda.gemv(x, raw, ggml_type=ggml_type, shape=shape)
+
+
+def kernels() -> list[Kernel]:
+    """The MLX kernels for ``ggml_matmul``, one of each kind per MLX backend."""
+    out = []
+    for backend in BACKENDS:
+        out.append(Kernel("ggml_matmul", backend, _affine, affine_supports, name="mlx_affine",
+                          prior_us=_prior(_affine_bytes, 1)))
+        out.append(Kernel("ggml_matmul", backend, _cuda, cuda_supports, name="cuda_gemv",
+                          prior_us=_prior(_raw_bytes, 1)))
+    return out

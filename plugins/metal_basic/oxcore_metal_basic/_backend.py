@@ -30,6 +30,8 @@ class MLXBackend(Backend):
 
     name = "metal_basic"
     fuses = False
+    # NOTE: no thread_pools: MLX's CPU backend (Linux, mlx-cpu) runs its ops on the caller's
+    # thread and links a single-threaded reference BLAS, so it never fights NumPy's OpenBLAS
     # priority on a GPU / on MLX's CPU (cpu_numpy is 0: NumPy is the better CPU backend)
     gpu_priority, cpu_priority = 10, -20
     launch_scale = 1.0  # fused backends launch fewer kernels per node

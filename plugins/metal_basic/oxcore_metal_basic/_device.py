@@ -39,6 +39,9 @@ class MLXDevice(Device):
 
     def __init__(self, mx_device: Any, platform: str, description: str) -> None:
         kind = "cpu" if platform == "cpu" else "gpu"
+        # NOTE: no shares_memory_with, although MLX's memory is host memory on the CPU (and on
+        # Apple silicon the GPU's too): mx.array(np_array) copies, so a move from the host is a
+        # copy and the planner's transfer cost must say so (autotune measures the real one)
         super().__init__(f"mlx:{kind}", kind, description)
         self.platform, self.mx_device = platform, mx_device
         self._scalars: dict[tuple, Any] = {}

@@ -1,0 +1,213 @@
+"""GPU check of the MLX ggml_matmul kernels (scripts/gpu-check's ``qmatmul`` step).
+
+1. Correctness: every CUDA GEMV kernel (8 types x float32/float16/bfloat16 x 1..8 rows, odd N)
+   and mlx_affine against gguf-py's float64 product, by NMSE; and which kernel oxcore places for a
+   decode (1 row) and a prefill (64 rows) ``ggml_matmul``.
+2. Bandwidth: GEMV on a 16384x16384 weight of each type (bytes of quantized weights read per
+   second), next to the device copy bandwidth (``a + 1`` on a 1 GiB float32 array: read + write)
+   and, for scale, a dense bfloat16 GEMV of the same matrix.
+
+Prints a table and writes JSON (``--out``). Exit status 1 when an NMSE is above its bound.
+
+    python plugins/kernels_ggml/scripts/gpu_qmatmul.py --out $OUT/qmatmul.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+BOUND = {"float32": 1e-6, "float16": 1e-5, "bfloat16": 1e-4}
+
+
+def _median_s(build, reps: int, per_call: int) -> tuple[float, float]:
+    """(median, spread max-min) seconds per call: ``build()`` makes ``per_call`` lazy results
+    (outside the timer: Python graph building is not the kernel's time), one ``mx.eval`` runs them."""
+    import mlx.core as mx
+
+    mx.eval(build())
+    mx.synchronize()
+    times = []
+    for _ in range(reps):
+        ys = build()
+        mx.synchronize()
+        t0 = time.perf_counter()
+        mx.eval(ys)
+        mx.synchronize()
+        times.append((time.perf_counter() - t0) / per_call)
+    return statistics.median(times), max(times) - min(times)
+
+
+def correctness(rng: np.random.Generator) -> list[dict]:
+    import mlx.core as mx
+    from oxcore_kernels_ggml import _mlx_affine, _mlx_cuda
+    from oxcore_kernels_ggml.testing import random_blocks, reference_matmul, nmse
+    from oxcore_io_gguf.affine import AFFINE
+
+    rows = []
+    for t in _mlx_cuda.TYPES:
+        for n, k, m in ((333, 1024, 1), (1, 256, 3), (17, 2816, 8)):
+            raw = random_blocks(t, (n, k), rng)
+            for dt in ("float32", "float16", "bfloat16"):
+                x = mx.array(rng.standard_normal((m, k)).astype(np.float32)).astype(getattr(mx, dt))
+                xf = np.array(x.astype(mx.float32))
+                ref = reference_matmul(xf, raw, t, (n, k))
+                kernels = {"cuda_gemv": lambda: _mlx_cuda.gemv(x, mx.array(raw), ggml_type=t, shape=(n, k))}
+                if t in AFFINE:
+                    kernels["mlx_affine"] = lambda: _mlx_affine.matmul(x, mx.array(raw), ggml_type=t, shape=(n, k))
+                for name, f in kernels.items():
+                    try:
+                        got = np.array(f().astype(mx.float32))
+                        err = nmse(ref, got)
+                        rows.append({"kernel": name, "type": t, "dtype": dt, "N": n, "K": k, "M": m, "nmse": err,
+                                     "ok": bool(err <= BOUND[dt])})
+                    except Exception as e:  # NOTE: report every failure, not the first
+                        rows.append({"kernel": name, "type": t, "dtype": dt, "N": n, "K": k, "M": m,
+                                     "error": f"{type(e).__name__}: {e}"[:2000], "ok": False})
+    return rows
+
+
+def placement(rng: np.random.Generator) -> list[dict]:
+    import oxcore as ox
+    from oxcore_kernels_ggml.testing import random_blocks, reference_matmul, nmse
+
+    rows = []
+    for backend in ("metal_basic", "metal_fused"):
+        for t in ("Q4_K", "Q6_K"):
+            for m in (1, 64):
+                raw = random_blocks(t, (512, 1024), rng)
+                x = rng.standard_normal((m, 1024)).astype(np.float32)
+                with ox.use(backend):
+                    y = ox.build("ggml_matmul", ox.asarray(x), ox.asarray(raw), ggml_type=t, shape=(512, 1024))
+                ex = ox.explain(y)
+                chosen = [n.kernel.id for n in ex.nodes if n.op == "ggml_matmul"] or [f"decomposed ({len(ex.nodes)} nodes)"]
+                err = nmse(reference_matmul(x, raw, t, (512, 1024)), y.numpy())
+                rows.append({"backend": backend, "type": t, "M": m, "kernel": chosen[0], "nmse": err,
+                             "ok": bool(err <= 1e-6)})
+    return rows
+
+
+def _gemv_warps(x, raw, t, size, warps):
+    from oxcore_kernels_ggml import _mlx_cuda
+
+    old, _mlx_cuda.WARPS_PER_BLOCK = _mlx_cuda.WARPS_PER_BLOCK, warps
+    try:
+        return _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(size, size))
+    finally:
+        _mlx_cuda.WARPS_PER_BLOCK = old
+
+
+def copy_bandwidth() -> dict:
+    import mlx.core as mx
+
+    a = mx.zeros((1 << 28,), dtype=mx.float32)  # 1 GiB
+    mx.eval(a)
+    s, spread = _median_s(lambda: a + 1, 10, 1)
+    return {"bytes": 2 * a.nbytes, "median_s": s, "spread_s": spread, "GBps": 2 * a.nbytes / s / 1e9}
+
+
+def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps: float) -> list[dict]:
+    import mlx.core as mx
+    from oxcore_kernels_ggml import _mlx_affine, _mlx_cuda
+    from oxcore_kernels_ggml.testing import random_blocks
+    from oxcore_io_gguf.affine import AFFINE
+
+    reps, per = 7, 20
+    rows = []
+    for dt in dtypes:
+        xs = [mx.random.normal((1, size)).astype(getattr(mx, dt)) for _ in range(per)]
+        mx.eval(xs)
+        dense = mx.random.normal((size, size)).astype(mx.bfloat16)
+        xb = [x.astype(mx.bfloat16) for x in xs]
+        mx.eval(dense, xb)
+        s, spread = _median_s(lambda: [x @ dense.T for x in xb], reps, per)
+        rows.append({"kernel": "dense bf16 matmul", "type": "bf16", "dtype": "bfloat16", "bytes": dense.nbytes,
+                     "median_us": s * 1e6, "spread_us": spread * 1e6, "GBps": dense.nbytes / s / 1e9,
+                     "of_copy": dense.nbytes / s / 1e9 / copy_gbps})
+        # NOTE: MLX's own 4-bit weights (scales in x's dtype): how fast MLX's quantized GEMV is here
+        wq, sc, bi = mx.quantize(dense.astype(getattr(mx, dt)), group_size=32, bits=4)
+        mx.eval(wq, sc, bi)
+        nb = wq.nbytes + sc.nbytes + bi.nbytes
+        s, spread = _median_s(lambda: [mx.quantized_matmul(x, wq, sc, bi, transpose=True, group_size=32, bits=4)
+                                       for x in xs], reps, per)
+        rows.append({"kernel": "mx.quantize q4 (ref)", "type": "mlx q4", "dtype": dt, "bytes": nb,
+                     "median_us": s * 1e6, "spread_us": spread * 1e6, "GBps": nb / s / 1e9,
+                     "of_copy": nb / s / 1e9 / copy_gbps})
+        del dense, wq, sc, bi
+        for t in _mlx_cuda.TYPES:
+            raw = mx.array(random_blocks(t, (size, size), rng))
+            mx.eval(raw)
+            kern = {"cuda_gemv": lambda x: _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(size, size))}
+            if t in AFFINE:
+                _mlx_affine.converted(raw, t, (size, size))  # NOTE: converted once, outside the timing
+                kern["mlx_affine"] = lambda x: _mlx_affine.matmul(x, raw, ggml_type=t, shape=(size, size))
+            if dt == dtypes[0] and t in ("Q4_K", "Q8_0"):  # NOTE: block-size sweep, for tuning
+                for w in (2, 8, 16):
+                    kern[f"cuda_gemv {w} warps"] = (lambda x, w=w: _gemv_warps(x, raw, t, size, w))
+            for name, f in kern.items():
+                s, spread = _median_s(lambda: [f(x) for x in xs], reps, per)
+                gbps = raw.nbytes / s / 1e9
+                rows.append({"kernel": name, "type": t, "dtype": dt, "bytes": raw.nbytes, "median_us": s * 1e6,
+                             "spread_us": spread * 1e6, "GBps": gbps, "of_copy": gbps / copy_gbps})
+            del raw
+            mx.clear_cache()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="qmatmul.json")
+    p.add_argument("--size", type=int, default=16384)
+    p.add_argument("--dtypes", default="float16,float32")
+    a = p.parse_args(argv)
+    import mlx.core as mx
+    from oxcore_kernels_ggml import _mlx_cuda
+
+    why = _mlx_cuda.available()
+    rng = np.random.default_rng(0)
+    info = {k: str(v) for k, v in mx.device_info().items()}
+    print("mlx", mx.__version__, mx.default_device(), info.get("device_name", ""))
+    record: dict = {"mlx": mx.__version__, "device": info, "cuda": not why}
+    if why:
+        print("cuda_gemv cannot run here:", why)
+    t0 = time.perf_counter()
+    record["correctness"] = correctness(rng) if not why else []
+    bad = [r for r in record["correctness"] if not r["ok"]]
+    print(f"correctness: {len(record['correctness'])} cases, {len(bad)} failed ({time.perf_counter() - t0:.1f} s)")
+    for r in bad[:20]:
+        print("  FAIL", r)
+    worst: dict = {}
+    for r in record["correctness"]:
+        if "nmse" in r:
+            key = (r["kernel"], r["dtype"])
+            worst[key] = max(worst.get(key, 0.0), r["nmse"])
+    for (kname, dt), v in sorted(worst.items()):
+        print(f"  worst NMSE {kname:10s} {dt:9s} {v:.3g} (bound {BOUND[dt]:g})")
+    try:
+        record["placement"] = placement(rng)
+    except Exception as e:
+        record["placement"] = [{"error": f"{type(e).__name__}: {e}", "ok": False}]
+    for r in record["placement"]:
+        print("  placement", r)
+    bad += [r for r in record["placement"] if not r["ok"]]
+    copy = record["copy"] = copy_bandwidth()
+    print(f"device copy bandwidth (a + 1, 1 GiB float32): {copy['GBps']:.0f} GB/s")
+    record["bandwidth"] = bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"]) if not why else []
+    print(f"\nGEMV x (1, {a.size}) @ W.T, W {a.size}x{a.size}: weight bytes read per second")
+    print(f"{'kernel':20s} {'type':6s} {'x':9s} {'MB':>8s} {'us':>9s} {'+-us':>7s} {'GB/s':>7s} {'of copy':>8s}")
+    for r in record["bandwidth"]:
+        print(f"{r['kernel']:20s} {r['type']:6s} {r['dtype']:9s} {r['bytes'] / 1e6:8.1f} {r['median_us']:9.1f} "
+              f"{r['spread_us']:7.1f} {r['GBps']:7.0f} {r['of_copy']:8.0%}")
+    with open(a.out, "w") as f:
+        json.dump(record, f, indent=1)
+    print("wrote", a.out)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
