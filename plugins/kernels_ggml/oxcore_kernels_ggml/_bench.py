@@ -28,13 +28,15 @@ def _copy_bandwidth(np: Any, nbytes: int, repeat: int) -> tuple[Any, float]:
 
 
 def _other_kernels() -> list[tuple[str, str]]:
-    """(backend, kernel id) of every available backend's ggml_matmul kernel but cpu_numpy's."""
+    """(backend, its ggml_matmul kernel names) of every available backend but cpu_numpy that has
+    some. NOTE: one row per backend: pinned to it, the planner picks among its kernels."""
     from oxcore.extend import manager
 
     out = []
     for b in manager().available_backends():
-        if b.name != "cpu_numpy":
-            out += [(b.name, k.id) for k in b.kernels_for("ggml_matmul")]
+        names = [k.name for k in b.kernels_for("ggml_matmul")]
+        if b.name != "cpu_numpy" and names:
+            out.append((b.name, ", ".join(names)))
     return out
 
 
@@ -93,8 +95,8 @@ def bench_qmatmul(types: tuple[str, ...], n: int, k: int, rows: str, repeat: int
                         return ox.build("ggml_matmul", xa, ra, ggml_type=t, shape=(n, k)).eval()
                 return run
             calls["oxcore cpu_numpy"] = through("cpu_numpy")
-            for b, kid in others:
-                calls[f"oxcore {b} ({kid})"] = through(b)
+            for b, kernels in others:
+                calls[f"oxcore {b} ({kernels})"] = through(b)
             names = list(calls)
             for name, st in zip(names, interleaved([calls[c] for c in names], min_rounds=repeat, max_rounds=repeat)):
                 s = st.median_us * 1e-6
