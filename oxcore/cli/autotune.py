@@ -37,8 +37,10 @@ def autotune(ops: tuple[str, ...], dtypes: tuple[str, ...], quick: bool, trace: 
 
     from .. import autotune as at
     from .._errors import UnknownNameError
+    from .._plugins import manager
     from .._registry import REGISTRY
 
+    manager()  # NOTE: plugins register ops (ggml_matmul from oxcore-io-gguf) when they load
     names = _split(ops) or None
     for op in names or ():
         if op not in REGISTRY:

@@ -1,5 +1,118 @@
-"""numba kernels for cpu_numpy (being written)."""
+"""numba kernels of ``ggml_matmul`` for the cpu_numpy backend (one kernel, per-type dispatch).
+
+numba is imported on the first call, never at plugin load (``oxcore --help`` stays fast); the
+compiled machine code is cached on disk (``cache=True``), so only the first run of a machine
+pays the compilation (~10 s). Threads: ``OXCORE_THREADS`` when set, else ``NUMBA_NUM_THREADS``,
+else one per core; ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle threads sleep, not spin).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from .testing import TYPES
+
+KERNEL_NAME = "numba"
+GEMV_MAX_ROWS = 8  # NOTE: up to here each weight row is unpacked once and dotted with every x row
+# NOTE: GEMV: weight bytes (times x rows) below which one thread runs it (Gemma decode on the
+# idle 2-core machine: 16.2 tok/s at 256 KiB, 14.7 at 4 MiB)
+PARALLEL_MIN_BYTES = 256 << 10
+_TILE_BYTES = 4 << 20  # NOTE: GEMM: float32 rows unpacked per BLAS call (enough for the dequantizer's threads)
+_STATE: dict[str, Any] = {}
+#: the numba code dispatches on these (the kernels' own codes, not ggml's type ids)
+CODES = {t: i for i, t in enumerate(TYPES)}
+
+
+def supports(node: Any) -> bool | str:
+    """True for float32 ``x`` and a block type the kernels know; otherwise why not."""
+    t = node.attrs["ggml_type"]
+    if t not in TYPES:
+        return f"numba kernels take ggml types {', '.join(TYPES)}, got {t}"
+    x = node.inputs[0]
+    if x.dtype.name != "float32":
+        return f"numba kernels take float32 x, got {x.dtype.name} (cast x, or use the decomposition)"
+    if _numba_missing():
+        return "numba is not installed (pip install numba)"
+    return True
+
+
+def prior_us(node: Any) -> float:
+    """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill."""
+    from oxcore_io_gguf._types import ggml_type, nbytes
+
+    n, k = node.attrs["shape"]
+    m = math.prod(node.inputs[0].shape[:-1])
+    wbytes = nbytes(ggml_type(node.attrs["ggml_type"]), (n, k))
+    return 5.0 + wbytes / 8e3 + 2.0 * m * n * k / 15e3
+
+
+def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[int, int]) -> np.ndarray:
+    """``x (..., K) @ W.T`` with W (N, K) given as its ggml block bytes ``raw``."""
+    from oxcore_io_gguf._types import ggml_type as lookup
+    from oxcore_io_gguf.quants import dequantize
+
+    import numba
+
+    mod, lut = _compiled()
+    t = lookup(ggml_type)
+    n, k = shape
+    w = np.ascontiguousarray(raw).reshape(n, k // t.block_size * t.type_size)
+    xs = np.ascontiguousarray(x, np.float32).reshape(-1, k)
+    m = xs.shape[0]
+    y = np.empty((m, n), np.float32)
+    code = CODES[t.name]
+    if m <= GEMV_MAX_ROWS:
+        # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
+        # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
+        numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
+        mod.gemv(code, w, xs, lut, y)
+    else:
+        # NOTE: prefill is compute-bound: BLAS on tiles of rows unpacked by io_gguf's vectorized
+        # dequantizer (its threads) beats any numba loop; W is never dequantized whole
+        rows = max(16, _TILE_BYTES // (4 * k))
+        for a in range(0, n, rows):
+            e = min(n, a + rows)
+            # NOTE: not matmul(out=y[:, a:e]): a strided out makes NumPy skip BLAS (10x slower)
+            y[:, a:e] = xs @ dequantize(w[a:e], t.name, (e - a, k)).T
+    return y.reshape(x.shape[:-1] + (n,))
+
+
+def threads() -> int:
+    """Threads the kernels use: ``OXCORE_THREADS``, else numba's default (``NUMBA_NUM_THREADS``
+    or one per core)."""
+    import numba
+
+    env = os.environ.get("OXCORE_THREADS", "").strip()
+    return max(1, min(int(env), numba.config.NUMBA_NUM_THREADS)) if env.isdigit() else numba.config.NUMBA_NUM_THREADS
+
+
+def _compiled() -> tuple[Any, np.ndarray]:
+    got = _STATE.get("mod")
+    if got is None:
+        # NOTE: OpenMP's idle workers spin by default; between two kernels they take the core
+        # the Python thread needs for the rest of the step (Gemma decode on 2 busy cores: the
+        # step's small NumPy ops took 10x longer). Passive workers sleep. A user's setting wins;
+        # it must be set before numba starts its OpenMP pool.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from . import _numba_blocks, _numba_matmul
+
+
+        got = _STATE["mod"] = (_numba_matmul, _numba_blocks.f16_table())
+    return got
+
+
+def _numba_missing() -> bool:
+    if "missing" not in _STATE:
+        _STATE["missing"] = importlib.util.find_spec("numba") is None
+    return _STATE["missing"]
 
 
 def kernels() -> list:
-    return []
+    from oxcore.extend import Kernel
+
+    return [Kernel("ggml_matmul", "cpu_numpy", ggml_matmul, supports, name=KERNEL_NAME, prior_us=prior_us)]

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TYPES", "random_blocks", "dequantize_reference", "reference_matmul", "nmse", "SCALE_FIELDS"]
+__all__ = ["TYPES", "random_blocks", "dequantize_reference", "reference_matmul", "nmse", "SCALE_FIELDS",
+           "ggml_matmul_case"]
 
 #: the block types the kernels cover
 TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
@@ -75,3 +76,40 @@ def nmse(reference: np.ndarray, got: np.ndarray) -> float:
     d = np.asarray(got, np.float64) - r
     den = float(np.sum(r * r))
     return float(np.sum(d * d)) / den if den else float(np.sum(d * d))
+
+
+def ggml_matmul_case(ggml_type: str):
+    """A conformance-kit ``Case`` of ``ggml_matmul`` on random ``ggml_type`` blocks (float32 x):
+    ``oxcore.testing.suite.check_case(case, oxcore.float32, backend)`` runs it pinned to a
+    backend, checks the placement and compares with the float64 gguf-py reference.
+
+    Example:
+        >>> ggml_matmul_case("Q4_K").id
+        'ggml_matmul[Q4_K]'
+    """
+    from oxcore import float32
+    from oxcore.testing.cases import Case
+    from oxcore_io_gguf._types import ggml_type as lookup
+
+    bs = lookup(ggml_type).block_size
+
+    def params(dt):
+        from hypothesis import strategies as st
+
+        return st.tuples(st.integers(1, 9), st.integers(1, 40), st.integers(1, 2)).map(
+            lambda p: (((p[0], p[2] * bs),), {"ggml_type": ggml_type, "shape": (p[1], p[2] * bs)}))
+
+    def inputs(rng, dt, shapes, kw):
+        return [rng.standard_normal(shapes[0]).astype(dt.numpy), random_blocks(ggml_type, kw["shape"], rng)]
+
+    def build(ox, x, raw, **kw):
+        return ox.build("ggml_matmul", ox.asarray(x), ox.asarray(raw), **kw)
+
+    def ref(x, raw, *, ggml_type, shape):
+        return reference_matmul(x, raw, ggml_type, shape)
+
+    example = ((((3, bs),), {"ggml_type": ggml_type, "shape": (13, bs)}))
+    # NOTE: the kit compares element by element; a float32 sum of K products whose terms are
+    # ~10x larger than the result (random K-type scales reach 63 * d) rounds at ~1e-4 relative.
+    # The NMSE tests (``nmse`` <= 1e-6) are the tight check.
+    return Case("ggml_matmul", build, ref, (float32,), params, lambda dt: example, inputs, name=ggml_type, tol=100.0)

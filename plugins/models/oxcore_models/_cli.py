@@ -25,6 +25,16 @@ def _clear_errors() -> Iterator[None]:
         raise click.ClickException(msg) from None
 
 
+def _recording(path: str | None) -> Any:
+    """``oxcore.record(path)`` when a path is given: the plans of this run (prompt and decode
+    step, e.g. Gemma's ggml_matmul shapes) become a workload for ``oxcore autotune --from-trace``."""
+    if path is None:
+        return contextlib.nullcontext()
+    import oxcore as ox
+
+    return ox.record(path)
+
+
 _LOADED: dict[tuple, Any] = {}
 
 
@@ -150,11 +160,16 @@ def embed(texts: tuple[str, ...], file_: str | None, model: str | None, batch_si
 @click.option("--ctx", default=None, type=click.IntRange(16), help="Context length (default: the model's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record (text and statistics) instead of streaming.")
 @click.option("--backend", default=None, help="Pin every op to this backend (see `oxcore backends list`).")
-@click.option("--dequantize", default="load", show_default=True, type=click.Choice(["load", "lazy"]),
-              help="load: the backend holds float32 copies (fast); lazy: dequantize the file's blocks every step.")
+@click.option("--dequantize", default="auto", show_default=True,
+              type=click.Choice(["auto", "blocks", "load", "lazy"]),
+              help="blocks: multiply on the file's quantized blocks (ggml_matmul kernels, e.g. oxcore-kernels-ggml); "
+                   "load: the backend holds float32 copies; lazy: dequantize the blocks every step; "
+                   "auto: blocks when the backend has a ggml_matmul kernel, else load.")
+@click.option("--record", "record", default=None, type=click.Path(dir_okay=False),
+              help="Write the ops and shapes this run plans to FILE, for `oxcore autotune --from-trace FILE`.")
 def generate(prompt: str, model: str | None, max_tokens: int, temp: float, top_k: int, top_p: float, min_p: float,
              repeat_penalty: float, seed: int | None, stop: tuple[str, ...], chat: bool, ctx: int | None,
-             as_json: bool, backend: str | None, dequantize: str) -> None:
+             as_json: bool, backend: str | None, dequantize: str, record: str | None) -> None:
     """Continue PROMPT with a Gemma 3 model, streaming the text; statistics at the end.
 
     \b
@@ -165,7 +180,7 @@ def generate(prompt: str, model: str | None, max_tokens: int, temp: float, top_k
     if not prompt.strip():
         raise click.ClickException("the prompt is empty: give some text to continue")
     pieces: list[str] = []
-    with _clear_errors():
+    with _clear_errors(), _recording(record):
         m = _load(model, "gemma3", backend, dequantize=dequantize)
         stream = m.generate(prompt, max_tokens=max_tokens, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                             repeat_penalty=repeat_penalty, seed=seed, stop=stop, chat=chat, context=ctx)

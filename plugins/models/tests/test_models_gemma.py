@@ -143,5 +143,5 @@ def test_weights_stay_in_their_block_types_until_a_backend_copies_them(gemma_pat
     assert f.info("blk.0.attn_q.weight").type == "Q5_0" and q.is_lazy and q._node.op == "ggml_dequantize"
     assert not gemma.w.layers[0]["attn_q"].is_lazy  # NOTE: the default ("load") holds float32 copies
     np.testing.assert_array_equal(q.numpy(), gemma.w.layers[0]["attn_q"].numpy())
-    with pytest.raises(ValueError, match="Invalid dequantize: 'eager'. Valid values are: 'load', 'lazy'"):
+    with pytest.raises(ValueError, match="Invalid dequantize: 'eager'. Valid values are: 'auto', 'blocks', 'load', 'lazy'"):
         Gemma3.from_file(f, f.metadata, dequantize="eager")

