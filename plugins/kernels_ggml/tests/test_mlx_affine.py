@@ -73,7 +73,10 @@ def test_q6k_refused_with_reason_and_decomposed():
     raw = random_blocks("Q6_K", (5, 256), rng)
     x = rng.standard_normal((2, 256)).astype(np.float32)
     y, ex = _qmatmul("metal_basic", x, raw, "Q6_K", (5, 256), "float32")
-    assert ex.plan.decomposed and all(n.op != "ggml_matmul" for n in ex.nodes)
+    # NOTE: with the refusal the planner either decomposes on metal_basic or sends the op to another
+    # backend's kernel (cpu_numpy's numba kernel, when oxcore-kernels-ggml's CPU half can load)
+    chosen = [n for n in ex.nodes if n.op == "ggml_matmul"]
+    assert ex.plan.decomposed or all(n.kernel is not None and n.kernel.name != "mlx_affine" for n in chosen)
     assert nmse(reference_matmul(x, raw, "Q6_K", (5, 256)), y.numpy()) <= 1e-6
     k = next(k for k in manager().backends["metal_basic"].kernels_for("ggml_matmul") if k.name == "mlx_affine")
     x_in = SimpleNamespace(shape=(2, 256), dtype=ox.float32)
