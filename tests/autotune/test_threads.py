@@ -99,14 +99,18 @@ def test_autotune_measures_a_small_switch_and_places_erf_on_the_faster_backend(t
     assert all(s < 1000.0 for s in switches.values()), switches
     by = {(r["case"], r["backend"]): r["us"] for r in res.rows}
     case = "erf(float32[256, 1024])"
-    faster = min(("cpu_numpy", "numba_test"), key=lambda b: by[(case, b)])
+    # NOTE: the planner weighs the gain against the two switches it costs: numba_test must get erf
+    # when it saves more than both switches, cpu_numpy when numba_test is slower; in between both are right
+    gain = by[(case, "cpu_numpy")] - by[(case, "numba_test")]
+    expected = {"numba_test"} if gain > 1.5 * sum(switches.values()) else {"cpu_numpy"} if gain < 0 else \
+        {"cpu_numpy", "numba_test"}
     rng = np.random.default_rng(3)
     xs = rng.normal(size=(256, 1024)).astype(np.float32)
     with _profile.active(prof):
         _plan.clear_cache()
         y = ox.erf(ox.asarray(xs) * 0.5) + 1.0
         ex = ox.explain(y)
-        assert ex.backends[1] == faster, (str(ex), by)
+        assert ex.backends[1] in expected, (str(ex), by, switches)
         np.testing.assert_allclose(y.numpy(), _erf64(xs * 0.5) + 1.0, rtol=1e-5, atol=1e-6)
 
 
