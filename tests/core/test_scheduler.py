@@ -61,7 +61,7 @@ def test_ten_thousand_steps_reuse_one_plan_in_flat_memory():
             ref = ref * np.float32(0.999) + np.float32(1)
             if step == 4_000:  # NOTE: trace the second half only: tracemalloc slows every step
                 tracemalloc.start()
-            if step in (5_000, 7_500, 9_999):
+            if step in (5_000, 6_666, 8_333, 9_999):
                 gc.collect()
                 # NOTE: type(), not isinstance: a dead weakref.proxy (numba leaves some) raises on isinstance
                 nodes_at[step] = sum(type(o) is Node for o in gc.get_objects())
@@ -72,10 +72,12 @@ def test_ten_thousand_steps_reuse_one_plan_in_flat_memory():
     assert d["misses"] == 1, f"the loop planned {d['misses']} times; one plan should serve every step"
     assert d["hits"] == 9_999
     assert nodes_at[9_999] <= nodes_at[5_000], f"live nodes grew: {nodes_at}"
-    # NOTE: a leak grows in both halves; a one-off allocation in a long test session (the
-    # interpreter's caches, gc.get_objects' own list) lands in one of them only
-    growth = (mem_at[7_500] - mem_at[5_000], mem_at[9_999] - mem_at[7_500])
-    assert min(growth) < 16 * 1024, f"traced memory grew by {growth} bytes over two stretches of 2,500 steps"
+    # NOTE: a leak grows in every stretch; a one-off allocation in a long test session (the
+    # interpreter's caches, gc.get_objects' own list, another library's background thread) lands in
+    # one or two of them only: in CI two one-offs of 24 and 48 KB once hit both of two stretches
+    marks = (5_000, 6_666, 8_333, 9_999)
+    growth = tuple(mem_at[b] - mem_at[a] for a, b in zip(marks, marks[1:]))
+    assert min(growth) < 16 * 1024, f"traced memory grew by {growth} bytes over three stretches of 1,666 steps"
     assert_close(x, ref.astype(np.float64), ox.float32)  # the same float32 recurrence, step for step
     closed = x0.astype(np.float64) * 0.999 ** 10_000 + (1 - 0.999 ** 10_000) / 0.001
     np.testing.assert_allclose(x.numpy(), closed, rtol=1e-3)
