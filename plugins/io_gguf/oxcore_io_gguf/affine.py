@@ -35,58 +35,70 @@ AFFINE = {"Q4_0": 4, "Q4_1": 4, "Q8_0": 8, "Q4_K": 4, "Q5_0": 8, "Q5_1": 8, "Q5_
 GROUP = 32
 
 
-def _f16(b: np.ndarray, at: int) -> np.ndarray:
-    return b[:, at:at + 2].view("<f2").astype(np.float32)
+# NOTE: the block decoding below is written once for any array module with NumPy's operators
+# (``xp`` is numpy here, mlx.core in oxcore-kernels-ggml, which converts on the device): only
+# shifts, masks, slices, ``concatenate``, ``arange``, ``view`` and float32 products are used.
 
 
-def _nib(qs: np.ndarray) -> np.ndarray:
-    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+def _f16(b: Any, at: int, xp: Any) -> Any:
+    """float16 at byte ``at`` of each block -> float32 (nb, 1)."""
+    lo, hi = b[:, at].astype(xp.uint16), b[:, at + 1].astype(xp.uint16)
+    return (lo | (hi << 8)).view(xp.float16).astype(xp.float32)[:, None]
 
 
-def _q5(b: np.ndarray, at: int) -> np.ndarray:
-    hb = np.unpackbits(b[:, at:at + 4], axis=1, bitorder="little")
-    return _nib(b[:, at + 4:at + 20]) | (hb << 4)
+def _nib(qs: Any, xp: Any) -> Any:
+    return xp.concatenate([qs & 0x0F, qs >> 4], axis=-1)
 
 
-def _k4(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from .quants import _scale_min_k4
-
-    sc, m = _scale_min_k4(b[:, 4:16])
-    return _f16(b, 0) * sc.astype(np.float32), -(_f16(b, 2) * m.astype(np.float32))
+def _bits(b: Any, xp: Any) -> Any:
+    """(nb, n) bytes -> (nb, 8 n) bits, little-endian within each byte."""
+    return ((b[:, :, None] >> xp.arange(8, dtype=xp.uint8)) & 1).reshape(b.shape[0], -1)
 
 
-def _k4_nib(qs: np.ndarray) -> np.ndarray:
+def _q5(b: Any, at: int, xp: Any) -> Any:
+    return _nib(b[:, at + 4:at + 20], xp) | (_bits(b[:, at:at + 4], xp) << 4)
+
+
+def _scale_min_k4(s: Any, xp: Any) -> tuple[Any, Any]:
+    """12 packed bytes -> 8 six-bit scales and mins as float32 (ggml's get_scale_min_k4)."""
+    sc = xp.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 0x0F) | ((s[:, 0:4] >> 6) << 4)], axis=-1)
+    m = xp.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=-1)
+    return sc.astype(xp.float32), m.astype(xp.float32)
+
+
+def _k4_nib(qs: Any, xp: Any) -> Any:
     nb = qs.shape[0]
-    return _nib(qs.reshape((nb * 4, 32))).reshape((nb, 256))
+    return _nib(qs.reshape(nb * 4, 32), xp).reshape(nb, 256)
 
 
-def _groups(b: np.ndarray, tname: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blocks -> (q (nb, values) uint8, scales (nb, groups) f32, biases (nb, groups) f32)."""
+def _groups(b: Any, tname: str, xp: Any = np) -> tuple[Any, Any, Any]:
+    """Blocks (nb, type_size) -> (q (nb, values) uint8, scales (nb, groups) f32, biases (nb, groups) f32)."""
     if tname == "Q4_0":
-        d = _f16(b, 0)
-        return _nib(b[:, 2:]), d, -8 * d
+        d = _f16(b, 0, xp)
+        return _nib(b[:, 2:], xp), d, -8 * d
     if tname == "Q4_1":
-        return _nib(b[:, 4:]), _f16(b, 0), _f16(b, 2)
+        return _nib(b[:, 4:], xp), _f16(b, 0, xp), _f16(b, 2, xp)
     if tname == "Q8_0":
-        d = _f16(b, 0)
-        return b[:, 2:] ^ np.uint8(0x80), d, -128 * d
+        d = _f16(b, 0, xp)
+        return b[:, 2:] ^ 0x80, d, -128 * d
     if tname == "Q5_0":
-        d = _f16(b, 0)
-        return _q5(b, 2), d, -16 * d
+        d = _f16(b, 0, xp)
+        return _q5(b, 2, xp), d, -16 * d
     if tname == "Q5_1":
-        return _q5(b, 4), _f16(b, 0), _f16(b, 2)
-    d, mb = _k4(b)
+        return _q5(b, 4, xp), _f16(b, 0, xp), _f16(b, 2, xp)
+    sc, m = _scale_min_k4(b[:, 4:16], xp)
+    d, mb = _f16(b, 0, xp) * sc, -(_f16(b, 2, xp) * m)
     if tname == "Q4_K":
-        return _k4_nib(b[:, 16:]), d, mb
-    nb = b.shape[0]
-    hb = ((b[:, 16:48].reshape((nb, 1, 32)) >> np.arange(8, dtype=np.uint8).reshape((1, 8, 1))) & 1)
-    return _k4_nib(b[:, 48:]) | (hb.reshape((nb, 256)) << 4), d, mb
+        return _k4_nib(b[:, 16:], xp), d, mb
+    nb = b.shape[0]  # Q5_K: bit j of qh[l] is the fifth bit of value l of sub-block j
+    hb = (b[:, None, 16:48] >> xp.arange(8, dtype=xp.uint8)[None, :, None]) & 1
+    return _k4_nib(b[:, 48:], xp) | (hb.reshape(nb, 256) << 4), d, mb
 
 
-def _pack(q: np.ndarray, bits: int) -> np.ndarray:
+def _pack(q: Any, bits: int, xp: Any = np) -> Any:
     per = 32 // bits
-    q = q.reshape((-1, per)).astype(np.uint32) << (np.arange(per, dtype=np.uint32) * bits)
-    return np.bitwise_or.reduce(q, axis=-1)
+    q = q.reshape(-1, per).astype(xp.uint32) << (xp.arange(per, dtype=xp.uint32) * bits)
+    return q.sum(axis=-1).astype(xp.uint32)  # NOTE: disjoint bit fields: the sum is their OR
 
 
 def _source(tensor: Any) -> tuple[np.ndarray, str, tuple[int, ...]]:
