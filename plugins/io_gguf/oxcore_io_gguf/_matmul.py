@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _types as T
 
 OP = "ggml_matmul"
 ATTRS = ("ggml_type", "shape")
@@ -18,30 +17,19 @@ DOC = "x (..., K) @ W.T with W (N, K) given as ggml block bytes (uint8); attrs: 
 
 
 def infer(inputs: tuple[Any, ...], attrs: dict[str, Any]) -> tuple[tuple[int, ...], Any]:
-    from oxcore import DTypeError, ShapeError, uint8
+    from oxcore import DTypeError, ShapeError
+
+    from ._op import check_blocks
 
     x, raw = inputs
-    try:
-        t = T.ggml_type(attrs["ggml_type"])
-    except ValueError as e:
-        raise DTypeError(str(e)) from None
-    shape = tuple(int(s) for s in attrs["shape"])
-    if len(shape) != 2:
-        raise ShapeError(f"{OP}: W must be 2-D (N, K), got shape {shape}")
+    if len(attrs["shape"]) != 2:
+        raise ShapeError(f"{OP}: W must be 2-D (N, K), got shape {tuple(attrs['shape'])}")
+    _, shape = check_blocks(OP, raw, attrs, what="W")
     n, k = shape
-    if raw.dtype is not uint8:
-        raise DTypeError(f"{OP} takes W's stored bytes as uint8, got {raw.dtype.name}")
     if not x.dtype.is_floating:
         raise DTypeError(f"{OP}: x must be floating, got {x.dtype.name}")
     if x.ndim < 1 or x.shape[-1] != k:
         raise ShapeError(f"{OP}: x {x.shape} does not fit W {shape}: x's last axis must be K={k}")
-    if k % t.block_size:
-        raise ShapeError(f"{OP}: K={k} is not a multiple of the {t.name} block size {t.block_size}")
-    nbytes = 1
-    for s in raw.shape:
-        nbytes *= s
-    if nbytes != T.nbytes(t, shape):
-        raise ShapeError(f"{OP}: W {shape} of {t.name} takes {T.nbytes(t, shape)} bytes, got {nbytes}")
     return tuple(x.shape[:-1]) + (n,), x.dtype
 
 

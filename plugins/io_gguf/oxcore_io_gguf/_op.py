@@ -11,29 +11,40 @@ ATTRS = ("ggml_type", "shape", "dtype")
 DOC = "ggml block bytes (uint8) -> values; attrs: ggml_type name, logical shape, out dtype"
 
 
-def infer(inputs: tuple[Any, ...], attrs: dict[str, Any]) -> tuple[tuple[int, ...], Any]:
-    from oxcore import DTypeError, ShapeError, dtype as as_dtype, uint8
+def check_blocks(op: str, raw: Any, attrs: dict[str, Any], what: str = "shape") -> tuple[Any, tuple[int, ...]]:
+    """The ggml type and logical shape of an op's block-bytes input, checked: a known type, uint8
+    bytes, a last axis of whole blocks and exactly the bytes that shape takes (``what`` names the
+    tensor in messages). Shared by ``ggml_dequantize`` and ``ggml_matmul``."""
+    from oxcore import DTypeError, ShapeError, uint8
 
-    from .quants import supported
-
-    (raw,) = inputs
     try:
         t = T.ggml_type(attrs["ggml_type"])
     except ValueError as e:
         raise DTypeError(str(e)) from None
     shape = tuple(int(s) for s in attrs["shape"])
-    out = as_dtype(attrs["dtype"])
     if raw.dtype is not uint8:
-        raise DTypeError(f"{OP} takes the stored bytes as uint8, got {raw.dtype.name}")
-    if not out.is_floating:
-        raise DTypeError(f"{OP} produces a floating dtype, got {out.name}; valid: float16, bfloat16, float32, float64")
+        raise DTypeError(f"{op} takes {what}'s stored bytes as uint8, got {raw.dtype.name}")
     if shape and shape[-1] % t.block_size:
-        raise ShapeError(f"{OP}: last axis {shape[-1]} is not a multiple of the {t.name} block size {t.block_size}")
+        raise ShapeError(f"{op}: last axis {shape[-1]} of {what} {shape} is not a multiple of the {t.name} "
+                         f"block size {t.block_size}")
     n = 1
     for s in raw.shape:
         n *= s
     if n != T.nbytes(t, shape):
-        raise ShapeError(f"{OP}: shape {shape} of {t.name} takes {T.nbytes(t, shape)} bytes, got {n}")
+        raise ShapeError(f"{op}: {what} {shape} of {t.name} takes {T.nbytes(t, shape)} bytes, got {n}")
+    return t, shape
+
+
+def infer(inputs: tuple[Any, ...], attrs: dict[str, Any]) -> tuple[tuple[int, ...], Any]:
+    from oxcore import DTypeError, dtype as as_dtype
+
+    from .quants import supported
+
+    (raw,) = inputs
+    t, shape = check_blocks(OP, raw, attrs)
+    out = as_dtype(attrs["dtype"])
+    if not out.is_floating:
+        raise DTypeError(f"{OP} produces a floating dtype, got {out.name}; valid: float16, bfloat16, float32, float64")
     if not supported(t.name):
         raise DTypeError(f"ggml type {t.name} cannot be dequantized (neither oxcore_io_gguf nor gguf-py "
                          "implements it); read its bytes with TensorFile.raw(name)")
