@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from oxcore import bfloat16, hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
 
+from . import _kernels_nn as NN
 from ._kernels_api import KERNELS as API_KERNELS
 
 OXCORE_PLUGIN_API = 1
@@ -192,13 +193,8 @@ def _logsumexp(x, *, axis, keepdims):
 
 def _gelu(x, *, approximate):
     if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi).astype(x.dtype) * (x + 0.044715 * x ** 3)))
+        return NN.gelu_tanh(x)
     return 0.5 * x * (1 + _erf(x * x.dtype.type(1 / math.sqrt(2))))
-
-
-def _rms_norm(x, *w, eps):
-    y = x * (1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + x.dtype.type(eps)))
-    return y * w[0] if w else y
 
 
 def _layer_norm(x, *wb, eps, has_weight, has_bias):
@@ -285,7 +281,8 @@ KERNELS: dict[str, Any] = {
     "softmax": _up(_softmax), "log_softmax": _up(_log_softmax),
     "relu": lambda x: np.maximum(x, x.dtype.type(0)),
     "sigmoid": _up(lambda x: 1 / (1 + np.exp(-x))), "silu": _up(lambda x: x / (1 + np.exp(-x))),
-    "gelu": _up(_gelu), "rms_norm": _up(_rms_norm), "layer_norm": _up(_layer_norm),
+    "gelu": _up(_gelu), "rms_norm": _up(NN.rms_norm), "layer_norm": _up(_layer_norm),
+    "rope": _up(NN.rope), "scaled_dot_product_attention": _up(NN.sdpa),
     **API_KERNELS,
 }
 
