@@ -1,7 +1,8 @@
 """Gemma 3 decoder from GGUF, the way llama.cpp runs it.
 
 Hyperparameters come from the file's metadata (``gemma3.*`` keys), the tokenizer from its
-``tokenizer.ggml.*`` keys (built with ``tokenizers``), the weights from its tensors. Weights stay
+``tokenizer.ggml.*`` keys (llama.cpp's SentencePiece algorithm, ``spm_tokenizer``), the weights
+from its tensors. Weights stay
 in their ggml block types in the file mapping. By default (``dequantize="auto"``) the decoder
 multiplies on the blocks (``ggml_matmul``, computed by a kernel plugin such as
 ``oxcore-kernels-ggml``) when the backend has such a kernel, and otherwise asks the backend to
@@ -205,12 +206,11 @@ class Gemma3:
                  name: str = "gemma3", backend: str | None = None) -> None:
         self.w, self.config, self.tokenizer, self.metadata = weights, config, tokenizer, metadata
         self.name, self.backend = name, backend
-        vocab = tokenizer.get_vocab()
         self.bos_id = int(metadata.get("tokenizer.ggml.bos_token_id", 2))
         eog = {int(metadata["tokenizer.ggml.eos_token_id"])} if "tokenizer.ggml.eos_token_id" in metadata else set()
         for t in ("<end_of_turn>", "<eot>"):  # NOTE: llama.cpp's end-of-generation tokens for Gemma
-            if t in vocab:
-                eog.add(vocab[t])
+            if tokenizer.token_to_id(t) is not None:
+                eog.add(tokenizer.token_to_id(t))
         self.eog_ids = frozenset(eog)
         self.last_stats = GenerationStats()
         self.weights = weights.mode
@@ -233,13 +233,13 @@ class Gemma3:
         """
         from oxcore import FormatError
 
-        from .gguf_tokenizer import from_gguf_metadata
+        from .spm_tokenizer import SpmTokenizer
 
         if dequantize not in DEQUANTIZE:
             raise ValueError(f"Invalid dequantize: {dequantize!r}. Valid values are: "
                              + ", ".join(repr(d) for d in DEQUANTIZE))
         mode = dequantize if dequantize != "auto" else "blocks" if has_block_kernels(backend) else "load"
-        tok = _cached_tokenizer(metadata, from_gguf_metadata)
+        tok = SpmTokenizer.from_gguf_metadata(metadata)
         cfg = Gemma3Config.from_metadata(dict(metadata, _path=file.path), tok.get_vocab_size())
         need = ["token_embd.weight", "output_norm.weight"] + [f"blk.{i}.{t}.weight" for i in range(cfg.layers)
                                                               for t in _LAYER_TENSORS]
@@ -476,36 +476,3 @@ def _one_blas_thread(on: bool) -> Any:
 
 def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
-
-
-def _cached_tokenizer(metadata: dict, build: Any) -> Any:
-    """The GGUF tokenizer, built once per vocabulary and kept as tokenizer.json in the cache dir
-    (building the merges of a 262k vocabulary takes seconds; loading the JSON a fraction)."""
-    import hashlib
-
-    from tokenizers import Tokenizer
-
-    from ._defaults import cache_dir
-
-    h = hashlib.sha256()
-    for k in sorted(k for k in metadata if k.startswith("tokenizer.ggml.")):
-        v = metadata[k]
-        h.update(k.encode())
-        h.update(np.asarray(v).tobytes() if isinstance(v, np.ndarray) else "\0".join(map(str, v)).encode("utf-8", "surrogatepass")
-                 if not isinstance(v, (str, int, float, bool)) else repr(v).encode())
-    p = cache_dir() / "tokenizers" / f"{h.hexdigest()[:24]}.json"
-    if p.is_file():
-        try:
-            return Tokenizer.from_file(str(p))
-        except Exception:
-            pass  # NOTE: a damaged cache entry is rebuilt below
-    tok = build(metadata)
-    try:
-        from oxcore.extend import atomic_write
-
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(p) as tmp:
-            tok.save(tmp)
-    except OSError:
-        pass  # NOTE: a read-only cache only costs the rebuild next time
-    return tok
