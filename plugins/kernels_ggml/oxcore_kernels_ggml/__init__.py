@@ -7,6 +7,8 @@ per shape, between these kernels and the op's decomposition (dequantize + matmul
 
 - ``cpu_numpy.ggml_matmul.numba`` (``_cpu``): numba GEMV for decode, tiled dequantize + BLAS for
   prefill; threads from ``OXCORE_THREADS`` (else ``NUMBA_NUM_THREADS``, else one per core).
+- ``cpu_numpy.{rms_norm,rope,scaled_dot_product_attention}.numba`` (``_numba_kernels_nn``):
+  one compiled loop each for decode-sized float32 inputs (a decode step's per-layer ops).
 - ``oxcore bench qmatmul`` (``_bench``): per type x shape x kernel against the copy bandwidth.
 - ``oxcore_kernels_ggml.testing``: random blocks, the gguf-py float64 reference, NMSE, the
   conformance-kit case.
@@ -41,9 +43,9 @@ __all__ = ["OXCORE_PLUGIN_API", "__version__"]
 @hookimpl
 def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
     # NOTE: each module decides for itself whether its library is importable; nothing heavy loads here
-    from . import _cpu, _mlx
+    from . import _cpu, _mlx, _numba_kernels_nn
 
-    for k in (*_cpu.kernels(), *_mlx.kernels()):
+    for k in (*_cpu.kernels(), *_numba_kernels_nn.kernels(), *_mlx.kernels()):
         register(k)
 
 
