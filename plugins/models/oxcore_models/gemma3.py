@@ -216,6 +216,9 @@ class Gemma3:
         self.weights = weights.mode
         self._linear = _block_linear() if weights.mode == "blocks" else F.linear
         self._step = ox.compile(self._forward)
+        from ._malloc import keep_freed_memory
+
+        keep_freed_memory()  # NOTE: each step frees and reallocates its buffers: keep their pages (_malloc)
 
     @classmethod
     def from_file(cls, file: Any, metadata: dict, *, dequantize: str = "auto", backend: str | None = None) -> "Gemma3":
