@@ -29,8 +29,8 @@ import numpy as np
 KERNEL_NAME = "numba"
 #: query rows (heads x positions) up to which attention runs here; above, BLAS products win
 SDPA_MAX_ROWS = 64
-#: row length up to which norms and ropes run here (a decode row; prefill is many rows)
-MAX_ROW_ELEMENTS = 1 << 16
+#: elements up to which norms and ropes run here (a decode step's rows; a prefill has many more)
+MAX_ELEMENTS = 1 << 16
 _STATE: dict[str, Any] = {}
 
 
@@ -59,8 +59,8 @@ def _elements(shape: tuple) -> int:
 
 # --- rms_norm -------------------------------------------------------------------------------
 def _rms_supports(node: Any) -> bool | str:
-    if _elements(node.shape) > MAX_ROW_ELEMENTS:
-        return f"{_elements(node.shape)} elements: more than a decode step's rows ({MAX_ROW_ELEMENTS}); NumPy's kernel wins"
+    if _elements(node.shape) > MAX_ELEMENTS:
+        return f"{_elements(node.shape)} elements: more than a decode step's rows ({MAX_ELEMENTS}); NumPy's kernel wins"
     return _float32(node, len(node.inputs))
 
 
@@ -96,8 +96,8 @@ def _rope_table(offset: int, T: int, dims: int, base: float, scale: float) -> tu
 
 
 def _rope_supports(node: Any) -> bool | str:
-    if _elements(node.shape) > MAX_ROW_ELEMENTS:
-        return f"{_elements(node.shape)} elements: more than a decode step's rows ({MAX_ROW_ELEMENTS}); NumPy's kernel wins"
+    if _elements(node.shape) > MAX_ELEMENTS:
+        return f"{_elements(node.shape)} elements: more than a decode step's rows ({MAX_ELEMENTS}); NumPy's kernel wins"
     return _float32(node, 1)
 
 

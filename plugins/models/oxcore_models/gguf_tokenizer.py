@@ -1,5 +1,8 @@
 """A ``tokenizers.Tokenizer`` built from a GGUF file's ``tokenizer.ggml.*`` keys.
 
+``Gemma3`` uses ``spm_tokenizer`` instead (the same ids, ~4 MiB instead of ~100); this builder
+stays for code that wants a ``tokenizers.Tokenizer`` (batch encoding, offsets, its ecosystem).
+
 Only the SentencePiece-style ``llama`` tokenizer model (Gemma, LLaMA 1/2, Mistral) is supported,
 the way llama.cpp reads it: pieces merge pairwise by the score of the merged piece (a BPE whose
 merges are ordered by score), unknown characters fall back to ``<0xXX>`` byte pieces, spaces
