@@ -104,6 +104,22 @@ def oxcore_register_models(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def oxcore_register_test_cases(register: Callable[[Any], None]) -> None:
+    """Add conformance-kit cases for the plugin's ops (or for ops its kernels implement).
+
+    Called the first time the kit lists its cases (``pytest --oxcore-backend NAME``,
+    ``oxcore.testing.plugin_cases()``), once per loaded plugin set. The kit then runs each case
+    on every backend it checks, pinned there, against the case's reference, exactly like the
+    core's cases (``test_op``, ``test_supports_reasons``). A hook that raises adds no case and
+    shows as a failing ``test_op[...-plugin-cases[NAME]]``.
+
+    :param register: call ``register(case)`` with an ``oxcore.testing.Case`` whose ``op`` is a
+        registered op and whose ``id`` (``op[name]``) no other case has. ``Case(nmse=...)``
+        compares by normalized mean squared error instead of elementwise.
+    """
+
+
+@hookspec
 def oxcore_default_profiles() -> Any:
     """Ship default autotune measurements.
 
