@@ -161,7 +161,9 @@ def _collect() -> tuple[list[Case], list[PluginCaseError]]:
     found: list[Case] = []
     errors: list[PluginCaseError] = []
     ids = {c.id for c in CASES}
-    for impl in reversed(m.pm.hook.oxcore_register_test_cases.get_hookimpls()):
+    # NOTE: in registration order (entry points sort by name): of two cases with one id, the
+    # first plugin's stays and the later one is reported
+    for impl in m.pm.hook.oxcore_register_test_cases.get_hookimpls():
         info = m.plugins.get(impl.plugin_name)
         if info is not None and info.status != "loaded":
             continue
