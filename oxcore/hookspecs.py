@@ -64,6 +64,8 @@ def oxcore_register_ops(register: Callable[..., Any]) -> None:
     :param register: ``register(name, category, infer, attrs=(), decompose=..., doc=...)``,
         the signature of ``oxcore.extend.register_op``; each of ``attrs`` is a name or an
         ``oxcore.extend.Attr`` (type, default, normalisation), shown by ``oxcore ops list``.
+        ``tune=cases`` (``cases(dtype, quick) -> list[oxcore.extend.TuneCase]``) gives
+        ``oxcore autotune`` the op's representative shapes and input values.
     """
 
 
