@@ -109,7 +109,8 @@ def run_one(case: Any, dt: Any, backend: str, others: list[str]) -> Result:
     expected = case.reference(inputs, kw)
     status, reason = ("native" if native else "decomposed"), ""
     try:
-        case.check(out, expected, dt, kw, f"{case.id} on {backend} ({dt.name}, input shapes {[a.shape for a in inputs]})")
+        case.check(out, expected, dt, kw,
+                   f"{case.id} on {backend} ({dt.name}, input shapes {[a.shape for a in inputs]})")
     except AssertionError as e:
         status, reason = "FAIL", str(e)
     return Result(**base, status=status, reason=reason, max_error=_max_error(got, expected))

@@ -182,7 +182,8 @@ def _collect() -> tuple[list[Case], list[PluginCaseError]]:
         try:
             impl.function(register=register)
         except Exception as e:  # NOTE: one plugin's broken cases never hide the others'
-            errors.append(PluginCaseError(impl.plugin_name, f"oxcore_register_test_cases raised {type(e).__name__}: {e}"))
+            errors.append(PluginCaseError(impl.plugin_name,
+                                          f"oxcore_register_test_cases raised {type(e).__name__}: {e}"))
             ids.difference_update(c.id for c in mine)
             continue
         found.extend(mine)

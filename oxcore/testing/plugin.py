@@ -4,9 +4,9 @@ Options:
 
 ``--oxcore-backend NAME`` (repeatable)
     Run the conformance suite (``oxcore.testing.suite``) against that installed backend:
-    every op it claims (plugin ops included, through the cases plugins add with the
-    ``oxcore_register_test_cases`` hook), in every dtype, pinned to it and checked against float64 NumPy, plus
-    the protocol checks (transfers, DLPack, ``supports`` reasons, threads, freed buffers).
+    every op it claims (plugin ops included: the cases plugins add with the
+    ``oxcore_register_test_cases`` hook), in every dtype, pinned to it and checked against
+    float64 NumPy, plus the protocol checks (transfers, DLPack, ``supports`` reasons, threads, freed buffers).
     With no test paths on the command line only the suite runs; with paths, those tests run
     and ``oxcore_backend`` is restricted to the named backends.
 ``--oxcore-format NAME`` (repeatable)

@@ -88,7 +88,8 @@ def test_a_plugin_case_joins_the_kit_and_passes(register):
 
 @pytest.mark.parametrize("wrong", [
     lambda x: x * x.dtype.type(3) + x.dtype.type(1e-3),  # off by a little everywhere
-    lambda x: np.concatenate([x[..., :1] * 3, x[..., 1:] * 2], axis=-1) if x.ndim else x * 3,  # wrong past the first column
+    # NOTE: wrong past the first column
+    lambda x: np.concatenate([x[..., :1] * 3, x[..., 1:] * 2], axis=-1) if x.ndim else x * 3,
     lambda x: (x * 3).astype(np.float64) if x.dtype == np.float32 else x * 3,  # right values, wrong dtype
 ])
 def test_a_planted_wrong_kernel_fails_the_plugin_case(register, wrong):
