@@ -4,6 +4,9 @@ planted wrong kernel computes it; ``Case(nmse=...)`` compares by NMSE; a broken 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -151,3 +154,30 @@ def test_a_broken_hook_is_reported_and_others_still_count(register):
     assert "RuntimeError: no reference for this op" in errors["kit_broken"]
     assert f"case id {OP!r} is taken" in errors["kit_duplicate"]
     assert "no_such_op" in errors["kit_unknown_op"]
+
+
+BROKEN = '''
+import types
+from oxcore.extend import hookimpl, manager
+
+def cases(register):
+    raise RuntimeError("the reference needs gguf")
+
+mod = types.ModuleType("broken_cases")
+mod.OXCORE_PLUGIN_API = 1
+mod.oxcore_register_test_cases = hookimpl(cases)
+manager().register_plugin(mod, "broken_cases")
+'''
+
+
+def test_pytest_reports_a_broken_hook_as_a_failing_test(tmp_path):
+    (tmp_path / "broken_cases.py").write_text(BROKEN)
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "CI": "1", "PYTHONPATH": path}
+    p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "broken_cases",
+                        "--oxcore-backend", "cpu_numpy", "-k", "plugin-cases or op and add-float32", "-rA"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "FAILED ::test_op[cpu_numpy-plugin-cases[broken_cases]]" in p.stdout, p.stdout
+    assert "RuntimeError: the reference needs gguf" in p.stdout
+    assert "PASSED ::test_op[cpu_numpy-add-float32]" in p.stdout  # NOTE: the rest of the kit still runs
