@@ -4,7 +4,7 @@ The shapes are Gemma 3 270M's (Q4_K_M file) as its decode and prefill steps buil
 (1, rows, K), the weight W (N, K) arrives as the file's 1-D block bytes. ``--quick``: rows 1
 (decode) and 32 (prefill) on one weight of each type and size class (the planner scales a
 kernel's time to the other sizes by its own measured exponent); otherwise rows 1, 8, 32 and 128
-on every Gemma weight plus a 7B-sized layer in Q4_0 and Q4_K. Inputs are random blocks with valid
+on every Gemma weight plus a 7B-sized layer in Q4_K and Q8_0. Inputs are random blocks with valid
 float16 scales (zeros would time a degenerate case).
 
 NOTE: profile entries are keyed on dtypes and shape buckets, not on attributes: two types whose
@@ -33,7 +33,7 @@ GEMMA = (
 #: ``--quick``: one weight per type and size class
 QUICK = (("Q5_0", (2048, 640)), ("Q8_0", (256, 640)), ("Q4_K", (640, 2048)), ("Q6_K", (640, 2048)))
 #: added outside ``--quick``: a 7B-sized layer (its decomposition on MLX's CPU takes seconds a run)
-LARGER = (("Q4_0", (4096, 4096)), ("Q4_K", (4096, 4096)))
+LARGER = (("Q4_K", (4096, 4096)), ("Q8_0", (4096, 4096)))
 ROWS_QUICK = (1, 32)
 ROWS_FULL = (1, 8, 32, 128)
 

@@ -63,3 +63,22 @@ def test_gemma_table_is_the_files_weights(gemma_path):
     seen = {(f.info(n).type, tuple(f.info(n).shape)) for n in f.keys()
             if n.startswith("blk.") and n.split(".")[-2] in proj}
     assert set(_tune.GEMMA) == seen
+
+
+def _key(c):
+    from oxcore import _profile
+
+    pn = c.plan_node()
+    return _profile.dtypes_of(pn.inputs, pn), _profile.bucket_of(pn.inputs, pn)
+
+
+@pytest.mark.parametrize("op", ["ggml_matmul", "ggml_dequantize"])
+def test_each_declared_weight_gets_its_own_profile_entry(op):
+    """Profile entries are keyed on shape buckets, not on the ggml type: a case sharing a bucket
+    with an earlier one is never measured. Only the one pair Gemma's file itself has may share."""
+    for quick in (True, False):
+        keys: dict = {}
+        for c in _cases(op, quick=quick):
+            keys.setdefault(_key(c), []).append((c.attrs["ggml_type"], c.attrs["shape"]))
+        shared = {tuple(sorted(set(v))) for v in keys.values() if len(set(v)) > 1}
+        assert shared <= {(("Q4_K", (640, 1024)), ("Q5_0", (1024, 640)))}, shared
