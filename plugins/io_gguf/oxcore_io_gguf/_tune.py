@@ -4,8 +4,9 @@ The shapes are Gemma 3 270M's (Q4_K_M file) as its decode and prefill steps buil
 (1, rows, K), the weight W (N, K) arrives as the file's 1-D block bytes. ``--quick``: rows 1
 (decode) and 32 (prefill) on one weight of each type and size class (the planner scales a
 kernel's time to the other sizes by its own measured exponent); otherwise rows 1, 8, 32 and 128
-on every Gemma weight plus a 7B-sized layer in Q4_K and Q8_0. Inputs are random blocks with valid
-float16 scales (zeros would time a degenerate case).
+on every Gemma weight, plus rows 1 and 32 on a 7B-sized layer in Q4_K and Q8_0 (both ops: ~6
+minutes on a busy 2-core machine, where the MLX backends' decompositions take seconds a run).
+Inputs are random blocks with valid float16 scales (zeros would time a degenerate case).
 
 NOTE: profile entries are keyed on dtypes and shape buckets, not on attributes: two types whose
 bytes land in one bucket share an entry (Gemma's Q5_0 attn_q and Q4_K attn_output do).
@@ -36,6 +37,7 @@ QUICK = (("Q5_0", (2048, 640)), ("Q8_0", (256, 640)), ("Q4_K", (640, 2048)), ("Q
 LARGER = (("Q4_K", (4096, 4096)), ("Q8_0", (4096, 4096)))
 ROWS_QUICK = (1, 32)
 ROWS_FULL = (1, 8, 32, 128)
+ROWS_LARGER = (1, 32)
 
 
 def _raw_shape(t: str, shape: tuple[int, int]) -> tuple[int]:
@@ -48,6 +50,10 @@ def _weights(quick: bool) -> tuple:
     return QUICK if quick else GEMMA + LARGER
 
 
+def _rows(weight: tuple, quick: bool) -> tuple[int, ...]:
+    return ROWS_QUICK if quick else ROWS_LARGER if weight in LARGER else ROWS_FULL
+
+
 def matmul_cases(dtype: Any, quick: bool) -> list:
     """``ggml_matmul`` cases: x (1, rows, K) in ``dtype`` times each weight, decode and prefill rows."""
     from oxcore.extend import TuneCase
@@ -56,7 +62,7 @@ def matmul_cases(dtype: Any, quick: bool) -> list:
         return []
     out = []
     for t, (n, k) in _weights(quick):
-        for rows in ROWS_QUICK if quick else ROWS_FULL:
+        for rows in _rows((t, (n, k)), quick):
             def make(rng, t=t, n=n, k=k, rows=rows):
                 from .blocks import random_blocks
 

@@ -23,10 +23,11 @@ def _cases(op, dtype=ox.float32, quick=True):
 def test_matmul_cases_are_decode_and_prefill_on_declared_weights(quick):
     cases = _cases("ggml_matmul", quick=quick)
     weights = _tune.QUICK if quick else _tune.GEMMA + _tune.LARGER
-    rows = _tune.ROWS_QUICK if quick else _tune.ROWS_FULL
     got = {(c.attrs["ggml_type"], c.attrs["shape"], c.inputs[0][0][1]) for c in cases}
-    assert got == {(t, s, r) for t, s in weights for r in rows}
-    assert 1 in rows and max(rows) >= 32  # NOTE: decode, and prefill
+    assert got == {(t, s, r) for t, s in weights for r in _tune._rows((t, s), quick)}
+    for w in weights:
+        rows = _tune._rows(w, quick)
+        assert 1 in rows and max(rows) >= 32  # NOTE: decode, and prefill
     for c in cases:
         (x_shape, x_dt), (raw_shape, raw_dt) = c.inputs
         n, k = c.attrs["shape"]
