@@ -158,6 +158,8 @@ class TuneCase:
         make: ``make(rng) -> list[np.ndarray]``, the input values to time on (matching
             ``inputs``), where the default (floats in [0.5, 1.5], integers 0) is not
             representative: block bytes with valid scales, indices in range...
+        name: shown after the op where autotune lists the case (``ggml_matmul[Q4_K](...)``),
+            for what the shapes do not say.
 
     Example:
         >>> import numpy as np, oxcore as ox
@@ -175,6 +177,7 @@ class TuneCase:
     inputs: Any
     attrs: dict[str, Any] = field(default_factory=dict)
     make: Callable[[Any], list[Any]] | None = None
+    name: str = ""
 
 
 @dataclass(frozen=True)

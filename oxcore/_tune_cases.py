@@ -39,10 +39,11 @@ class Case:
     origin: str = "bucket"  # "bucket" (representative) or "trace"
     extra: dict[str, Any] = field(default_factory=dict)
     make: Callable[[np.random.Generator], list[np.ndarray]] | None = None  # from a TuneCase
+    name: str = ""  # from a TuneCase: what the shapes do not say (a ggml type)
 
     def describe(self) -> str:
         ins = ", ".join(f"{d.name}{list(s)}" for s, d in self.inputs)
-        return f"{self.op}({ins})"
+        return f"{self.op}[{self.name}]({ins})" if self.name else f"{self.op}({ins})"
 
     def plan_node(self) -> Any:
         """The node as planners and ``Kernel.supports`` see it (also the profile key source)."""
@@ -204,7 +205,7 @@ def _declared(op: str, dtype: DType, quick: bool) -> list[Case]:
         except Exception as e:
             warnings.warn(f"{op}: a tune case of {d.source} does not build: {type(e).__name__}: {e}", stacklevel=2)
             continue
-        cases.append(Case(op, dict(n.attrs), ins, n.shape, n.dtype, make=tc.make))
+        cases.append(Case(op, dict(n.attrs), ins, n.shape, n.dtype, make=tc.make, name=tc.name))
     return cases
 
 

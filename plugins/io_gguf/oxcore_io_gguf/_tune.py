@@ -69,7 +69,7 @@ def matmul_cases(dtype: Any, quick: bool) -> list:
                 return [rng.standard_normal((1, rows, k)).astype(dtype.numpy),
                         random_blocks(t, (n, k), rng).reshape(-1)]
             out.append(TuneCase([((1, rows, k), dtype), (_raw_shape(t, (n, k)), "uint8")],
-                                {"ggml_type": t, "shape": (n, k)}, make))
+                                {"ggml_type": t, "shape": (n, k)}, make, name=t))
     return out
 
 
@@ -86,5 +86,5 @@ def dequantize_cases(dtype: Any, quick: bool) -> list:
 
             return [random_blocks(t, (n, k), rng).reshape(-1)]
         out.append(TuneCase([(_raw_shape(t, (n, k)), "uint8")], {"ggml_type": t, "shape": (n, k), "dtype": dtype},
-                            make))
+                            make, name=t))
     return out

@@ -33,6 +33,7 @@ def test_matmul_cases_are_decode_and_prefill_on_declared_weights(quick):
         n, k = c.attrs["shape"]
         assert x_shape[-1] == k and x_dt is ox.float32 and raw_dt is ox.uint8 and len(raw_shape) == 1
         assert c.shape == x_shape[:-1] + (n,) and c.dtype is ox.float32
+        assert c.describe().startswith(f"ggml_matmul[{c.attrs['ggml_type']}](float32[1, ")
 
 
 def test_quick_is_a_subset_of_the_full_list():
