@@ -11,7 +11,8 @@ per shape, between these kernels and the op's decomposition (dequantize + matmul
   one compiled loop each for decode-sized float32 inputs (a decode step's per-layer ops).
 - ``oxcore bench qmatmul`` (``_bench``): per type x shape x kernel against the copy bandwidth.
 - ``oxcore_kernels_ggml.testing``: random blocks, the gguf-py float64 reference, NMSE, the
-  conformance-kit case.
+  conformance-kit cases (registered with ``oxcore_register_test_cases``: ``pytest
+  --oxcore-backend NAME`` runs them on that backend's kernels).
 
 Example:
     >>> import oxcore as ox, numpy as np
@@ -47,6 +48,16 @@ def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
 
     for k in (*_cpu.kernels(), *_numba_kernels_nn.kernels(), *_mlx.kernels()):
         register(k)
+
+
+@hookimpl
+def oxcore_register_test_cases(register: Callable[[Any], None]) -> None:
+    """One ``ggml_matmul`` case per block type the kernels cover: ``pytest --oxcore-backend NAME``
+    checks every backend's ggml_matmul kernels (or the decomposition where it has none)."""
+    from .testing import TYPES, ggml_matmul_case
+
+    for t in TYPES:
+        register(ggml_matmul_case(t))
 
 
 @hookimpl
