@@ -4,7 +4,7 @@ on this machine, and store the medians in the profile the planner reads.
 Each kernel is timed alone: a one-instruction segment compiled by the kernel's own backend, on
 inputs already realized on the backend's device, median of several runs after warm-up, with
 ``backend.synchronize()`` after each run. Ops that also have a decomposition get the
-decomposition timed on the backends without a kernel for them (``cpu_numpy.rope.decomposed``),
+decomposition timed on the backends without a kernel for them (``cpu_numpy.clip.decomposed``),
 so a measured-slow native kernel elsewhere loses to composite ops that are faster here. Plugin
 ops that declare their own representative cases (``register_op(..., tune=...)``, e.g.
 ``ggml_matmul``) get it timed on every backend: their kernels are optional add-ons, and one
