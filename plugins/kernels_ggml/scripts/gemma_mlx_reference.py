@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     import oxcore as ox
     import oxcore.models
     from oxcore.models import resolve
-    from oxcore_models.gemma3 import Gemma3Config
+    from oxcore_models.gemma3 import Gemma3, Gemma3Config
     from oxcore_models.sampling import Sampler
 
     path, _, meta = resolve(a.model or "gemma3")
@@ -177,15 +177,24 @@ def main(argv: list[str] | None = None) -> int:
           f"decode {(len(toks) - 1) / td:.1f} tok/s")
     print("  text:", repr(model.detokenize(toks[:32])))
     if a.backend:
-        with ox.use(a.backend):
-            got = list(model.generate_ids(ids, max_tokens=a.tokens, sampler=Sampler(temp=0), ignore_eos=True))
+        # NOTE: loaded with the backend, as `oxcore generate --backend` does: the pin then covers
+        # loading (which weights stay blocks, where the norms live) and every step
+        model = Gemma3.from_file(ox.load(path), meta, backend=a.backend)
+        # NOTE: warm-up as for the reference: traces and compiles the prompt and decode steps
+        list(model.generate_ids(ids, max_tokens=4, sampler=Sampler(temp=0), ignore_eos=True))
+        got = list(model.generate_ids(ids, max_tokens=a.tokens, sampler=Sampler(temp=0), ignore_eos=True))
         st = model.last_stats
         same = next((i for i, (x, y) in enumerate(zip(toks, got)) if x != y), min(len(toks), len(got)))
         rec["oxcore"] = {"backend": a.backend, "tokens": got, "prompt_tok_s": st.prompt_tok_s,
-                         "decode_tok_s": st.decode_tok_s, "same_prefix": same}
+                         "decode_tok_s": st.decode_tok_s, "same_prefix": same, "weights": st.weights}
+        ex = model.explain_step(len(ids), cache_length=st.cache_length)
+        # NOTE: the decode step's plan: segments, host round trips and fallbacks off the backend
+        rec["oxcore"].update(segments=len(ex.segments), transfers=len(ex.transfers), fallbacks=ex.fallbacks)
         print(f"oxcore {a.backend}: prompt {st.prompt_tok_s:.1f} tok/s, decode {st.decode_tok_s:.1f} tok/s "
               f"({st.decode_tok_s / rec['mlx_reference']['decode_tok_s']:.2f}x the MLX reference); "
               f"greedy tokens agree for the first {same} of {len(toks)}")
+        print(f"  decode step: {len(ex.segments)} segments, {len(ex.transfers)} transfers, "
+              f"{len(ex.fallbacks)} fallbacks off {a.backend}")
     with open(a.out, "w") as f:
         json.dump(rec, f, indent=1)
     print("wrote", a.out)
