@@ -100,7 +100,11 @@ class _Replay:
                 constants[step.outputs[0]] = step.fn([constants[step.inputs[0]]])[0]
             else:
                 self.steps.append(step)
-        self.constants = list(constants.items())
+        # NOTE: keep only constants a remaining step reads: a host weight already moved to its
+        # device would otherwise sit in every call's slots (and, when it views a mapped file,
+        # make each call stat that file)
+        read = {i for step in self.steps for i in step.inputs} | {s for _, s, _ in plan.outputs}
+        self.constants = [(s, buf) for s, buf in constants.items() if s in read]
         slot_of = {order[p]: (s, dev) for p, s, dev in plan.outputs}
         self.outputs: list[tuple] = []
         for v in out_leaves:
