@@ -189,3 +189,24 @@ def test_compiled_decode_step_converts_once(monkeypatch, backend):
     assert sorted(calls) == ["Q4_0", "Q6_K"]
     if fused:
         assert fused.stats.get("prepared", 0) - prepared == 2
+
+
+def test_compiled_segment_does_not_keep_a_dropped_weight():
+    """metal_fused's compiled segments outlive their step function (cached by structure): the
+    weights they prepared must still go when the model does."""
+    rng = np.random.default_rng()
+    raw = ox.asarray(random_blocks("Q4_K", (8, 256), rng))
+
+    @ox.compile
+    def step(x):
+        return ox.build("ggml_matmul", x, raw, ggml_type="Q4_K", shape=(8, 256))
+
+    with ox.use("metal_fused"):
+        for _ in range(3):
+            step(ox.asarray(rng.standard_normal((1, 256)).astype(np.float32))).numpy()
+    gc.collect()  # NOTE: earlier tests' garbage goes first, so only this weight can leave below
+    before = len(_mlx_affine._CACHE)
+    assert before > 0
+    del step, raw
+    gc.collect()
+    assert len(_mlx_affine._CACHE) == before - 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import operator
 import os
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -166,7 +166,7 @@ class FusedBackend(MLXBackend):
         # function whose captured constant is also one of its inputs (an argument equal to it)
         consts = {k: self.device.from_numpy(v, shared=False) for k, v in segment.constants.items()}
         mx.eval(list(consts.values()))
-        # NOTE: every input is an argument MLX checks and binds on each call (~3 us each on a CPU)
+        # NOTE: every input is an argument MLX checks and binds on each call
         live = [k for k in range(n) if k not in consts and k in read]
 
         def body(*xs: Any) -> list:
@@ -198,7 +198,9 @@ class FusedBackend(MLXBackend):
                 return fn(*inputs)
             return self.evaluated(call)
         prep = [(a, fn.prepare, segment.instructions[j]) for j, a, fn in preps]
-        last: dict[str, Any] = {"raw": (), "extra": []}
+        # NOTE: weak: this function outlives the plan (compiled segments are cached by structure),
+        # and must not keep a dropped model's weights alive
+        last: dict[str, list] = {"raw": [], "extra": []}
 
         def call_prepared(inputs: list) -> list:
             fn = state["fn"]
@@ -208,13 +210,19 @@ class FusedBackend(MLXBackend):
                     return interp(inputs)
             raw = [inputs[a] for a, _, _ in prep]
             # NOTE: a decode loop passes the same weight buffers every call: skip the 100+ cache lookups
-            if len(raw) != len(last["raw"]) or not all(map(operator.is_, raw, last["raw"])):
-                extra = [p(r, ins) for r, (_, p, ins) in zip(raw, prep)]
+            extra = [w() for w in last["extra"]] if all(map(_is_referent, last["raw"], raw)) and last["raw"] else None
+            if extra is None or any(w is None for w in extra):
+                done = [p(r, ins) for r, (_, p, ins) in zip(raw, prep)]
                 if fn is None:
                     self.stats["compiled"] += 1
                     self.stats["prepared"] += len(prep)
-                    fn = state["fn"] = self._compile(rewired(segment, preps, [len(e) for e in extra]),
+                    fn = state["fn"] = self._compile(rewired(segment, preps, [len(e) for e in done]),
                                                      shapeless=False)
-                last["raw"], last["extra"] = raw, [w for e in extra for w in e]
-            return fn(*inputs, *last["extra"])
+                extra = [w for e in done for w in e]
+                last["raw"], last["extra"] = [weakref.ref(r) for r in raw], [weakref.ref(w) for w in extra]
+            return fn(*inputs, *extra)
         return self.evaluated(call_prepared)
+
+
+def _is_referent(ref: Any, x: Any) -> bool:
+    return ref() is x
