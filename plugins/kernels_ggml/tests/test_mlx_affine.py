@@ -210,3 +210,30 @@ def test_compiled_segment_does_not_keep_a_dropped_weight():
     del step, raw
     gc.collect()
     assert len(_mlx_affine._CACHE) == before - 1
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_traces_share_one_device_copy_of_a_read_only_weight(monkeypatch, writable):
+    """A GGUF weight is a read-only view of the mapped file: every trace of a compiled step (each
+    prompt length, the decode step) shares one device copy, hence one conversion. A writable
+    host array may change between traces, so each trace moves (and converts) its own."""
+    from oxcore.extend import host_leaf
+
+    rng = np.random.default_rng()
+    raw_np = random_blocks("Q4_0", (16, 256), rng)
+    raw_np.flags.writeable = writable
+    raw = host_leaf(raw_np)
+    calls = []
+    real = _mlx_affine.to_affine
+    monkeypatch.setattr(_mlx_affine, "to_affine", lambda *a: calls.append(a[1]) or real(*a))
+
+    @ox.compile
+    def step(x):
+        return ox.build("ggml_matmul", x, raw, ggml_type="Q4_0", shape=(16, 256))
+
+    with ox.use("metal_basic"):
+        for rows in (1, 3, 1, 5):
+            x = rng.standard_normal((rows, 256)).astype(np.float32)
+            assert nmse(reference_matmul(x, raw_np, "Q4_0", (16, 256)), step(ox.asarray(x)).numpy()) <= 1e-6
+    assert step.traces == 3
+    assert calls == ["Q4_0"] * (3 if writable else 1)
