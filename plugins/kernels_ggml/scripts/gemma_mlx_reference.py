@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{med['oxcore'][1]:.1f} tok/s ({med['oxcore'][1] / med['mlx_reference'][1]:.2f}x the MLX reference); "
               f"greedy tokens agree for the first {same} of {len(toks)}")
         print(f"  decode step: {len(ex.segments)} segments, {len(ex.transfers)} transfers "
-              f"(weights move once per trace), {len(ex.fallbacks)} fallbacks off {a.backend}")
+              f"(captured weights move once, not per step), {len(ex.fallbacks)} fallbacks off {a.backend}")
     with open(a.out, "w") as f:
         json.dump(rec, f, indent=1)
     print("wrote", a.out)
