@@ -239,7 +239,8 @@ class CompiledFunction:
                 plan = planning.build_plan(order, pos, [id(n) in tset for n in order], constants=constants)
             else:
                 order, plan = [], planning.Plan.empty()
-        replay = _Replay(plan, order, {id(n): i for i, n in enumerate(nodes)}, out_leaves, out_tree, self._moved)
+        replay = _Replay(plan, order, {id(n): i for i, n in enumerate(nodes)}, out_leaves, out_tree,
+                         self._moved)
         with self._lock:
             if len(self._cache) >= self.max_traces:
                 self._cache.pop(next(iter(self._cache)))

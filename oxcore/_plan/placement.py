@@ -5,7 +5,8 @@ Greedy, in topological order: candidates are the kernels of *available* backends
 moving inputs that live on another device. Pins (``oxcore.use``, ``OXCORE_BACKENDS``) choose
 the backend; among that backend's kernels the cheapest wins, and where they all refuse a node
 its decomposition is tried on the pinned backend before falling back to another. An op nobody
-runs is replaced by its decomposition. ``refine`` then moves runs of nodes where that lowers the plan's total.
+runs is replaced by its decomposition. ``refine`` then moves runs of nodes where that lowers
+the plan's total.
 """
 
 from __future__ import annotations

@@ -143,8 +143,8 @@ def _dense_prepared(x: Any, w: Any, *, ggml_type: str, shape: tuple[int, int]) -
 
 # NOTE: metal_fused's protocol (oxcore_metal_fused.FusedBackend): argument 1, the raw blocks, is
 # converted once per buffer outside its compiled segments and handed in as these arrays
-_affine.prepare_arg, _affine.prepare, _affine.prepared = 1, _affine_prepare, _affine_prepared  # type: ignore[attr-defined]
-_dense.prepare_arg, _dense.prepare, _dense.prepared = 1, _dense_prepare, _dense_prepared  # type: ignore[attr-defined]
+for _fn, _prep, _run in ((_affine, _affine_prepare, _affine_prepared), (_dense, _dense_prepare, _dense_prepared)):
+    _fn.prepare_arg, _fn.prepare, _fn.prepared = 1, _prep, _run  # type: ignore[attr-defined]
 
 
 def _cuda(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:

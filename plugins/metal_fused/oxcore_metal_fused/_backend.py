@@ -76,7 +76,8 @@ def rewired(segment: Segment, preps: list[Preparation], counts: list[int]) -> Se
     for (j, a, fn), c in zip(preps, counts):
         args = list(ins[j].args)
         args[fn.prepare_arg:fn.prepare_arg + 1] = range(at, at + c)
-        ins[j] = dataclasses.replace(ins[j], args=tuple(args), kernel=dataclasses.replace(ins[j].kernel, fn=fn.prepared))
+        kernel = dataclasses.replace(ins[j].kernel, fn=fn.prepared)
+        ins[j] = dataclasses.replace(ins[j], args=tuple(args), kernel=kernel)
         avals += [segment.input_avals[a]] * c  # NOTE: only the interpreter reads this segment, never its avals
         at += c
     return Segment(segment.backend, n + extra, avals, ins, tuple(shift(o) for o in segment.outputs),
