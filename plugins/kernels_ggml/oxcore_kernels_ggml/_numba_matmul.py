@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _numba_blocks as B
+from . import _numba_vnni as V
 
 _ROWS = 64  # NOTE: rows per parallel chunk: one scratch allocation per chunk, not per row
 
@@ -54,3 +55,115 @@ def gemv(code, w, x, lut, y):
                     for i in range(k // 256):
                         B.q6_k(b, bi, i * 210, lut, xm, i * 256, acc)
                 y[m, n] = acc.sum()
+
+
+@njit(cache=True, fastmath=True)
+def quantize_x(x, xq, xd, xs):
+    """ggml's q8_0 quantization of the activations, per block of 32: ``xd = max|x| / 127``,
+    ``xq = round(x / xd)`` (int8), and ``xs``: ``xd`` times the sum of ``xq`` per 16 (the offset
+    and min terms of the int8 GEMV need the quantized sums)."""
+    m_rows, k = x.shape
+    for m in range(m_rows):
+        for i in range(k // 32):
+            amax = np.float32(0)
+            for j in range(32):
+                amax = max(amax, abs(x[m, 32 * i + j]))
+            d = amax / np.float32(127)
+            inv = np.float32(1) / d if d > 0 else np.float32(0)
+            xd[m, i] = d
+            for h in range(2):
+                s = 0
+                for j in range(16 * h, 16 * h + 16):
+                    q = np.int32(np.rint(x[m, 32 * i + j] * inv))
+                    xq[m, 32 * i + j] = q
+                    s += q
+                xs[m, 2 * i + h] = d * np.float32(s)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def gemv_q8(code, w, xq, xd, xs, lut, y):
+    """y (M, N) = x @ W.T with x given as int8 blocks (``quantize_x``): the VNNI GEMV.
+
+    Each block adds ``vpdpbusd(q, xq) * d_w * d_x`` into 8 float32 lanes (``_numba_vnni``); the
+    offset (Q4_0: 8, Q5_0: 16, Q8_0: 128 from the unsigned read, Q6_K: 32) and min terms are one
+    scalar per block from ``xs``. NOTE: codes as in ``gemv``; literals keep the block loops
+    unrolled and the intrinsics' shift/mask arguments constant."""
+    n_rows = w.shape[0]
+    m_rows, k = xq.shape
+    for c in prange((n_rows + _ROWS - 1) // _ROWS):
+        acc = np.zeros(8, np.float32)
+        for n in range(c * _ROWS, min(n_rows, (c + 1) * _ROWS)):
+            b = w[n]
+            for m in range(m_rows):
+                q, d_x, s_x = xq[m], xd[m], xs[m]
+                acc[:] = 0
+                extra = np.float32(0)
+                if code == 4:  # Q8_0: d, 32 int8
+                    for i in range(k // 32):
+                        o = i * 34
+                        d = B._h(b, o, lut)
+                        V.dot_q8(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 2)
+                        extra += d * (s_x[2 * i] + s_x[2 * i + 1])
+                    extra *= np.float32(-128)
+                elif code == 0:  # Q4_0: d, 16 bytes of nibbles
+                    for i in range(k // 32):
+                        o = i * 18
+                        d = B._h(b, o, lut)
+                        V.dot_q4(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 2, 0)
+                        extra += d * (s_x[2 * i] + s_x[2 * i + 1])
+                    extra *= np.float32(-8)
+                elif code == 1:  # Q4_1: d, m, nibbles
+                    for i in range(k // 32):
+                        o = i * 20
+                        d = B._h(b, o, lut)
+                        V.dot_q4(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 4, 0)
+                        extra += B._h(b, o + 2, lut) * (s_x[2 * i] + s_x[2 * i + 1])
+                elif code == 2:  # Q5_0: d, qh (32 bits), nibbles
+                    for i in range(k // 32):
+                        o = i * 22
+                        d = B._h(b, o, lut)
+                        V.dot_q4(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 6, B._u32(b, o + 2))
+                        extra += d * (s_x[2 * i] + s_x[2 * i + 1])
+                    extra *= np.float32(-16)
+                elif code == 3:  # Q5_1: d, m, qh, nibbles
+                    for i in range(k // 32):
+                        o = i * 24
+                        d = B._h(b, o, lut)
+                        V.dot_q4(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 8, B._u32(b, o + 4))
+                        extra += B._h(b, o + 2, lut) * (s_x[2 * i] + s_x[2 * i + 1])
+                elif code == 5 or code == 6:  # Q4_K / Q5_K: d, dmin, 12 bytes of scales, (qh,) qs
+                    five = code == 6
+                    bs = 176 if five else 144
+                    for i in range(k // 256):
+                        o = i * bs
+                        d, dmin = B._h(b, o, lut), B._h(b, o + 2, lut)
+                        qs = o + 48 if five else o + 16
+                        for j in range(4):
+                            xb = 8 * i + 2 * j  # NOTE: x block of the low nibbles; the high ones: xb + 1
+                            sc1, m1 = B._scale_min_k4(2 * j, b, o + 4)
+                            sc2, m2 = B._scale_min_k4(2 * j + 1, b, o + 4)
+                            s1, s2 = d * np.float32(sc1) * d_x[xb], d * np.float32(sc2) * d_x[xb + 1]
+                            if five:
+                                V.dot_k(acc, q, 32 * xb, s1, s1, b, qs + 32 * j, 0, o + 16, 2 * j, 1)
+                                V.dot_k(acc, q, 32 * xb + 32, s2, s2, b, qs + 32 * j, 4, o + 16, 2 * j + 1, 1)
+                            else:
+                                V.dot_k(acc, q, 32 * xb, s1, s1, b, qs + 32 * j, 0, qs, 0, 0)
+                                V.dot_k(acc, q, 32 * xb + 32, s2, s2, b, qs + 32 * j, 4, qs, 0, 0)
+                            extra -= dmin * (np.float32(m1) * (s_x[2 * xb] + s_x[2 * xb + 1])
+                                             + np.float32(m2) * (s_x[2 * xb + 2] + s_x[2 * xb + 3]))
+                elif code == 7:  # Q6_K: ql (128), qh (64), int8 scales (16), d
+                    bi = b.view(np.int8)
+                    for i in range(k // 256):
+                        o = i * 210
+                        d = B._h(b, o + 208, lut)
+                        for half in range(2):
+                            ql, qh, sc, xb = o + 64 * half, o + 128 + 32 * half, o + 192 + 8 * half, 8 * i + 4 * half
+                            for t in range(4):
+                                # NOTE: quants t of the 4 in a byte pair: ql nibble (low for t 0/1, high
+                                # for 2/3) of ql[32 * (t & 1):], 2 bits of qh at 2 * t; x block xb + t
+                                sa = d * np.float32(bi[sc + 2 * t])
+                                sb = d * np.float32(bi[sc + 2 * t + 1])
+                                V.dot_k(acc, q, 32 * (xb + t), sa * d_x[xb + t], sb * d_x[xb + t], b,
+                                        ql + 32 * (t & 1), 4 * (t >> 1), qh, 2 * t, 3)
+                                extra -= np.float32(32) * (sa * s_x[2 * (xb + t)] + sb * s_x[2 * (xb + t) + 1])
+                y[m, n] = acc.sum() + extra
