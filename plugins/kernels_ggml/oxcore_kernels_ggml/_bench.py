@@ -44,7 +44,7 @@ def _other_kernels() -> list[tuple[str, str]]:
 @click.option("--type", "types", multiple=True, type=click.Choice(TYPES),
               help="ggml types (repeatable; default: all eight).")
 @click.option("--n", "n", default=4096, show_default=True, help="Output features N (rows of W).")
-@click.option("--k", "k", default=4096, show_default=True, help="Input features K (a multiple of 256).")
+@click.option("--k", "k", default=4096, show_default=True, help="Input features K (a multiple of each type's block: 32, or 256 for the K-types).")
 @click.option("--rows", default="1,128", show_default=True, help="Rows of x, comma-separated (1: decode GEMV).")
 @click.option("--repeat", default=10, show_default=True, help="Timed samples per row.")
 @click.option("--quick", is_flag=True, help="K=N=1024, Q4_0/Q4_K/Q8_0, 3 samples (a smoke run).")
@@ -69,8 +69,13 @@ def bench_qmatmul(types: tuple[str, ...], n: int, k: int, rows: str, repeat: int
 
     if quick:
         types, n, k, repeat = types or ("Q4_0", "Q4_K", "Q8_0"), 1024, 1024, min(repeat, 3)
-    if k % 256:
-        raise click.BadParameter(f"K must be a multiple of 256 (the K-types' block), got {k}", param_hint="--k")
+    from oxcore_io_gguf._types import ggml_type
+
+    for t in types or TYPES:
+        # NOTE: per type: Gemma's 262144 x 640 output projection is Q8_0 (blocks of 32)
+        if k % ggml_type(t).block_size:
+            raise click.BadParameter(f"K must be a multiple of {t}'s block size {ggml_type(t).block_size}, got {k}",
+                                     param_hint="--k")
     ms = [int(r) for r in rows.split(",") if r.strip()]
     rep = Report("qmatmul")
     rng = np.random.default_rng(0)

@@ -80,90 +80,130 @@ def quantize_x(x, xq, xd, xs):
                 xs[m, 2 * i + h] = d * np.float32(s)
 
 
+@njit(cache=True, inline="always")
+def _q32(code, b, i, ao, acc, q, d_x, s_x, lut):
+    """Block ``i`` of a 32-quant type into ``acc[ao:ao + 8]``; returns its offset/min term."""
+    xs = s_x[2 * i] + s_x[2 * i + 1]
+    if code == 4:  # Q8_0: d, 32 int8 (read as q + 128)
+        o = i * 34
+        d = B._h(b, o, lut)
+        V.dot_q8(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 2)
+        return np.float32(-128) * d * xs
+    if code == 0:  # Q4_0: d, 16 bytes of nibbles; q - 8
+        o = i * 18
+        d = B._h(b, o, lut)
+        V.dot_q4(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 2, 0)
+        return np.float32(-8) * d * xs
+    if code == 1:  # Q4_1: d, m, nibbles; d * q + m
+        o = i * 20
+        d = B._h(b, o, lut)
+        V.dot_q4(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 4, 0)
+        return B._h(b, o + 2, lut) * xs
+    if code == 2:  # Q5_0: d, qh (32 bits), nibbles; q - 16
+        o = i * 22
+        d = B._h(b, o, lut)
+        V.dot_q4(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 6, B._u32(b, o + 2))
+        return np.float32(-16) * d * xs
+    # Q5_1: d, m, qh, nibbles; d * q + m
+    o = i * 24
+    d = B._h(b, o, lut)
+    V.dot_q4(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 8, B._u32(b, o + 4))
+    return B._h(b, o + 2, lut) * xs
+
+
+@njit(cache=True, inline="always")
+def _row32(code, b, acc, q, d_x, s_x, lut):
+    """A row of a 32-quant type, blocks alternating between ``acc[0:8]`` and ``acc[8:16]``."""
+    nb = q.shape[0] // 32
+    extra = np.float32(0)
+    for p in range(nb // 2):  # NOTE: not range(0, nb - 1, 2): a step adds sign checks
+        extra += _q32(code, b, 2 * p, 0, acc, q, d_x, s_x, lut)
+        extra += _q32(code, b, 2 * p + 1, 8, acc, q, d_x, s_x, lut)
+    if nb % 2:
+        extra += _q32(code, b, nb - 1, 0, acc, q, d_x, s_x, lut)
+    return extra
+
+
+@njit(cache=True, inline="always")
+def _k45(five, b, i, acc, q, d_x, s_x, lut):
+    """Super-block ``i`` of Q4_K / Q5_K (d, dmin, 12 bytes of 6-bit scales and mins, (qh,) qs):
+    low nibbles into ``acc[0:8]``, high ones into ``acc[8:16]``; returns the min term."""
+    o = i * (176 if five else 144)
+    d, dmin = B._h(b, o, lut), B._h(b, o + 2, lut)
+    qs = o + 48 if five else o + 16
+    extra = np.float32(0)
+    for j in range(4):
+        xb = 8 * i + 2 * j  # NOTE: x block of the low nibbles; the high ones: xb + 1
+        sc1, m1 = B._scale_min_k4(2 * j, b, o + 4)
+        sc2, m2 = B._scale_min_k4(2 * j + 1, b, o + 4)
+        s1, s2 = d * np.float32(sc1) * d_x[xb], d * np.float32(sc2) * d_x[xb + 1]
+        if five:
+            V.dot_k(acc, 0, q, 32 * xb, s1, s1, b, qs + 32 * j, 0, o + 16, 2 * j, 1)
+            V.dot_k(acc, 8, q, 32 * xb + 32, s2, s2, b, qs + 32 * j, 4, o + 16, 2 * j + 1, 1)
+        else:
+            V.dot_k(acc, 0, q, 32 * xb, s1, s1, b, qs + 32 * j, 0, qs, 0, 0)
+            V.dot_k(acc, 8, q, 32 * xb + 32, s2, s2, b, qs + 32 * j, 4, qs, 0, 0)
+        extra -= dmin * (np.float32(m1) * (s_x[2 * xb] + s_x[2 * xb + 1])
+                         + np.float32(m2) * (s_x[2 * xb + 2] + s_x[2 * xb + 3]))
+    return extra
+
+
+@njit(cache=True, inline="always")
+def _q6k(b, bi, i, acc, q, d_x, s_x, lut):
+    """Super-block ``i`` of Q6_K (ql 128, qh 64, 16 int8 scales, d); returns the offset term."""
+    o = i * 210
+    d = B._h(b, o + 208, lut)
+    extra = np.float32(0)
+    for half in range(2):
+        ql, qh, sc, xb = o + 64 * half, o + 128 + 32 * half, o + 192 + 8 * half, 8 * i + 4 * half
+        for t in range(4):
+            # NOTE: quants t of the 4 in a byte pair: ql nibble (low for t 0/1, high for 2/3) of
+            # ql[32 * (t & 1):], 2 bits of qh at 2 * t; x block xb + t; a scale per 16 quants
+            sa, sb = d * np.float32(bi[sc + 2 * t]), d * np.float32(bi[sc + 2 * t + 1])
+            V.dot_k(acc, 8 * (t & 1), q, 32 * (xb + t), sa * d_x[xb + t], sb * d_x[xb + t], b,
+                    ql + 32 * (t & 1), 4 * (t >> 1), qh, 2 * t, 3)
+            extra -= np.float32(32) * (sa * s_x[2 * (xb + t)] + sb * s_x[2 * (xb + t) + 1])
+    return extra
+
+
 @njit(parallel=True, cache=True, fastmath=True)
 def gemv_q8(code, w, xq, xd, xs, lut, y):
     """y (M, N) = x @ W.T with x given as int8 blocks (``quantize_x``): the VNNI GEMV.
 
     Each block adds ``vpdpbusd(q, xq) * d_w * d_x`` into 8 float32 lanes (``_numba_vnni``); the
     offset (Q4_0: 8, Q5_0: 16, Q8_0: 128 from the unsigned read, Q6_K: 32) and min terms are one
-    scalar per block from ``xs``. NOTE: codes as in ``gemv``; literals keep the block loops
-    unrolled and the intrinsics' shift/mask arguments constant."""
+    scalar per block from ``xs``. Codes as in ``gemv``. NOTE: two lane sets (``acc[0:8]``,
+    ``acc[8:16]``) take alternate blocks, so two multiply-add chains overlap."""
     n_rows = w.shape[0]
     m_rows, k = xq.shape
     for c in prange((n_rows + _ROWS - 1) // _ROWS):
-        acc = np.zeros(8, np.float32)
+        acc = np.zeros(16, np.float32)
         for n in range(c * _ROWS, min(n_rows, (c + 1) * _ROWS)):
             b = w[n]
             for m in range(m_rows):
                 q, d_x, s_x = xq[m], xd[m], xs[m]
                 acc[:] = 0
                 extra = np.float32(0)
-                if code == 4:  # Q8_0: d, 32 int8
-                    for i in range(k // 32):
-                        o = i * 34
-                        d = B._h(b, o, lut)
-                        V.dot_q8(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 2)
-                        extra += d * (s_x[2 * i] + s_x[2 * i + 1])
-                    extra *= np.float32(-128)
-                elif code == 0:  # Q4_0: d, 16 bytes of nibbles
-                    for i in range(k // 32):
-                        o = i * 18
-                        d = B._h(b, o, lut)
-                        V.dot_q4(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 2, 0)
-                        extra += d * (s_x[2 * i] + s_x[2 * i + 1])
-                    extra *= np.float32(-8)
-                elif code == 1:  # Q4_1: d, m, nibbles
-                    for i in range(k // 32):
-                        o = i * 20
-                        d = B._h(b, o, lut)
-                        V.dot_q4(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 4, 0)
-                        extra += B._h(b, o + 2, lut) * (s_x[2 * i] + s_x[2 * i + 1])
-                elif code == 2:  # Q5_0: d, qh (32 bits), nibbles
-                    for i in range(k // 32):
-                        o = i * 22
-                        d = B._h(b, o, lut)
-                        V.dot_q4(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 6, B._u32(b, o + 2))
-                        extra += d * (s_x[2 * i] + s_x[2 * i + 1])
-                    extra *= np.float32(-16)
-                elif code == 3:  # Q5_1: d, m, qh, nibbles
-                    for i in range(k // 32):
-                        o = i * 24
-                        d = B._h(b, o, lut)
-                        V.dot_q4(acc, q, i * 32, d * d_x[i], d * d_x[i], b, o + 8, B._u32(b, o + 4))
-                        extra += B._h(b, o + 2, lut) * (s_x[2 * i] + s_x[2 * i + 1])
-                elif code == 5 or code == 6:  # Q4_K / Q5_K: d, dmin, 12 bytes of scales, (qh,) qs
-                    five = code == 6
-                    bs = 176 if five else 144
+                # NOTE: one loop per type, the type a literal in it: a switch inside the block loop
+                # is not hoisted by LLVM (measured 1.5x slower)
+                if code == 0:
+                    extra = _row32(0, b, acc, q, d_x, s_x, lut)
+                elif code == 1:
+                    extra = _row32(1, b, acc, q, d_x, s_x, lut)
+                elif code == 2:
+                    extra = _row32(2, b, acc, q, d_x, s_x, lut)
+                elif code == 3:
+                    extra = _row32(3, b, acc, q, d_x, s_x, lut)
+                elif code == 4:
+                    extra = _row32(4, b, acc, q, d_x, s_x, lut)
+                elif code == 5:
                     for i in range(k // 256):
-                        o = i * bs
-                        d, dmin = B._h(b, o, lut), B._h(b, o + 2, lut)
-                        qs = o + 48 if five else o + 16
-                        for j in range(4):
-                            xb = 8 * i + 2 * j  # NOTE: x block of the low nibbles; the high ones: xb + 1
-                            sc1, m1 = B._scale_min_k4(2 * j, b, o + 4)
-                            sc2, m2 = B._scale_min_k4(2 * j + 1, b, o + 4)
-                            s1, s2 = d * np.float32(sc1) * d_x[xb], d * np.float32(sc2) * d_x[xb + 1]
-                            if five:
-                                V.dot_k(acc, q, 32 * xb, s1, s1, b, qs + 32 * j, 0, o + 16, 2 * j, 1)
-                                V.dot_k(acc, q, 32 * xb + 32, s2, s2, b, qs + 32 * j, 4, o + 16, 2 * j + 1, 1)
-                            else:
-                                V.dot_k(acc, q, 32 * xb, s1, s1, b, qs + 32 * j, 0, qs, 0, 0)
-                                V.dot_k(acc, q, 32 * xb + 32, s2, s2, b, qs + 32 * j, 4, qs, 0, 0)
-                            extra -= dmin * (np.float32(m1) * (s_x[2 * xb] + s_x[2 * xb + 1])
-                                             + np.float32(m2) * (s_x[2 * xb + 2] + s_x[2 * xb + 3]))
-                elif code == 7:  # Q6_K: ql (128), qh (64), int8 scales (16), d
+                        extra += _k45(False, b, i, acc, q, d_x, s_x, lut)
+                elif code == 6:
+                    for i in range(k // 256):
+                        extra += _k45(True, b, i, acc, q, d_x, s_x, lut)
+                else:
                     bi = b.view(np.int8)
                     for i in range(k // 256):
-                        o = i * 210
-                        d = B._h(b, o + 208, lut)
-                        for half in range(2):
-                            ql, qh, sc, xb = o + 64 * half, o + 128 + 32 * half, o + 192 + 8 * half, 8 * i + 4 * half
-                            for t in range(4):
-                                # NOTE: quants t of the 4 in a byte pair: ql nibble (low for t 0/1, high
-                                # for 2/3) of ql[32 * (t & 1):], 2 bits of qh at 2 * t; x block xb + t
-                                sa = d * np.float32(bi[sc + 2 * t])
-                                sb = d * np.float32(bi[sc + 2 * t + 1])
-                                V.dot_k(acc, q, 32 * (xb + t), sa * d_x[xb + t], sb * d_x[xb + t], b,
-                                        ql + 32 * (t & 1), 4 * (t >> 1), qh, 2 * t, 3)
-                                extra -= np.float32(32) * (sa * s_x[2 * (xb + t)] + sb * s_x[2 * (xb + t) + 1])
+                        extra += _q6k(b, bi, i, acc, q, d_x, s_x, lut)
                 y[m, n] = acc.sum() + extra

@@ -6,8 +6,9 @@ vectorizes the fixed 32-element block loops nor finds ``vpdpbusd`` in them (meas
 ``imul``, 0.9 GB/s on Q8_0). Each intrinsic below emits the same few vector instructions that
 ggml's AVX code uses: load the block's bytes, unpack them to unsigned 8-bit quants (0..255),
 ``vpdpbusd`` with the activations' signed 8-bit quants (8 int32 lanes, 4 products each), convert
-to float32 and multiply-add into 8 float32 lanes ``acc`` with the block's scale. No horizontal
-sum per block: the row sums its lanes once.
+to float32 and multiply-add into 8 float32 lanes ``acc[ao:ao + 8]`` with the block's scale. No
+horizontal sum per block: the row sums its lanes once. NOTE: callers alternate two accumulators
+(``ao`` 0 and 8): one chain of multiply-adds waits 4 cycles per block; two overlap.
 
 The unsigned quants are the stored values (``q`` in ggml's ``d * (q - offset) + m``); the offset
 and min terms are added by the caller from the activations' per-block sums.
@@ -62,59 +63,59 @@ def _nibbles(builder, v, shift):
 
 
 def _dot_acc(context, builder, sig, args, q):
-    """acc[0:8] += float(vpdpbusd(0, q, xq[xo:xo+32])) * (s1 in lanes 0-3, s2 in lanes 4-7)."""
-    acc_t, xq_t = sig.args[0], sig.args[1]
-    acc, xq, xo, s1, s2 = args[:5]
+    """acc[ao:ao+8] += float(vpdpbusd(0, q, xq[xo:xo+32])) * (s1 in lanes 0-3, s2 in lanes 4-7)."""
+    acc_t, xq_t = sig.args[0], sig.args[2]
+    acc, ao, xq, xo, s1, s2 = args[:6]
     xv = builder.load(_at(context, builder, xq_t, xq, xo, _V32B), align=1)
     dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V8I] * 3),
                                         "llvm.x86.avx512.vpdpbusd.256")
     d = builder.call(dp, [ir.Constant(_V8I, None), builder.bitcast(q, _V8I), builder.bitcast(xv, _V8I)])
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
-    ap = _at(context, builder, acc_t, acc, _I32(0), _V8F)
+    ap = _at(context, builder, acc_t, acc, ao, _V8F)
     s = _splat(builder, _V8F, s1, s2)
     builder.store(builder.call(fma, [builder.sitofp(d, _V8F), s, builder.load(ap, align=4)]), ap)
     return context.get_dummy_value()
 
 
-def _sig(acc, xq, xo, s1, s2, w, *rest):
-    return types.void(acc, xq, xo, s1, s2, w, *rest)
+def _sig(acc, ao, xq, xo, s1, s2, w, *rest):
+    return types.void(acc, ao, xq, xo, s1, s2, w, *rest)
 
 
 @intrinsic
-def dot_q8(typingctx, acc, xq, xo, s1, s2, w, wo):
+def dot_q8(typingctx, acc, ao, xq, xo, s1, s2, w, wo):
     """Q8_0's 32 signed bytes at ``w[wo:]``, read as unsigned ``q + 128`` (the caller subtracts
     128 times the activations' block sum)."""
     def codegen(context, builder, sig, args):
-        v = builder.load(_at(context, builder, sig.args[5], args[5], args[6], _V32B), align=1)
+        v = builder.load(_at(context, builder, sig.args[6], args[6], args[7], _V32B), align=1)
         return _dot_acc(context, builder, sig, args, builder.xor(v, _splat(builder, _V32B, _I8(128))))
-    return _sig(acc, xq, xo, s1, s2, w, wo), codegen
+    return _sig(acc, ao, xq, xo, s1, s2, w, wo), codegen
 
 
 @intrinsic
-def dot_q4(typingctx, acc, xq, xo, s1, s2, w, wo, qh):
+def dot_q4(typingctx, acc, ao, xq, xo, s1, s2, w, wo, qh):
     """Q4_0/Q4_1/Q5_0/Q5_1: 16 bytes at ``w[wo:]``, low nibbles the first 16 quants, high
     nibbles the next 16; bit ``j`` of the uint32 ``qh`` is quant ``j``'s fifth bit (0: none)."""
     def codegen(context, builder, sig, args):
-        v = builder.load(_at(context, builder, sig.args[5], args[5], args[6], _V16B), align=1)
+        v = builder.load(_at(context, builder, sig.args[6], args[6], args[7], _V16B), align=1)
         lo = builder.and_(v, _splat(builder, _V16B, _I8(15)))
         hi = builder.lshr(v, _splat(builder, _V16B, _I8(4)))
         q = builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(_I32, 32), list(range(32))))
-        bits = builder.zext(builder.bitcast(builder.trunc(args[7], _I32), ir.VectorType(_I1, 32)), _V32B)
+        bits = builder.zext(builder.bitcast(builder.trunc(args[8], _I32), ir.VectorType(_I1, 32)), _V32B)
         q = builder.or_(q, builder.shl(bits, _splat(builder, _V32B, _I8(4))))
         return _dot_acc(context, builder, sig, args, q)
-    return _sig(acc, xq, xo, s1, s2, w, wo, qh), codegen
+    return _sig(acc, ao, xq, xo, s1, s2, w, wo, qh), codegen
 
 
 @intrinsic
-def dot_k(typingctx, acc, xq, xo, s1, s2, w, wo, shift, ho, hshift, hmask):
+def dot_k(typingctx, acc, ao, xq, xo, s1, s2, w, wo, shift, ho, hshift, hmask):
     """K-quants: ``((w[wo:wo+32] >> shift) & 15) | (((w[ho:ho+32] >> hshift) & hmask) << 4)``
     (Q4_K: ``hmask`` 0; Q5_K: 1; Q6_K: 3)."""
     def codegen(context, builder, sig, args):
-        w_t = sig.args[5]
-        q = _nibbles(builder, builder.load(_at(context, builder, w_t, args[5], args[6], _V32B), align=1), args[7])
-        h = builder.load(_at(context, builder, w_t, args[5], args[8], _V32B), align=1)
-        h = builder.lshr(h, _splat(builder, _V32B, builder.trunc(args[9], _I8)))
-        h = builder.and_(h, _splat(builder, _V32B, builder.trunc(args[10], _I8)))
+        w_t, w = sig.args[6], args[6]
+        q = _nibbles(builder, builder.load(_at(context, builder, w_t, w, args[7], _V32B), align=1), args[8])
+        h = builder.load(_at(context, builder, w_t, w, args[9], _V32B), align=1)
+        h = builder.lshr(h, _splat(builder, _V32B, builder.trunc(args[10], _I8)))
+        h = builder.and_(h, _splat(builder, _V32B, builder.trunc(args[11], _I8)))
         q = builder.or_(q, builder.shl(h, _splat(builder, _V32B, _I8(4))))
         return _dot_acc(context, builder, sig, args, q)
-    return _sig(acc, xq, xo, s1, s2, w, wo, shift, ho, hshift, hmask), codegen
+    return _sig(acc, ao, xq, xo, s1, s2, w, wo, shift, ho, hshift, hmask), codegen
