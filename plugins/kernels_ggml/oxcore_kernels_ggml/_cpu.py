@@ -18,7 +18,11 @@ import numpy as np
 from .testing import TYPES
 
 KERNEL_NAME = "numba"
-GEMV_MAX_ROWS = 8  # NOTE: up to here each weight row is unpacked once and dotted with every x row
+GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked once and dotted with every x row
+# NOTE: int8 path: up to here the VNNI GEMM (rows of W unpacked once, dotted with every x row) beats
+# tiles of dequantized W + BLAS (Gemma's layers, idle machine: 3.8 vs 3.8 ms at 64 rows of x, 2.6 vs
+# 3.4 at 32; on a busy one the BLAS path is 2-10x slower still)
+INT8_MAX_ROWS = 64
 # NOTE: GEMV: weight bytes (times x rows) below which one thread runs it (Gemma decode on the
 # idle 2-core machine: 16.2 tok/s at 256 KiB, 14.7 at 4 MiB)
 PARALLEL_MIN_BYTES = 256 << 10
@@ -66,15 +70,18 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     m = xs.shape[0]
     y = np.empty((m, n), np.float32)
     code = CODES[t.name]
-    if m <= GEMV_MAX_ROWS:
+    int8 = m <= INT8_MAX_ROWS and int8_gemv()
+    if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
         numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
-        if int8_gemv():
+        if int8:
             xq = np.empty((m, k), np.int8)
             xd, xsum = np.empty((m, k // 32), np.float32), np.empty((m, k // 16), np.float32)
             mod.quantize_x(xs, xq, xd, xsum)
-            mod.gemv_q8(code, w, xq, xd, xsum, lut, y)
+            # NOTE: one row of x: unpacking straight into vpdpbusd beats storing the unpacked row
+            # (0.106 vs 0.163 ms, Q5_0 2048 x 640); from 2 rows the unpacked row is reused
+            (mod.gemv_q8 if m == 1 else mod.gemm_q8)(code, w, xq, xd, xsum, lut, y)
         else:
             mod.gemv(code, w, xs, lut, y)
     else:

@@ -207,3 +207,114 @@ def gemv_q8(code, w, xq, xd, xs, lut, y):
                     for i in range(k // 256):
                         extra += _q6k(b, bi, i, acc, q, d_x, s_x, lut)
                 y[m, n] = acc.sum() + extra
+
+
+@njit(cache=True, inline="always")
+def _unpack_row(code, b, u, wsc, wof, lut):
+    """Weight row ``b`` as unsigned quants ``u`` (K bytes) with, per 16 quants, the scale
+    ``wsc`` and the coefficient ``wof`` of x's sum (offset or min): the row is
+    ``wsc[g] * u[16 g:16 g + 16] + wof[g]``. NOTE: the GEMM's split: unpacked once, dotted with
+    every row of x."""
+    k = u.shape[0]
+    if code <= 4:
+        bs = (18, 20, 22, 24, 34)[code]
+        for i in range(k // 32):
+            o = i * bs
+            d = B._h(b, o, lut)
+            if code == 4:
+                V.unpack_q8(u, 32 * i, b, o + 2)
+                c = np.float32(-128) * d
+            elif code == 0:
+                V.unpack_q4(u, 32 * i, b, o + 2, 0)
+                c = np.float32(-8) * d
+            elif code == 1:
+                V.unpack_q4(u, 32 * i, b, o + 4, 0)
+                c = B._h(b, o + 2, lut)
+            elif code == 2:
+                V.unpack_q4(u, 32 * i, b, o + 6, B._u32(b, o + 2))
+                c = np.float32(-16) * d
+            else:
+                V.unpack_q4(u, 32 * i, b, o + 8, B._u32(b, o + 4))
+                c = B._h(b, o + 2, lut)
+            wsc[2 * i] = wsc[2 * i + 1] = d
+            wof[2 * i] = wof[2 * i + 1] = c
+    elif code == 5 or code == 6:
+        five = code == 6
+        for i in range(k // 256):
+            o = i * (176 if five else 144)
+            d, dmin = B._h(b, o, lut), B._h(b, o + 2, lut)
+            qs = o + 48 if five else o + 16
+            for j in range(4):
+                xb = 8 * i + 2 * j
+                if five:
+                    V.unpack_k(u, 32 * xb, b, qs + 32 * j, 0, o + 16, 2 * j, 1)
+                    V.unpack_k(u, 32 * xb + 32, b, qs + 32 * j, 4, o + 16, 2 * j + 1, 1)
+                else:
+                    V.unpack_k(u, 32 * xb, b, qs + 32 * j, 0, qs, 0, 0)
+                    V.unpack_k(u, 32 * xb + 32, b, qs + 32 * j, 4, qs, 0, 0)
+                for h in range(2):
+                    sc, mn = B._scale_min_k4(2 * j + h, b, o + 4)
+                    g = 2 * (xb + h)
+                    wsc[g] = wsc[g + 1] = d * np.float32(sc)
+                    wof[g] = wof[g + 1] = -dmin * np.float32(mn)
+    else:
+        bi = b.view(np.int8)
+        for i in range(k // 256):
+            o = i * 210
+            d = B._h(b, o + 208, lut)
+            for half in range(2):
+                ql, qh, sc, xb = o + 64 * half, o + 128 + 32 * half, o + 192 + 8 * half, 8 * i + 4 * half
+                for t in range(4):
+                    V.unpack_k(u, 32 * (xb + t), b, ql + 32 * (t & 1), 4 * (t >> 1), qh, 2 * t, 3)
+                    for h in range(2):
+                        g = 2 * (xb + t) + h
+                        wsc[g] = d * np.float32(bi[sc + 2 * t + h])
+                        wof[g] = np.float32(-32) * wsc[g]
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def gemm_q8(code, w, xq, xd, xs, lut, y):
+    """y (M, N) = x @ W.T with x as int8 blocks, for many rows of x (prefill): each weight row
+    is unpacked once (``_unpack_row``), then every x row is dotted with it (``dot_u8``: one
+    load, ``vpdpbusd``, multiply-add per 32 quants) and with x's sums for the offsets/mins."""
+    n_rows = w.shape[0]
+    m_rows, k = xq.shape
+    nb = k // 32
+    for c in prange((n_rows + _ROWS - 1) // _ROWS):
+        acc = np.zeros(16, np.float32)
+        u = np.empty(k, np.uint8)
+        wsc, wof, sv = np.empty(k // 16, np.float32), np.empty(k // 16, np.float32), np.empty(k // 4, np.float32)
+        for n in range(c * _ROWS, min(n_rows, (c + 1) * _ROWS)):
+            # NOTE: one call per type (a literal): the per-block switch would stay in the loop
+            if code == 0:
+                _unpack_row(0, w[n], u, wsc, wof, lut)
+            elif code == 1:
+                _unpack_row(1, w[n], u, wsc, wof, lut)
+            elif code == 2:
+                _unpack_row(2, w[n], u, wsc, wof, lut)
+            elif code == 3:
+                _unpack_row(3, w[n], u, wsc, wof, lut)
+            elif code == 4:
+                _unpack_row(4, w[n], u, wsc, wof, lut)
+            elif code == 5:
+                _unpack_row(5, w[n], u, wsc, wof, lut)
+            elif code == 6:
+                _unpack_row(6, w[n], u, wsc, wof, lut)
+            else:
+                _unpack_row(7, w[n], u, wsc, wof, lut)
+            for g in range(k // 16):  # NOTE: each 16-quant scale over its 4 int32 lanes
+                for j in range(4):
+                    sv[4 * g + j] = wsc[g]
+            for m in range(m_rows):
+                q, d_x, s_x = xq[m], xd[m], xs[m]
+                acc[:] = 0
+                for p in range(nb // 2):
+                    i = 2 * p
+                    V.dot_u8s(acc, 0, q, 32 * i, d_x[i], sv, 8 * i, u, 32 * i)
+                    V.dot_u8s(acc, 8, q, 32 * i + 32, d_x[i + 1], sv, 8 * i + 8, u, 32 * i + 32)
+                if nb % 2:
+                    V.dot_u8s(acc, 0, q, 32 * (nb - 1), d_x[nb - 1], sv, 8 * (nb - 1), u, 32 * (nb - 1))
+                extra = np.float32(0)
+                for g in range(k // 16):
+                    extra += wof[g] * s_x[g]
+                y[m, n] = acc.sum() + extra

@@ -81,13 +81,34 @@ def _sig(acc, ao, xq, xo, s1, s2, w, *rest):
     return types.void(acc, ao, xq, xo, s1, s2, w, *rest)
 
 
+def _q_q8(context, builder, w_t, w, wo):
+    v = builder.load(_at(context, builder, w_t, w, wo, _V32B), align=1)
+    return builder.xor(v, _splat(builder, _V32B, _I8(128)))
+
+
+def _q_q4(context, builder, w_t, w, wo, qh):
+    v = builder.load(_at(context, builder, w_t, w, wo, _V16B), align=1)
+    lo = builder.and_(v, _splat(builder, _V16B, _I8(15)))
+    hi = builder.lshr(v, _splat(builder, _V16B, _I8(4)))
+    q = builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(_I32, 32), list(range(32))))
+    bits = builder.zext(builder.bitcast(builder.trunc(qh, _I32), ir.VectorType(_I1, 32)), _V32B)
+    return builder.or_(q, builder.shl(bits, _splat(builder, _V32B, _I8(4))))
+
+
+def _q_k(context, builder, w_t, w, wo, shift, ho, hshift, hmask):
+    q = _nibbles(builder, builder.load(_at(context, builder, w_t, w, wo, _V32B), align=1), shift)
+    h = builder.load(_at(context, builder, w_t, w, ho, _V32B), align=1)
+    h = builder.lshr(h, _splat(builder, _V32B, builder.trunc(hshift, _I8)))
+    h = builder.and_(h, _splat(builder, _V32B, builder.trunc(hmask, _I8)))
+    return builder.or_(q, builder.shl(h, _splat(builder, _V32B, _I8(4))))
+
+
 @intrinsic
 def dot_q8(typingctx, acc, ao, xq, xo, s1, s2, w, wo):
     """Q8_0's 32 signed bytes at ``w[wo:]``, read as unsigned ``q + 128`` (the caller subtracts
     128 times the activations' block sum)."""
     def codegen(context, builder, sig, args):
-        v = builder.load(_at(context, builder, sig.args[6], args[6], args[7], _V32B), align=1)
-        return _dot_acc(context, builder, sig, args, builder.xor(v, _splat(builder, _V32B, _I8(128))))
+        return _dot_acc(context, builder, sig, args, _q_q8(context, builder, sig.args[6], *args[6:]))
     return _sig(acc, ao, xq, xo, s1, s2, w, wo), codegen
 
 
@@ -96,13 +117,7 @@ def dot_q4(typingctx, acc, ao, xq, xo, s1, s2, w, wo, qh):
     """Q4_0/Q4_1/Q5_0/Q5_1: 16 bytes at ``w[wo:]``, low nibbles the first 16 quants, high
     nibbles the next 16; bit ``j`` of the uint32 ``qh`` is quant ``j``'s fifth bit (0: none)."""
     def codegen(context, builder, sig, args):
-        v = builder.load(_at(context, builder, sig.args[6], args[6], args[7], _V16B), align=1)
-        lo = builder.and_(v, _splat(builder, _V16B, _I8(15)))
-        hi = builder.lshr(v, _splat(builder, _V16B, _I8(4)))
-        q = builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(_I32, 32), list(range(32))))
-        bits = builder.zext(builder.bitcast(builder.trunc(args[8], _I32), ir.VectorType(_I1, 32)), _V32B)
-        q = builder.or_(q, builder.shl(bits, _splat(builder, _V32B, _I8(4))))
-        return _dot_acc(context, builder, sig, args, q)
+        return _dot_acc(context, builder, sig, args, _q_q4(context, builder, sig.args[6], *args[6:]))
     return _sig(acc, ao, xq, xo, s1, s2, w, wo, qh), codegen
 
 
@@ -111,11 +126,64 @@ def dot_k(typingctx, acc, ao, xq, xo, s1, s2, w, wo, shift, ho, hshift, hmask):
     """K-quants: ``((w[wo:wo+32] >> shift) & 15) | (((w[ho:ho+32] >> hshift) & hmask) << 4)``
     (Q4_K: ``hmask`` 0; Q5_K: 1; Q6_K: 3)."""
     def codegen(context, builder, sig, args):
-        w_t, w = sig.args[6], args[6]
-        q = _nibbles(builder, builder.load(_at(context, builder, w_t, w, args[7], _V32B), align=1), args[8])
-        h = builder.load(_at(context, builder, w_t, w, args[9], _V32B), align=1)
-        h = builder.lshr(h, _splat(builder, _V32B, builder.trunc(args[10], _I8)))
-        h = builder.and_(h, _splat(builder, _V32B, builder.trunc(args[11], _I8)))
-        q = builder.or_(q, builder.shl(h, _splat(builder, _V32B, _I8(4))))
-        return _dot_acc(context, builder, sig, args, q)
+        return _dot_acc(context, builder, sig, args, _q_k(context, builder, sig.args[6], *args[6:]))
     return _sig(acc, ao, xq, xo, s1, s2, w, wo, shift, ho, hshift, hmask), codegen
+
+
+@intrinsic
+def dot_u8(typingctx, acc, ao, xq, xo, s1, s2, u, uo):
+    """32 unsigned quants already unpacked at ``u[uo:]`` (the GEMM: unpacked once per weight row,
+    dotted with every row of x)."""
+    def codegen(context, builder, sig, args):
+        q = builder.load(_at(context, builder, sig.args[6], args[6], args[7], _V32B), align=1)
+        return _dot_acc(context, builder, sig, args, q)
+    return _sig(acc, ao, xq, xo, s1, s2, u, uo), codegen
+
+
+@intrinsic
+def dot_u8s(typingctx, acc, ao, xq, xo, dx, sv, so, u, uo):
+    """``dot_u8`` with the lanes' weight scales read from ``sv[so:so+8]`` (float32, unpacked with
+    the quants) times x's block scale ``dx``: one multiply, no per-call scale shuffles."""
+    def codegen(context, builder, sig, args):
+        acc_t, xq_t, sv_t, u_t = sig.args[0], sig.args[2], sig.args[5], sig.args[7]
+        acc, ao, xq, xo, dx, sv, so, u, uo = args
+        q = builder.load(_at(context, builder, u_t, u, uo, _V32B), align=1)
+        xv = builder.load(_at(context, builder, xq_t, xq, xo, _V32B), align=1)
+        dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V8I] * 3),
+                                            "llvm.x86.avx512.vpdpbusd.256")
+        d = builder.call(dp, [ir.Constant(_V8I, None), builder.bitcast(q, _V8I), builder.bitcast(xv, _V8I)])
+        s = builder.fmul(builder.load(_at(context, builder, sv_t, sv, so, _V8F), align=4), _splat(builder, _V8F, dx))
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
+        ap = _at(context, builder, acc_t, acc, ao, _V8F)
+        builder.store(builder.call(fma, [builder.sitofp(d, _V8F), s, builder.load(ap, align=4)]), ap)
+        return context.get_dummy_value()
+    return types.void(acc, ao, xq, xo, dx, sv, so, u, uo), codegen
+
+
+def _store(context, builder, sig, args, q):
+    builder.store(q, _at(context, builder, sig.args[0], args[0], args[1], _V32B), align=1)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def unpack_q8(typingctx, u, uo, w, wo):
+    """``u[uo:uo+32]`` = the unsigned quants ``dot_q8`` multiplies."""
+    def codegen(context, builder, sig, args):
+        return _store(context, builder, sig, args, _q_q8(context, builder, sig.args[2], *args[2:]))
+    return types.void(u, uo, w, wo), codegen
+
+
+@intrinsic
+def unpack_q4(typingctx, u, uo, w, wo, qh):
+    """``u[uo:uo+32]`` = the unsigned quants ``dot_q4`` multiplies."""
+    def codegen(context, builder, sig, args):
+        return _store(context, builder, sig, args, _q_q4(context, builder, sig.args[2], *args[2:]))
+    return types.void(u, uo, w, wo, qh), codegen
+
+
+@intrinsic
+def unpack_k(typingctx, u, uo, w, wo, shift, ho, hshift, hmask):
+    """``u[uo:uo+32]`` = the unsigned quants ``dot_k`` multiplies."""
+    def codegen(context, builder, sig, args):
+        return _store(context, builder, sig, args, _q_k(context, builder, sig.args[2], *args[2:]))
+    return types.void(u, uo, w, wo, shift, ho, hshift, hmask), codegen

@@ -26,7 +26,7 @@ TOL_INT8 = 5e-4
 def _bound(m):
     """The NMSE bound of a product with ``m`` rows of x: the int8 GEMV's up to GEMV_MAX_ROWS when
     the CPU runs it (and OXCORE_GGML_INT8 is not 0), the float32 one otherwise."""
-    return TOL_INT8 if m <= _cpu.GEMV_MAX_ROWS and _cpu.int8_gemv() else TOL
+    return TOL_INT8 if m <= _cpu.INT8_MAX_ROWS and _cpu.int8_gemv() else TOL
 
 
 @pytest.fixture(params=["int8", "float32"])
@@ -57,10 +57,11 @@ def test_the_kernel_is_registered_with_its_distribution():
     assert k.source == "oxcore-kernels-ggml"
 
 
-# NOTE: rows (N) not a multiple of the parallel chunk (64) nor of 8; K of 1..3 blocks; batches on
-# both sides of the GEMV/GEMM switch (8); every type compiles once (one numba function)
+# NOTE: rows (N) not a multiple of the parallel chunk (64) nor of 8; K of 1..3 blocks (odd counts:
+# the int8 kernels take blocks in pairs); rows of x on both sides of each switch (int8: 1 GEMV,
+# 2..64 GEMM, then BLAS; float32: 8); every type compiles once per kernel (one numba function)
 @pytest.mark.parametrize("t", TYPES)
-@pytest.mark.parametrize("m,n,blocks", [(1, 67, 1), (3, 130, 3), (8, 5, 2), (9, 33, 1), (64, 71, 2)])
+@pytest.mark.parametrize("m,n,blocks", [(1, 67, 1), (3, 130, 3), (8, 5, 2), (9, 33, 1), (64, 71, 2), (65, 9, 1)])
 def test_random_blocks_equal_gguf_py(t, m, n, blocks, gemv_path):
     rng = np.random.default_rng([ord(c) for c in t + gemv_path] + [m, n])
     k = BLOCK[t] * blocks
