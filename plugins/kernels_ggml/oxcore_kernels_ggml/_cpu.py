@@ -25,7 +25,7 @@ GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked 
 INT8_MAX_ROWS = 64
 # NOTE: GEMV: weight bytes (times x rows) below which one thread runs it (Gemma decode on the
 # idle 2-core machine: 16.2 tok/s at 256 KiB, 14.7 at 4 MiB)
-PARALLEL_MIN_BYTES = 256 << 10
+PARALLEL_MIN_BYTES = 4 << 20
 _TILE_BYTES = 4 << 20  # NOTE: GEMM: float32 rows unpacked per BLAS call (enough for the dequantizer's threads)
 _STATE: dict[str, Any] = {}
 #: the numba code dispatches on these (the kernels' own codes, not ggml's type ids)

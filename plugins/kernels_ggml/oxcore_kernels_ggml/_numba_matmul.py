@@ -14,6 +14,19 @@ from . import _numba_blocks as B
 from . import _numba_vnni as V
 
 _ROWS = 64  # NOTE: rows per parallel chunk: one scratch allocation per chunk, not per row
+# NOTE: the GEMVs ask for the weight rows this many bytes ahead (whole rows): without it the
+# memory reads did not overlap the arithmetic (Q8_0 262144 x 640, 1 thread on the busy 2-core
+# machine: 42 ms without, 23.5 ms at 1-3 KiB ahead, 25 ms at 11 KiB)
+_PREFETCH_BYTES = 2048
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(flat, n, n_rows, row_bytes):
+    """Prefetch the weight row ``_PREFETCH_BYTES`` ahead of row ``n`` (``flat``: W's bytes)."""
+    a = n + max(1, _PREFETCH_BYTES // row_bytes)
+    if a < n_rows:
+        for line in range(0, row_bytes + 63, 64):
+            V.prefetch(flat, a * row_bytes + min(line, row_bytes - 1))
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -23,10 +36,12 @@ def gemv(code, w, x, lut, y):
     n_rows = w.shape[0]
     m_rows, k = x.shape
     wi = w.view(np.int8)
+    flat = w.reshape(-1)
     for c in prange((n_rows + _ROWS - 1) // _ROWS):
         acc = np.empty(32, np.float32)
         for n in range(c * _ROWS, min(n_rows, (c + 1) * _ROWS)):
             b, bi = w[n], wi[n]
+            _prefetch_row(flat, n, n_rows, w.shape[1])
             for m in range(m_rows):
                 xm = x[m]
                 acc[:] = 0
@@ -176,10 +191,12 @@ def gemv_q8(code, w, xq, xd, xs, lut, y):
     ``acc[8:16]``) take alternate blocks, so two multiply-add chains overlap."""
     n_rows = w.shape[0]
     m_rows, k = xq.shape
+    flat = w.reshape(-1)
     for c in prange((n_rows + _ROWS - 1) // _ROWS):
         acc = np.zeros(16, np.float32)
         for n in range(c * _ROWS, min(n_rows, (c + 1) * _ROWS)):
             b = w[n]
+            _prefetch_row(flat, n, n_rows, w.shape[1])
             for m in range(m_rows):
                 q, d_x, s_x = xq[m], xd[m], xs[m]
                 acc[:] = 0
@@ -280,11 +297,13 @@ def gemm_q8(code, w, xq, xd, xs, lut, y):
     n_rows = w.shape[0]
     m_rows, k = xq.shape
     nb = k // 32
+    flat = w.reshape(-1)
     for c in prange((n_rows + _ROWS - 1) // _ROWS):
         acc = np.zeros(16, np.float32)
         u = np.empty(k, np.uint8)
         wsc, wof, sv = np.empty(k // 16, np.float32), np.empty(k // 16, np.float32), np.empty(k // 4, np.float32)
         for n in range(c * _ROWS, min(n_rows, (c + 1) * _ROWS)):
+            _prefetch_row(flat, n, n_rows, w.shape[1])
             # NOTE: one call per type (a literal): the per-block switch would stay in the loop
             if code == 0:
                 _unpack_row(0, w[n], u, wsc, wof, lut)

@@ -187,3 +187,16 @@ def unpack_k(typingctx, u, uo, w, wo, shift, ho, hshift, hmask):
     def codegen(context, builder, sig, args):
         return _store(context, builder, sig, args, _q_k(context, builder, sig.args[2], *args[2:]))
     return types.void(u, uo, w, wo, shift, ho, hshift, hmask), codegen
+
+
+@intrinsic
+def prefetch(typingctx, a, off):
+    """Ask for the cache line holding ``a[off]`` (a read, kept in all levels): the GEMV asks
+    for rows a few ahead, so the memory reads overlap the arithmetic of the current rows."""
+    def codegen(context, builder, sig, args):
+        p = builder.bitcast(_at(context, builder, sig.args[0], args[0], args[1], _I8), _I8.as_pointer())
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [_I8.as_pointer(), _I32, _I32, _I32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [p, _I32(0), _I32(3), _I32(1)])
+        return context.get_dummy_value()
+    return types.void(a, off), codegen
