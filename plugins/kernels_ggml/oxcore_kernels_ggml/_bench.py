@@ -1,7 +1,8 @@
 """``oxcore bench qmatmul``: ``x @ W.T`` on ggml blocks, per type x shape x kernel, against the
 machine's memory bandwidth (a NumPy copy) as the roofline.
 
-Rows per (type, rows of x): the numba kernel called directly, the same through oxcore
+Rows per (type, rows of x): the numba kernel called directly (and, for GEMVs on a VNNI CPU,
+its float32-activation variant, ``OXCORE_GGML_INT8=0``), the same through oxcore
 (pinned to cpu_numpy: build, cached plan, run), dequantize + matmul in NumPy (what the op's
 decomposition does on cpu_numpy), and every other backend's registered ``ggml_matmul`` kernel
 (e.g. MLX's) through oxcore. GB/s counts the quantized weight bytes read once; a GEMV is
@@ -90,6 +91,9 @@ def bench_qmatmul(types: tuple[str, ...], n: int, k: int, rows: str, repeat: int
             group = f"{t} {m}x{k} @ {n}x{k}"
             calls = {"numba kernel": lambda: _cpu.ggml_matmul(x, raw, ggml_type=t, shape=(n, k)),
                      "numpy dequantize + matmul": lambda: x @ dequantize(raw, t, (n, k)).T}
+            if _cpu.int8_gemv() and m <= _cpu.GEMV_MAX_ROWS:
+                calls["numba kernel, float32 x (OXCORE_GGML_INT8=0)"] = lambda: _float32_path(
+                    lambda: _cpu.ggml_matmul(x, raw, ggml_type=t, shape=(n, k)))
 
             def through(backend: str) -> Any:
                 dev = ox.extend.manager().backend(backend).device.name
@@ -113,6 +117,21 @@ def bench_qmatmul(types: tuple[str, ...], n: int, k: int, rows: str, repeat: int
     rep.print()
     _print_rates(rep)
     click.echo(f"saved {rep.save(out_path)}")
+
+
+def _float32_path(run: Any) -> Any:
+    """``run()`` with the int8 (VNNI) GEMV switched off: the float32-lane kernel it replaced."""
+    import os
+
+    old = os.environ.get("OXCORE_GGML_INT8")
+    os.environ["OXCORE_GGML_INT8"] = "0"
+    try:
+        return run()
+    finally:
+        if old is None:
+            del os.environ["OXCORE_GGML_INT8"]
+        else:
+            os.environ["OXCORE_GGML_INT8"] = old
 
 
 def _print_rates(rep: Any) -> None:

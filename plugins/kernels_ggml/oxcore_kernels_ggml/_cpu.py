@@ -1,5 +1,14 @@
 """numba kernels of ``ggml_matmul`` for the cpu_numpy backend (one kernel, per-type dispatch).
 
+Paths, by rows of x (M):
+
+- CPUs with AVX512-VNNI or AVX-VNNI (``int8_gemv()``; ``OXCORE_GGML_INT8=0`` turns it off): x is
+  quantized per 32 like ggml's q8_0 and multiplied with ``vpdpbusd`` (``_numba_vnni``): M = 1 the
+  GEMV (``gemv_q8``), 2..``INT8_MAX_ROWS`` the GEMM (``gemm_q8``: each weight row unpacked once).
+  NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
+- Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
+- More rows: tiles of W dequantized by io_gguf, multiplied with BLAS (float32).
+
 numba is imported on the first call, never at plugin load (``oxcore --help`` stays fast); the
 compiled machine code is cached on disk (``cache=True``), so only the first run of a machine
 pays the compilation (~10 s). Threads: ``OXCORE_THREADS`` when set, else ``NUMBA_NUM_THREADS``,
@@ -46,13 +55,17 @@ def supports(node: Any) -> bool | str:
 
 
 def prior_us(node: Any) -> float:
-    """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill."""
+    """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill (the int8
+    GEMM, up to ``INT8_MAX_ROWS`` rows of x: ~40 GFLOP/s on one core, Gemma's layers)."""
     from oxcore_io_gguf._types import ggml_type, nbytes
 
     n, k = node.attrs["shape"]
     m = math.prod(node.inputs[0].shape[:-1])
     wbytes = nbytes(ggml_type(node.attrs["ggml_type"]), (n, k))
-    return 5.0 + wbytes / 8e3 + 2.0 * m * n * k / 15e3
+    # NOTE: no numba import here (planning stays light): the int8 rate only where it was probed
+    int8 = _STATE.get("vnni") and os.environ.get("OXCORE_GGML_INT8", "").strip() != "0"
+    rate = 40e3 if m <= INT8_MAX_ROWS and int8 else 15e3
+    return 5.0 + wbytes / 8e3 + 2.0 * m * n * k / rate
 
 
 def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[int, int]) -> np.ndarray:

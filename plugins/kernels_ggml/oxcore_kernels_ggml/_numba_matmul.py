@@ -1,8 +1,18 @@
-"""numba drivers of ``x @ W.T`` on ggml blocks: the row-parallel GEMV (decode).
+"""numba drivers of ``x @ W.T`` on ggml blocks, parallel over runs of output rows.
 
-Each thread takes runs of output rows; for every activation row, the weight row's blocks are
-dotted in 32 float32 lanes (``_numba_blocks``) and summed once. The prefill GEMM (``_cpu``)
-unpacks tiles of rows with io_gguf's vectorized dequantizer and multiplies them with BLAS.
+- ``gemv``: float32 activations; each weight row's blocks are dotted in 32 float32 lanes
+  (``_numba_blocks``) and summed once (any x86/ARM CPU).
+- ``quantize_x`` + ``gemv_q8`` / ``gemm_q8``: int8 activations (ggml's q8_0 blocks of 32) and
+  ``vpdpbusd`` (``_numba_vnni``, CPUs with VNNI): the GEMV unpacks each block straight into the
+  dot product; the GEMM unpacks each weight row once (unsigned quants, a scale and an offset/min
+  coefficient per 16) and dots it with every row of x.
+
+Every driver prefetches the weight rows ~2 KiB ahead. The prefill GEMM beyond
+``_cpu.INT8_MAX_ROWS`` rows (``_cpu``) unpacks tiles of rows with io_gguf's vectorized
+dequantizer and multiplies them with BLAS.
+
+NOTE: numba's disk cache (``cache=True``) is keyed on this file; a change in ``_numba_blocks`` or
+``_numba_vnni`` alone does not invalidate it (touch this file, or clear ``__pycache__``).
 """
 
 from __future__ import annotations

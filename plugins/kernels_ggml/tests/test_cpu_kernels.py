@@ -184,6 +184,22 @@ def test_bench_qmatmul_saves_its_record(tmp_path):
     assert {"numba kernel", "numpy dequantize + matmul", "oxcore cpu_numpy"} <= names
     assert all(x["weight_gb_s"] > 0 and x["gflop_s"] > 0 and x["median_us"] > 0 for x in rows)
     assert {x["group"] for x in rows} == {"Q4_K 1x256 @ 40x256", "Q4_K 9x256 @ 40x256"}
+    if _cpu.int8_gemv():
+        # NOTE: the GEMV's two paths side by side (int8 and the float32 one it replaced)
+        assert {x["group"] for x in rows if "float32 x" in x["name"]} == {"Q4_K 1x256 @ 40x256"}
+
+
+def test_bench_takes_k_per_type_block(tmp_path):
+    from click.testing import CliRunner
+
+    from oxcore.cli import main
+
+    def run(t):
+        return CliRunner().invoke(main, ["bench", "qmatmul", "--type", t, "--n", "8", "--k", "96", "--rows", "1",
+                                         "--repeat", "1", "--out", str(tmp_path / "q.json")])
+    assert run("Q8_0").exit_code == 0
+    r = run("Q4_K")
+    assert r.exit_code != 0 and "multiple of Q4_K's block size 256, got 96" in r.output
 
 
 def test_autotune_measures_the_kernel_at_a_recorded_shape(monkeypatch, tmp_path):
