@@ -32,8 +32,10 @@ GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked 
 # tiles of dequantized W + BLAS (Gemma's layers, idle machine: 3.8 vs 3.8 ms at 64 rows of x, 2.6 vs
 # 3.4 at 32; on a busy one the BLAS path is 2-10x slower still)
 INT8_MAX_ROWS = 64
-# NOTE: GEMV: weight bytes (times x rows) below which one thread runs it (Gemma decode on the
-# idle 2-core machine: 16.2 tok/s at 256 KiB, 14.7 at 4 MiB)
+# NOTE: weight bytes (times x rows) below which one thread runs it: all of Gemma's layers (the
+# int8 GEMV takes 0.1-0.2 ms for them on one thread); a second thread's wake-up on the busy
+# 2-core machine cost more (Gemma decode, 3 interleaved runs: median 11.6 tok/s at 4 MiB, 9.1 at
+# 256 KiB; on a quieter one 17.0 vs 16.6)
 PARALLEL_MIN_BYTES = 4 << 20
 _TILE_BYTES = 4 << 20  # NOTE: GEMM: float32 rows unpacked per BLAS call (enough for the dequantizer's threads)
 _STATE: dict[str, Any] = {}
