@@ -57,16 +57,18 @@ def supports(node: Any) -> bool | str:
 
 
 def prior_us(node: Any) -> float:
-    """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill (the int8
-    GEMM, up to ``INT8_MAX_ROWS`` rows of x: ~40 GFLOP/s on one core, Gemma's layers)."""
+    """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill; the int8
+    GEMM (up to ``INT8_MAX_ROWS`` rows of x) ~40 GFLOP/s per thread (Gemma's layers, measured)."""
     from oxcore_io_gguf._types import ggml_type, nbytes
 
     n, k = node.attrs["shape"]
     m = math.prod(node.inputs[0].shape[:-1])
     wbytes = nbytes(ggml_type(node.attrs["ggml_type"]), (n, k))
-    # NOTE: no numba import here (planning stays light): the int8 rate only where it was probed
-    int8 = _STATE.get("vnni") and os.environ.get("OXCORE_GGML_INT8", "").strip() != "0"
-    rate = 40e3 if m <= INT8_MAX_ROWS and int8 else 15e3
+    rate = 15e3
+    if m <= INT8_MAX_ROWS and int8_gemv():
+        # NOTE: numba's own thread count would import numba while planning; the environment says it
+        env = os.environ.get("OXCORE_THREADS") or os.environ.get("NUMBA_NUM_THREADS") or ""
+        rate = 40e3 * (int(env) if env.strip().isdigit() and int(env) > 0 else (os.cpu_count() or 1))
     return 5.0 + wbytes / 8e3 + 2.0 * m * n * k / rate
 
 
@@ -116,12 +118,17 @@ def int8_gemv() -> bool:
 
     NOTE: ggml's own CPU path; 2-3x the float32 kernel's speed here (Gemma's layer shapes), at an
     NMSE of ~3e-5 against the float64 product (ggml's test-backend-ops bound: 5e-4)."""
-    if os.environ.get("OXCORE_GGML_INT8", "").strip() == "0":
-        return False
-    if "vnni" not in _STATE:
-        from . import _numba_vnni
+    return os.environ.get("OXCORE_GGML_INT8", "").strip() != "0" and vnni_cpu()
 
-        _STATE["vnni"] = _numba_vnni.available()
+
+def vnni_cpu() -> bool:
+    """Whether this CPU has AVX512-VNNI (with AVX512-VL) or AVX-VNNI: ``vpdpbusd`` on 256 bits."""
+    if "vnni" not in _STATE:
+        # NOTE: llvmlite only (numba's code generator, light): no numba import while planning
+        import llvmlite.binding as llvm
+
+        f = llvm.get_host_cpu_features()
+        _STATE["vnni"] = bool((f.get("avx512vnni") and f.get("avx512vl")) or f.get("avxvnni"))
     return _STATE["vnni"]
 
 

@@ -36,10 +36,9 @@ _V16B, _V32B, _V8I, _V8F = ir.VectorType(_I8, 16), ir.VectorType(_I8, 32), ir.Ve
 
 def available() -> bool:
     """True when this CPU runs ``vpdpbusd`` on 256-bit registers (AVX512-VNNI + VL, or AVX-VNNI)."""
-    import llvmlite.binding as llvm
+    from ._cpu import vnni_cpu
 
-    f = llvm.get_host_cpu_features()
-    return bool((f.get("avx512vnni") and f.get("avx512vl")) or f.get("avxvnni"))
+    return vnni_cpu()
 
 
 def _at(context, builder, aryty, ary, off, vecty):
