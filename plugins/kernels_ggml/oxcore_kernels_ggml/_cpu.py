@@ -98,7 +98,7 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
             mod.quantize_x(xs, xq, xd, xsum)
             # NOTE: one row of x: unpacking straight into vpdpbusd beats storing the unpacked row
             # (0.106 vs 0.163 ms, Q5_0 2048 x 640); from 2 rows the unpacked row is reused
-            (mod.gemv_q8 if m == 1 else mod.gemm_q8)(code, w, xq, xd, xsum, lut, y)
+            (mod.gemv_q8 if m == 1 else mod.gemm_q8)(code, w, xq, xd, xsum, y)
         else:
             mod.gemv(code, w, xs, lut, y)
     else:

@@ -106,55 +106,55 @@ def quantize_x(x, xq, xd, xs):
 
 
 @njit(cache=True, inline="always")
-def _q32(code, b, i, ao, acc, q, d_x, s_x, lut):
+def _q32(code, b, i, ao, acc, q, d_x, s_x):
     """Block ``i`` of a 32-quant type into ``acc[ao:ao + 8]``; returns its offset/min term."""
     xs = s_x[2 * i] + s_x[2 * i + 1]
     if code == 4:  # Q8_0: d, 32 int8 (read as q + 128)
         o = i * 34
-        d = B._h(b, o, lut)
+        d = V.f16(b, o)
         V.dot_q8(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 2)
         return np.float32(-128) * d * xs
     if code == 0:  # Q4_0: d, 16 bytes of nibbles; q - 8
         o = i * 18
-        d = B._h(b, o, lut)
+        d = V.f16(b, o)
         V.dot_q4(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 2, 0)
         return np.float32(-8) * d * xs
     if code == 1:  # Q4_1: d, m, nibbles; d * q + m
         o = i * 20
-        d = B._h(b, o, lut)
+        d = V.f16(b, o)
         V.dot_q4(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 4, 0)
-        return B._h(b, o + 2, lut) * xs
+        return V.f16(b, o + 2) * xs
     if code == 2:  # Q5_0: d, qh (32 bits), nibbles; q - 16
         o = i * 22
-        d = B._h(b, o, lut)
+        d = V.f16(b, o)
         V.dot_q4(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 6, B._u32(b, o + 2))
         return np.float32(-16) * d * xs
     # Q5_1: d, m, qh, nibbles; d * q + m
     o = i * 24
-    d = B._h(b, o, lut)
+    d = V.f16(b, o)
     V.dot_q4(acc, ao, q, i * 32, d * d_x[i], d * d_x[i], b, o + 8, B._u32(b, o + 4))
-    return B._h(b, o + 2, lut) * xs
+    return V.f16(b, o + 2) * xs
 
 
 @njit(cache=True, inline="always")
-def _row32(code, b, acc, q, d_x, s_x, lut):
+def _row32(code, b, acc, q, d_x, s_x):
     """A row of a 32-quant type, blocks alternating between ``acc[0:8]`` and ``acc[8:16]``."""
     nb = q.shape[0] // 32
     extra = np.float32(0)
     for p in range(nb // 2):  # NOTE: not range(0, nb - 1, 2): a step adds sign checks
-        extra += _q32(code, b, 2 * p, 0, acc, q, d_x, s_x, lut)
-        extra += _q32(code, b, 2 * p + 1, 8, acc, q, d_x, s_x, lut)
+        extra += _q32(code, b, 2 * p, 0, acc, q, d_x, s_x)
+        extra += _q32(code, b, 2 * p + 1, 8, acc, q, d_x, s_x)
     if nb % 2:
-        extra += _q32(code, b, nb - 1, 0, acc, q, d_x, s_x, lut)
+        extra += _q32(code, b, nb - 1, 0, acc, q, d_x, s_x)
     return extra
 
 
 @njit(cache=True, inline="always")
-def _k45(five, b, i, acc, q, d_x, s_x, lut):
+def _k45(five, b, i, acc, q, d_x, s_x):
     """Super-block ``i`` of Q4_K / Q5_K (d, dmin, 12 bytes of 6-bit scales and mins, (qh,) qs):
     low nibbles into ``acc[0:8]``, high ones into ``acc[8:16]``; returns the min term."""
     o = i * (176 if five else 144)
-    d, dmin = B._h(b, o, lut), B._h(b, o + 2, lut)
+    d, dmin = V.f16(b, o), V.f16(b, o + 2)
     qs = o + 48 if five else o + 16
     extra = np.float32(0)
     for j in range(4):
@@ -174,10 +174,10 @@ def _k45(five, b, i, acc, q, d_x, s_x, lut):
 
 
 @njit(cache=True, inline="always")
-def _q6k(b, bi, i, acc, q, d_x, s_x, lut):
+def _q6k(b, bi, i, acc, q, d_x, s_x):
     """Super-block ``i`` of Q6_K (ql 128, qh 64, 16 int8 scales, d); returns the offset term."""
     o = i * 210
-    d = B._h(b, o + 208, lut)
+    d = V.f16(b, o + 208)
     extra = np.float32(0)
     for half in range(2):
         ql, qh, sc, xb = o + 64 * half, o + 128 + 32 * half, o + 192 + 8 * half, 8 * i + 4 * half
@@ -192,13 +192,15 @@ def _q6k(b, bi, i, acc, q, d_x, s_x, lut):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def gemv_q8(code, w, xq, xd, xs, lut, y):
+def gemv_q8(code, w, xq, xd, xs, y):
     """y (M, N) = x @ W.T with x given as int8 blocks (``quantize_x``): the VNNI GEMV.
 
     Each block adds ``vpdpbusd(q, xq) * d_w * d_x`` into 8 float32 lanes (``_numba_vnni``); the
     offset (Q4_0: 8, Q5_0: 16, Q8_0: 128 from the unsigned read, Q6_K: 32) and min terms are one
     scalar per block from ``xs``. Codes as in ``gemv``. NOTE: two lane sets (``acc[0:8]``,
-    ``acc[8:16]``) take alternate blocks, so two multiply-add chains overlap."""
+    ``acc[8:16]``) take alternate blocks, so two multiply-add chains overlap. The float16
+    scales are converted with ``vcvtph2ps`` (``V.f16``), not the 256 KiB table of the float32
+    path: it competed with the weights for L2 (Q8_0 262144 x 640, one thread: 27.9 -> 22.5 ms)."""
     n_rows = w.shape[0]
     m_rows, k = xq.shape
     flat = w.reshape(-1)
@@ -214,30 +216,30 @@ def gemv_q8(code, w, xq, xd, xs, lut, y):
                 # NOTE: one loop per type, the type a literal in it: a switch inside the block loop
                 # is not hoisted by LLVM (measured 1.5x slower)
                 if code == 0:
-                    extra = _row32(0, b, acc, q, d_x, s_x, lut)
+                    extra = _row32(0, b, acc, q, d_x, s_x)
                 elif code == 1:
-                    extra = _row32(1, b, acc, q, d_x, s_x, lut)
+                    extra = _row32(1, b, acc, q, d_x, s_x)
                 elif code == 2:
-                    extra = _row32(2, b, acc, q, d_x, s_x, lut)
+                    extra = _row32(2, b, acc, q, d_x, s_x)
                 elif code == 3:
-                    extra = _row32(3, b, acc, q, d_x, s_x, lut)
+                    extra = _row32(3, b, acc, q, d_x, s_x)
                 elif code == 4:
-                    extra = _row32(4, b, acc, q, d_x, s_x, lut)
+                    extra = _row32(4, b, acc, q, d_x, s_x)
                 elif code == 5:
                     for i in range(k // 256):
-                        extra += _k45(False, b, i, acc, q, d_x, s_x, lut)
+                        extra += _k45(False, b, i, acc, q, d_x, s_x)
                 elif code == 6:
                     for i in range(k // 256):
-                        extra += _k45(True, b, i, acc, q, d_x, s_x, lut)
+                        extra += _k45(True, b, i, acc, q, d_x, s_x)
                 else:
                     bi = b.view(np.int8)
                     for i in range(k // 256):
-                        extra += _q6k(b, bi, i, acc, q, d_x, s_x, lut)
+                        extra += _q6k(b, bi, i, acc, q, d_x, s_x)
                 y[m, n] = acc.sum() + extra
 
 
 @njit(cache=True, inline="always")
-def _unpack_row(code, b, u, wsc, wof, lut):
+def _unpack_row(code, b, u, wsc, wof):
     """Weight row ``b`` as unsigned quants ``u`` (K bytes) with, per 16 quants, the scale
     ``wsc`` and the coefficient ``wof`` of x's sum (offset or min): the row is
     ``wsc[g] * u[16 g:16 g + 16] + wof[g]``. NOTE: the GEMM's split: unpacked once, dotted with
@@ -247,7 +249,7 @@ def _unpack_row(code, b, u, wsc, wof, lut):
         bs = (18, 20, 22, 24, 34)[code]
         for i in range(k // 32):
             o = i * bs
-            d = B._h(b, o, lut)
+            d = V.f16(b, o)
             if code == 4:
                 V.unpack_q8(u, 32 * i, b, o + 2)
                 c = np.float32(-128) * d
@@ -256,20 +258,20 @@ def _unpack_row(code, b, u, wsc, wof, lut):
                 c = np.float32(-8) * d
             elif code == 1:
                 V.unpack_q4(u, 32 * i, b, o + 4, 0)
-                c = B._h(b, o + 2, lut)
+                c = V.f16(b, o + 2)
             elif code == 2:
                 V.unpack_q4(u, 32 * i, b, o + 6, B._u32(b, o + 2))
                 c = np.float32(-16) * d
             else:
                 V.unpack_q4(u, 32 * i, b, o + 8, B._u32(b, o + 4))
-                c = B._h(b, o + 2, lut)
+                c = V.f16(b, o + 2)
             wsc[2 * i] = wsc[2 * i + 1] = d
             wof[2 * i] = wof[2 * i + 1] = c
     elif code == 5 or code == 6:
         five = code == 6
         for i in range(k // 256):
             o = i * (176 if five else 144)
-            d, dmin = B._h(b, o, lut), B._h(b, o + 2, lut)
+            d, dmin = V.f16(b, o), V.f16(b, o + 2)
             qs = o + 48 if five else o + 16
             for j in range(4):
                 xb = 8 * i + 2 * j
@@ -288,7 +290,7 @@ def _unpack_row(code, b, u, wsc, wof, lut):
         bi = b.view(np.int8)
         for i in range(k // 256):
             o = i * 210
-            d = B._h(b, o + 208, lut)
+            d = V.f16(b, o + 208)
             for half in range(2):
                 ql, qh, sc, xb = o + 64 * half, o + 128 + 32 * half, o + 192 + 8 * half, 8 * i + 4 * half
                 for t in range(4):
@@ -300,7 +302,7 @@ def _unpack_row(code, b, u, wsc, wof, lut):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def gemm_q8(code, w, xq, xd, xs, lut, y):
+def gemm_q8(code, w, xq, xd, xs, y):
     """y (M, N) = x @ W.T with x as int8 blocks, for many rows of x (prefill): each weight row
     is unpacked once (``_unpack_row``), then every x row is dotted with it (``dot_u8``: one
     load, ``vpdpbusd``, multiply-add per 32 quants) and with x's sums for the offsets/mins."""
@@ -316,21 +318,21 @@ def gemm_q8(code, w, xq, xd, xs, lut, y):
             _prefetch_row(flat, n, n_rows, w.shape[1])
             # NOTE: one call per type (a literal): the per-block switch would stay in the loop
             if code == 0:
-                _unpack_row(0, w[n], u, wsc, wof, lut)
+                _unpack_row(0, w[n], u, wsc, wof)
             elif code == 1:
-                _unpack_row(1, w[n], u, wsc, wof, lut)
+                _unpack_row(1, w[n], u, wsc, wof)
             elif code == 2:
-                _unpack_row(2, w[n], u, wsc, wof, lut)
+                _unpack_row(2, w[n], u, wsc, wof)
             elif code == 3:
-                _unpack_row(3, w[n], u, wsc, wof, lut)
+                _unpack_row(3, w[n], u, wsc, wof)
             elif code == 4:
-                _unpack_row(4, w[n], u, wsc, wof, lut)
+                _unpack_row(4, w[n], u, wsc, wof)
             elif code == 5:
-                _unpack_row(5, w[n], u, wsc, wof, lut)
+                _unpack_row(5, w[n], u, wsc, wof)
             elif code == 6:
-                _unpack_row(6, w[n], u, wsc, wof, lut)
+                _unpack_row(6, w[n], u, wsc, wof)
             else:
-                _unpack_row(7, w[n], u, wsc, wof, lut)
+                _unpack_row(7, w[n], u, wsc, wof)
             for g in range(k // 16):  # NOTE: each 16-quant scale over its 4 int32 lanes
                 for j in range(4):
                     sv[4 * g + j] = wsc[g]

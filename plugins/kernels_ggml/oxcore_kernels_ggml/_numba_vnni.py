@@ -199,3 +199,12 @@ def prefetch(typingctx, a, off):
         builder.call(fn, [p, _I32(0), _I32(3), _I32(1)])
         return context.get_dummy_value()
     return types.void(a, off), codegen
+
+
+@intrinsic
+def f16(typingctx, b, o):
+    """The float16 at bytes ``b[o:o+2]`` as float32 (``vcvtph2ps`` with F16C): no table lookup."""
+    def codegen(context, builder, sig, args):
+        h = builder.load(_at(context, builder, sig.args[0], args[0], args[1], ir.IntType(16)), align=1)
+        return builder.fpext(builder.bitcast(h, ir.HalfType()), _F32)
+    return types.float32(b, o), codegen
