@@ -29,8 +29,9 @@ from .testing import TYPES
 KERNEL_NAME = "numba"
 GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked once and dotted with every x row
 # NOTE: int8 path: up to here the VNNI GEMM (rows of W unpacked once, dotted with every x row) beats
-# tiles of dequantized W + BLAS (Gemma's layers, idle machine: 3.8 vs 3.8 ms at 64 rows of x, 2.6 vs
-# 3.4 at 32; on a busy one the BLAS path is 2-10x slower still)
+# tiles of dequantized W + BLAS (Gemma's Q5_0 2048 x 640 on a quiet moment of the 2-core machine:
+# the GEMM ~0.06 ms per row of x on one thread, BLAS tiles 3.4 ms at 8..32 rows, 3.8 at 64, 5.0
+# at 128; while others load the machine the BLAS path measured 2-10x slower still)
 INT8_MAX_ROWS = 64
 # NOTE: weight bytes (times x rows) below which one thread runs it: all of Gemma's layers (the
 # int8 GEMV takes 0.1-0.2 ms for them on one thread); a second thread's wake-up on the busy
@@ -125,9 +126,12 @@ def vnni_cpu() -> bool:
     """Whether this CPU has AVX512-VNNI (with AVX512-VL) or AVX-VNNI: ``vpdpbusd`` on 256 bits."""
     if "vnni" not in _STATE:
         # NOTE: llvmlite only (numba's code generator, light): no numba import while planning
-        import llvmlite.binding as llvm
+        try:
+            import llvmlite.binding as llvm
 
-        f = llvm.get_host_cpu_features()
+            f = llvm.get_host_cpu_features()
+        except (ImportError, RuntimeError):  # NOTE: no numba (supports() refuses), or no host info
+            f = {}
         _STATE["vnni"] = bool((f.get("avx512vnni") and f.get("avx512vl")) or f.get("avxvnni"))
     return _STATE["vnni"]
 
