@@ -1,5 +1,6 @@
-"""VNNI building blocks for the int8-activation GEMV: one 32-weight block times 32 int8
-activations with ``vpdpbusd``, written as LLVM IR through numba ``@intrinsic``.
+"""VNNI building blocks for the int8-activation GEMV and GEMM: one 32-weight block times 32
+int8 activations with ``vpdpbusd``, written as LLVM IR through numba ``@intrinsic`` (plus
+``unpack_*`` for the GEMM's unpacked rows, ``f16`` for float16 scales, ``prefetch``).
 
 NOTE why IR and not plain numba: numba types ``int8 * int8`` as int64, and LLVM neither
 vectorizes the fixed 32-element block loops nor finds ``vpdpbusd`` in them (measured: scalar
@@ -9,6 +10,8 @@ ggml's AVX code uses: load the block's bytes, unpack them to unsigned 8-bit quan
 to float32 and multiply-add into 8 float32 lanes ``acc[ao:ao + 8]`` with the block's scale. No
 horizontal sum per block: the row sums its lanes once. NOTE: callers alternate two accumulators
 (``ao`` 0 and 8): one chain of multiply-adds waits 4 cycles per block; two overlap.
+
+NOTE: no bounds checks (a vector load cannot have one): callers pass offsets inside the block.
 
 The unsigned quants are the stored values (``q`` in ggml's ``d * (q - offset) + m``); the offset
 and min terms are added by the caller from the activations' per-block sums.
