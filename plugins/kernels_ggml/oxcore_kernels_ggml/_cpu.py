@@ -2,8 +2,9 @@
 
 Paths, by rows of x (M):
 
-- CPUs with AVX512-VNNI or AVX-VNNI (``int8_gemv()``; ``OXCORE_GGML_INT8=0`` turns it off): x is
-  quantized per 32 like ggml's q8_0 and multiplied with ``vpdpbusd`` (``_numba_vnni``): M = 1 the
+- CPUs with AVX512-VNNI or AVX-VNNI (``int8_gemv()``; ``OXCORE_GGML_INT8=0`` turns it off), W of
+  at least ``INT8_MIN_BYTES``: x is quantized per 32 like ggml's q8_0 and multiplied with
+  ``vpdpbusd`` (``_numba_vnni``): M = 1 the
   GEMV (``gemv_q8``), 2..``INT8_MAX_ROWS`` the GEMM (``gemm_q8``: each weight row unpacked once).
   NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
 - Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
@@ -33,6 +34,11 @@ GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked 
 # the GEMM ~0.06 ms per row of x on one thread, BLAS tiles 3.4 ms at 8..32 rows, 3.8 at 64, 5.0
 # at 128; while others load the machine the BLAS path measured 2-10x slower still)
 INT8_MAX_ROWS = 64
+# NOTE: int8 path: only from this many weight bytes. Below, the call's fixed cost dominates (the
+# float32 GEMV is as fast), and a product with few outputs has no average: one output of 32
+# cancelling terms measured a relative error of 18% with x in 8 bits (NMSE 0.03), where the float32
+# path is exact. Gemma's smallest matrix is 110 KB.
+INT8_MIN_BYTES = 64 << 10
 # NOTE: weight bytes (times x rows) below which one thread runs it: all of Gemma's layers (the
 # int8 GEMV takes 0.1-0.2 ms for them on one thread); a second thread's wake-up on the busy
 # 2-core machine cost more (Gemma decode, 3 interleaved runs: median 11.6 tok/s at 4 MiB, 9.1 at
@@ -66,7 +72,7 @@ def prior_us(node: Any) -> float:
     m = math.prod(node.inputs[0].shape[:-1])
     wbytes = nbytes(ggml_type(node.attrs["ggml_type"]), (n, k))
     rate = 15e3
-    if m <= INT8_MAX_ROWS and int8_gemv():
+    if m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv():
         # NOTE: numba's own thread count would import numba while planning; the environment says it
         env = os.environ.get("OXCORE_THREADS") or os.environ.get("NUMBA_NUM_THREADS") or ""
         rate = 40e3 * (int(env) if env.strip().isdigit() and int(env) > 0 else (os.cpu_count() or 1))
@@ -88,7 +94,7 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     m = xs.shape[0]
     y = np.empty((m, n), np.float32)
     code = CODES[t.name]
-    int8 = m <= INT8_MAX_ROWS and int8_gemv()
+    int8 = m <= INT8_MAX_ROWS and w.nbytes >= INT8_MIN_BYTES and int8_gemv()
     if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
