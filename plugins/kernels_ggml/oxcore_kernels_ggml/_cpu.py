@@ -30,10 +30,11 @@ from .testing import TYPES
 KERNEL_NAME = "numba"
 GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked once and dotted with every x row
 # NOTE: int8 path: up to here the VNNI GEMM (rows of W unpacked once, dotted with every x row) beats
-# tiles of dequantized W + BLAS (Gemma's Q5_0 2048 x 640 on a quiet moment of the 2-core machine:
-# the GEMM ~0.06 ms per row of x on one thread, BLAS tiles 3.4 ms at 8..32 rows, 3.8 at 64, 5.0
-# at 128; while others load the machine the BLAS path measured 2-10x slower still)
-INT8_MAX_ROWS = 64
+# or ties tiles of dequantized W + BLAS (Gemma's Q5_0 2048 x 640 and Q6_K 640 x 2048 on the shared
+# 2-core machine, medians of 9: 4.0 vs 11.8 ms and 3.8 vs 13.5 at 65 rows of x, 12.7 vs 13.4 and
+# 7.9 vs 8.0 at 128, mixed at 256; at 16..64 rows the BLAS path took 20-100 ms while others
+# loaded the machine, the GEMM 0.7-8 ms)
+INT8_MAX_ROWS = 128
 # NOTE: int8 path: only from this many weight bytes. Below, the call's fixed cost dominates (the
 # float32 GEMV is as fast), and a product with few outputs has no average: one output of 32
 # cancelling terms measured a relative error of 18% with x in 8 bits (NMSE 0.03), where the float32
