@@ -56,11 +56,18 @@ def main() -> None:
     mod, lut = _cpu._compiled()
     gemv_s = [0.0]
 
-    def gemv(*a):
-        t = time.perf_counter()
-        mod.gemv(*a)
-        gemv_s[0] += time.perf_counter() - t
-    _cpu._STATE["mod"] = (types.SimpleNamespace(gemv=gemv), lut)
+    def timed(fn):
+        def run(*a):
+            t = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                gemv_s[0] += time.perf_counter() - t
+        return run
+    # NOTE: every numba driver of the module (float32 GEMV, int8 GEMV/GEMM), timed; the rest as is
+    proxy = types.SimpleNamespace(**{n: timed(f) if n.startswith(("gemv", "gemm")) and callable(f) else f
+                                     for n, f in vars(mod).items()})
+    _cpu._STATE["mod"] = (proxy, lut)
 
     cache = m.new_cache(args.cache)
     m._run(cache, ids)
