@@ -236,9 +236,10 @@ __device__ __forceinline__ void ld_x16(const T* p, float* o, bool vec) {
   }
 }
 
-// y[m, n0 + r] for r < R, m < M: x (M, K), W rows of ROW_BYTES bytes, M <= MAXM
+// y[m, n0 + r] for r < R, m < M: x (M, K), W rows of ROW_BYTES bytes, M <= MAXM; red: one row per warp
 template <int TYPE, typename T, int MAXM, int R>
-__device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, int K, int N, size_t ROW_BYTES) {
+__device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, int K, int N, size_t ROW_BYTES,
+                                     float (*red)[R * MAXM]) {
   using S = Spec<TYPE>;
   const int G = K >> 5, tid = threadIdx.x, nt = blockDim.x, n0 = blockIdx.x * R;
   const uint8_t* rows[R];
@@ -282,7 +283,6 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
 #pragma unroll
       for (int m = 0; m < MAXM; ++m) acc[r][m] = __int_as_float(0x7FC00000);
   }
-  __shared__ float red[32][R * MAXM];
   const int lane = tid & 31, warp = tid >> 5;
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -310,9 +310,22 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
 """
 
 SOURCE = r"""
-  // NOTE: sizes come from the shapes (x: (M, K), w: (N, row bytes)) so one compiled kernel per
-  // (T, TYPE, MAXM, R) serves every matrix
-  oxg::gemv<TYPE, T, MAXM, R>(x, w, y, x_shape[0], x_shape[1], w_shape[0], (size_t)w_shape[1]);
+  // NOTE: sizes come from the shapes (x: (M, K), w: (N, blocks per row, block bytes)), and the
+  // type from its block size (all 8 differ), so one compiled kernel per (T, MAXM, R) serves every
+  // type and matrix: 9 NVRTC compiles cover float32/float16/bfloat16 x 1, 2-4, 5-8 rows
+  const int M = x_shape[0], K = x_shape[1], N = w_shape[0];
+  const size_t RB = (size_t)w_shape[1] * w_shape[2];
+  __shared__ float red[32][R * MAXM];
+  switch (w_shape[2]) {
+    case 18: oxg::gemv<0, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+    case 20: oxg::gemv<1, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+    case 22: oxg::gemv<2, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+    case 24: oxg::gemv<3, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+    case 34: oxg::gemv<4, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+    case 144: oxg::gemv<5, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+    case 176: oxg::gemv<6, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+    case 210: oxg::gemv<7, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+  }
 """
 
 
@@ -352,8 +365,8 @@ def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], 
     rows = rows or ROWS_PER_BLOCK
     threads = 32 * warps
     (y,) = _kernel()(
-        inputs=[x.reshape(m, k), raw.reshape(n, k // t.block_size * t.type_size)],
-        template=[("T", x.dtype), ("TYPE", TYPES[ggml_type]), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows)],
+        inputs=[x.reshape(m, k), raw.reshape(n, k // t.block_size, t.type_size)],
+        template=[("T", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows)],
         grid=(-(-n // rows) * threads, 1, 1), threadgroup=(threads, 1, 1),
         output_shapes=[(m, n)], output_dtypes=[x.dtype])
     return y.reshape(*lead, n)

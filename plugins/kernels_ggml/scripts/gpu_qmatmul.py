@@ -1,8 +1,9 @@
 """GPU check of the MLX ggml_matmul kernels (scripts/gpu-check's ``qmatmul`` step).
 
 1. Correctness: every CUDA GEMV kernel (8 types x float32/float16/bfloat16 x 1..8 rows, odd N)
-   and mlx_affine against gguf-py's float64 product, by NMSE; and which kernel oxcore places for a
-   decode (1 row) and a prefill (64 rows) ``ggml_matmul``.
+   and mlx_affine against gguf-py's float64 product, by NMSE; x as a view at an odd offset (exact)
+   and W misaligned (NaN); and which kernel oxcore places for a decode (1 row) and a prefill
+   (64 rows) ``ggml_matmul``.
 2. Bandwidth: GEMV on a 16384x16384 weight of each type (bytes of quantized weights read per
    second), next to the device copy bandwidth (``a + 1`` on a 1 GiB float32 array: read + write)
    and, for scale, a dense bfloat16 GEMV of the same matrix.
@@ -69,7 +70,34 @@ def correctness(rng: np.random.Generator) -> list[dict]:
                     except Exception as e:  # NOTE: report every failure, not the first
                         rows.append({"kernel": name, "type": t, "dtype": dt, "N": n, "K": k, "M": m,
                                      "error": f"{type(e).__name__}: {e}"[:2000], "ok": False})
+        rows += _odd_offsets(rng, t)
     return rows
+
+
+def _odd_offsets(rng: np.random.Generator, t: str) -> list[dict]:
+    """x as a view one element into its buffer (the kernel's scalar x loads) must be exact; W one
+    byte into its buffer (misaligned blocks) must give NaN, not a misaligned-address fault."""
+    import mlx.core as mx
+    from oxcore_kernels_ggml import _mlx_cuda
+    from oxcore_kernels_ggml.testing import random_blocks, reference_matmul, nmse
+
+    n, k, m = 19, 512, 3
+    raw = random_blocks(t, (n, k), rng)
+    out = []
+    try:
+        flat = mx.array(rng.standard_normal(m * k + 1).astype(np.float32)).astype(mx.float16)
+        x = flat[1:].reshape(m, k)
+        got = np.array(_mlx_cuda.gemv(x, mx.array(raw), ggml_type=t, shape=(n, k)).astype(mx.float32))
+        err = nmse(reference_matmul(np.array(x.astype(mx.float32)), raw, t, (n, k)), got)
+        out.append({"kernel": "cuda_gemv x at +1", "type": t, "dtype": "float16", "N": n, "K": k, "M": m,
+                    "nmse": err, "ok": bool(err <= BOUND["float16"])})
+        wb = mx.array(np.concatenate([np.zeros(1, np.uint8), raw.reshape(-1)]))[1:].reshape(raw.shape)
+        got = np.array(_mlx_cuda.gemv(x, wb, ggml_type=t, shape=(n, k)).astype(mx.float32))
+        out.append({"kernel": "cuda_gemv W at +1 -> NaN", "type": t, "dtype": "float16", "N": n, "K": k, "M": m,
+                    "all_nan": bool(np.isnan(got).all()), "ok": bool(np.isnan(got).all())})
+    except Exception as e:  # NOTE: report every failure, not the first
+        out.append({"kernel": "cuda_gemv offsets", "type": t, "error": f"{type(e).__name__}: {e}"[:2000], "ok": False})
+    return out
 
 
 def placement(rng: np.random.Generator) -> list[dict]:
@@ -90,16 +118,6 @@ def placement(rng: np.random.Generator) -> list[dict]:
                 rows.append({"backend": backend, "type": t, "M": m, "kernel": chosen[0], "nmse": err,
                              "ok": bool(err <= 1e-6)})
     return rows
-
-
-def _gemv_warps(x, raw, t, size, warps):
-    from oxcore_kernels_ggml import _mlx_cuda
-
-    old, _mlx_cuda.WARPS_PER_BLOCK = _mlx_cuda.WARPS_PER_BLOCK, warps
-    try:
-        return _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(size, size))
-    finally:
-        _mlx_cuda.WARPS_PER_BLOCK = old
 
 
 def copy_bandwidth() -> dict:
@@ -146,9 +164,10 @@ def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps:
             if t in AFFINE:
                 _mlx_affine.converted(raw, t, (size, size))  # NOTE: converted once, outside the timing
                 kern["mlx_affine"] = lambda x: _mlx_affine.matmul(x, raw, ggml_type=t, shape=(size, size))
-            if dt == dtypes[0] and t in ("Q4_K", "Q8_0"):  # NOTE: block-size sweep, for tuning
-                for w in (2, 8, 16):
-                    kern[f"cuda_gemv {w} warps"] = (lambda x, w=w: _gemv_warps(x, raw, t, size, w))
+            if dt == dtypes[0] and t in ("Q4_K", "Q8_0"):  # NOTE: block shape sweep, for tuning
+                for w, r in ((8, 4), (4, 2), (8, 2)):
+                    kern[f"cuda_gemv {w}w {r}r"] = (lambda x, w=w, r=r: _mlx_cuda.gemv(
+                        x, raw, ggml_type=t, shape=(size, size), warps=w, rows=r))
             for name, f in kern.items():
                 s, spread = _median_s(lambda: [f(x) for x in xs], reps, per)
                 gbps = raw.nbytes / s / 1e9
