@@ -36,6 +36,8 @@ MAX_ROWS = 8
 #: threads of a block striding along K together, and output columns (rows of W) per block
 WARPS_PER_BLOCK = 4
 ROWS_PER_BLOCK = 4
+#: x staged in shared memory as float32 (chunks of 8192 / M values) instead of read through L1
+STAGE_X = False
 
 HEADER = r"""
 #include <cuda_fp16.h>
@@ -236,12 +238,40 @@ __device__ __forceinline__ void ld_x16(const T* p, float* o, bool vec) {
   }
 }
 
+// 8 x values from p (a multiple of 8 elements from x's start) as float32
+template <typename T>
+__device__ __forceinline__ void ld_x8(const T* p, float* o, bool vec) {
+  if (!vec) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) o[i] = static_cast<float>(p[i]);
+  } else if constexpr (sizeof(T) == 4) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w; o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
+  } else {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if constexpr (IsHalf<T>::value) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+        o[2 * j] = f.x; o[2 * j + 1] = f.y;
+      } else {
+        o[2 * j] = __uint_as_float(w[j] << 16); o[2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
+      }
+    }
+  }
+}
+
 // y[m, n0 + r] for r < R, m < M: x (M, K), W rows of ROW_BYTES bytes, M <= MAXM; red: one row per warp
-template <int TYPE, typename T, int MAXM, int R>
+// x staged in shared memory (XS): chunks of XC values per row of x, float32, 36 words per 32
+// values so that 8 lanes reading 16 values each hit distinct banks
+template <int MAXM> struct XStage { static constexpr int XC = 8192 / MAXM, WORDS = XC / 32 * 36; };
+
+template <int TYPE, typename T, int MAXM, int R, bool XS>
 __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, int K, int N, size_t ROW_BYTES,
-                                     float (*red)[R * MAXM]) {
+                                     float (*red)[R * MAXM], float* xsm) {
   using S = Spec<TYPE>;
-  const int G = K >> 5, tid = threadIdx.x, nt = blockDim.x, n0 = blockIdx.x * R;
+  const int tid = threadIdx.x, nt = blockDim.x, n0 = blockIdx.x * R;
   const uint8_t* rows[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) rows[r] = w + (size_t)min(n0 + r, N - 1) * ROW_BYTES;  // past N: computed, not stored
@@ -251,7 +281,21 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int m = 0; m < MAXM; ++m) acc[r][m] = 0.f;
-  for (int u = tid; u < G; u += nt) {
+  constexpr int XC = XStage<MAXM>::XC, XW = XStage<MAXM>::WORDS;
+  for (int k0 = 0; k0 < K; k0 += (XS ? XC : K)) {
+  const int k1 = XS ? min(K, k0 + XC) : K;
+  if constexpr (XS) {
+    __syncthreads();
+    for (int m = 0; m < M; ++m)
+      for (int e = 8 * tid; e < k1 - k0; e += 8 * nt) {
+        float v[8];
+        ld_x8<T>(x + (size_t)m * K + k0 + e, v, xvec);
+        float4* dst = reinterpret_cast<float4*>(xsm + m * XW + (e >> 5) * 36 + (e & 31));
+        dst[0] = make_float4(v[0], v[1], v[2], v[3]); dst[1] = make_float4(v[4], v[5], v[6], v[7]);
+      }
+    __syncthreads();
+  }
+  for (int u = (k0 >> 5) + tid; u < (k1 >> 5); u += nt) {
     Unit q[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) load_unit<TYPE>(rows[r], u, q[r]);
@@ -261,8 +305,19 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
     for (int m = 0; m < MAXM; ++m) {
       if (m < M) {
         float xv[32];
-        ld_x16<T>(x + (size_t)m * K + xa, xv, xvec);
-        ld_x16<T>(x + (size_t)m * K + xb, xv + 16, xvec);
+        if constexpr (XS) {
+          const float4* pa = reinterpret_cast<const float4*>(xsm + m * XW + ((xa - k0) >> 5) * 36 + ((xa - k0) & 31));
+          const float4* pb = reinterpret_cast<const float4*>(xsm + m * XW + ((xb - k0) >> 5) * 36 + ((xb - k0) & 31));
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float4 va = pa[i], vb = pb[i];
+            xv[4 * i] = va.x; xv[4 * i + 1] = va.y; xv[4 * i + 2] = va.z; xv[4 * i + 3] = va.w;
+            xv[16 + 4 * i] = vb.x; xv[16 + 4 * i + 1] = vb.y; xv[16 + 4 * i + 2] = vb.z; xv[16 + 4 * i + 3] = vb.w;
+          }
+        } else {
+          ld_x16<T>(x + (size_t)m * K + xa, xv, xvec);
+          ld_x16<T>(x + (size_t)m * K + xb, xv + 16, xvec);
+        }
         float sxa = 0.f, sxb = 0.f;
         if constexpr (S::BIAS) {
 #pragma unroll
@@ -276,6 +331,7 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
         }
       }
     }
+  }
   }
   if ((reinterpret_cast<unsigned long long>(w) & (S::ALIGN - 1)) != 0) {  // NOTE: NaN rather than a misaligned load
 #pragma unroll
@@ -316,15 +372,16 @@ SOURCE = r"""
   const int M = x_shape[0], K = x_shape[1], N = w_shape[0];
   const size_t RB = (size_t)w_shape[1] * w_shape[2];
   __shared__ float red[32][R * MAXM];
+  __shared__ __align__(16) float xsm[XS ? oxg::XStage<MAXM>::WORDS * MAXM : 4];
   switch (w_shape[2]) {
-    case 18: oxg::gemv<0, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
-    case 20: oxg::gemv<1, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
-    case 22: oxg::gemv<2, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
-    case 24: oxg::gemv<3, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
-    case 34: oxg::gemv<4, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
-    case 144: oxg::gemv<5, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
-    case 176: oxg::gemv<6, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
-    case 210: oxg::gemv<7, T, MAXM, R>(x, w, y, M, K, N, RB, red); break;
+    case 18: oxg::gemv<0, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
+    case 20: oxg::gemv<1, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
+    case 22: oxg::gemv<2, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
+    case 24: oxg::gemv<3, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
+    case 34: oxg::gemv<4, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
+    case 144: oxg::gemv<5, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
+    case 176: oxg::gemv<6, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
+    case 210: oxg::gemv<7, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
   }
 """
 
@@ -349,7 +406,7 @@ def available() -> str:
 
 
 def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int | None = None,
-         rows: int | None = None) -> mx.array:
+         rows: int | None = None, stage_x: bool | None = None) -> mx.array:
     """``x @ W.T`` for x (..., K) with at most ``MAX_ROWS`` rows, W's blocks read in place.
 
     ``warps`` (threads of a block along K) and ``rows`` (columns of y per block) default to
@@ -363,10 +420,11 @@ def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], 
     t = T.BY_NAME[ggml_type]
     warps = warps or WARPS_PER_BLOCK
     rows = rows or ROWS_PER_BLOCK
+    stage_x = STAGE_X if stage_x is None else stage_x
     threads = 32 * warps
     (y,) = _kernel()(
         inputs=[x.reshape(m, k), raw.reshape(n, k // t.block_size, t.type_size)],
-        template=[("T", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows)],
+        template=[("T", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows), ("XS", stage_x)],
         grid=(-(-n // rows) * threads, 1, 1), threadgroup=(threads, 1, 1),
         output_shapes=[(m, n)], output_dtypes=[x.dtype])
     return y.reshape(*lead, n)
