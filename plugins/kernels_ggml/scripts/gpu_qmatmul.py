@@ -183,15 +183,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="qmatmul.json")
     p.add_argument("--size", type=int, default=16384)
     p.add_argument("--dtypes", default="float16,float32")
+    p.add_argument("--warps", type=int, help="cuda_gemv warps per block (default: _mlx_cuda.WARPS_PER_BLOCK)")
+    p.add_argument("--rows", type=int, help="cuda_gemv output columns per block (default: ROWS_PER_BLOCK)")
+    p.add_argument("--stage-x", type=int, choices=(0, 1), help="cuda_gemv x in shared memory (default: STAGE_X)")
     a = p.parse_args(argv)
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_cuda
+
+    # NOTE: tuning runs set the kernel's block shape for the whole check, correctness included
+    if a.warps:
+        _mlx_cuda.WARPS_PER_BLOCK = a.warps
+    if a.rows:
+        _mlx_cuda.ROWS_PER_BLOCK = a.rows
+    if a.stage_x is not None:
+        _mlx_cuda.STAGE_X = bool(a.stage_x)
+    print(f"cuda_gemv: {_mlx_cuda.WARPS_PER_BLOCK} warps x {_mlx_cuda.ROWS_PER_BLOCK} rows per block, "
+          f"x staged in shared memory: {_mlx_cuda.STAGE_X}")
 
     why = _mlx_cuda.available()
     rng = np.random.default_rng(0)
     info = {k: str(v) for k, v in mx.device_info().items()}
     print("mlx", mx.__version__, mx.default_device(), info.get("device_name", ""))
-    record: dict = {"mlx": mx.__version__, "device": info, "cuda": not why}
+    record: dict = {"mlx": mx.__version__, "device": info, "cuda": not why,
+                    "config": {"warps": _mlx_cuda.WARPS_PER_BLOCK, "rows": _mlx_cuda.ROWS_PER_BLOCK,
+                               "stage_x": _mlx_cuda.STAGE_X}}
     if why:
         print("cuda_gemv cannot run here:", why)
     t0 = time.perf_counter()
