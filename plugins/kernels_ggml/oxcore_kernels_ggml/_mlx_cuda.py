@@ -36,8 +36,12 @@ MAX_ROWS = 8
 #: threads of a block striding along K together, and output columns (rows of W) per block
 WARPS_PER_BLOCK = 4
 ROWS_PER_BLOCK = 4
-#: x staged in shared memory as float32 (chunks of 8192 / M values) instead of read through L1
-STAGE_X = False
+#: x staged in shared memory as float32 (chunks of 8192 / M values) instead of read through L1:
+#: None chooses per call (float32 x with the 32-value block types, where it measured faster on an
+#: H200: each lane's 128 bytes of float32 x per unit made its L1 loads touch 32 lines each)
+STAGE_X: "bool | None" = None
+#: x dtypes and types whose x is staged when ``STAGE_X`` is None
+_STAGED = ("float32", {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"})
 
 HEADER = r"""
 #include <cuda_fp16.h>
@@ -282,7 +286,11 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
 #pragma unroll
     for (int m = 0; m < MAXM; ++m) acc[r][m] = 0.f;
   constexpr int XC = XStage<MAXM>::XC, XW = XStage<MAXM>::WORDS;
-  for (int k0 = 0; k0 < K; k0 += (XS ? XC : K)) {
+  // NOTE: a misaligned W (a view at an odd offset) reads nothing and gives NaN: a misaligned load
+  // would be a sticky fault that ends the process's CUDA context
+  const bool w_ok = (reinterpret_cast<unsigned long long>(w) & (S::ALIGN - 1)) == 0;
+  const int kend = w_ok ? K : 0;
+  for (int k0 = 0; k0 < kend; k0 += (XS ? XC : K)) {
   const int k1 = XS ? min(K, k0 + XC) : K;
   if constexpr (XS) {
     __syncthreads();
@@ -333,7 +341,7 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
     }
   }
   }
-  if ((reinterpret_cast<unsigned long long>(w) & (S::ALIGN - 1)) != 0) {  // NOTE: NaN rather than a misaligned load
+  if (!w_ok) {
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -362,27 +370,38 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
   }
 }
 
+// TYPE >= 0: that type only (registers sized for it); TYPE < 0: the type from the block size
+template <int TYPE, typename T, int MAXM, int R, bool XS>
+__device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int M, int K, int N, int blocks,
+                                         int block_bytes, float (*red)[R * MAXM], float* xsm) {
+  const size_t rb = (size_t)blocks * block_bytes;
+  if constexpr (TYPE >= 0) {
+    gemv<TYPE, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm);
+  } else {
+    switch (block_bytes) {
+      case 18: gemv<0, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 20: gemv<1, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 22: gemv<2, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 24: gemv<3, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 34: gemv<4, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 144: gemv<5, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 176: gemv<6, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 210: gemv<7, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+    }
+  }
+}
+
 }  // namespace oxg
 """
 
 SOURCE = r"""
-  // NOTE: sizes come from the shapes (x: (M, K), w: (N, blocks per row, block bytes)), and the
-  // type from its block size (all 8 differ), so one compiled kernel per (T, MAXM, R) serves every
-  // type and matrix: 9 NVRTC compiles cover float32/float16/bfloat16 x 1, 2-4, 5-8 rows
-  const int M = x_shape[0], K = x_shape[1], N = w_shape[0];
-  const size_t RB = (size_t)w_shape[1] * w_shape[2];
+  // NOTE: sizes come from the shapes (x: (M, K), w: (N, blocks per row, block bytes)); with
+  // TYPE < 0 the type comes from the block size (all 8 differ), so one compiled kernel serves
+  // every type: a decode step's M = 1 gets a kernel per type (fewer registers, measured faster),
+  // 2..8 rows share one per (x dtype, rows rounded up to 2, 4 or 8)
   __shared__ float red[32][R * MAXM];
   __shared__ __align__(16) float xsm[XS ? oxg::XStage<MAXM>::WORDS * MAXM : 4];
-  switch (w_shape[2]) {
-    case 18: oxg::gemv<0, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
-    case 20: oxg::gemv<1, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
-    case 22: oxg::gemv<2, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
-    case 24: oxg::gemv<3, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
-    case 34: oxg::gemv<4, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
-    case 144: oxg::gemv<5, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
-    case 176: oxg::gemv<6, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
-    case 210: oxg::gemv<7, T, MAXM, R, XS>(x, w, y, M, K, N, RB, red, xsm); break;
-  }
+  oxg::dispatch<TYPE, T, MAXM, R, XS>(x, w, y, x_shape[0], x_shape[1], w_shape[0], w_shape[1], w_shape[2], red, xsm);
 """
 
 
@@ -390,7 +409,7 @@ SOURCE = r"""
 def _kernel() -> Any:
     # NOTE: the name is MLX's key for its on-disk cache of compiled kernels (/tmp/mlx/...), which
     # ignores the source: a new kernel source needs a new name, or a stale binary is loaded
-    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v2", input_names=["x", "w"], output_names=["y"],
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v3", input_names=["x", "w"], output_names=["y"],
                                source=SOURCE, header=HEADER)
 
 
@@ -409,8 +428,9 @@ def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], 
          rows: int | None = None, stage_x: bool | None = None) -> mx.array:
     """``x @ W.T`` for x (..., K) with at most ``MAX_ROWS`` rows, W's blocks read in place.
 
-    ``warps`` (threads of a block along K) and ``rows`` (columns of y per block) default to
-    ``WARPS_PER_BLOCK`` and ``ROWS_PER_BLOCK``; other values are for tuning.
+    ``warps`` (threads of a block along K), ``rows`` (columns of y per block) and ``stage_x``
+    (x through shared memory) default to ``WARPS_PER_BLOCK``, ``ROWS_PER_BLOCK`` and
+    ``STAGE_X``; other values are for tuning (``scripts/gpu_qmatmul.py --warps/--rows/--stage-x``).
     """
     n, k = (int(s) for s in shape)
     lead = x.shape[:-1]
@@ -420,11 +440,13 @@ def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], 
     t = T.BY_NAME[ggml_type]
     warps = warps or WARPS_PER_BLOCK
     rows = rows or ROWS_PER_BLOCK
-    stage_x = STAGE_X if stage_x is None else stage_x
+    if stage_x is None:
+        stage_x = STAGE_X if STAGE_X is not None else (x.dtype == getattr(mx, _STAGED[0]) and ggml_type in _STAGED[1])
     threads = 32 * warps
     (y,) = _kernel()(
         inputs=[x.reshape(m, k), raw.reshape(n, k // t.block_size, t.type_size)],
-        template=[("T", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows), ("XS", stage_x)],
+        template=[("T", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows), ("XS", bool(stage_x)),
+                  ("TYPE", TYPES[ggml_type] if m == 1 else -1)],
         grid=(-(-n // rows) * threads, 1, 1), threadgroup=(threads, 1, 1),
         output_shapes=[(m, n)], output_dtypes=[x.dtype])
     return y.reshape(*lead, n)

@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", default="float16,float32")
     p.add_argument("--warps", type=int, help="cuda_gemv warps per block (default: _mlx_cuda.WARPS_PER_BLOCK)")
     p.add_argument("--rows", type=int, help="cuda_gemv output columns per block (default: ROWS_PER_BLOCK)")
-    p.add_argument("--stage-x", type=int, choices=(0, 1), help="cuda_gemv x in shared memory (default: STAGE_X)")
+    p.add_argument("--stage-x", type=int, choices=(0, 1),
+                   help="cuda_gemv x in shared memory for every call (default: STAGE_X, None = per x dtype and type)")
     a = p.parse_args(argv)
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_cuda
