@@ -133,7 +133,8 @@ def copy_bandwidth() -> dict:
     return {"bytes": 2 * a.nbytes, "median_s": s, "spread_s": spread, "GBps": 2 * a.nbytes / s / 1e9}
 
 
-def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps: float) -> list[dict]:
+def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps: float,
+              sweep: bool = False) -> list[dict]:
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_affine, _mlx_cuda
     from oxcore_kernels_ggml.testing import random_blocks
@@ -168,7 +169,7 @@ def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps:
             if t in AFFINE:
                 _mlx_affine.converted(raw, t, (size, size))  # NOTE: converted once, outside the timing
                 kern["mlx_affine"] = lambda x: _mlx_affine.matmul(x, raw, ggml_type=t, shape=(size, size))
-            if dt == dtypes[0] and t in ("Q4_K", "Q8_0"):  # NOTE: block shape sweep, for tuning
+            if sweep and dt == dtypes[0] and t in ("Q4_K", "Q8_0"):  # NOTE: block shape sweep, for tuning
                 for w, r in ((8, 4), (4, 2), (8, 2)):
                     kern[f"cuda_gemv {w}w {r}r"] = (lambda x, w=w, r=r: _mlx_cuda.gemv(
                         x, raw, ggml_type=t, shape=(size, size), warps=w, rows=r))
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="qmatmul.json")
     p.add_argument("--size", type=int, default=16384)
     p.add_argument("--dtypes", default="float16,float32")
+    p.add_argument("--sweep", action="store_true", help="also time cuda_gemv block shapes on Q4_K and Q8_0")
     p.add_argument("--warps", type=int, help="cuda_gemv warps per block (default: _mlx_cuda.WARPS_PER_BLOCK)")
     p.add_argument("--rows", type=int, help="cuda_gemv output columns per block (default: ROWS_PER_BLOCK)")
     p.add_argument("--stage-x", type=int, choices=(0, 1),
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     bad += [r for r in record["placement"] if not r["ok"]]
     copy = record["copy"] = copy_bandwidth()
     print(f"device copy bandwidth (a + 1, 1 GiB float32): {copy['GBps']:.0f} GB/s")
-    record["bandwidth"] = bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"]) if not why else []
+    record["bandwidth"] = bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"], a.sweep) if not why else []
     print(f"\nGEMV x (1, {a.size}) @ W.T, W {a.size}x{a.size}: weight bytes read per second")
     print(f"{'kernel':20s} {'type':6s} {'x':9s} {'MB':>8s} {'us':>9s} {'+-us':>7s} {'GB/s':>7s} {'of copy':>8s}")
     for r in record["bandwidth"]:
