@@ -178,6 +178,8 @@ def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps:
                 gbps = raw.nbytes / s / 1e9
                 rows.append({"kernel": name, "type": t, "dtype": dt, "bytes": raw.nbytes, "median_us": s * 1e6,
                              "spread_us": spread * 1e6, "GBps": gbps, "of_copy": gbps / copy_gbps})
+                print(f"  {name:20s} {t:6s} {dt:9s} {s * 1e6:8.1f} us {gbps:6.0f} GB/s {gbps / copy_gbps:5.0%}",
+                      flush=True)  # NOTE: as measured, so a run cut short still shows them
             del raw
             mx.clear_cache()
     return rows
