@@ -30,6 +30,9 @@ from oxcore_io_gguf import _types as T
 
 #: the types these kernels read, with their id in the kernel source
 TYPES = {"Q4_0": 0, "Q4_1": 1, "Q5_0": 2, "Q5_1": 3, "Q8_0": 4, "Q4_K": 5, "Q5_K": 6, "Q6_K": 7}
+#: the kernel's TYPE that reads the type from the block size (template ints must be >= 0: MLX
+#: puts them in the kernel's name)
+_ALL_TYPES = 8
 #: x rows one launch takes (accumulators in registers; the kernel is compiled for M rounded up to
 #: 1, 2, 4 or 8, so a decode step's M=1 keeps its registers and occupancy)
 MAX_ROWS = 8
@@ -370,12 +373,14 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
   }
 }
 
-// TYPE >= 0: that type only (registers sized for it); TYPE < 0: the type from the block size
+// TYPE 0..7: that type only (registers sized for it); ALL_TYPES: the type from the block size
+constexpr int ALL_TYPES = 8;
+
 template <int TYPE, typename T, int MAXM, int R, bool XS>
 __device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int M, int K, int N, int blocks,
                                          int block_bytes, float (*red)[R * MAXM], float* xsm) {
   const size_t rb = (size_t)blocks * block_bytes;
-  if constexpr (TYPE >= 0) {
+  if constexpr (TYPE < ALL_TYPES) {
     gemv<TYPE, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm);
   } else {
     switch (block_bytes) {
@@ -396,7 +401,7 @@ __device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int
 
 SOURCE = r"""
   // NOTE: sizes come from the shapes (x: (M, K), w: (N, blocks per row, block bytes)); with
-  // TYPE < 0 the type comes from the block size (all 8 differ), so one compiled kernel serves
+  // TYPE 8 the type comes from the block size (all 8 differ), so one compiled kernel serves
   // every type: a decode step's M = 1 gets a kernel per type (fewer registers, measured faster),
   // 2..8 rows share one per (x dtype, rows rounded up to 2, 4 or 8)
   __shared__ float red[32][R * MAXM];
@@ -446,7 +451,7 @@ def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], 
     (y,) = _kernel()(
         inputs=[x.reshape(m, k), raw.reshape(n, k // t.block_size, t.type_size)],
         template=[("T", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows), ("XS", bool(stage_x)),
-                  ("TYPE", TYPES[ggml_type] if m == 1 else -1)],
+                  ("TYPE", TYPES[ggml_type] if m == 1 else _ALL_TYPES)],
         grid=(-(-n // rows) * threads, 1, 1), threadgroup=(threads, 1, 1),
         output_shapes=[(m, n)], output_dtypes=[x.dtype])
     return y.reshape(*lead, n)
