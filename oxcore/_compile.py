@@ -87,20 +87,27 @@ class _Replay:
     __slots__ = ("plan", "nslots", "steps", "arg_slots", "constants", "outputs", "out_tree")
 
     def __init__(self, plan: planning.Plan, order: list[Node], arg_index: dict[int, int], out_leaves: list[Any],
-                 out_tree: TreeDef) -> None:
+                 out_tree: TreeDef, moved: dict | None = None) -> None:
         self.plan, self.nslots = plan, plan.nslots
         self.out_tree = None if out_tree.kind is None else out_tree  # NOTE: None: one array, the fast path
         self.arg_slots = [(s, arg_index[id(order[p])]) for p, s in plan.leaf_slots if id(order[p]) in arg_index]
         constants = dict(plan.constants)
         constants.update((s, order[p].buf) for p, s in plan.leaf_slots if id(order[p]) not in arg_index)
-        # NOTE: move constants (weights closed over, Python scalars) to their devices once, here
+        # NOTE: move constants (weights closed over, Python scalars) to their devices once, here;
+        # transfer steps come in the order of plan.transfers
         self.steps = []
+        dsts = iter(t.dst for t in plan.transfers)
         for step in plan.steps:
+            dst = next(dsts) if step.transfer else None
             if step.transfer and step.inputs[0] in constants:
-                constants[step.outputs[0]] = step.fn([constants[step.inputs[0]]])[0]
+                constants[step.outputs[0]] = _moved(moved, constants[step.inputs[0]], dst, step.fn)
             else:
                 self.steps.append(step)
-        self.constants = list(constants.items())
+        # NOTE: keep only constants a remaining step reads: a host weight already moved to its
+        # device would otherwise sit in every call's slots (and, when it views a mapped file,
+        # make each call stat that file)
+        read = {i for step in self.steps for i in step.inputs} | {s for _, s, _ in plan.outputs}
+        self.constants = [(s, buf) for s, buf in constants.items() if s in read]
         slot_of = {order[p]: (s, dev) for p, s, dev in plan.outputs}
         self.outputs: list[tuple] = []
         for v in out_leaves:
@@ -140,6 +147,21 @@ class _Replay:
         return out[0] if self.out_tree is None else self.out_tree.unflatten(out)
 
 
+def _moved(moved: dict | None, buf: Any, dst: str, move: Callable[[list], list]) -> Any:
+    """``buf`` on device ``dst``. A read-only host array (a weight viewing a mapped file) moves
+    once per compiled function: every trace (a prompt of each length, the decode step) shares
+    that copy, and so does whatever a kernel derives from it once per buffer (MLX's converted
+    ggml weights), instead of one copy per trace. A writable one moves per trace: it may have
+    changed since (the trace captures its values then)."""
+    if moved is None or type(buf) is not np.ndarray or buf.flags.writeable:
+        return move([buf])[0]
+    key = (id(buf), dst)
+    hit = moved.get(key)
+    if hit is None or hit[0] is not buf:
+        hit = moved[key] = (buf, move([buf])[0])  # NOTE: holds buf, so its id stays unique
+    return hit[1]
+
+
 def _share_small_constants(order: list[Node], pos: dict[int, int], args: frozenset[int]) -> None:
     """Point every use of a small constant (Python scalars become 0-d leaves, one per use) at
     its first equal copy: fewer inputs for each compiled segment. Only valid here, where
@@ -163,6 +185,7 @@ class CompiledFunction:
         functools.update_wrapper(self, fn)
         self.fn, self.max_traces, self.traces = fn, max_traces, 0
         self._cache: dict[tuple, _Replay] = {}
+        self._moved: dict[tuple, tuple] = {}  # (id(host buffer), device) -> (buffer, its copy there)
         self._lock = threading.Lock()
 
     def _key(self, tree: Any, leaves: list[Array]) -> tuple:
@@ -216,7 +239,8 @@ class CompiledFunction:
                 plan = planning.build_plan(order, pos, [id(n) in tset for n in order], constants=constants)
             else:
                 order, plan = [], planning.Plan.empty()
-        replay = _Replay(plan, order, {id(n): i for i, n in enumerate(nodes)}, out_leaves, out_tree)
+        replay = _Replay(plan, order, {id(n): i for i, n in enumerate(nodes)}, out_leaves, out_tree,
+                         self._moved)
         with self._lock:
             if len(self._cache) >= self.max_traces:
                 self._cache.pop(next(iter(self._cache)))
@@ -234,6 +258,7 @@ class CompiledFunction:
         """Forget every trace (the next call traces again)."""
         with self._lock:
             self._cache.clear()
+            self._moved.clear()
 
 
 def compile(fn: Callable | None = None, *, max_traces: int = 64) -> Any:

@@ -142,6 +142,45 @@ def _as_attr(a: str | Attr) -> Attr:
 
 
 @dataclass(frozen=True)
+class TuneCase:
+    """One representative invocation of a plugin op for ``oxcore autotune``.
+
+    A plugin declares them with ``register_op(name, ..., tune=cases)`` where
+    ``cases(dtype, quick)`` returns a list of ``TuneCase`` for the dtype autotune asks about
+    (``oxcore autotune --dtype``; float32 by default) and ``quick`` says ``--quick`` (keep that
+    list short: CI runs it). Each case is measured once per shape bucket (every dim rounded up
+    to a power of two), for every kernel that accepts it and for the op's decomposition.
+
+    Attributes:
+        inputs: ``(shape, dtype)`` of each array input, in the op's order (dtype: a ``DType``
+            or its name).
+        attrs: the op's attributes.
+        make: ``make(rng) -> list[np.ndarray]``, the input values to time on (matching
+            ``inputs``), where the default (floats in [0.5, 1.5], integers 0) is not
+            representative: block bytes with valid scales, indices in range...
+        name: shown after the op where autotune lists the case (``ggml_matmul[Q4_K](...)``),
+            for what the shapes do not say.
+
+    Example:
+        >>> import numpy as np, oxcore as ox
+        >>> from oxcore.extend import Category, TuneCase, register_op, same_as_input
+        >>> def cases(dtype, quick):
+        ...     rows = (1, 64) if quick else (1, 64, 1024)
+        ...     return [TuneCase([((r, 4096), dtype)]) for r in rows]
+        >>> _ = register_op("my_triple", Category.UNARY, same_as_input,
+        ...                 decompose=lambda x: x * 3, doc="x * 3", tune=cases)
+        >>> from oxcore._tune_cases import representative
+        >>> [c.describe() for c in representative("my_triple", ox.float32, quick=True)]
+        ['my_triple(float32[1, 4096])', 'my_triple(float32[64, 4096])']
+    """
+
+    inputs: Any
+    attrs: dict[str, Any] = field(default_factory=dict)
+    make: Callable[[Any], list[Any]] | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class OpDef:
     """One op of the registry.
 
@@ -169,6 +208,11 @@ class OpDef:
         sample: optional ``sample(oxcore) -> Array`` building a small instance of the op; coverage
             (``oxcore ops list``) plans it to tell native from decomposed. Core ops get theirs
             from the conformance cases; plugin ops should pass one.
+        tune: optional ``tune(dtype, quick) -> Iterable[oxcore.extend.TuneCase]``: the op's
+            representative cases for ``oxcore autotune`` (shape buckets, and how to make input
+            values). Core ops get theirs from ``oxcore._tune_cases.TABLE``; a plugin op without
+            one is measured only at recorded shapes (``oxcore autotune --from-trace``). Its
+            decomposition is then timed on every backend, so a kernel wins only where it beats it.
     """
 
     name: str
@@ -184,6 +228,7 @@ class OpDef:
     source: str = field(default="oxcore", compare=False)
     sample: Callable[[Any], Any] | None = field(default=None, compare=False)
     schema: tuple[Attr, ...] = field(default=(), compare=False)
+    tune: Callable[[DType, bool], Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.schema) != len(self.attrs):  # NOTE: plain names (OpDef built directly): type any
@@ -242,11 +287,13 @@ def register_op(name: str, category: Category, infer: Callable, attrs: Sequence[
                 decompose: Callable | None = None, variadic: bool = False, doc: str = "",
                 source: str = "oxcore", sample: Callable[[Any], Any] | None = None,
                 vjp: Callable | None = None, jvp: Callable | None = None,
-                batch: Callable | None = None) -> OpDef:
+                batch: Callable | None = None, tune: Callable[[DType, bool], Any] | None = None) -> OpDef:
     """Declare an op in the global registry (one declaration per op).
 
     ``attrs`` lists the op's attributes, each a name or an ``Attr`` (name, type, default,
     normalisation note), which ``oxcore ops list`` shows; plain names have type ``any``.
+    ``tune`` gives ``oxcore autotune`` the op's representative cases (see ``OpDef.tune`` and
+    ``oxcore.extend.TuneCase``).
 
     Example:
         >>> import oxcore as ox
@@ -259,4 +306,4 @@ def register_op(name: str, category: Category, infer: Callable, attrs: Sequence[
     schema = tuple(_as_attr(a) for a in attrs)
     return REGISTRY.register(OpDef(name, category, infer, tuple(a.name for a in schema), decompose, variadic,
                                    vjp=vjp, jvp=jvp, batch=batch, doc=doc, source=source, sample=sample,
-                                   schema=schema))
+                                   schema=schema, tune=tune))

@@ -1,8 +1,10 @@
 """What ``oxcore autotune`` measures: one-op cases at representative shape buckets, or the
 shapes of a recorded workload (``oxcore.record``).
 
-A case is an op, its attrs and its inputs' shapes and dtypes. Representative cases are built
-through the public op functions so their attrs are exactly what real code produces.
+A case is an op, its attrs and its inputs' shapes and dtypes. Representative cases of core ops
+are built through the public op functions (``TABLE``) so their attrs are exactly what real code
+produces; a plugin op declares its own with ``register_op(..., tune=...)``, a function returning
+``TuneCase`` s (shapes, attrs, and optionally how to make input values worth timing on).
 
 Example:
     >>> import oxcore as ox
@@ -19,8 +21,9 @@ import numpy as np
 
 from . import _dtypes
 from ._dtypes import DType
+from ._registry import TuneCase
 
-__all__ = ["Case", "representative", "from_trace", "host_inputs", "TABLE"]
+__all__ = ["Case", "TuneCase", "representative", "from_trace", "host_inputs", "TABLE", "declared_ops"]
 
 
 @dataclass
@@ -35,10 +38,12 @@ class Case:
     count: int = 1  # how often a trace saw it (weights the summary)
     origin: str = "bucket"  # "bucket" (representative) or "trace"
     extra: dict[str, Any] = field(default_factory=dict)
+    make: Callable[[np.random.Generator], list[np.ndarray]] | None = None  # from a TuneCase
+    name: str = ""  # from a TuneCase: what the shapes do not say (a ggml type)
 
     def describe(self) -> str:
         ins = ", ".join(f"{d.name}{list(s)}" for s, d in self.inputs)
-        return f"{self.op}({ins})"
+        return f"{self.op}[{self.name}]({ins})" if self.name else f"{self.op}({ins})"
 
     def plan_node(self) -> Any:
         """The node as planners and ``Kernel.supports`` see it (also the profile key source)."""
@@ -49,9 +54,12 @@ class Case:
 
 
 def host_inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
-    """Fresh host inputs: floats in [0.5, 1.5] (safe for log, sqrt, divide), integers 0 (a valid
-    index for every gather), random booleans."""
+    """Fresh host inputs: the case's own ``make`` (a plugin's ``TuneCase``) where it has one,
+    else floats in [0.5, 1.5] (safe for log, sqrt, divide), integers 0 (a valid index for every
+    gather), random booleans."""
     rng = np.random.default_rng(seed)
+    if case.make is not None:
+        return _checked(case, [np.ascontiguousarray(a) for a in case.make(rng)])
     out = []
     for shape, dt in case.inputs:
         if dt.is_floating:
@@ -62,6 +70,17 @@ def host_inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
             a = np.zeros(shape, dt.numpy)
         out.append(np.ascontiguousarray(a))
     return out
+
+
+def _checked(case: Case, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """``arrays`` when they match ``case.inputs``; otherwise a ValueError naming the op and both."""
+    got = [(tuple(a.shape), _dtypes.dtype(a.dtype)) for a in arrays]
+    want = [(tuple(s), d) for s, d in case.inputs]
+    if got != want:
+        show = lambda xs: ", ".join(f"{d.name}{list(s)}" for s, d in xs)  # noqa: E731
+        raise ValueError(f"{case.op}: the TuneCase's make() returned ({show(got)}), but the case declares "
+                         f"({show(want)})")
+    return arrays
 
 
 # --- representative buckets ----------------------------------------------------------------------
@@ -124,11 +143,21 @@ TABLE: dict[str, list[Builder]] = {
 }
 
 
+def declared_ops() -> list[str]:
+    """Registry ops (plugin ops) that declare their own representative cases (``tune=``)."""
+    from ._registry import REGISTRY
+
+    return [op for op in REGISTRY if op not in TABLE and REGISTRY.ops[op].tune is not None]
+
+
 def representative(op: str, dtype: DType, quick: bool = False) -> list[Case]:
-    """The representative cases of ``op`` in ``dtype`` ([] when the table has none)."""
+    """The representative cases of ``op`` in ``dtype``: the table's for core ops, the op's own
+    ``tune`` for plugin ops ([] when there are none)."""
     import oxcore as ox
     from ._array import leaf
 
+    if op not in TABLE:
+        return _declared(op, dtype, quick)
     builders = TABLE.get(op, [])
     cases: list[Case] = []
     for rows in ROWS_QUICK if quick else ROWS_FULL:
@@ -144,6 +173,39 @@ def representative(op: str, dtype: DType, quick: bool = False) -> list[Case]:
             if n.op != op:
                 continue
             cases.append(Case(op, dict(n.attrs), [(i.shape, i.dtype) for i in n.inputs], n.shape, n.dtype))
+    return cases
+
+
+def _declared(op: str, dtype: DType, quick: bool) -> list[Case]:
+    """The cases a plugin op declares (``register_op(..., tune=...)``), each built through the op
+    (its ``infer`` checks them and gives the output); a case the op refuses in ``dtype`` is
+    skipped, any other problem is a warning naming the op: a plugin never breaks autotune."""
+    import warnings
+
+    import oxcore as ox
+    from ._array import leaf
+    from ._errors import DTypeError
+    from ._registry import REGISTRY
+
+    d = REGISTRY.ops.get(op)
+    if d is None or d.tune is None:
+        return []
+    try:
+        declared = list(d.tune(dtype, quick))
+    except Exception as e:
+        warnings.warn(f"{op}: its tune cases raised {type(e).__name__}: {e} (declared by {d.source})", stacklevel=2)
+        return []
+    cases: list[Case] = []
+    for tc in declared:
+        try:
+            ins = [(tuple(int(n) for n in s), _dtypes.dtype(dt)) for s, dt in tc.inputs]
+            n = ox.build(op, *[leaf(np.empty(s, dt.numpy), dt) for s, dt in ins], **tc.attrs)._node
+        except DTypeError:
+            continue  # NOTE: the op refuses this dtype (as the table's builders do)
+        except Exception as e:
+            warnings.warn(f"{op}: a tune case of {d.source} does not build: {type(e).__name__}: {e}", stacklevel=2)
+            continue
+        cases.append(Case(op, dict(n.attrs), ins, n.shape, n.dtype, make=tc.make, name=tc.name))
     return cases
 
 

@@ -4,8 +4,11 @@ on this machine, and store the medians in the profile the planner reads.
 Each kernel is timed alone: a one-instruction segment compiled by the kernel's own backend, on
 inputs already realized on the backend's device, median of several runs after warm-up, with
 ``backend.synchronize()`` after each run. Ops that also have a decomposition get the
-decomposition timed per backend as well (``cpu_numpy.rope.decomposed``), so a measured-slow
-native kernel loses to composite ops that are faster here.
+decomposition timed on the backends without a kernel for them (``cpu_numpy.rope.decomposed``),
+so a measured-slow native kernel elsewhere loses to composite ops that are faster here. Plugin
+ops that declare their own representative cases (``register_op(..., tune=...)``, e.g.
+``ggml_matmul``) get it timed on every backend: their kernels are optional add-ons, and one
+wins only at the shapes where it beats the decomposition (dequantize + matmul).
 
 Example:
     >>> import oxcore as ox, tempfile, os
@@ -28,7 +31,7 @@ from ._backend import Backend, Instruction, Kernel, Segment
 from ._dtypes import DType
 from ._threads import Partition, restore_all
 from .bench import Stats
-from ._tune_cases import Case, from_trace, host_inputs, representative, TABLE
+from ._tune_cases import Case, declared_ops, from_trace, host_inputs, representative, TABLE
 
 __all__ = ["tune", "TuneResult", "machine_load", "time_kernel", "time_transfer", "interleaved", "kernel_runner",
            "decomposition_runner", "default_ops"]
@@ -262,9 +265,10 @@ def _backends() -> list[Backend]:
 
 
 def default_ops() -> list[str]:
-    """Ops of the representative table that some available backend runs natively."""
+    """Ops with representative cases (the core's table, then plugin ops that declare theirs)
+    that some available backend runs natively."""
     have = {op for b in _backends() for op in b.kernels}
-    return [op for op in TABLE if op in have]
+    return [op for op in (*TABLE, *declared_ops()) if op in have]
 
 
 def _cases(ops: list[str] | None, dtypes: Iterable[DType], quick: bool, trace: Any) -> list[Case]:
@@ -291,7 +295,8 @@ def tune(ops: Iterable[str] | None = None, dtypes: Iterable[Any] = ("float32",),
     """Measure kernels (and transfers) and save them into ``profile`` (default: the active one).
 
     Args:
-        ops: op names (default: every op of the representative table some backend has).
+        ops: op names (default: every op with representative cases some backend has: the core's
+            table and plugin ops that declare cases with ``register_op(..., tune=...)``).
         dtypes: dtypes of the representative cases (ignored with ``trace``).
         quick: fewer shape buckets and shorter timing budgets (under three minutes).
         trace: a file written by ``oxcore.record`` (or its ``nodes`` list): measure exactly its
@@ -357,14 +362,20 @@ def machine_load() -> float | None:
 
 
 def _candidates(c: Case, backends: list[Backend]) -> list[tuple[Backend, Any]]:
-    """Every kernel that accepts ``c``, plus the decomposition on backends without a kernel."""
+    """Every kernel that accepts ``c``, plus the decomposition on backends without a kernel (on
+    every backend for an op that declares its own cases: see the module's docstring)."""
+    from ._registry import REGISTRY
+
     pn = c.plan_node()
     out: list[tuple[Backend, Any]] = [(b, k) for b in backends for k in b.kernels_for(c.op)
                                       if not k.failed and k.check(pn) is None]
     if out and c.op in _decomposable():
         # NOTE: a backend without a kernel for the op runs its decomposition; time that, so the
-        # planner can weigh it against the other backends' native kernels
-        out += [(b, _profile.DecomposedKernel.of(c.op, b.name)) for b in backends if not b.kernels_for(c.op)]
+        # planner can weigh it against the other backends' native kernels. A plugin op's
+        # kernels (ggml_matmul's) are measured against the decomposition on their own backend too.
+        everywhere = REGISTRY.ops[c.op].tune is not None
+        out += [(b, _profile.DecomposedKernel.of(c.op, b.name)) for b in backends
+                if everywhere or not b.kernels_for(c.op)]
     return out
 
 

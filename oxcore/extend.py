@@ -15,12 +15,13 @@ from ._io import host_array
 from ._osutil import atomic_write
 from ._mapping import MappedFile
 from ._plugins import PLUGIN_API, hookimpl, manager, reload_plugins
-from ._registry import REGISTRY, REQUIRED, Attr, Category, OpDef, register_op
+from ._registry import REGISTRY, REQUIRED, Attr, Category, OpDef, TuneCase, register_op
 from .ops._rules import binary, broadcast_shapes, same_as_input, unary
 
 __all__ = ["host_leaf", "leaf", "Backend", "Kernel", "Segment", "Instruction", "Device", "HOST", "DType", "DTYPES", "FLOATING", "INTEGER",
            "FormatError", "PluginError", "PLUGIN_API", "hookimpl", "manager", "reload_plugins", "REGISTRY",
-           "Category", "Node", "OpDef", "Attr", "REQUIRED", "build", "register_op", "same_as_input", "unary", "binary",
+           "Category", "Node", "OpDef", "Attr", "REQUIRED", "build", "register_op", "TuneCase",
+           "same_as_input", "unary", "binary",
            "broadcast_shapes", "wrap", "Format", "FormatCapabilities", "LazyFile", "TensorFile", "TensorInfo", "host_array", "atomic_write", "MappedFile"]
 
 

@@ -64,6 +64,8 @@ def oxcore_register_ops(register: Callable[..., Any]) -> None:
     :param register: ``register(name, category, infer, attrs=(), decompose=..., doc=...)``,
         the signature of ``oxcore.extend.register_op``; each of ``attrs`` is a name or an
         ``oxcore.extend.Attr`` (type, default, normalisation), shown by ``oxcore ops list``.
+        ``tune=cases`` (``cases(dtype, quick) -> list[oxcore.extend.TuneCase]``) gives
+        ``oxcore autotune`` the op's representative shapes and input values.
     """
 
 
@@ -100,6 +102,22 @@ def oxcore_register_models(register: Callable[..., None]) -> None:
         metadata (for safetensors, the parsed ``config.json``) and returns the model object.
         ``default``, when given, is a zero-argument callable returning the path of an installed
         model of this architecture (or None), used when ``load`` is given the bare name.
+    """
+
+
+@hookspec
+def oxcore_register_test_cases(register: Callable[[Any], None]) -> None:
+    """Add conformance-kit cases for the plugin's ops (or for ops its kernels implement).
+
+    Called the first time the kit lists its cases (``pytest --oxcore-backend NAME``,
+    ``oxcore.testing.plugin_cases()``), once per loaded plugin set. The kit then runs each case
+    on every backend it checks, pinned there, against the case's reference, exactly like the
+    core's cases (``test_op``, ``test_supports_reasons``). A hook that raises adds no case and
+    shows as a failing ``test_op[...-plugin-cases[NAME]]``.
+
+    :param register: call ``register(case)`` with an ``oxcore.testing.Case`` whose ``op`` is a
+        registered op and whose ``id`` (``op[name]``) no other case has. ``Case(nmse=...)``
+        compares by normalized mean squared error instead of elementwise.
     """
 
 

@@ -3,8 +3,10 @@
 Greedy, in topological order: candidates are the kernels of *available* backends whose
 ``supports`` accepts the node; cost is the profiled time (or the kernel's static prior) plus
 moving inputs that live on another device. Pins (``oxcore.use``, ``OXCORE_BACKENDS``) choose
-the backend; among that backend's kernels the cheapest wins. An op nobody runs is replaced by
-its decomposition. ``refine`` then moves runs of nodes where that lowers the plan's total.
+the backend; among that backend's kernels the cheapest wins, and where they all refuse a node
+its decomposition is tried on the pinned backend before falling back to another. An op nobody
+runs is replaced by its decomposition. ``refine`` then moves runs of nodes where that lowers
+the plan's total.
 """
 
 from __future__ import annotations
@@ -197,6 +199,14 @@ class Planner:
         # that beats falling back to another backend (pins win over cost).
         if pins and refusals.get(pins[0]) == "no kernel" and REGISTRY[op].decompose is not None:
             return self.decompose(REGISTRY[op], p, args, pin)
+        # NOTE: the same when the pinned backend's kernels refuse this node (a ggml type MLX's
+        # quantized kernels cannot map): its decomposition may run there, keeping the value on the
+        # pinned device instead of a round trip through another one. Undone if that falls back too.
+        if (pins and pins[0] in refusals and REGISTRY[op].decompose is not None
+                and not any(o[2].name == pins[0] for o in options)):
+            out = self._decompose_on_pin(REGISTRY[op], p, args, pin)
+            if out is not None:
+                return out
         fallback = None
         if pins:
             # NOTE: pins choose the backend; among that backend's kernels the cheapest still wins
@@ -222,6 +232,24 @@ class Planner:
             return choice, fallback, None, None
         movable = [(c0, o[1], o[2], o[3]) for c0, o in zip(computes, options) if o in pool]
         return choice, fallback, movable, computes[options.index(choice)]
+
+    def _decompose_on_pin(self, opdef: Any, p: PlanNode, args: tuple[int, ...], pin: Any) -> int | None:
+        """``decompose``, kept only when every node of the decomposition runs where it is pinned
+        (no new fallback); otherwise the planner is left as it was and None returned."""
+        n_nodes, n_fallbacks, n_records, decomposed = (len(self.nodes), len(self.fallbacks), len(self.decompositions),
+                                                       self.decomposed)
+        try:
+            out = self.decompose(opdef, p, args, pin)
+        except OpNotSupportedError:
+            out = None
+        if out is not None and len(self.fallbacks) == n_fallbacks:
+            return out
+        del self.nodes[n_nodes:], self.fallbacks[n_fallbacks:], self.decompositions[n_records:]
+        self.decomposed = decomposed
+        for i in [i for i in self.movable if i >= n_nodes]:
+            del self.movable[i]
+            self.chosen_us.pop(i, None)
+        return None
 
     def decomposed_us(self, p: PlanNode) -> tuple[float, str] | None:
         """The cheapest measured decomposition of ``p`` (``oxcore autotune`` times those too)."""

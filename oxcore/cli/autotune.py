@@ -16,7 +16,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 @main.command()
-@click.option("--ops", "ops", multiple=True, help="Ops to tune, comma-separated or repeated (default: all common ops).")
+@click.option("--ops", "ops", multiple=True,
+              help="Ops to tune, comma-separated or repeated (default: every op with representative cases, "
+                   "plugin ops such as ggml_matmul included).")
 @click.option("--dtype", "dtypes", multiple=True, default=("float32",), show_default=True,
               help="Dtypes of the representative cases (repeatable).")
 @click.option("--quick", is_flag=True, help="Fewer shape buckets, shorter timing (under 3 minutes).")

@@ -1,5 +1,6 @@
-"""oxcore's conformance kit: per-op cases with float64 references, one comparison helper with
-per-dtype tolerances (see ``oxcore.testing.check``), and a pytest plugin
+"""oxcore's conformance kit: per-op cases with float64 references (the core's in ``CASES``,
+plugins' added through the ``oxcore_register_test_cases`` hook), comparison helpers with
+per-dtype tolerances or an NMSE bound (see ``oxcore.testing.check``), and a pytest plugin
 (``pytest --oxcore-backend NAME``, ``--oxcore-format NAME``) that runs the suite against any
 installed backend.
 
@@ -9,7 +10,8 @@ Example:
     'softmax'
 """
 
-from .cases import CASES, Case, cases_for, iter_cases, sample_for
-from .check import TOLERANCES, assert_close, run_in_threads, tolerance
+from .cases import CASES, Case, all_cases, cases_for, iter_cases, plugin_cases, sample_for
+from .check import TOLERANCES, assert_close, assert_nmse, nmse, run_in_threads, tolerance
 
-__all__ = ["CASES", "Case", "cases_for", "iter_cases", "sample_for", "TOLERANCES", "assert_close", "run_in_threads", "tolerance"]
+__all__ = ["CASES", "Case", "all_cases", "cases_for", "iter_cases", "plugin_cases", "sample_for", "TOLERANCES",
+           "assert_close", "assert_nmse", "nmse", "run_in_threads", "tolerance"]

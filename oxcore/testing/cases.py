@@ -5,8 +5,10 @@ the ``oxcore`` module and NumPy inputs and returns a lazy Array whose output nod
 a reference ``ref(*inputs, **kw)`` computed in float64 (integer inputs stay integers), the
 dtypes it runs in, a hypothesis strategy of ``(shapes, kw)`` per dtype, and the input
 generator (fresh random values in the tested dtype, never all zeros, with edge values where
-they matter). ``CASES`` holds them all; ``sample_for(op)`` gives one small lazy Array per op
-(used by ``oxcore.coverage`` and ``oxcore ops list``).
+they matter). ``CASES`` holds the core's; plugins add cases for their own ops through the
+``oxcore_register_test_cases`` hook (``plugin_cases()``; ``all_cases()`` is both);
+``sample_for(op)`` gives one small lazy Array per op (used by ``oxcore.coverage`` and
+``oxcore ops list``).
 
 hypothesis is imported only when a strategy is asked for, so ``oxcore ops list`` does not
 need it.
@@ -45,6 +47,9 @@ class Case:
         tol: multiplies the dtype tolerance (a float, or a mapping dtype name -> float).
         grad_ref: the reference in float64 throughout, where ``ref`` rounds on purpose (as the
             op defines); gradient checks take finite differences of it.
+        nmse: compare by normalized mean squared error at most this (a float, or a mapping
+            dtype name -> float) instead of elementwise (``oxcore.testing.check.assert_nmse``):
+            for kernels whose error is a property of the whole result (quantized matmuls).
     """
 
     op: str
@@ -58,6 +63,7 @@ class Case:
     name: str = ""
     tol: float | Mapping[str, float] = 1.0
     grad_ref: Callable[..., Any] | None = None
+    nmse: float | Mapping[str, float] | None = None
 
     @property
     def id(self) -> str:
@@ -78,19 +84,112 @@ class Case:
         with np.errstate(all="ignore"):
             return np.asarray(self.ref(*[to_ref(a) for a in inputs], **kw))
 
+    def check(self, got: Any, expected: np.ndarray, dt: DType, kw: dict, what: str) -> None:
+        """Assert ``got`` matches ``expected`` the way this case compares: elementwise within
+        the dtype's tolerance times ``tol``, or by NMSE when the case sets ``nmse``."""
+        from .check import assert_close, assert_nmse
+
+        if self.nmse is not None:
+            bound = self.nmse.get(dt.name) if isinstance(self.nmse, Mapping) else self.nmse
+            if bound is not None:
+                assert_nmse(got, expected, self.out_dtype(dt, kw), what=what, max_nmse=bound)
+                return
+        assert_close(got, expected, self.out_dtype(dt, kw), what=what, tol=self.tolerance(dt))
+
 
 CASES: list[Case] = []
 
 
 def cases_for(op: str) -> list[Case]:
-    return [c for c in CASES if c.op == op]
+    """The cases of ``op``, the core's and the plugins'."""
+    return [c for c in all_cases() if c.op == op]
 
 
 def iter_cases() -> Iterator[tuple[Case, DType]]:
-    """Every (case, dtype) combination, in registry order."""
-    for c in CASES:
+    """Every (case, dtype) combination: the core's in registry order, then the plugins'."""
+    for c in all_cases():
         for dt in c.dtypes:
             yield c, dt
+
+
+def all_cases() -> list[Case]:
+    """The core's ``CASES`` followed by the installed plugins' (``plugin_cases``)."""
+    return CASES + plugin_cases()
+
+
+@dataclass(frozen=True)
+class PluginCaseError:
+    """A plugin whose ``oxcore_register_test_cases`` failed (the kit reports it as a failing test)."""
+
+    plugin: str
+    reason: str
+
+    @property
+    def id(self) -> str:
+        return f"plugin-cases[{self.plugin}]"
+
+
+_PLUGIN_CASES: dict[int, tuple[list[Case], list[PluginCaseError]]] = {}
+
+
+def plugin_cases() -> list[Case]:
+    """Cases that installed plugins add for their own ops (hook ``oxcore_register_test_cases``),
+    collected once per loaded plugin set. A plugin whose hook raises, or registers something
+    that is not a usable ``Case``, adds none and is listed by ``plugin_case_errors()``.
+
+    Example:
+        >>> from oxcore.testing import plugin_cases
+        >>> all(c.op != "add" for c in plugin_cases())  # core ops' cases are in CASES
+        True
+    """
+    return _collect()[0]
+
+
+def plugin_case_errors() -> list[PluginCaseError]:
+    """Why a plugin's cases are missing (``plugin_cases``), one entry per failed plugin."""
+    return _collect()[1]
+
+
+def _collect() -> tuple[list[Case], list[PluginCaseError]]:
+    from .._plugins import manager
+    from .._registry import REGISTRY
+
+    m = manager()
+    got = _PLUGIN_CASES.get(m.epoch)
+    if got is not None:
+        return got
+    found: list[Case] = []
+    errors: list[PluginCaseError] = []
+    ids = {c.id for c in CASES}
+    # NOTE: in registration order (entry points sort by name): of two cases with one id, the
+    # first plugin's stays and the later one is reported
+    for impl in m.pm.hook.oxcore_register_test_cases.get_hookimpls():
+        info = m.plugins.get(impl.plugin_name)
+        if info is not None and info.status != "loaded":
+            continue
+        mine: list[Case] = []
+
+        def register(case: Any, _mine: list[Case] = mine) -> None:
+            if not isinstance(case, Case):
+                raise TypeError(f"register() expects an oxcore.testing.Case, got {type(case).__name__}")
+            if case.op not in REGISTRY.ops:
+                raise ValueError(f"case {case.id!r} is for op {case.op!r}, which no plugin registered")
+            if case.id in ids:
+                raise ValueError(f"case id {case.id!r} is taken (give the case a distinct name=)")
+            ids.add(case.id)
+            _mine.append(case)
+
+        try:
+            impl.function(register=register)
+        except Exception as e:  # NOTE: one plugin's broken cases never hide the others'
+            errors.append(PluginCaseError(impl.plugin_name,
+                                          f"oxcore_register_test_cases raised {type(e).__name__}: {e}"))
+            ids.difference_update(c.id for c in mine)
+            continue
+        found.extend(mine)
+    _PLUGIN_CASES.clear()
+    _PLUGIN_CASES[m.epoch] = (found, errors)
+    return found, errors
 
 
 def to_ref(a: np.ndarray) -> np.ndarray:

@@ -25,6 +25,10 @@ bool, ints    exact     exact     integer arithmetic wraps the same everywhere
 A case may scale both with ``tol`` (long contractions, chained decompositions). The
 reference is computed in float64 from the very values the backend received (inputs are made
 in the tested dtype first), so the tolerance covers the backend's error only.
+
+Where elementwise bounds do not fit (a long dot product of terms much larger than its result,
+quantized kernels), a case compares by normalized mean squared error instead
+(``assert_nmse``): ``sum((got - ref)^2) / sum(ref^2)``, ggml's ``test-backend-ops`` metric.
 """
 
 from __future__ import annotations
@@ -118,6 +122,54 @@ def assert_close(got: Any, expected: Any, dtype: DType, *, what: str = "result",
         raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} values differ ({dtype.name} {shape}, "
                              f"rtol={rtol:g} atol={atol:g}, max abs error {max_err:.3g}): at index {idx} "
                              f"expected={e[idx]!r} got={g[idx]!r}")
+
+
+def nmse(reference: Any, got: Any) -> float:
+    """Normalized mean squared error ``sum((got - ref)^2) / sum(ref^2)`` in float64 (0 when
+    equal; the plain sum of squares when the reference is all zeros).
+
+    Example:
+        >>> import numpy as np
+        >>> from oxcore.testing import nmse
+        >>> nmse(np.array([1.0, 2.0]), np.array([1.0, 2.1])) < 3e-3
+        True
+    """
+    r = np.asarray(reference, np.float64)
+    d = np.asarray(got, np.float64) - r
+    den = float(np.sum(r * r))
+    return float(np.sum(d * d)) / den if den else float(np.sum(d * d))
+
+
+def assert_nmse(got: Any, expected: Any, dtype: DType, *, what: str = "result", max_nmse: float) -> None:
+    """Assert that oxcore array ``got`` matches ``expected`` in shape and dtype, then that their
+    NMSE (``nmse``) is at most ``max_nmse``; a NaN or infinity where the reference is finite fails.
+
+    Example:
+        >>> import numpy as np, oxcore as ox
+        >>> from oxcore.testing import assert_nmse
+        >>> assert_nmse(ox.asarray([1.0, 2.0]) * 2, np.array([2.0, 4.0]), ox.float32, max_nmse=1e-12)
+    """
+    expected = np.asarray(expected)
+    shape = tuple(got.shape)
+    if shape != expected.shape:
+        raise AssertionError(f"{what}: wrong shape: expected={expected.shape} got={shape} (dtype {dtype.name})")
+    if hasattr(got, "_node") and got.dtype is not dtype:
+        raise AssertionError(f"{what}: wrong dtype: expected={dtype.name} got={got.dtype} (shape {shape})")
+    values = np.asarray(got.numpy() if hasattr(got, "_node") else got)
+    if values.dtype != dtype.numpy or values.shape != shape:
+        raise AssertionError(f"{what}: the backend returned a buffer of {values.dtype}{list(values.shape)}, "
+                             f"expected {dtype.numpy}{list(shape)}")
+    g, e = values.astype(np.float64), expected.astype(np.float64)
+    bad = ~np.isfinite(g) & np.isfinite(e)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} values are not finite where the reference "
+                             f"is: at index {idx} expected={e[idx]!r} got={g[idx]!r}")
+    err = nmse(e, g)
+    if not err <= max_nmse:
+        worst = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(g - e)), g.shape)) if g.ndim else ()
+        raise AssertionError(f"{what}: NMSE {err:.3g} > {max_nmse:g} ({dtype.name} {shape}); largest error at "
+                             f"index {worst}: expected={e[worst]!r} got={g[worst]!r}")
 
 
 def run_in_threads(work: Any, n: int) -> None:

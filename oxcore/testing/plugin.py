@@ -4,8 +4,9 @@ Options:
 
 ``--oxcore-backend NAME`` (repeatable)
     Run the conformance suite (``oxcore.testing.suite``) against that installed backend:
-    every op it claims, in every dtype, pinned to it and checked against float64 NumPy, plus
-    the protocol checks (transfers, DLPack, ``supports`` reasons, threads, freed buffers).
+    every op it claims (plugin ops included: the cases plugins add with the
+    ``oxcore_register_test_cases`` hook), in every dtype, pinned to it and checked against
+    float64 NumPy, plus the protocol checks (transfers, DLPack, ``supports`` reasons, threads, freed buffers).
     With no test paths on the command line only the suite runs; with paths, those tests run
     and ``oxcore_backend`` is restricted to the named backends.
 ``--oxcore-format NAME`` (repeatable)
@@ -14,7 +15,9 @@ Options:
 
 Fixtures/parameters it provides to any test that names them: ``oxcore_backend`` (every
 installed, available backend, or the ``--oxcore-backend`` ones), ``oxcore_case`` (every
-``(Case, dtype)`` of ``oxcore.testing.cases``) and ``oxcore_format``.
+``(Case, dtype)`` of ``oxcore.testing.cases``, with the cases plugins add through the
+``oxcore_register_test_cases`` hook), ``oxcore_grad_case`` and ``oxcore_vmap_case`` (the core's
+cases only) and ``oxcore_format``.
 
 hypothesis profiles (``--hypothesis-profile NAME`` picks one): ``fast`` (the default: 5
 examples per property, no deadline), ``ci`` (``fast``, derandomized and without the example
@@ -112,9 +115,11 @@ def pytest_generate_tests(metafunc: Any) -> None:
     if "oxcore_backend" in names:
         metafunc.parametrize("oxcore_backend", _backend_params(metafunc.config), scope="session")
     if "oxcore_case" in names:
-        from .cases import iter_cases
+        from .cases import iter_cases, plugin_case_errors
 
-        metafunc.parametrize("oxcore_case", [pytest.param((c, dt), id=f"{c.id}-{dt.name}") for c, dt in iter_cases()])
+        # NOTE: a plugin whose cases could not be collected shows as one failing test, not as silence
+        metafunc.parametrize("oxcore_case", [pytest.param((c, dt), id=f"{c.id}-{dt.name}") for c, dt in iter_cases()]
+                             + [pytest.param((e, None), id=e.id) for e in plugin_case_errors()])
     if "oxcore_grad_case" in names:
         from .cases import CASES
         from .grads import GRAD_DTYPES, differentiable

@@ -60,6 +60,16 @@ def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
 
 
 @hookimpl
+def oxcore_register_test_cases(register: Callable[[Any], None]) -> None:
+    """``ggml_dequantize`` cases for the conformance kit, one per block type (gguf-py's reference)."""
+    from .blocks import SCALE_FIELDS
+    from .testing import ggml_dequantize_case
+
+    for t in SCALE_FIELDS:
+        register(ggml_dequantize_case(t))
+
+
+@hookimpl
 def oxcore_register_commands(cli: Any) -> None:
     from ._bench import register
 

@@ -62,12 +62,14 @@ def register_op(register: Any) -> None:
     from oxcore.extend import Attr, Category, DType
 
     from ._decompose import decompose
+    from ._tune import dequantize_cases
 
     attrs = (Attr("ggml_type", str, note="a ggml type name: Q4_0, Q8_0, Q4_K, ..."),
              Attr("shape", tuple[int, ...], note="the tensor's logical shape (NumPy order)"),
              Attr("dtype", DType, note="the floating dtype produced"))
     assert tuple(a.name for a in attrs) == ATTRS
-    register(OP, Category.QUANT, infer, attrs=attrs, decompose=decompose, doc=DOC, sample=sample)
+    register(OP, Category.QUANT, infer, attrs=attrs, decompose=decompose, doc=DOC, sample=sample,
+             tune=dequantize_cases)
 
 
 def sample(ox: Any) -> Any:

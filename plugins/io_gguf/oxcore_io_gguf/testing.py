@@ -19,7 +19,7 @@ import numpy as np
 
 from oxcore.testing.formats import Case
 
-__all__ = ["gguf_bytes", "gguf_corpus", "gguf_valid_cases", "gemma_gguf"]
+__all__ = ["gguf_bytes", "gguf_corpus", "gguf_valid_cases", "gemma_gguf", "ggml_dequantize_case"]
 
 
 # =============================================================================================
@@ -291,3 +291,49 @@ def gemma_gguf(cache_dir: str | os.PathLike | None = None) -> Path | None:
         return None
     ok.write_text(f"{g.EXPECTED_SHA256} {target.stat().st_size}")
     return target
+
+
+# =============================================================================================
+# Conformance-kit cases (hook ``oxcore_register_test_cases``)
+# =============================================================================================
+def ggml_dequantize_case(ggml_type: str) -> Any:
+    """A conformance-kit ``Case`` of ``ggml_dequantize``: random ``ggml_type`` blocks of a (N, K)
+    weight, given as a file gives them (1-D bytes), to float32/float16/bfloat16, compared with
+    gguf-py's dequantization. The plugin registers one per type ``blocks.random_blocks`` makes.
+
+    Example:
+        >>> import oxcore as ox
+        >>> from oxcore.testing.suite import check_case
+        >>> case = ggml_dequantize_case("Q4_K")
+        >>> case.id
+        'ggml_dequantize[Q4_K]'
+        >>> check_case(case, ox.float32, "cpu_numpy")
+    """
+    from oxcore import bfloat16, float16, float32
+    from oxcore.testing.cases import Case
+
+    from ._types import ggml_type as lookup, nbytes
+    from .blocks import dequantize_reference, random_blocks
+
+    t = lookup(ggml_type)
+    bs = t.block_size
+
+    def one(dt: Any, n: int, blocks: int) -> tuple:
+        return ((nbytes(t, (n, blocks * bs)),),), {"ggml_type": ggml_type, "shape": (n, blocks * bs), "dtype": dt}
+
+    def params(dt: Any) -> Any:
+        from hypothesis import strategies as st
+
+        return st.tuples(st.integers(1, 9), st.integers(1, 3)).map(lambda p: one(dt, *p))
+
+    def inputs(rng: Any, dt: Any, shapes: Any, kw: dict) -> list:
+        return [random_blocks(ggml_type, kw["shape"], rng).reshape(-1)]
+
+    def build(ox: Any, raw: Any, **kw: Any) -> Any:
+        return ox.build("ggml_dequantize", ox.asarray(raw), **kw)
+
+    def ref(raw: Any, *, ggml_type: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        return dequantize_reference(raw, ggml_type, shape)
+
+    return Case("ggml_dequantize", build, ref, (float32, float16, bfloat16), params, lambda dt: one(dt, 5, 2),
+                inputs, name=ggml_type)

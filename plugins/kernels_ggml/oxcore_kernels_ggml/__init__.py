@@ -9,7 +9,8 @@ per shape, between these kernels and the op's decomposition (dequantize + matmul
   prefill; threads from ``OXCORE_THREADS`` (else ``NUMBA_NUM_THREADS``, else one per core).
 - ``oxcore bench qmatmul`` (``_bench``): per type x shape x kernel against the copy bandwidth.
 - ``oxcore_kernels_ggml.testing``: random blocks, the gguf-py float64 reference, NMSE, the
-  conformance-kit case.
+  conformance-kit cases (registered with ``oxcore_register_test_cases``: ``pytest
+  --oxcore-backend NAME`` runs them on that backend's kernels).
 
 Example:
     >>> import oxcore as ox, numpy as np
@@ -45,6 +46,16 @@ def oxcore_register_kernels(register: Callable[[Any], None]) -> None:
 
     for k in (*_cpu.kernels(), *_mlx.kernels()):
         register(k)
+
+
+@hookimpl
+def oxcore_register_test_cases(register: Callable[[Any], None]) -> None:
+    """One ``ggml_matmul`` case per block type the kernels cover: ``pytest --oxcore-backend NAME``
+    checks every backend's ggml_matmul kernels (or the decomposition where it has none)."""
+    from .testing import TYPES, ggml_matmul_case
+
+    for t in TYPES:
+        register(ggml_matmul_case(t))
 
 
 @hookimpl

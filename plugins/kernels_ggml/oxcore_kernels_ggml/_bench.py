@@ -1,7 +1,8 @@
 """``oxcore bench qmatmul``: ``x @ W.T`` on ggml blocks, per type x shape x kernel, against the
 machine's memory bandwidth (a NumPy copy) as the roofline.
 
-Rows per (type, rows of x): the numba kernel called directly, the same through oxcore
+Rows per (type, rows of x): the numba kernel called directly (and, for GEMVs on a VNNI CPU,
+its float32-activation variant, ``OXCORE_GGML_INT8=0``), the same through oxcore
 (pinned to cpu_numpy: build, cached plan, run), dequantize + matmul in NumPy (what the op's
 decomposition does on cpu_numpy), and every other backend's registered ``ggml_matmul`` kernel
 (e.g. MLX's) through oxcore. GB/s counts the quantized weight bytes read once; a GEMV is
@@ -44,7 +45,7 @@ def _other_kernels() -> list[tuple[str, str]]:
 @click.option("--type", "types", multiple=True, type=click.Choice(TYPES),
               help="ggml types (repeatable; default: all eight).")
 @click.option("--n", "n", default=4096, show_default=True, help="Output features N (rows of W).")
-@click.option("--k", "k", default=4096, show_default=True, help="Input features K (a multiple of 256).")
+@click.option("--k", "k", default=4096, show_default=True, help="Input features K (a multiple of each type's block: 32, or 256 for the K-types).")
 @click.option("--rows", default="1,128", show_default=True, help="Rows of x, comma-separated (1: decode GEMV).")
 @click.option("--repeat", default=10, show_default=True, help="Timed samples per row.")
 @click.option("--quick", is_flag=True, help="K=N=1024, Q4_0/Q4_K/Q8_0, 3 samples (a smoke run).")
@@ -69,8 +70,13 @@ def bench_qmatmul(types: tuple[str, ...], n: int, k: int, rows: str, repeat: int
 
     if quick:
         types, n, k, repeat = types or ("Q4_0", "Q4_K", "Q8_0"), 1024, 1024, min(repeat, 3)
-    if k % 256:
-        raise click.BadParameter(f"K must be a multiple of 256 (the K-types' block), got {k}", param_hint="--k")
+    from oxcore_io_gguf._types import ggml_type
+
+    for t in types or TYPES:
+        # NOTE: per type: Gemma's 262144 x 640 output projection is Q8_0 (blocks of 32)
+        if k % ggml_type(t).block_size:
+            raise click.BadParameter(f"K must be a multiple of {t}'s block size {ggml_type(t).block_size}, got {k}",
+                                     param_hint="--k")
     ms = [int(r) for r in rows.split(",") if r.strip()]
     rep = Report("qmatmul")
     rng = np.random.default_rng(0)
@@ -85,6 +91,9 @@ def bench_qmatmul(types: tuple[str, ...], n: int, k: int, rows: str, repeat: int
             group = f"{t} {m}x{k} @ {n}x{k}"
             calls = {"numba kernel": lambda: _cpu.ggml_matmul(x, raw, ggml_type=t, shape=(n, k)),
                      "numpy dequantize + matmul": lambda: x @ dequantize(raw, t, (n, k)).T}
+            if _cpu.int8_gemv() and m <= _cpu.GEMV_MAX_ROWS:
+                calls["numba kernel, float32 x (OXCORE_GGML_INT8=0)"] = lambda: _float32_path(
+                    lambda: _cpu.ggml_matmul(x, raw, ggml_type=t, shape=(n, k)))
 
             def through(backend: str) -> Any:
                 dev = ox.extend.manager().backend(backend).device.name
@@ -108,6 +117,21 @@ def bench_qmatmul(types: tuple[str, ...], n: int, k: int, rows: str, repeat: int
     rep.print()
     _print_rates(rep)
     click.echo(f"saved {rep.save(out_path)}")
+
+
+def _float32_path(run: Any) -> Any:
+    """``run()`` with the int8 (VNNI) GEMV switched off: the float32-lane kernel it replaced."""
+    import os
+
+    old = os.environ.get("OXCORE_GGML_INT8")
+    os.environ["OXCORE_GGML_INT8"] = "0"
+    try:
+        return run()
+    finally:
+        if old is None:
+            del os.environ["OXCORE_GGML_INT8"]
+        else:
+            os.environ["OXCORE_GGML_INT8"] = old
 
 
 def _print_rates(rep: Any) -> None:

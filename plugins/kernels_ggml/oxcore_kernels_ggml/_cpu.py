@@ -1,5 +1,15 @@
 """numba kernels of ``ggml_matmul`` for the cpu_numpy backend (one kernel, per-type dispatch).
 
+Paths, by rows of x (M):
+
+- CPUs with AVX512-VNNI or AVX-VNNI (``int8_gemv()``; ``OXCORE_GGML_INT8=0`` turns it off), W of
+  at least ``INT8_MIN_BYTES``: x is quantized per 32 like ggml's q8_0 and multiplied with
+  ``vpdpbusd`` (``_numba_vnni``): M = 1 the
+  GEMV (``gemv_q8``), 2..``INT8_MAX_ROWS`` the GEMM (``gemm_q8``: each weight row unpacked once).
+  NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
+- Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
+- More rows: tiles of W dequantized by io_gguf, multiplied with BLAS (float32).
+
 numba is imported on the first call, never at plugin load (``oxcore --help`` stays fast); the
 compiled machine code is cached on disk (``cache=True``), so only the first run of a machine
 pays the compilation (~10 s). Threads: ``OXCORE_THREADS`` when set, else ``NUMBA_NUM_THREADS``,
@@ -18,10 +28,23 @@ import numpy as np
 from .testing import TYPES
 
 KERNEL_NAME = "numba"
-GEMV_MAX_ROWS = 8  # NOTE: up to here each weight row is unpacked once and dotted with every x row
-# NOTE: GEMV: weight bytes (times x rows) below which one thread runs it (Gemma decode on the
-# idle 2-core machine: 16.2 tok/s at 256 KiB, 14.7 at 4 MiB)
-PARALLEL_MIN_BYTES = 256 << 10
+GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked once and dotted with every x row
+# NOTE: int8 path: up to here the VNNI GEMM (rows of W unpacked once, dotted with every x row) beats
+# or ties tiles of dequantized W + BLAS (Gemma's Q5_0 2048 x 640 and Q6_K 640 x 2048 on the shared
+# 2-core machine, medians of 9: 4.0 vs 11.8 ms and 3.8 vs 13.5 at 65 rows of x, 12.7 vs 13.4 and
+# 7.9 vs 8.0 at 128, mixed at 256; at 16..64 rows the BLAS path took 20-100 ms while others
+# loaded the machine, the GEMM 0.7-8 ms)
+INT8_MAX_ROWS = 128
+# NOTE: int8 path: only from this many weight bytes. Below, the call's fixed cost dominates (the
+# float32 GEMV is as fast), and a product with few outputs has no average: one output of 32
+# cancelling terms measured a relative error of 18% with x in 8 bits (NMSE 0.03), where the float32
+# path is exact. Gemma's smallest matrix is 110 KB.
+INT8_MIN_BYTES = 64 << 10
+# NOTE: weight bytes (times x rows) below which one thread runs it: all of Gemma's layers (the
+# int8 GEMV takes 0.1-0.2 ms for them on one thread); a second thread's wake-up on the busy
+# 2-core machine cost more (Gemma decode, 3 interleaved runs: median 11.6 tok/s at 4 MiB, 9.1 at
+# 256 KiB; on a quieter one 17.0 vs 16.6)
+PARALLEL_MIN_BYTES = 4 << 20
 _TILE_BYTES = 4 << 20  # NOTE: GEMM: float32 rows unpacked per BLAS call (enough for the dequantizer's threads)
 _STATE: dict[str, Any] = {}
 #: the numba code dispatches on these (the kernels' own codes, not ggml's type ids)
@@ -42,13 +65,19 @@ def supports(node: Any) -> bool | str:
 
 
 def prior_us(node: Any) -> float:
-    """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill."""
+    """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill; the int8
+    GEMM (up to ``INT8_MAX_ROWS`` rows of x) ~40 GFLOP/s per thread (Gemma's layers, measured)."""
     from oxcore_io_gguf._types import ggml_type, nbytes
 
     n, k = node.attrs["shape"]
     m = math.prod(node.inputs[0].shape[:-1])
     wbytes = nbytes(ggml_type(node.attrs["ggml_type"]), (n, k))
-    return 5.0 + wbytes / 8e3 + 2.0 * m * n * k / 15e3
+    rate = 15e3
+    if m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv():
+        # NOTE: numba's own thread count would import numba while planning; the environment says it
+        env = os.environ.get("OXCORE_THREADS") or os.environ.get("NUMBA_NUM_THREADS") or ""
+        rate = 40e3 * (int(env) if env.strip().isdigit() and int(env) > 0 else (os.cpu_count() or 1))
+    return 5.0 + wbytes / 8e3 + 2.0 * m * n * k / rate
 
 
 def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[int, int]) -> np.ndarray:
@@ -66,11 +95,20 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     m = xs.shape[0]
     y = np.empty((m, n), np.float32)
     code = CODES[t.name]
-    if m <= GEMV_MAX_ROWS:
+    int8 = m <= INT8_MAX_ROWS and w.nbytes >= INT8_MIN_BYTES and int8_gemv()
+    if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
         numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
-        mod.gemv(code, w, xs, lut, y)
+        if int8:
+            xq = np.empty((m, k), np.int8)
+            xd, xsum = np.empty((m, k // 32), np.float32), np.empty((m, k // 16), np.float32)
+            mod.quantize_x(xs, xq, xd, xsum)
+            # NOTE: one row of x: unpacking straight into vpdpbusd beats storing the unpacked row
+            # (0.106 vs 0.163 ms, Q5_0 2048 x 640); from 2 rows the unpacked row is reused
+            (mod.gemv_q8 if m == 1 else mod.gemm_q8)(code, w, xq, xd, xsum, y)
+        else:
+            mod.gemv(code, w, xs, lut, y)
     else:
         # NOTE: prefill is compute-bound: BLAS on tiles of rows unpacked by io_gguf's vectorized
         # dequantizer (its threads) beats any numba loop; W is never dequantized whole
@@ -80,6 +118,29 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
             # NOTE: not matmul(out=y[:, a:e]): a strided out makes NumPy skip BLAS (10x slower)
             y[:, a:e] = xs @ dequantize(w[a:e], t.name, (e - a, k)).T
     return y.reshape(x.shape[:-1] + (n,))
+
+
+def int8_gemv() -> bool:
+    """Whether the GEMV quantizes x to int8 blocks and multiplies with VNNI (``vpdpbusd``): on
+    CPUs with AVX512-VNNI or AVX-VNNI, unless ``OXCORE_GGML_INT8=0``. Else float32 lanes.
+
+    NOTE: ggml's own CPU path; 2-3x the float32 kernel's speed here (Gemma's layer shapes), at an
+    NMSE of ~3e-5 against the float64 product (ggml's test-backend-ops bound: 5e-4)."""
+    return os.environ.get("OXCORE_GGML_INT8", "").strip() != "0" and vnni_cpu()
+
+
+def vnni_cpu() -> bool:
+    """Whether this CPU has AVX512-VNNI (with AVX512-VL) or AVX-VNNI: ``vpdpbusd`` on 256 bits."""
+    if "vnni" not in _STATE:
+        # NOTE: llvmlite only (numba's code generator, light): no numba import while planning
+        try:
+            import llvmlite.binding as llvm
+
+            f = llvm.get_host_cpu_features()
+        except (ImportError, RuntimeError):  # NOTE: no numba (supports() refuses), or no host info
+            f = {}
+        _STATE["vnni"] = bool((f.get("avx512vnni") and f.get("avx512vl")) or f.get("avxvnni"))
+    return _STATE["vnni"]
 
 
 def threads() -> int:

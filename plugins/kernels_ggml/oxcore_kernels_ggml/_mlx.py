@@ -4,9 +4,16 @@
   device into MLX's affine layout once per weight buffer (``_mlx_affine``) and multiplied with
   ``mx.quantized_matmul``. Exact for Q4_0, Q4_1, Q8_0, Q4_K, and Q5_0/Q5_1/Q5_K widened to 8 bits.
   Q6_K is refused: its scales change every 16 values and MLX's group sizes are 32, 64, 128.
+- ``mlx_dense`` (any MLX device; Q6_K only): the blocks are decoded on the device into a dense
+  matrix in x's dtype once per weight buffer, then ``x @ W.T`` (what the hand-written MLX Gemma
+  does with Q6_K), so a pinned MLX plan never sends Q6_K to another device.
 - ``cuda_gemv`` (MLX's CUDA build only): ``mx.fast.cuda_kernel`` GEMV kernels reading the
   blocks in place for all 8 types (``_mlx_cuda``), for up to 8 rows of x; more rows go to
   ``mlx_affine`` or the op's decomposition (dequantize + matmul), which are matmul-shaped.
+
+Both conversions happen once per weight buffer: the kernels carry metal_fused's ``prepare``
+attributes, so inside a compiled segment the converted weights arrive as inputs instead of
+being converted again on every call (see ``oxcore_metal_fused.FusedBackend``).
 
 mlx is imported only when a kernel runs or a node is checked, never at registration.
 """
@@ -38,6 +45,16 @@ def affine_supports(node: Any) -> "bool | str":
     if t not in AFFINE:
         return (f"{t} has no exact MLX affine form (group sizes 32/64/128; Q6_K scales every 16 values); "
                 f"types that map: {', '.join(AFFINE)}")
+    return _common(node) or True
+
+
+def dense_supports(node: Any) -> "bool | str":
+    from ._mlx_affine import DENSE
+
+    t = node.attrs["ggml_type"]
+    if t not in DENSE:
+        return (f"{t}: mlx_dense decodes only {', '.join(DENSE)} (the types with an affine form go to "
+                f"mlx_affine, which reads fewer bytes)")
     return _common(node) or True
 
 
@@ -76,6 +93,10 @@ def _affine_bytes(node: Any) -> float:
     return _AFFINE_BYTES[AFFINE.get(node.attrs["ggml_type"], 8)]
 
 
+def _dense_bytes(node: Any) -> float:
+    return node.inputs[0].dtype.itemsize
+
+
 def _raw_bytes(node: Any) -> float:
     from oxcore_io_gguf import _types as T
 
@@ -87,6 +108,43 @@ def _affine(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
     from . import _mlx_affine
 
     return _mlx_affine.matmul(x, raw, ggml_type=ggml_type, shape=shape)
+
+
+def _affine_prepare(raw: Any, ins: Any) -> tuple:
+    from . import _mlx_affine
+
+    return _mlx_affine.converted(raw, ins.attrs["ggml_type"], ins.attrs["shape"])
+
+
+def _affine_prepared(x: Any, wq: Any, s: Any, b: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
+    from . import _mlx_affine
+
+    return _mlx_affine.affine_matmul(x, wq, s, b, ggml_type=ggml_type)
+
+
+def _dense(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
+    from . import _mlx_affine
+
+    return _mlx_affine.dense_matmul(x, raw, ggml_type=ggml_type, shape=shape)
+
+
+def _dense_prepare(raw: Any, ins: Any) -> tuple:
+    import mlx.core as mx
+
+    from . import _mlx_affine
+
+    # NOTE: the output's dtype is x's (one of DTYPES, all names of mlx.core dtypes)
+    return _mlx_affine.dense(raw, ins.attrs["ggml_type"], ins.attrs["shape"], getattr(mx, ins.dtype.name))
+
+
+def _dense_prepared(x: Any, w: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
+    return x @ w.T
+
+
+# NOTE: metal_fused's protocol (oxcore_metal_fused.FusedBackend): argument 1, the raw blocks, is
+# converted once per buffer outside its compiled segments and handed in as these arrays
+for _fn, _prep, _run in ((_affine, _affine_prepare, _affine_prepared), (_dense, _dense_prepare, _dense_prepared)):
+    _fn.prepare_arg, _fn.prepare, _fn.prepared = 1, _prep, _run  # type: ignore[attr-defined]
 
 
 def _cuda(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
@@ -101,6 +159,8 @@ def kernels() -> list[Kernel]:
     for backend in BACKENDS:
         out.append(Kernel("ggml_matmul", backend, _affine, affine_supports, name="mlx_affine",
                           prior_us=_prior(_affine_bytes, 1)))
+        out.append(Kernel("ggml_matmul", backend, _dense, dense_supports, name="mlx_dense",
+                          prior_us=_prior(_dense_bytes, 1)))
         out.append(Kernel("ggml_matmul", backend, _cuda, cuda_supports, name="cuda_gemv",
                           prior_us=_prior(_raw_bytes, 1)))
     return out

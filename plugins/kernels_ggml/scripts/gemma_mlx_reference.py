@@ -7,8 +7,11 @@ The MLX forward mirrors ``oxcore_models.gemma3`` op for op (hyperparameters from
 the others (Q6_K) as dense matrices in x's dtype; norms, RoPE and attention through ``mx.fast``;
 a preallocated KV cache written with ``mx.slice_update``; the decode step ``mx.compile``d, greedy.
 
-It prints both runs' greedy tokens (they must agree; float32 shows it best), prompt and decode
-tok/s, and writes JSON. On the lent GPU: ``python plugins/kernels_ggml/scripts/gemma_mlx_reference.py
+It runs the two ``--repeats`` times, interleaved (a shared machine slows both alike), and prints
+the median prompt and decode tok/s of each, whether their greedy tokens agree (float32 shows it
+best), and the oxcore decode step's segments, transfers and fallbacks; it writes JSON. oxcore's
+Gemma computes in float32 whatever ``--dtype`` (which sets the reference's weights and
+activations). On the lent GPU: ``python plugins/kernels_ggml/scripts/gemma_mlx_reference.py
 --model gemma-3-270m-q4_k_m.gguf --dtype bfloat16 --out $OUT/gemma-mlx.json``.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 
@@ -151,41 +155,65 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--backend", default="metal_fused", help="oxcore backend of the side-by-side run ('' to skip)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds of (reference, oxcore), interleaved; medians shown")
     p.add_argument("--out", default="gemma-mlx.json")
     a = p.parse_args(argv)
     import mlx.core as mx
     import oxcore as ox
     import oxcore.models
     from oxcore.models import resolve
-    from oxcore_models.gemma3 import Gemma3Config
+    from oxcore_models.gemma3 import Gemma3, Gemma3Config
     from oxcore_models.sampling import Sampler
 
     path, _, meta = resolve(a.model or "gemma3")
     path = str(path)
     dtype = getattr(mx, a.dtype)
-    model = oxcore.models.load(path)
-    ids = model.tokenize(a.prompt)
+    ids = oxcore.models.load(path).tokenize(a.prompt)
     w = _weights(path, dtype)
     cfg = Gemma3Config.from_metadata(dict(meta, _path=path), int(w["token_embd.weight"][1].shape[0]))
-    ref = MLXGemma3(w, cfg, dtype, -(-(len(ids) + a.tokens) // 256) * 256)
-    ref.generate(ids, 4)  # NOTE: warm-up (compiles the step), then a fresh cache
-    ref = MLXGemma3(w, cfg, dtype, ref.L)
-    toks, tp, td = ref.generate(ids, a.tokens)
-    rec = {"model": path, "dtype": a.dtype, "device": str(mx.default_device()), "prompt_tokens": len(ids),
-           "mlx_reference": {"tokens": toks, "prompt_tok_s": len(ids) / tp, "decode_tok_s": (len(toks) - 1) / td}}
-    print(f"MLX reference ({a.dtype}, {mx.default_device()}): prompt {len(ids) / tp:.1f} tok/s, "
-          f"decode {(len(toks) - 1) / td:.1f} tok/s")
-    print("  text:", repr(model.detokenize(toks[:32])))
+    L = -(-(len(ids) + a.tokens) // 256) * 256
+    MLXGemma3(w, cfg, dtype, L).generate(ids, 4)  # NOTE: warm-up (compiles the step); each run a fresh cache
+    model = None
     if a.backend:
-        with ox.use(a.backend):
-            got = list(model.generate_ids(ids, max_tokens=a.tokens, sampler=Sampler(temp=0), ignore_eos=True))
+        # NOTE: loaded with the backend, as `oxcore generate --backend` does: the pin then covers
+        # loading (which weights stay blocks, where the norms live) and every step
+        model = Gemma3.from_file(ox.load(path), meta, backend=a.backend)
+        # NOTE: warm-up as for the reference: traces and compiles the prompt and decode steps
+        list(model.generate_ids(ids, max_tokens=4, sampler=Sampler(temp=0), ignore_eos=True))
+    runs: dict[str, list] = {"mlx_reference": [], "oxcore": []}
+    toks: list[int] = []
+    got: list[int] = []
+    for r in range(a.repeats):
+        # NOTE: interleaved (and alternating who goes first) so a busy machine slows both alike
+        for who in (("ref", "ox") if r % 2 == 0 else ("ox", "ref")):
+            if who == "ref":
+                toks, tp, td = MLXGemma3(w, cfg, dtype, L).generate(ids, a.tokens)
+                runs["mlx_reference"].append((len(ids) / tp, (len(toks) - 1) / td))
+            elif model is not None:
+                got = list(model.generate_ids(ids, max_tokens=a.tokens, sampler=Sampler(temp=0), ignore_eos=True))
+                runs["oxcore"].append((model.last_stats.prompt_tok_s, model.last_stats.decode_tok_s))
+    med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in runs.items() if v}
+    rec = {"model": path, "dtype": a.dtype, "device": str(mx.default_device()), "prompt_tokens": len(ids),
+           "repeats": a.repeats,
+           "mlx_reference": {"tokens": toks, "prompt_tok_s": med["mlx_reference"][0],
+                             "decode_tok_s": med["mlx_reference"][1], "runs": runs["mlx_reference"]}}
+    print(f"MLX reference ({a.dtype}, {mx.default_device()}): prompt {med['mlx_reference'][0]:.1f} tok/s, "
+          f"decode {med['mlx_reference'][1]:.1f} tok/s (median of {a.repeats})")
+    print("  text:", repr(oxcore.models.load(path).detokenize(toks[:32])))
+    if model is not None:
         st = model.last_stats
         same = next((i for i, (x, y) in enumerate(zip(toks, got)) if x != y), min(len(toks), len(got)))
-        rec["oxcore"] = {"backend": a.backend, "tokens": got, "prompt_tok_s": st.prompt_tok_s,
-                         "decode_tok_s": st.decode_tok_s, "same_prefix": same}
-        print(f"oxcore {a.backend}: prompt {st.prompt_tok_s:.1f} tok/s, decode {st.decode_tok_s:.1f} tok/s "
-              f"({st.decode_tok_s / rec['mlx_reference']['decode_tok_s']:.2f}x the MLX reference); "
+        rec["oxcore"] = {"backend": a.backend, "tokens": got, "prompt_tok_s": med["oxcore"][0],
+                         "decode_tok_s": med["oxcore"][1], "runs": runs["oxcore"], "same_prefix": same,
+                         "weights": st.weights}
+        ex = model.explain_step(len(ids), cache_length=st.cache_length)
+        # NOTE: the decode step's plan: segments, host round trips and fallbacks off the backend
+        rec["oxcore"].update(segments=len(ex.segments), transfers=len(ex.transfers), fallbacks=ex.fallbacks)
+        print(f"oxcore {a.backend} (activations float32): prompt {med['oxcore'][0]:.1f} tok/s, decode "
+              f"{med['oxcore'][1]:.1f} tok/s ({med['oxcore'][1] / med['mlx_reference'][1]:.2f}x the MLX reference); "
               f"greedy tokens agree for the first {same} of {len(toks)}")
+        print(f"  decode step: {len(ex.segments)} segments, {len(ex.transfers)} transfers "
+              f"(captured weights move once, not per step), {len(ex.fallbacks)} fallbacks off {a.backend}")
     with open(a.out, "w") as f:
         json.dump(rec, f, indent=1)
     print("wrote", a.out)

@@ -19,6 +19,32 @@ KERNEL_ID = "cpu_numpy.ggml_matmul.numba"
 BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}
 #: float accumulation, no 8-bit activation quantization: ggml's bound without it
 TOL = 1e-6
+#: the int8-activation GEMV (x quantized per 32 like ggml's q8_0): ggml's test-backend-ops bound
+TOL_INT8 = 5e-4
+
+
+def _bound(m, raw):
+    """The NMSE bound of a product with ``m`` rows of x and weight bytes ``raw``: the int8 path's
+    where it runs (a VNNI CPU, OXCORE_GGML_INT8 not 0, up to INT8_MAX_ROWS rows, W of at least
+    INT8_MIN_BYTES), the float32 one otherwise."""
+    int8 = m <= _cpu.INT8_MAX_ROWS and raw.nbytes >= _cpu.INT8_MIN_BYTES and _cpu.int8_gemv()
+    return TOL_INT8 if int8 else TOL
+
+
+@pytest.fixture(params=["int8", "float32"])
+def gemv_path(request, monkeypatch):
+    """Both GEMVs: the int8 (VNNI) one where the CPU has it, and the float32 one."""
+    if request.param == "int8":
+        from oxcore_kernels_ggml import _numba_vnni
+
+        if not _numba_vnni.available():
+            pytest.skip("this CPU has no AVX512-VNNI / AVX-VNNI")
+        monkeypatch.delenv("OXCORE_GGML_INT8", raising=False)
+        # NOTE: the int8 path on these small matrices too (by default it starts at 64 KiB)
+        monkeypatch.setattr(_cpu, "INT8_MIN_BYTES", 0)
+    else:
+        monkeypatch.setenv("OXCORE_GGML_INT8", "0")
+    return request.param
 
 
 def _matmul(x, raw, t, shape):
@@ -35,19 +61,42 @@ def test_the_kernel_is_registered_with_its_distribution():
     assert k.source == "oxcore-kernels-ggml"
 
 
-# NOTE: rows (N) not a multiple of the parallel chunk (64) nor of 8; K of 1..3 blocks; batches on
-# both sides of the GEMV/GEMM switch (8); every type compiles once (one numba function)
+# NOTE: rows (N) not a multiple of the parallel chunk (64) nor of 8; K of 1..3 blocks (odd counts:
+# the int8 kernels take blocks in pairs); rows of x on both sides of each switch (int8: 1 GEMV,
+# 2..128 GEMM, then BLAS; float32: 8); every type compiles once per kernel (one numba function)
 @pytest.mark.parametrize("t", TYPES)
-@pytest.mark.parametrize("m,n,blocks", [(1, 67, 1), (3, 130, 3), (8, 5, 2), (9, 33, 1), (64, 71, 2)])
-def test_random_blocks_equal_gguf_py(t, m, n, blocks):
-    rng = np.random.default_rng(hash((t, m, n)) % 2**32)
+@pytest.mark.parametrize("m,n,blocks", [(1, 67, 1), (3, 130, 3), (8, 5, 2), (9, 33, 1), (64, 71, 2), (129, 9, 1)])
+def test_random_blocks_equal_gguf_py(t, m, n, blocks, gemv_path):
+    rng = np.random.default_rng([ord(c) for c in t + gemv_path] + [m, n])
     k = BLOCK[t] * blocks
     raw = random_blocks(t, (n, k), rng)
     x = rng.standard_normal((m, k)).astype(np.float32)
     got = _matmul(x, raw, t, (n, k))
     assert got.shape == (m, n) and got.dtype == np.float32
-    err = nmse(reference_matmul(x, raw, t, (n, k)), got)
-    assert err <= TOL, f"{t} x{x.shape} W({n}, {k}): NMSE {err:.3g} > {TOL}"
+    err, bound = nmse(reference_matmul(x, raw, t, (n, k)), got), _bound(m, raw)
+    assert err <= bound, f"{t} x{x.shape} W({n}, {k}) ({gemv_path}): NMSE {err:.3g} > {bound}"
+
+
+@pytest.mark.parametrize("k", [32, 640, 4096])
+def test_activations_are_quantized_like_gguf_py_q8_0(k):
+    """x's int8 blocks (quants and scales) equal gguf-py's Q8_0 quantization of x."""
+    import gguf
+
+    from oxcore_kernels_ggml import _numba_matmul
+
+    rng = np.random.default_rng(k)
+    x = (rng.standard_normal((3, k)) * rng.uniform(0.01, 10, (3, 1))).astype(np.float32)
+    x[0, :32] = 0  # NOTE: an all-zero block: scale 0, quants 0 (no division by zero)
+    xq, xd, xs = np.empty((3, k), np.int8), np.empty((3, k // 32), np.float32), np.empty((3, k // 16), np.float32)
+    _numba_matmul.quantize_x(x, xq, xd, xs)
+    ref = gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0).reshape(3, k // 32, 34)
+    ref_d = ref[..., :2].copy().view(np.float16)[..., 0].astype(np.float32)
+    ref_q = ref[..., 2:].copy().view(np.int8).reshape(3, k)
+    # NOTE: gguf-py stores the scale as float16; the kernel keeps it in float32
+    np.testing.assert_allclose(xd, ref_d, rtol=1e-3, atol=0)
+    assert np.abs(xq.astype(int) - ref_q).max() <= 1  # NOTE: float16 vs float32 scale: rounding ties
+    assert np.mean(xq != ref_q) < 0.01
+    np.testing.assert_allclose(xs, xd.repeat(2, 1) * xq.reshape(3, -1, 16).sum(-1), rtol=1e-6)
 
 
 def test_leading_axes_of_x_are_kept():
@@ -56,7 +105,7 @@ def test_leading_axes_of_x_are_kept():
     x = rng.standard_normal((2, 3, 256)).astype(np.float32)
     got = _matmul(x, raw, "Q4_K", (19, 256))
     ref = reference_matmul(x.reshape(6, 256), raw, "Q4_K", (19, 256)).reshape(2, 3, 19)
-    assert got.shape == (2, 3, 19) and nmse(ref, got) <= TOL
+    assert got.shape == (2, 3, 19) and nmse(ref, got) <= _bound(6, raw)
 
 
 def _gemma_file():
@@ -82,7 +131,7 @@ def test_real_gemma_tensors(name):
         x = rng.standard_normal((m, k)).astype(np.float32)
         got = _matmul(x, raw[:rows], t, (rows, k))
         err = nmse(reference_matmul(x, raw[:rows], t, (rows, k)), got)
-        assert err <= TOL, f"{name} ({t}) with x{x.shape}: NMSE {err:.3g}"
+        assert err <= _bound(m, raw[:rows]), f"{name} ({t}) with x{x.shape}: NMSE {err:.3g}"
 
 
 def test_the_kit_runs_the_kernel():
@@ -135,6 +184,22 @@ def test_bench_qmatmul_saves_its_record(tmp_path):
     assert {"numba kernel", "numpy dequantize + matmul", "oxcore cpu_numpy"} <= names
     assert all(x["weight_gb_s"] > 0 and x["gflop_s"] > 0 and x["median_us"] > 0 for x in rows)
     assert {x["group"] for x in rows} == {"Q4_K 1x256 @ 40x256", "Q4_K 9x256 @ 40x256"}
+    if _cpu.int8_gemv():
+        # NOTE: the GEMV's two paths side by side (int8 and the float32 one it replaced)
+        assert {x["group"] for x in rows if "float32 x" in x["name"]} == {"Q4_K 1x256 @ 40x256"}
+
+
+def test_bench_takes_k_per_type_block(tmp_path):
+    from click.testing import CliRunner
+
+    from oxcore.cli import main
+
+    def run(t):
+        return CliRunner().invoke(main, ["bench", "qmatmul", "--type", t, "--n", "8", "--k", "96", "--rows", "1",
+                                         "--repeat", "1", "--out", str(tmp_path / "q.json")])
+    assert run("Q8_0").exit_code == 0
+    r = run("Q4_K")
+    assert r.exit_code != 0 and "multiple of Q4_K's block size 256, got 96" in r.output
 
 
 def test_autotune_measures_the_kernel_at_a_recorded_shape(monkeypatch, tmp_path):

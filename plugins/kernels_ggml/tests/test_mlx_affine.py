@@ -68,21 +68,59 @@ def test_device_conversion_is_exact(t):
     np.testing.assert_array_equal(w, dequantize_reference(raw, t, (9, 512)))
 
 
-def test_q6k_refused_with_reason_and_decomposed():
-    rng = np.random.default_rng(3)
-    raw = random_blocks("Q6_K", (5, 256), rng)
-    x = rng.standard_normal((2, 256)).astype(np.float32)
-    y, ex = _qmatmul("metal_basic", x, raw, "Q6_K", (5, 256), "float32")
-    # NOTE: with the refusal the planner either decomposes on metal_basic or sends the op to another
-    # backend's kernel (cpu_numpy's numba kernel, when oxcore-kernels-ggml's CPU half can load)
-    chosen = [n for n in ex.nodes if n.op == "ggml_matmul"]
-    assert ex.plan.decomposed or all(n.kernel is not None and n.kernel.name != "mlx_affine" for n in chosen)
-    assert nmse(reference_matmul(x, raw, "Q6_K", (5, 256)), y.numpy()) <= 1e-6
+def test_q6k_refused_by_affine_with_reason():
     k = next(k for k in manager().backends["metal_basic"].kernels_for("ggml_matmul") if k.name == "mlx_affine")
     x_in = SimpleNamespace(shape=(2, 256), dtype=ox.float32)
     reason = k.check(SimpleNamespace(op="ggml_matmul", attrs={"ggml_type": "Q6_K", "shape": (5, 256)},
                                      inputs=[x_in, SimpleNamespace(shape=(5, 210), dtype=ox.uint8)]))
     assert reason and "Q6_K" in reason and "16" in reason and "Q4_K" in reason
+
+
+@pytest.mark.parametrize("backend", MLX_BACKENDS)
+def test_q6k_dense_on_the_pinned_backend_matches_gguf_reference(backend):
+    """Q6_K has no affine form: mlx_dense decodes it on the device, so nothing leaves the MLX device."""
+    rng = np.random.default_rng()
+    for i, (n, k, lead) in enumerate(SHAPES):
+        dtype = ("float32", "float16", "bfloat16")[i % 3]
+        raw = random_blocks("Q6_K", (n, k), rng)
+        x = _x(rng, lead, k, dtype)
+        y, ex = _qmatmul(backend, x, raw, "Q6_K", (n, k), dtype)
+        assert set(ex.backends) == {backend} and not ex.fallbacks, str(ex)
+        assert ex.nodes[-1].kernel.name == "mlx_dense", str(ex)
+        ref = reference_matmul(x.reshape(-1, k), raw, "Q6_K", (n, k)).reshape(lead + (n,))
+        err = nmse(ref, y.numpy().astype(np.float64))
+        assert err <= BOUND[dtype], f"Q6_K {dtype} N={n} K={k} x{lead}: NMSE {err:.3g} > {BOUND[dtype]}"
+
+
+def test_q6k_device_decoding_is_exact():
+    rng = np.random.default_rng()
+    from oxcore_kernels_ggml.testing import dequantize_reference
+
+    for n, k in [(9, 512), (1, 256), (33, 768)]:
+        raw = random_blocks("Q6_K", (n, k), rng)
+        w = np.array(_mlx_affine.to_dense(mx.array(raw), "Q6_K", (n, k)))
+        np.testing.assert_array_equal(w, dequantize_reference(raw, "Q6_K", (n, k)))
+
+
+def _random_q3_k(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """Q3_K blocks (110 bytes per 256 values): random bits, a finite float16 d at byte 108."""
+    raw = rng.integers(0, 256, (n * k // 256, 110), dtype=np.uint8)
+    raw[:, 108:110] = (rng.uniform(0.005, 0.05, (len(raw), 1)) * rng.choice([-1, 1], (len(raw), 1))
+                       ).astype(np.float16).view(np.uint8)
+    return raw.reshape(n, -1)
+
+
+@pytest.mark.parametrize("backend", MLX_BACKENDS)
+def test_pinned_type_no_mlx_kernel_takes_decomposes_on_the_pinned_backend(backend):
+    """Q3_K: every MLX kernel refuses it; pinned, its decomposition (dequantize + matmul) runs on
+    the pinned backend rather than on cpu_numpy's numba kernel behind two transfers."""
+    rng = np.random.default_rng()
+    for n, k, lead in [(7, 256, (1,)), (3, 512, (4,))]:
+        raw = _random_q3_k(rng, n, k)
+        x = rng.standard_normal(lead + (k,)).astype(np.float32)
+        y, ex = _qmatmul(backend, x, raw, "Q3_K", (n, k), "float32")
+        assert set(ex.backends) == {backend} and not ex.fallbacks and ex.plan.decomposed, str(ex)
+        assert nmse(reference_matmul(x, raw, "Q3_K", (n, k)), y.numpy().astype(np.float64)) <= 1e-6
 
 
 def test_cuda_gemv_refused_off_cuda():
@@ -120,10 +158,71 @@ def test_conversion_inside_mx_compile_matches():
     assert nmse(reference_matmul(x, raw, "Q5_K", (7, 256)), got) <= 1e-6
 
 
-def test_compiled_decode_step_converts_once(monkeypatch):
-    """oxcore.compile moves the weight bytes to the device once; every replay hits the cache."""
-    rng = np.random.default_rng(8)
-    raw = ox.asarray(random_blocks("Q4_0", (16, 256), rng))
+@pytest.mark.parametrize("backend", MLX_BACKENDS)
+def test_compiled_decode_step_converts_once(monkeypatch, backend):
+    """oxcore.compile moves the weight bytes to the device once; every replay hits the cache. On
+    metal_fused the weights of its compiled segment are prepared outside mx.compile: converting
+    the placeholder inside the trace would be a second call here (and a conversion every step)."""
+    rng = np.random.default_rng()
+    raws = {t: random_blocks(t, (16, 256), rng) for t in ("Q4_0", "Q6_K")}
+    w = {t: ox.asarray(r) for t, r in raws.items()}
+    calls = []
+    for name in ("to_affine", "to_dense"):
+        real = getattr(_mlx_affine, name)
+        monkeypatch.setattr(_mlx_affine, name, lambda *a, real=real: calls.append(a[1]) or real(*a))
+    fused = manager().backend("metal_fused") if backend == "metal_fused" else None
+    prepared = fused.stats.get("prepared", 0) if fused else 0
+
+    @ox.compile
+    def step(x):
+        h = ox.build("ggml_matmul", x, w["Q4_0"], ggml_type="Q4_0", shape=(16, 256))
+        return ox.build("ggml_matmul", ox.concat([h] * 16, axis=-1), w["Q6_K"], ggml_type="Q6_K", shape=(16, 256))
+
+    with ox.use(backend):
+        for _ in range(4):  # NOTE: metal_fused compiles on the second run
+            x = rng.standard_normal((1, 256)).astype(np.float32)
+            h = reference_matmul(x, raws["Q4_0"], "Q4_0", (16, 256)).astype(np.float32)
+            ref = reference_matmul(np.concatenate([h] * 16, axis=-1), raws["Q6_K"], "Q6_K", (16, 256))
+            assert nmse(ref, step(ox.asarray(x)).numpy()) <= 1e-6
+        assert {n.kernel.name for n in step.explain(ox.asarray(x)).nodes if n.op == "ggml_matmul"} == \
+            {"mlx_affine", "mlx_dense"}
+    assert sorted(calls) == ["Q4_0", "Q6_K"]
+    if fused:
+        assert fused.stats.get("prepared", 0) - prepared == 2
+
+
+def test_compiled_segment_does_not_keep_a_dropped_weight():
+    """metal_fused's compiled segments outlive their step function (cached by structure): the
+    weights they prepared must still go when the model does."""
+    rng = np.random.default_rng()
+    raw = ox.asarray(random_blocks("Q4_K", (8, 256), rng))
+
+    @ox.compile
+    def step(x):
+        return ox.build("ggml_matmul", x, raw, ggml_type="Q4_K", shape=(8, 256))
+
+    with ox.use("metal_fused"):
+        for _ in range(3):
+            step(ox.asarray(rng.standard_normal((1, 256)).astype(np.float32))).numpy()
+    gc.collect()  # NOTE: earlier tests' garbage goes first, so only this weight can leave below
+    before = len(_mlx_affine._CACHE)
+    assert before > 0
+    del step, raw
+    gc.collect()
+    assert len(_mlx_affine._CACHE) == before - 1
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_traces_share_one_device_copy_of_a_read_only_weight(monkeypatch, writable):
+    """A GGUF weight is a read-only view of the mapped file: every trace of a compiled step (each
+    prompt length, the decode step) shares one device copy, hence one conversion. A writable
+    host array may change between traces, so each trace moves (and converts) its own."""
+    from oxcore.extend import host_leaf
+
+    rng = np.random.default_rng()
+    raw_np = random_blocks("Q4_0", (16, 256), rng)
+    raw_np.flags.writeable = writable
+    raw = host_leaf(raw_np)
     calls = []
     real = _mlx_affine.to_affine
     monkeypatch.setattr(_mlx_affine, "to_affine", lambda *a: calls.append(a[1]) or real(*a))
@@ -133,8 +232,8 @@ def test_compiled_decode_step_converts_once(monkeypatch):
         return ox.build("ggml_matmul", x, raw, ggml_type="Q4_0", shape=(16, 256))
 
     with ox.use("metal_basic"):
-        for _ in range(3):
-            x = rng.standard_normal((1, 256)).astype(np.float32)
-            got = step(ox.asarray(x)).numpy()
-            assert nmse(reference_matmul(x, raw.numpy(), "Q4_0", (16, 256)), got) <= 1e-6
-    assert calls == ["Q4_0"]
+        for rows in (1, 3, 1, 5):
+            x = rng.standard_normal((rows, 256)).astype(np.float32)
+            assert nmse(reference_matmul(x, raw_np, "Q4_0", (16, 256)), step(ox.asarray(x)).numpy()) <= 1e-6
+    assert step.traces == 3
+    assert calls == ["Q4_0"] * (3 if writable else 1)

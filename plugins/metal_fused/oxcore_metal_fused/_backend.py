@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable
 
-from oxcore.extend import REGISTRY, Category, Segment
+from oxcore.extend import REGISTRY, Category, Instruction, Segment
 from oxcore_metal_basic import MLXBackend
 
 _ELEMENTWISE = (Category.UNARY, Category.BINARY, Category.TERNARY)
@@ -32,6 +34,56 @@ def shapeless_key(segment: Segment) -> tuple | None:
     return ("shapeless", pattern) + body
 
 
+#: (instruction index, segment input index it prepares, the kernel fn carrying ``prepare``)
+Preparation = tuple[int, int, Callable]
+
+
+def preparations(backend: Any, segment: Segment) -> list[Preparation]:
+    """The instructions whose kernel prepares one of its inputs once per buffer (the kernel fn
+    has ``prepare_arg``, ``prepare`` and ``prepared``; see ``FusedBackend``), where that input is
+    an input of the segment (a buffer that outlives the call, such as a weight) and not a constant."""
+    out: list[Preparation] = []
+    for j, ins in enumerate(segment.instructions):
+        fn = _registered_fn(backend, ins)
+        arg = getattr(fn, "prepare_arg", None)
+        if arg is None:
+            continue
+        a = ins.args[arg]
+        if a < segment.n_inputs and a not in segment.constants:
+            out.append((j, a, fn))
+    return out
+
+
+def _registered_fn(backend: Any, ins: Instruction) -> Callable:
+    # NOTE: the plan wraps other distributions' kernels (so their failures are attributed to them);
+    # the prepare attributes live on the fn as registered
+    for k in backend.kernels_for(ins.op):
+        if k.name == ins.kernel.name:
+            return k.fn
+    return ins.kernel.fn
+
+
+def rewired(segment: Segment, preps: list[Preparation], counts: list[int]) -> Segment:
+    """``segment`` with each prepared input's ``counts[i]`` prepared arrays appended as extra
+    inputs, and each preparing instruction calling its kernel's ``prepared`` on them."""
+    n, extra = segment.n_inputs, sum(counts)
+
+    def shift(a: int) -> int:
+        return a if a < n else a + extra
+    ins = [dataclasses.replace(i, args=tuple(shift(a) for a in i.args)) for i in segment.instructions]
+    avals = list(segment.input_avals)
+    at = n
+    for (j, a, fn), c in zip(preps, counts):
+        args = list(ins[j].args)
+        args[fn.prepare_arg:fn.prepare_arg + 1] = range(at, at + c)
+        kernel = dataclasses.replace(ins[j].kernel, fn=fn.prepared)
+        ins[j] = dataclasses.replace(ins[j], args=tuple(args), kernel=kernel)
+        avals += [segment.input_avals[a]] * c  # NOTE: only the interpreter reads this segment, never its avals
+        at += c
+    return Segment(segment.backend, n + extra, avals, ins, tuple(shift(o) for o in segment.outputs),
+                   dict(segment.constants))
+
+
 class FusedBackend(MLXBackend):
     """Like metal_basic, but each segment becomes one ``mx.compile``d function (elementwise
     chains fuse into single kernels) and norms, RoPE and attention go to ``mx.fast``.
@@ -43,6 +95,14 @@ class FusedBackend(MLXBackend):
     oxcore keeps one step function per segment structure (``segment.key``), so each structure
     compiles once; all-elementwise segments also share one ``mx.compile(shapeless=True)``
     result across sizes, kept in a bounded LRU keyed by ``shapeless_key``.
+
+    Weights a kernel converts (ggml blocks to MLX's affine form, in ``oxcore-kernels-ggml``)
+    would be placeholders inside ``mx.compile``, so the conversion would run on every call. A
+    kernel fn avoids that by carrying three attributes: ``prepare_arg`` (which argument),
+    ``prepare(buf, instruction) -> tuple of arrays`` (evaluated, cached per buffer by the
+    kernel) and ``prepared(*args, **attrs)`` (the kernel with that argument replaced by the
+    tuple's arrays). Where the argument is a segment input, each call prepares it outside the
+    compiled function (a cache hit after the first) and passes the arrays in.
 
     A segment is compiled the ``compile_after``-th time it runs (default 2, env
     ``OXCORE_MLX_COMPILE_AFTER``); earlier runs go op by op like metal_basic. NOTE: compiling
@@ -64,7 +124,7 @@ class FusedBackend(MLXBackend):
         super().__init__(*a, **kw)
         self.compile_after = max(1, int(os.environ.get("OXCORE_MLX_COMPILE_AFTER", "2")))
         self.compiled: "OrderedDict[tuple, Callable]" = OrderedDict()
-        self.stats = {"compiled": 0, "reused": 0, "shapeless": 0}
+        self.stats = {"compiled": 0, "reused": 0, "shapeless": 0, "prepared": 0}
 
     @property
     def warmup_runs(self) -> int:  # type: ignore[override]
@@ -94,18 +154,21 @@ class FusedBackend(MLXBackend):
 
     def _compile(self, segment: Segment, shapeless: bool) -> Callable:
         """``mx.compile`` the segment's interpreter; its constant inputs are baked in as captured
-        MLX constants (literals in fused kernels) and dropped from the compiled call."""
+        MLX constants (literals in fused kernels) and dropped from the compiled call, and so are
+        inputs no instruction reads (raw weights whose prepared arrays replaced them)."""
         import mlx.core as mx
 
         run = segment.interpreter()
-        if not segment.constants:
+        n = segment.n_inputs
+        read = {a for ins in segment.instructions for a in ins.args}
+        if not segment.constants and len(read.intersection(range(n))) == n:
             return mx.compile(lambda *xs: run(list(xs)), shapeless=shapeless)
         # NOTE: own copies: the device shares 0-d arrays by value, and MLX refuses to compile a
         # function whose captured constant is also one of its inputs (an argument equal to it)
         consts = {k: self.device.from_numpy(v, shared=False) for k, v in segment.constants.items()}
         mx.eval(list(consts.values()))
-        live = [k for k in range(segment.n_inputs) if k not in consts]
-        n = segment.n_inputs
+        # NOTE: every input is an argument MLX checks and binds on each call
+        live = [k for k in range(n) if k not in consts and k in read]
 
         def body(*xs: Any) -> list:
             ins: list[Any] = [None] * n
@@ -119,17 +182,48 @@ class FusedBackend(MLXBackend):
 
     def compile_segment(self, segment: Segment) -> Callable[[list], list]:
         """``mx.compile`` the whole segment (cached) once it repeats; evaluate its outputs in
-        one ``mx.eval``."""
-        state = {"runs": 0, "fn": None}
+        one ``mx.eval``. Inputs a kernel prepares (converted weights) are prepared before each
+        call, outside the compiled function."""
+        state: dict[str, Any] = {"runs": 0, "fn": None}
         first = self.compile_after
         interp = segment.interpreter()
+        preps = preparations(self, segment)
+        if not preps:
+            def call(inputs: list) -> list:
+                fn = state["fn"]
+                if fn is None:
+                    state["runs"] += 1
+                    if state["runs"] < first:
+                        return interp(inputs)
+                    fn = state["fn"] = self._compiled_fn(segment)
+                return fn(*inputs)
+            return self.evaluated(call)
+        prep = [(a, fn.prepare, segment.instructions[j]) for j, a, fn in preps]
+        # NOTE: weak: this function outlives the plan (compiled segments are cached by structure),
+        # and must not keep a dropped model's weights alive
+        last: dict[str, list] = {"raw": [], "extra": []}
 
-        def call(inputs: list) -> list:
+        def call_prepared(inputs: list) -> list:
             fn = state["fn"]
             if fn is None:
                 state["runs"] += 1
                 if state["runs"] < first:
                     return interp(inputs)
-                fn = state["fn"] = self._compiled_fn(segment)
-            return fn(*inputs)
-        return self.evaluated(call)
+            raw = [inputs[a] for a, _, _ in prep]
+            # NOTE: a decode loop passes the same weight buffers every call: skip the 100+ cache lookups
+            extra = [w() for w in last["extra"]] if all(map(_is_referent, last["raw"], raw)) and last["raw"] else None
+            if extra is None or any(w is None for w in extra):
+                done = [p(r, ins) for r, (_, p, ins) in zip(raw, prep)]
+                if fn is None:
+                    self.stats["compiled"] += 1
+                    self.stats["prepared"] += len(prep)
+                    fn = state["fn"] = self._compile(rewired(segment, preps, [len(e) for e in done]),
+                                                     shapeless=False)
+                extra = [w for e in done for w in e]
+                last["raw"], last["extra"] = [weakref.ref(r) for r in raw], [weakref.ref(w) for w in extra]
+            return fn(*inputs, *extra)
+        return self.evaluated(call_prepared)
+
+
+def _is_referent(ref: Any, x: Any) -> bool:
+    return ref() is x

@@ -16,6 +16,7 @@ positions; RoPE base 10000), as in llama.cpp's ``gemma3`` graph.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import time
@@ -303,7 +304,7 @@ class Gemma3:
         mg, ml = cache.mask(len(ids), None), cache.mask(len(ids), c.sliding_window)
         # NOTE: a decode step is ~160 matrix-vector products: BLAS threads cost more to wake than
         # they save (measured on 2 cores: 10.4 tok/s with one thread, 3.9 with two)
-        with _one_blas_thread(len(ids) == 1), ox.use(*((self.backend,) if self.backend else ())):
+        with _one_blas_thread(len(ids) == 1), self._pinned():
             logits, cache.keys, cache.values = self._step(np.asarray([ids], np.int32), offset, idx, mg, ml,
                                                           cache.keys, cache.values)
             return logits.numpy()
@@ -323,8 +324,14 @@ class Gemma3:
         cache.pos = prompt_tokens
         idx, offset = cache.advance(1)
         mg, ml = cache.mask(1, None), cache.mask(1, c.sliding_window)
-        with ox.use(*((self.backend,) if self.backend else ())):
+        with self._pinned():
             return self._step.explain(np.zeros((1, 1), np.int32), offset, idx, mg, ml, cache.keys, cache.values)
+
+    def _pinned(self) -> Any:
+        """``ox.use(backend)`` for a model loaded with a backend; otherwise nothing, so a caller's
+        own pin (``with ox.use("metal_fused"): m.generate(...)``) still applies."""
+        # NOTE: ox.use() with no names would unpin: the step then ran wherever the planner chose
+        return ox.use(self.backend) if self.backend else contextlib.nullcontext()
 
     # --- the public API ---------------------------------------------------------------------
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
