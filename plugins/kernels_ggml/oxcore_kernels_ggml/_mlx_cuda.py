@@ -14,6 +14,12 @@ shuffles, then across the block's warps in shared memory. No barrier inside the 
 R rows' loads of a unit are in flight together: the kernel streams the weights near the copy
 bandwidth instead of waiting on one load at a time (issue 14).
 
+One row of x gets a kernel compiled per type (its registers sized for that type); 2..8 rows share
+one kernel that reads the type from the block size. float32 x with the 32-value block types is
+staged in shared memory (its L1 loads were the limit there). Tuning numbers and what is still
+short of the goal: ``plugins/kernels_ggml/README.md``; the decoders are checked on the CPU by
+``tests/test_mlx_cuda_host.py`` (host C++), the kernel by ``scripts/gpu_qmatmul.py`` on a GPU.
+
 Block layouts follow ggml (``ggml-common.h``) and gguf-py's ``quants.py``. The weight buffer must
 be aligned like MLX's allocations and GGUF's tensors (16 bytes; a misaligned one gives NaN, never a
 misaligned load); x may start anywhere (its loads fall back to scalars).
