@@ -1,16 +1,28 @@
 """CUDA GEMV kernels (``mx.fast.cuda_kernel``) that read ggml blocks directly: MLX's CUDA build only.
 
-One warp computes one output column ``n`` for all M (<= 8) rows of x; the 8 warps of a block
-share a tile of x (32 groups of 32 values per row) staged in shared memory. Each lane takes one
-group of 32 weights at a time: a whole block for Q4_0..Q8_0, one 32-value sub-block of a 256-value
-super-block for the K types, so the 32 lanes of a warp read 32 consecutive groups (a contiguous
-run of the row's bytes) per step. A group decodes to 32 small integers and one or two scales plus
-a bias (``w = s * q + bias``; Q6_K has two scales per group); the lane accumulates
-``s * sum(q x) + bias * sum(x)`` in float32 (q becomes a float by a bit trick, not a conversion
-instruction), and the warp sums its lanes with shuffles. Loads are 16- or 32-bit, as the block's alignment
-allows (Q4_0 blocks are 18 bytes, so only 2-byte aligned).
+A thread block computes ``R`` consecutive output columns (rows of W) for all M (<= 8) rows of x;
+its threads stride together along K over *units* of 32 weights, so every warp streams a contiguous
+run of each of the R rows' bytes and the R rows share each x load. A unit is one block of
+Q4_0..Q8_0, or one eighth of a 256-value super-block of the K types, chosen so that a thread's
+bytes are contiguous (16-byte loads for Q4_K/Q5_K, 32-bit loads funnel-shifted for the 2-byte
+aligned Q4_0/Q5_0/Q8_0/Q6_K). A unit decodes to two halves of 16 small unsigned integers ``q``
+(one byte each, packed four to a word) with a scale and a bias each, ``w = s * (q - OFF) + b``;
+``q - OFF`` becomes an exact float by a byte permute and one add (``2^23 + q`` built as bits),
+the dot product with x runs in float32 FMAs, and ``b * sum(x)`` is added only for the types with a
+bias (Q4_1, Q5_1, Q4_K, Q5_K; the sum is shared by the R rows). Partial sums are reduced with warp
+shuffles, then across the block's warps in shared memory. No barrier inside the K loop, and all
+R rows' loads of a unit are in flight together: the kernel streams the weights near the copy
+bandwidth instead of waiting on one load at a time (issue 14).
 
-Block layouts follow ggml (``ggml-common.h``) and gguf-py's ``quants.py``.
+One row of x gets a kernel compiled per type (its registers sized for that type); 2..8 rows share
+one kernel that reads the type from the block size. float32 x with the 32-value block types is
+staged in shared memory (its L1 loads were the limit there). Tuning numbers and what is still
+short of the goal: ``plugins/kernels_ggml/README.md``; the decoders are checked on the CPU by
+``tests/test_mlx_cuda_host.py`` (host C++), the kernel by ``scripts/gpu_qmatmul.py`` on a GPU.
+
+Block layouts follow ggml (``ggml-common.h``) and gguf-py's ``quants.py``. The weight buffer must
+be aligned like MLX's allocations and GGUF's tensors (16 bytes; a misaligned one gives NaN, never a
+misaligned load); x may start anywhere (its loads fall back to scalars).
 """
 
 from __future__ import annotations
@@ -24,199 +36,391 @@ from oxcore_io_gguf import _types as T
 
 #: the types these kernels read, with their id in the kernel source
 TYPES = {"Q4_0": 0, "Q4_1": 1, "Q5_0": 2, "Q5_1": 3, "Q8_0": 4, "Q4_K": 5, "Q5_K": 6, "Q6_K": 7}
-#: x rows one launch takes (accumulators in registers; the x tile in shared memory is sized by
-#: M rounded up to a power of two, so a decode step's M=1 keeps occupancy high)
+#: the kernel's TYPE that reads the type from the block size (template ints must be >= 0: MLX
+#: puts them in the kernel's name)
+_ALL_TYPES = 8
+#: x rows one launch takes (accumulators in registers; the kernel is compiled for M rounded up to
+#: 1, 2, 4 or 8, so a decode step's M=1 keeps its registers and occupancy)
 MAX_ROWS = 8
-WARPS_PER_BLOCK = 8  # NOTE: measured on an H200 (2, 4, 8, 16 tried): 8 reads fastest
+#: threads of a block striding along K together, and output columns (rows of W) per block
+WARPS_PER_BLOCK = 4
+ROWS_PER_BLOCK = 4
+#: x staged in shared memory as float32 (chunks of 8192 / M values) instead of read through L1:
+#: None chooses per call (float32 x with the 32-value block types, where it measured faster on an
+#: H200: each lane's 128 bytes of float32 x per unit made its L1 loads touch 32 lines each)
+STAGE_X: "bool | None" = None
+#: x dtypes and types whose x is staged when ``STAGE_X`` is None
+_STAGED = ("float32", {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"})
 
 HEADER = r"""
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 
-__device__ __forceinline__ float f16_at(const uint8_t* p) {
-  return __half2float(*reinterpret_cast<const __half*>(p));
-}
-__device__ __forceinline__ uint32_t u16_at(const uint8_t* p) {
-  return *reinterpret_cast<const uint16_t*>(p);
-}
-__device__ __forceinline__ uint32_t u32_at(const uint8_t* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
-}
-// n bytes from p into b (n even); 32-bit loads when the address is 4-byte aligned by layout
-template <int N, bool A4>
-__device__ __forceinline__ void load_bytes(const uint8_t* p, uint8_t* b) {
-  if constexpr (A4) {
+namespace oxg {
+
+__device__ __forceinline__ uint32_t ld16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+__device__ __forceinline__ uint32_t ld32(const uint8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ __forceinline__ uint2 ld64(const uint8_t* p) { return *reinterpret_cast<const uint2*>(p); }
+__device__ __forceinline__ uint4 ld128(const uint8_t* p) { return *reinterpret_cast<const uint4*>(p); }
+__device__ __forceinline__ float f16lo(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v & 0xFFFFu))); }
+__device__ __forceinline__ float f16hi(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v >> 16))); }
+
+// NB bytes (NB % 4 == 0) at a 2-byte aligned p as NB/4 little-endian words: 32-bit loads from the
+// 4-byte boundary at or below p, shifted into place, and the last 2 bytes by a 16-bit load, so no
+// byte past p + NB is read (ggml's 18/22/34/210-byte blocks leave every other block 2 mod 4)
+template <int NB>
+__device__ __forceinline__ void ld_a2(const uint8_t* p, uint32_t* out) {
+  constexpr int NW = NB / 4;
+  const unsigned long long a = reinterpret_cast<unsigned long long>(p);
+  const uint8_t* base = reinterpret_cast<const uint8_t*>(a & ~3ull);
+  const uint32_t sh = (uint32_t)(a & 2) * 8;  // 0 or 16
+  uint32_t v[NW];
 #pragma unroll
-    for (int i = 0; i < N / 4; ++i) {
-      uint32_t v = u32_at(p + 4 * i);
-      b[4 * i] = v & 0xFF; b[4 * i + 1] = (v >> 8) & 0xFF; b[4 * i + 2] = (v >> 16) & 0xFF; b[4 * i + 3] = v >> 24;
-    }
-  } else {
+  for (int i = 0; i < NW; ++i) v[i] = ld32(base + 4 * i);
+  const uint32_t tail = ld16(p + NB - 2);
 #pragma unroll
-    for (int i = 0; i < N / 2; ++i) {
-      uint32_t v = u16_at(p + 2 * i);
-      b[2 * i] = v & 0xFF; b[2 * i + 1] = v >> 8;
-    }
-  }
-}
-__device__ __forceinline__ void scale_min_k4(int j, const uint8_t* s, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63; m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
+  for (int i = 0; i < NW - 1; ++i) out[i] = __funnelshift_r(v[i], v[i + 1], sh);
+  out[NW - 1] = __funnelshift_r(v[NW - 1], tail, sh);
 }
 
-// exact float of 0 <= q < 2^23 without an int->float conversion (1 logic op + 1 add)
-__device__ __forceinline__ float qf(int q) { return __int_as_float(0x4B000000 | q) - 8388608.f; }
+// 4 bits of v (bit j) to bit 0 of byte j (4 shifted copies of v never overlap, so no carries)
+__device__ __forceinline__ uint32_t spread4(uint32_t v) { return (v * 0x00204081u) & 0x01010101u; }
 
-// Group g (32 values) of one row: q[32] unsigned integers, w = s * q + b with (s0, b0) for values
-// 0..15 and (s1, b1) for 16..31 (they differ only in Q6_K, whose scales change every 16 values).
+// One unit: values 0..15 (half A) and 16..31 (half B) as bytes of a[4], b[4] (value 4i+j in
+// byte j of word i), w = s * (q - OFF) + bias per half; x positions of the halves: xa, xb
+struct Unit { uint32_t a[4], b[4]; float sa, sb, ba, bb; };
+
+template <int TYPE> struct Spec;
+template <> struct Spec<0> { static constexpr int OFF = 8, ALIGN = 2; static constexpr bool BIAS = false; };
+template <> struct Spec<1> { static constexpr int OFF = 0, ALIGN = 4; static constexpr bool BIAS = true; };
+template <> struct Spec<2> { static constexpr int OFF = 16, ALIGN = 2; static constexpr bool BIAS = false; };
+template <> struct Spec<3> { static constexpr int OFF = 0, ALIGN = 8; static constexpr bool BIAS = true; };
+template <> struct Spec<4> { static constexpr int OFF = 128, ALIGN = 2; static constexpr bool BIAS = false; };
+template <> struct Spec<5> { static constexpr int OFF = 0, ALIGN = 16; static constexpr bool BIAS = true; };
+template <> struct Spec<6> { static constexpr int OFF = 0, ALIGN = 16; static constexpr bool BIAS = true; };
+template <> struct Spec<7> { static constexpr int OFF = 32, ALIGN = 2; static constexpr bool BIAS = false; };
+
 template <int TYPE>
-__device__ __forceinline__ void load_group(const uint8_t* row, int g, int* q, float& s0, float& s1, float& b0,
-                                           float& b1) {
-  float bias;
-  if constexpr (TYPE == 0) {  // Q4_0: d, qs[16]
-    const uint8_t* b = row + g * 18;
-    uint8_t qs[16]; load_bytes<16, false>(b + 2, qs);
-    float d = f16_at(b);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) { q[j] = qs[j] & 0xF; q[j + 16] = qs[j] >> 4; }
-    s0 = s1 = d; bias = -8.f * d;
-  } else if constexpr (TYPE == 1) {  // Q4_1: d, m, qs[16]
-    const uint8_t* b = row + g * 20;
-    uint8_t qs[16]; load_bytes<16, true>(b + 4, qs);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) { q[j] = qs[j] & 0xF; q[j + 16] = qs[j] >> 4; }
-    s0 = s1 = f16_at(b); bias = f16_at(b + 2);
-  } else if constexpr (TYPE == 2) {  // Q5_0: d, qh[4], qs[16]
-    const uint8_t* b = row + g * 22;
-    uint8_t qs[16]; load_bytes<16, false>(b + 6, qs);
-    uint32_t qh = u16_at(b + 2) | (u16_at(b + 4) << 16);
-    float d = f16_at(b);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      q[j] = (qs[j] & 0xF) | (((qh >> j) & 1) << 4);
-      q[j + 16] = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-    }
-    s0 = s1 = d; bias = -16.f * d;
-  } else if constexpr (TYPE == 3) {  // Q5_1: d, m, qh[4], qs[16]
-    const uint8_t* b = row + g * 24;
-    uint8_t qs[16]; load_bytes<16, true>(b + 8, qs);
-    uint32_t qh = u32_at(b + 4);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      q[j] = (qs[j] & 0xF) | (((qh >> j) & 1) << 4);
-      q[j + 16] = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-    }
-    s0 = s1 = f16_at(b); bias = f16_at(b + 2);
-  } else if constexpr (TYPE == 4) {  // Q8_0: d, qs[32] int8
-    const uint8_t* b = row + g * 34;
-    uint8_t qs[32]; load_bytes<32, false>(b + 2, qs);
-#pragma unroll
-    for (int j = 0; j < 32; ++j) q[j] = qs[j] ^ 0x80;  // int8 + 128
-    s0 = s1 = f16_at(b); bias = -128.f * s0;
-  } else if constexpr (TYPE == 5 || TYPE == 6) {  // Q4_K / Q5_K: d, dmin, scales[12], (qh[32]), qs[128]
-    constexpr int SIZE = TYPE == 5 ? 144 : 176, QS = TYPE == 5 ? 16 : 48;
-    const uint8_t* b = row + (g >> 3) * SIZE;
-    const int j = g & 7;
-    int sc, m; scale_min_k4(j, b + 4, sc, m);
-    uint8_t qs[32]; load_bytes<32, true>(b + QS + 32 * (j >> 1), qs);
-    const int shift = 4 * (j & 1);
-#pragma unroll
-    for (int l = 0; l < 32; ++l) q[l] = (qs[l] >> shift) & 0xF;
-    if constexpr (TYPE == 6) {
-      uint8_t qh[32]; load_bytes<32, true>(b + 16, qh);
-#pragma unroll
-      for (int l = 0; l < 32; ++l) q[l] |= ((qh[l] >> j) & 1) << 4;
-    }
-    s0 = s1 = f16_at(b) * (float)sc; bias = -(f16_at(b + 2) * (float)m);
-  } else {  // Q6_K: ql[128], qh[64], scales[16] int8, d
-    const uint8_t* b = row + (g >> 3) * 210;
-    const int j = g & 7, h = j >> 2, r = j & 3;
-    uint8_t ql[32]; load_bytes<32, false>(b + 64 * h + 32 * (r & 1), ql);
-    uint8_t qh[32]; load_bytes<32, false>(b + 128 + 32 * h, qh);
-    const int lshift = 4 * (r >> 1), hshift = 2 * r;
-#pragma unroll
-    for (int l = 0; l < 32; ++l) q[l] = ((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4);
-    float d = f16_at(b + 208);
-    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192 + 8 * h + 2 * r);
-    s0 = d * (float)sc[0]; s1 = d * (float)sc[1]; b0 = -32.f * s0; b1 = -32.f * s1;
-    return;
+__device__ __forceinline__ void unit_x(int u, int& xa, int& xb) {
+  if constexpr (TYPE <= 4) {
+    xa = 32 * u; xb = xa + 16;
+  } else if constexpr (TYPE <= 6) {  // Q4_K/Q5_K: 16 bytes of chunk c hold sub-blocks 2c, 2c+1
+    const int t = u & 7;
+    xa = 256 * (u >> 3) + 64 * (t >> 1) + 16 * (t & 1); xb = xa + 32;
+  } else {  // Q6_K: half h, ql[l] or ql[l + 32], l in [16 l0, 16 l0 + 16)
+    const int t = u & 7;
+    xa = 256 * (u >> 3) + 128 * (t >> 2) + 32 * ((t >> 1) & 1) + 16 * (t & 1); xb = xa + 64;
   }
-  b0 = b1 = bias;
 }
-"""
 
-SOURCE = r"""
-  // NOTE: sizes come from the shapes (x: (M, K), w: (N, row bytes)) so one compiled kernel per
-  // (T, TYPE) serves every matrix; M <= MAXM rows accumulate in registers (uniform branches)
-  const int M = x_shape[0], K = x_shape[1], N = w_shape[0];
-  const size_t ROW_BYTES = w_shape[1];
-  const int lane = threadIdx.x & 31;
-  const int n = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  const bool live = n < N;  // NOTE: no early return: every thread takes part in staging x
-  const uint8_t* row = w + (size_t)(live ? n : 0) * ROW_BYTES;
-  // x tile of 32 groups (1024 values) per row, stride 36 per group: lane g reads group g as
-  // float4s without bank conflicts, and the block stores it with consecutive (coalesced) loads
-  __shared__ __align__(16) float xs[MAXM][32 * 36];
-  float acc[MAXM];
+// the 6-bit scale (lo) and min (hi) of Q4_K/Q5_K sub-block j from scales[12] in words s0, s1, s2
+__device__ __forceinline__ void scale_min_k4(int j, uint32_t s0, uint32_t s1, uint32_t s2, float& sc, float& m) {
+  const uint32_t sc_w = j < 4 ? (s0 & 0x3F3F3F3Fu) : ((s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u));
+  const uint32_t m_w = j < 4 ? (s1 & 0x3F3F3F3Fu) : (((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u));
+  const int sh = 8 * (j & 3);
+  sc = (float)((sc_w >> sh) & 0xFFu); m = (float)((m_w >> sh) & 0xFFu);
+}
+
+template <int TYPE>
+__device__ __forceinline__ void load_unit(const uint8_t* row, int u, Unit& q) {
+  q.ba = q.bb = 0.f;
+  if constexpr (TYPE == 0) {  // Q4_0: d, qs[16]
+    const uint8_t* p = row + 18 * u;
+    uint32_t qs[4]; ld_a2<16>(p + 2, qs);
+    q.sa = q.sb = f16lo(ld16(p));
 #pragma unroll
-  for (int m = 0; m < MAXM; ++m) acc[m] = 0.f;
-  const int G = K / 32;
-  for (int g0 = 0; g0 < G; g0 += 32) {
-    const int span = min(32, G - g0) * 32;
-    __syncthreads();
-    for (int m = 0; m < M; ++m)
-      for (int e = threadIdx.x; e < span; e += blockDim.x)
-        xs[m][(e >> 5) * 36 + (e & 31)] = static_cast<float>(x[(size_t)m * K + (size_t)g0 * 32 + e]);
-    __syncthreads();
-    const int g = g0 + lane;
-    if (live && g < G) {
-      int q[32]; float s0, s1, b0, b1;
-      load_group<TYPE>(row, g, q, s0, s1, b0, b1);
-      float qv[32];
+    for (int i = 0; i < 4; ++i) { q.a[i] = qs[i] & 0x0F0F0F0Fu; q.b[i] = (qs[i] >> 4) & 0x0F0F0F0Fu; }
+  } else if constexpr (TYPE == 1) {  // Q4_1: d, m, qs[16]
+    const uint8_t* p = row + 20 * u;
+    const uint32_t dm = ld32(p);
 #pragma unroll
-      for (int l = 0; l < 32; ++l) qv[l] = qf(q[l]);
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t v = ld32(p + 4 + 4 * i);
+      q.a[i] = v & 0x0F0F0F0Fu; q.b[i] = (v >> 4) & 0x0F0F0F0Fu;
+    }
+    q.sa = q.sb = f16lo(dm); q.ba = q.bb = f16hi(dm);
+  } else if constexpr (TYPE == 2) {  // Q5_0: d, qh[4], qs[16]
+    const uint8_t* p = row + 22 * u;
+    uint32_t qs[4]; ld_a2<16>(p + 6, qs);
+    const uint32_t qh = ld16(p + 2) | (ld16(p + 4) << 16);
+    q.sa = q.sb = f16lo(ld16(p));
 #pragma unroll
-      for (int m = 0; m < MAXM; ++m) {
-        if (m < M) {
-          const float4* xg = reinterpret_cast<const float4*>(&xs[m][lane * 36]);
-          float a = 0.f, c = 0.f, sa = 0.f, sc = 0.f;
+    for (int i = 0; i < 4; ++i) {
+      q.a[i] = (qs[i] & 0x0F0F0F0Fu) | (spread4((qh >> (4 * i)) & 0xFu) << 4);
+      q.b[i] = ((qs[i] >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * i)) & 0xFu) << 4);
+    }
+  } else if constexpr (TYPE == 3) {  // Q5_1: d, m, qh[4], qs[16]
+    const uint8_t* p = row + 24 * u;
+    const uint2 h = ld64(p), q0 = ld64(p + 8), q1 = ld64(p + 16);
+    const uint32_t qs[4] = {q0.x, q0.y, q1.x, q1.y};
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            float4 v = xg[i];
-            a += qv[4 * i] * v.x + qv[4 * i + 1] * v.y + qv[4 * i + 2] * v.z + qv[4 * i + 3] * v.w;
-            sa += (v.x + v.y) + (v.z + v.w);
-          }
+    for (int i = 0; i < 4; ++i) {
+      q.a[i] = (qs[i] & 0x0F0F0F0Fu) | (spread4((h.y >> (4 * i)) & 0xFu) << 4);
+      q.b[i] = ((qs[i] >> 4) & 0x0F0F0F0Fu) | (spread4((h.y >> (16 + 4 * i)) & 0xFu) << 4);
+    }
+    q.sa = q.sb = f16lo(h.x); q.ba = q.bb = f16hi(h.x);
+  } else if constexpr (TYPE == 4) {  // Q8_0: d, qs[32] int8 (+128 makes them unsigned bytes)
+    const uint8_t* p = row + 34 * u;
+    uint32_t qs[8]; ld_a2<32>(p + 2, qs);
+    q.sa = q.sb = f16lo(ld16(p));
 #pragma unroll
-          for (int i = 4; i < 8; ++i) {
-            float4 v = xg[i];
-            c += qv[4 * i] * v.x + qv[4 * i + 1] * v.y + qv[4 * i + 2] * v.z + qv[4 * i + 3] * v.w;
-            sc += (v.x + v.y) + (v.z + v.w);
-          }
-          acc[m] += s0 * a + s1 * c + b0 * sa + b1 * sc;
+    for (int i = 0; i < 4; ++i) { q.a[i] = qs[i] ^ 0x80808080u; q.b[i] = qs[4 + i] ^ 0x80808080u; }
+  } else if constexpr (TYPE == 5 || TYPE == 6) {  // Q4_K/Q5_K: d, dmin, scales[12], (qh[32]), qs[128]
+    constexpr int SIZE = TYPE == 5 ? 144 : 176, QS = TYPE == 5 ? 16 : 48;
+    const uint8_t* p = row + SIZE * (u >> 3);
+    const int t = u & 7, c = t >> 1;
+    const uint4 h = ld128(p), v = ld128(p + QS + 16 * t);
+    const uint32_t qs[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) { q.a[i] = qs[i] & 0x0F0F0F0Fu; q.b[i] = (qs[i] >> 4) & 0x0F0F0F0Fu; }
+    if constexpr (TYPE == 6) {  // bit 2c of qh[l] is value l's fifth bit in sub-block 2c, bit 2c+1 in 2c+1
+      const uint4 hv = ld128(p + 16 + 16 * (t & 1));
+      const uint32_t qh[4] = {hv.x, hv.y, hv.z, hv.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        q.a[i] |= ((qh[i] >> (2 * c)) & 0x01010101u) << 4;
+        q.b[i] |= ((qh[i] >> (2 * c + 1)) & 0x01010101u) << 4;
+      }
+    }
+    const float d = f16lo(h.x), dmin = f16hi(h.x);
+    float sc, m;
+    scale_min_k4(2 * c, h.y, h.z, h.w, sc, m); q.sa = d * sc; q.ba = -dmin * m;
+    scale_min_k4(2 * c + 1, h.y, h.z, h.w, sc, m); q.sb = d * sc; q.bb = -dmin * m;
+  } else {  // Q6_K: ql[128], qh[64], scales[16] int8, d
+    const uint8_t* p = row + 210 * (u >> 3);
+    const int t = u & 7, hf = t >> 2, wh = (t >> 1) & 1, l0 = 16 * (t & 1);
+    uint32_t ql[4], qh[4];
+    ld_a2<16>(p + 16 * t, ql);  // = 64 hf + 32 wh + l0
+    ld_a2<16>(p + 128 + 32 * hf + l0, qh);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      q.a[i] = (ql[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * wh)) & 0x03030303u) << 4);
+      q.b[i] = ((ql[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (4 + 2 * wh)) & 0x03030303u) << 4);
+    }
+    const int8_t* sc = reinterpret_cast<const int8_t*>(p + 192 + 8 * hf + (t & 1) + 2 * wh);
+    const float d = f16lo(ld16(p + 208));
+    q.sa = d * (float)sc[0]; q.sb = d * (float)sc[4];
+  }
+}
+
+// sum over 16 values of (q - OFF) * x: q - OFF is exact, 2^23 + q built as bits minus 2^23 + OFF
+template <int OFF>
+__device__ __forceinline__ float dot16(const uint32_t* q, const float* x) {
+  constexpr float base = 8388608.f + (float)OFF;
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    s0 = fmaf(__int_as_float(__byte_perm(q[i], 0x4B000000u, 0x7440)) - base, x[4 * i], s0);
+    s1 = fmaf(__int_as_float(__byte_perm(q[i], 0x4B000000u, 0x7441)) - base, x[4 * i + 1], s1);
+    s0 = fmaf(__int_as_float(__byte_perm(q[i], 0x4B000000u, 0x7442)) - base, x[4 * i + 2], s0);
+    s1 = fmaf(__int_as_float(__byte_perm(q[i], 0x4B000000u, 0x7443)) - base, x[4 * i + 3], s1);
+  }
+  return s0 + s1;
+}
+
+template <typename T> struct IsHalf { static constexpr bool value = false; };
+template <> struct IsHalf<__half> { static constexpr bool value = true; };
+
+// 16 x values from p (a multiple of 16 elements from x's start) as float32
+template <typename T>
+__device__ __forceinline__ void ld_x16(const T* p, float* o, bool vec) {
+  if (!vec) {  // NOTE: x is a view at an offset that is not 16-byte aligned: scalar loads
+#pragma unroll
+    for (int i = 0; i < 16; ++i) o[i] = static_cast<float>(p[i]);
+  } else if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float4 v = __ldg(reinterpret_cast<const float4*>(p) + i);
+      o[4 * i] = v.x; o[4 * i + 1] = v.y; o[4 * i + 2] = v.z; o[4 * i + 3] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const uint4 v = __ldg(reinterpret_cast<const uint4*>(p) + i);
+      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if constexpr (IsHalf<T>::value) {
+          const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+          o[8 * i + 2 * j] = f.x; o[8 * i + 2 * j + 1] = f.y;
+        } else {  // bfloat16: the high 16 bits of a float32
+          o[8 * i + 2 * j] = __uint_as_float(w[j] << 16); o[8 * i + 2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
         }
       }
     }
   }
-  if (!live) return;
+}
+
+// 8 x values from p (a multiple of 8 elements from x's start) as float32
+template <typename T>
+__device__ __forceinline__ void ld_x8(const T* p, float* o, bool vec) {
+  if (!vec) {
 #pragma unroll
-  for (int m = 0; m < MAXM; ++m) {
-    if (m < M) {
-      float v = acc[m];
+    for (int i = 0; i < 8; ++i) o[i] = static_cast<float>(p[i]);
+  } else if constexpr (sizeof(T) == 4) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w; o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
+  } else {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-      if (lane == 0) y[(size_t)m * N + n] = static_cast<T>(v);
+    for (int j = 0; j < 4; ++j) {
+      if constexpr (IsHalf<T>::value) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+        o[2 * j] = f.x; o[2 * j + 1] = f.y;
+      } else {
+        o[2 * j] = __uint_as_float(w[j] << 16); o[2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
+      }
     }
   }
+}
+
+// y[m, n0 + r] for r < R, m < M: x (M, K), W rows of ROW_BYTES bytes, M <= MAXM; red: one row per warp
+// x staged in shared memory (XS): chunks of XC values per row of x, float32, 36 words per 32
+// values so that 8 lanes reading 16 values each hit distinct banks
+template <int MAXM> struct XStage { static constexpr int XC = 8192 / MAXM, WORDS = XC / 32 * 36; };
+
+template <int TYPE, typename T, int MAXM, int R, bool XS>
+__device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, int K, int N, size_t ROW_BYTES,
+                                     float (*red)[R * MAXM], float* xsm) {
+  using S = Spec<TYPE>;
+  const int tid = threadIdx.x, nt = blockDim.x, n0 = blockIdx.x * R;
+  const uint8_t* rows[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rows[r] = w + (size_t)min(n0 + r, N - 1) * ROW_BYTES;  // past N: computed, not stored
+  const bool xvec = (reinterpret_cast<unsigned long long>(x) & 15) == 0;
+  float acc[R][MAXM];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m) acc[r][m] = 0.f;
+  constexpr int XC = XStage<MAXM>::XC, XW = XStage<MAXM>::WORDS;
+  // NOTE: a misaligned W (a view at an odd offset) reads nothing and gives NaN: a misaligned load
+  // would be a sticky fault that ends the process's CUDA context
+  const bool w_ok = (reinterpret_cast<unsigned long long>(w) & (S::ALIGN - 1)) == 0;
+  const int kend = w_ok ? K : 0;
+  for (int k0 = 0; k0 < kend; k0 += (XS ? XC : K)) {
+  const int k1 = XS ? min(K, k0 + XC) : K;
+  if constexpr (XS) {
+    __syncthreads();
+    for (int m = 0; m < M; ++m)
+      for (int e = 8 * tid; e < k1 - k0; e += 8 * nt) {
+        float v[8];
+        ld_x8<T>(x + (size_t)m * K + k0 + e, v, xvec);
+        float4* dst = reinterpret_cast<float4*>(xsm + m * XW + (e >> 5) * 36 + (e & 31));
+        dst[0] = make_float4(v[0], v[1], v[2], v[3]); dst[1] = make_float4(v[4], v[5], v[6], v[7]);
+      }
+    __syncthreads();
+  }
+  for (int u = (k0 >> 5) + tid; u < (k1 >> 5); u += nt) {
+    Unit q[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) load_unit<TYPE>(rows[r], u, q[r]);
+    int xa, xb;
+    unit_x<TYPE>(u, xa, xb);
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m) {
+      if (m < M) {
+        float xv[32];
+        if constexpr (XS) {
+          const float4* pa = reinterpret_cast<const float4*>(xsm + m * XW + ((xa - k0) >> 5) * 36 + ((xa - k0) & 31));
+          const float4* pb = reinterpret_cast<const float4*>(xsm + m * XW + ((xb - k0) >> 5) * 36 + ((xb - k0) & 31));
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float4 va = pa[i], vb = pb[i];
+            xv[4 * i] = va.x; xv[4 * i + 1] = va.y; xv[4 * i + 2] = va.z; xv[4 * i + 3] = va.w;
+            xv[16 + 4 * i] = vb.x; xv[16 + 4 * i + 1] = vb.y; xv[16 + 4 * i + 2] = vb.z; xv[16 + 4 * i + 3] = vb.w;
+          }
+        } else {
+          ld_x16<T>(x + (size_t)m * K + xa, xv, xvec);
+          ld_x16<T>(x + (size_t)m * K + xb, xv + 16, xvec);
+        }
+        float sxa = 0.f, sxb = 0.f;
+        if constexpr (S::BIAS) {
+#pragma unroll
+          for (int i = 0; i < 16; ++i) { sxa += xv[i]; sxb += xv[16 + i]; }
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          float v = q[r].sa * dot16<S::OFF>(q[r].a, xv) + q[r].sb * dot16<S::OFF>(q[r].b, xv + 16);
+          if constexpr (S::BIAS) v += q[r].ba * sxa + q[r].bb * sxb;
+          acc[r][m] += v;
+        }
+      }
+    }
+  }
+  }
+  if (!w_ok) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int m = 0; m < MAXM; ++m) acc[r][m] = __int_as_float(0x7FC00000);
+  }
+  const int lane = tid & 31, warp = tid >> 5;
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m) {
+      if (m < M) {
+        float v = acc[r][m];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) red[warp][r * MAXM + m] = v;
+      }
+    }
+  __syncthreads();
+  if (tid < R * MAXM) {
+    const int r = tid / MAXM, m = tid % MAXM;
+    if (m < M && n0 + r < N) {
+      float s = 0.f;
+      for (int i = 0; i < (nt >> 5); ++i) s += red[i][tid];
+      y[(size_t)m * N + n0 + r] = static_cast<T>(s);
+    }
+  }
+}
+
+// TYPE 0..7: that type only (registers sized for it); ALL_TYPES: the type from the block size
+constexpr int ALL_TYPES = 8;
+
+template <int TYPE, typename T, int MAXM, int R, bool XS>
+__device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int M, int K, int N, int blocks,
+                                         int block_bytes, float (*red)[R * MAXM], float* xsm) {
+  const size_t rb = (size_t)blocks * block_bytes;
+  if constexpr (TYPE < ALL_TYPES) {
+    gemv<TYPE, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm);
+  } else {
+    switch (block_bytes) {
+      case 18: gemv<0, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 20: gemv<1, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 22: gemv<2, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 24: gemv<3, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 34: gemv<4, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 144: gemv<5, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 176: gemv<6, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+      case 210: gemv<7, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
+    }
+  }
+}
+
+}  // namespace oxg
+"""
+
+SOURCE = r"""
+  // NOTE: sizes come from the shapes (x: (M, K), w: (N, blocks per row, block bytes)); with
+  // TYPE 8 the type comes from the block size (all 8 differ), so one compiled kernel serves
+  // every type: a decode step's M = 1 gets a kernel per type (fewer registers, measured faster),
+  // 2..8 rows share one per (x dtype, rows rounded up to 2, 4 or 8)
+  __shared__ float red[32][R * MAXM];
+  __shared__ __align__(16) float xsm[XS ? oxg::XStage<MAXM>::WORDS * MAXM : 4];
+  oxg::dispatch<TYPE, T, MAXM, R, XS>(x, w, y, x_shape[0], x_shape[1], w_shape[0], w_shape[1], w_shape[2], red, xsm);
 """
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel() -> Any:
-    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv", input_names=["x", "w"], output_names=["y"],
+    # NOTE: the name is MLX's key for its on-disk cache of compiled kernels (/tmp/mlx/...), which
+    # ignores the source: a new kernel source needs a new name, or a stale binary is loaded
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v3", input_names=["x", "w"], output_names=["y"],
                                source=SOURCE, header=HEADER)
 
 
@@ -231,18 +435,29 @@ def available() -> str:
             f"{dev.name} on {dev.platform} (mx.cuda.is_available() is {mx.cuda.is_available()})")
 
 
-def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int]) -> mx.array:
-    """``x @ W.T`` for x (..., K) with at most ``MAX_ROWS`` rows, W's blocks read in place."""
+def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int | None = None,
+         rows: int | None = None, stage_x: bool | None = None) -> mx.array:
+    """``x @ W.T`` for x (..., K) with at most ``MAX_ROWS`` rows, W's blocks read in place.
+
+    ``warps`` (threads of a block along K), ``rows`` (columns of y per block) and ``stage_x``
+    (x through shared memory) default to ``WARPS_PER_BLOCK``, ``ROWS_PER_BLOCK`` and
+    ``STAGE_X``; other values are for tuning (``scripts/gpu_qmatmul.py --warps/--rows/--stage-x``).
+    """
     n, k = (int(s) for s in shape)
     lead = x.shape[:-1]
     m = 1
     for s in lead:
         m *= s
     t = T.BY_NAME[ggml_type]
-    threads = 32 * WARPS_PER_BLOCK
+    warps = warps or WARPS_PER_BLOCK
+    rows = rows or ROWS_PER_BLOCK
+    if stage_x is None:
+        stage_x = STAGE_X if STAGE_X is not None else (x.dtype == getattr(mx, _STAGED[0]) and ggml_type in _STAGED[1])
+    threads = 32 * warps
     (y,) = _kernel()(
-        inputs=[x.reshape(m, k), raw.reshape(n, k // t.block_size * t.type_size)],
-        template=[("T", x.dtype), ("TYPE", TYPES[ggml_type]), ("MAXM", 1 << (m - 1).bit_length())],
-        grid=(-(-n // WARPS_PER_BLOCK) * threads, 1, 1), threadgroup=(threads, 1, 1),
+        inputs=[x.reshape(m, k), raw.reshape(n, k // t.block_size, t.type_size)],
+        template=[("T", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows), ("XS", bool(stage_x)),
+                  ("TYPE", TYPES[ggml_type] if m == 1 else _ALL_TYPES)],
+        grid=(-(-n // rows) * threads, 1, 1), threadgroup=(threads, 1, 1),
         output_shapes=[(m, n)], output_dtypes=[x.dtype])
     return y.reshape(*lead, n)

@@ -1,8 +1,9 @@
 """GPU check of the MLX ggml_matmul kernels (scripts/gpu-check's ``qmatmul`` step).
 
 1. Correctness: every CUDA GEMV kernel (8 types x float32/float16/bfloat16 x 1..8 rows, odd N)
-   and mlx_affine against gguf-py's float64 product, by NMSE; and which kernel oxcore places for a
-   decode (1 row) and a prefill (64 rows) ``ggml_matmul``.
+   and mlx_affine against gguf-py's float64 product, by NMSE; x as a view at an odd offset (exact)
+   and W misaligned (NaN); and which kernel oxcore places for a decode (1 row) and a prefill
+   (64 rows) ``ggml_matmul``.
 2. Bandwidth: GEMV on a 16384x16384 weight of each type (bytes of quantized weights read per
    second), next to the device copy bandwidth (``a + 1`` on a 1 GiB float32 array: read + write)
    and, for scale, a dense bfloat16 GEMV of the same matrix.
@@ -69,7 +70,38 @@ def correctness(rng: np.random.Generator) -> list[dict]:
                     except Exception as e:  # NOTE: report every failure, not the first
                         rows.append({"kernel": name, "type": t, "dtype": dt, "N": n, "K": k, "M": m,
                                      "error": f"{type(e).__name__}: {e}"[:2000], "ok": False})
+        rows += _odd_offsets(rng, t)
     return rows
+
+
+def _odd_offsets(rng: np.random.Generator, t: str) -> list[dict]:
+    """x as a view one element into its buffer (the kernel's scalar x loads) must be exact; W one
+    byte into its buffer (misaligned blocks) must give NaN (or exact, if MLX copied the view),
+    never a misaligned-address fault."""
+    import mlx.core as mx
+    from oxcore_kernels_ggml import _mlx_cuda
+    from oxcore_kernels_ggml.testing import random_blocks, reference_matmul, nmse
+
+    n, k, m = 19, 512, 3
+    raw = random_blocks(t, (n, k), rng)
+    out = []
+    try:
+        flat = mx.array(rng.standard_normal(m * k + 1).astype(np.float32)).astype(mx.float16)
+        x = flat[1:].reshape(m, k)
+        got = np.array(_mlx_cuda.gemv(x, mx.array(raw), ggml_type=t, shape=(n, k)).astype(mx.float32))
+        err = nmse(reference_matmul(np.array(x.astype(mx.float32)), raw, t, (n, k)), got)
+        out.append({"kernel": "cuda_gemv x at +1", "type": t, "dtype": "float16", "N": n, "K": k, "M": m,
+                    "nmse": err, "ok": bool(err <= BOUND["float16"])})
+        wb = mx.array(np.concatenate([np.zeros(1, np.uint8), raw.reshape(-1)]))[1:].reshape(raw.shape)
+        got = np.array(_mlx_cuda.gemv(x, wb, ggml_type=t, shape=(n, k)).astype(mx.float32))
+        # NOTE: NaN when MLX hands the kernel the misaligned view, exact when it copied it first
+        nan = bool(np.isnan(got).all())
+        err = nmse(reference_matmul(np.array(x.astype(mx.float32)), raw, t, (n, k)), got) if not nan else None
+        out.append({"kernel": "cuda_gemv W at +1", "type": t, "dtype": "float16", "N": n, "K": k, "M": m,
+                    "all_nan": nan, "nmse_if_copied": err, "ok": nan or bool(err <= BOUND["float16"])})
+    except Exception as e:  # NOTE: report every failure, not the first
+        out.append({"kernel": "cuda_gemv offsets", "type": t, "error": f"{type(e).__name__}: {e}"[:2000], "ok": False})
+    return out
 
 
 def placement(rng: np.random.Generator) -> list[dict]:
@@ -92,16 +124,6 @@ def placement(rng: np.random.Generator) -> list[dict]:
     return rows
 
 
-def _gemv_warps(x, raw, t, size, warps):
-    from oxcore_kernels_ggml import _mlx_cuda
-
-    old, _mlx_cuda.WARPS_PER_BLOCK = _mlx_cuda.WARPS_PER_BLOCK, warps
-    try:
-        return _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(size, size))
-    finally:
-        _mlx_cuda.WARPS_PER_BLOCK = old
-
-
 def copy_bandwidth() -> dict:
     import mlx.core as mx
 
@@ -111,7 +133,8 @@ def copy_bandwidth() -> dict:
     return {"bytes": 2 * a.nbytes, "median_s": s, "spread_s": spread, "GBps": 2 * a.nbytes / s / 1e9}
 
 
-def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps: float) -> list[dict]:
+def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps: float,
+              sweep: bool = False) -> list[dict]:
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_affine, _mlx_cuda
     from oxcore_kernels_ggml.testing import random_blocks
@@ -146,14 +169,17 @@ def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps:
             if t in AFFINE:
                 _mlx_affine.converted(raw, t, (size, size))  # NOTE: converted once, outside the timing
                 kern["mlx_affine"] = lambda x: _mlx_affine.matmul(x, raw, ggml_type=t, shape=(size, size))
-            if dt == dtypes[0] and t in ("Q4_K", "Q8_0"):  # NOTE: block-size sweep, for tuning
-                for w in (2, 8, 16):
-                    kern[f"cuda_gemv {w} warps"] = (lambda x, w=w: _gemv_warps(x, raw, t, size, w))
+            if sweep and dt == dtypes[0] and t in ("Q4_K", "Q8_0"):  # NOTE: block shape sweep, for tuning
+                for w, r in ((8, 4), (4, 2), (8, 2)):
+                    kern[f"cuda_gemv {w}w {r}r"] = (lambda x, w=w, r=r: _mlx_cuda.gemv(
+                        x, raw, ggml_type=t, shape=(size, size), warps=w, rows=r))
             for name, f in kern.items():
                 s, spread = _median_s(lambda: [f(x) for x in xs], reps, per)
                 gbps = raw.nbytes / s / 1e9
                 rows.append({"kernel": name, "type": t, "dtype": dt, "bytes": raw.nbytes, "median_us": s * 1e6,
                              "spread_us": spread * 1e6, "GBps": gbps, "of_copy": gbps / copy_gbps})
+                print(f"  {name:20s} {t:6s} {dt:9s} {s * 1e6:8.1f} us {gbps:6.0f} GB/s {gbps / copy_gbps:5.0%}",
+                      flush=True)  # NOTE: as measured, so a run cut short still shows them
             del raw
             mx.clear_cache()
     return rows
@@ -164,15 +190,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="qmatmul.json")
     p.add_argument("--size", type=int, default=16384)
     p.add_argument("--dtypes", default="float16,float32")
+    p.add_argument("--sweep", action="store_true", help="also time cuda_gemv block shapes on Q4_K and Q8_0")
+    p.add_argument("--warps", type=int, help="cuda_gemv warps per block (default: _mlx_cuda.WARPS_PER_BLOCK)")
+    p.add_argument("--rows", type=int, help="cuda_gemv output columns per block (default: ROWS_PER_BLOCK)")
+    p.add_argument("--stage-x", type=int, choices=(0, 1),
+                   help="cuda_gemv x in shared memory for every call (default: STAGE_X, None = per x dtype and type)")
     a = p.parse_args(argv)
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_cuda
+
+    # NOTE: tuning runs set the kernel's block shape for the whole check, correctness included
+    if a.warps:
+        _mlx_cuda.WARPS_PER_BLOCK = a.warps
+    if a.rows:
+        _mlx_cuda.ROWS_PER_BLOCK = a.rows
+    if a.stage_x is not None:
+        _mlx_cuda.STAGE_X = bool(a.stage_x)
+    print(f"cuda_gemv: {_mlx_cuda.WARPS_PER_BLOCK} warps x {_mlx_cuda.ROWS_PER_BLOCK} rows per block, "
+          f"x staged in shared memory: {_mlx_cuda.STAGE_X}")
 
     why = _mlx_cuda.available()
     rng = np.random.default_rng(0)
     info = {k: str(v) for k, v in mx.device_info().items()}
     print("mlx", mx.__version__, mx.default_device(), info.get("device_name", ""))
-    record: dict = {"mlx": mx.__version__, "device": info, "cuda": not why}
+    record: dict = {"mlx": mx.__version__, "device": info, "cuda": not why,
+                    "config": {"warps": _mlx_cuda.WARPS_PER_BLOCK, "rows": _mlx_cuda.ROWS_PER_BLOCK,
+                               "stage_x": _mlx_cuda.STAGE_X}}
     if why:
         print("cuda_gemv cannot run here:", why)
     t0 = time.perf_counter()
@@ -197,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     bad += [r for r in record["placement"] if not r["ok"]]
     copy = record["copy"] = copy_bandwidth()
     print(f"device copy bandwidth (a + 1, 1 GiB float32): {copy['GBps']:.0f} GB/s")
-    record["bandwidth"] = bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"]) if not why else []
+    record["bandwidth"] = bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"], a.sweep) if not why else []
     print(f"\nGEMV x (1, {a.size}) @ W.T, W {a.size}x{a.size}: weight bytes read per second")
     print(f"{'kernel':20s} {'type':6s} {'x':9s} {'MB':>8s} {'us':>9s} {'+-us':>7s} {'GB/s':>7s} {'of copy':>8s}")
     for r in record["bandwidth"]:

@@ -1,0 +1,114 @@
+"""The CUDA GEMV's block decoders on the CPU: ``_mlx_cuda.HEADER`` compiled as host C++ (g++ with
+CUDA's half-precision headers and stand-ins for the few device intrinsics it uses), one row at a
+time, against gguf-py's float64 product. Runs wherever g++ and a CUDA toolkit's headers are; the
+kernel itself runs only on MLX's CUDA build (``scripts/gpu-check``'s qmatmul step)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oxcore_kernels_ggml.testing import random_blocks, reference_matmul, nmse
+
+CUDA_INCLUDE = next((p for p in (os.environ.get("CUDA_HOME", ""), "/usr/local/cuda")
+                     if p and (Path(p) / "include" / "cuda_fp16.h").exists()), None)
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None or CUDA_INCLUDE is None,
+                                reason="needs g++ and a CUDA toolkit's headers (cuda_fp16.h)")
+
+# NOTE: host stand-ins for the device intrinsics the decoders use (bit-exact definitions)
+PRELUDE = r"""#include <cstdint>
+#include <cstddef>
+#include <cstring>
+#include <cmath>
+#include <algorithm>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#undef __device__
+#undef __forceinline__
+#undef __shared__
+#define __device__
+#define __forceinline__ inline
+#define __shared__
+using std::min;
+static inline uint32_t __byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+  uint64_t v = ((uint64_t)y << 32) | x; uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) { uint32_t sel = (s >> (4 * i)) & 7; r |= (uint32_t)((v >> (8 * sel)) & 0xFF) << (8 * i); }
+  return r;
+}
+static inline uint32_t __funnelshift_r(uint32_t lo, uint32_t hi, uint32_t sh) { uint64_t v = ((uint64_t)hi << 32) | lo; return (uint32_t)(v >> (sh & 31)); }
+static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+static inline float __int_as_float(uint32_t v) { float f; memcpy(&f, &v, 4); return f; }
+static inline float __uint_as_float(uint32_t v) { float f; memcpy(&f, &v, 4); return f; }
+template <typename T> static inline T __ldg(const T* p) { return *p; }
+struct Dim { int x = 0; };
+static Dim threadIdx, blockIdx, blockDim;
+static inline void __syncthreads() {}
+static inline float __shfl_xor_sync(unsigned, float v, int) { return v; }
+"""
+
+MAIN = r"""#include <cstdio>
+#include <vector>
+template <int TYPE>
+void run(const uint8_t* w, const float* x, double* y, int N, int K, size_t RB) {
+  using S = oxg::Spec<TYPE>;
+  for (int n = 0; n < N; ++n) {
+    double acc = 0;
+    for (int u = 0; u < K / 32; ++u) {
+      oxg::Unit q; oxg::load_unit<TYPE>(w + n * RB, u, q);
+      int xa, xb; oxg::unit_x<TYPE>(u, xa, xb);
+      float sxa = 0, sxb = 0; for (int i = 0; i < 16; ++i) { sxa += x[xa + i]; sxb += x[xb + i]; }
+      float v = q.sa * oxg::dot16<S::OFF>(q.a, x + xa) + q.sb * oxg::dot16<S::OFF>(q.b, x + xb);
+      if (S::BIAS) v += q.ba * sxa + q.bb * sxb;
+      acc += v;
+    }
+    y[n] = acc;
+  }
+}
+int main(int argc, char** argv) {
+  int type = atoi(argv[1]), N = atoi(argv[2]), K = atoi(argv[3]); size_t RB = atol(argv[4]);
+  std::vector<uint8_t> w(N * RB + 64); std::vector<float> x(K); std::vector<double> y(N);
+  FILE* f = fopen(argv[5], "rb"); fread(w.data(), 1, N * RB, f); fclose(f);
+  f = fopen(argv[6], "rb"); fread(x.data(), 4, K, f); fclose(f);
+  switch (type) { case 0: run<0>(w.data(), x.data(), y.data(), N, K, RB); break; case 1: run<1>(w.data(), x.data(), y.data(), N, K, RB); break;
+    case 2: run<2>(w.data(), x.data(), y.data(), N, K, RB); break; case 3: run<3>(w.data(), x.data(), y.data(), N, K, RB); break;
+    case 4: run<4>(w.data(), x.data(), y.data(), N, K, RB); break; case 5: run<5>(w.data(), x.data(), y.data(), N, K, RB); break;
+    case 6: run<6>(w.data(), x.data(), y.data(), N, K, RB); break; case 7: run<7>(w.data(), x.data(), y.data(), N, K, RB); break; }
+  f = fopen(argv[7], "wb"); fwrite(y.data(), 8, N, f); fclose(f);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def host_decoder(tmp_path_factory) -> Path:
+    from oxcore_kernels_ggml import _mlx_cuda
+
+    d = tmp_path_factory.mktemp("cuda_host")
+    body = _mlx_cuda.HEADER.replace("#include <cuda_fp16.h>", "").replace("#include <cuda_bf16.h>", "")
+    (d / "t.cpp").write_text(PRELUDE + body + MAIN)
+    exe = d / "t"
+    subprocess.run(["g++", "-std=c++17", "-O1", f"-I{CUDA_INCLUDE}/include", str(d / "t.cpp"), "-o", str(exe)],
+                   check=True, capture_output=True)
+    return exe
+
+
+@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"])
+def test_decoders_match_gguf_py(host_decoder, tmp_path, ggml_type):
+    from oxcore_kernels_ggml import _mlx_cuda
+
+    seed = int.from_bytes(os.urandom(4), "little")  # NOTE: fresh inputs each run; the seed is in the message
+    rng = np.random.default_rng(seed)
+    # NOTE: odd row counts and row sizes of both parities: 2-byte aligned blocks at both offsets mod 4
+    for n, k in ((7, 256), (5, 1024), (3, 2816), (4, 512)):
+        raw = random_blocks(ggml_type, (n, k), rng)
+        x = rng.standard_normal(k).astype(np.float32)
+        raw.tofile(tmp_path / "w.bin")
+        x.tofile(tmp_path / "x.bin")
+        subprocess.run([str(host_decoder), str(_mlx_cuda.TYPES[ggml_type]), str(n), str(k), str(raw.shape[1]),
+                        str(tmp_path / "w.bin"), str(tmp_path / "x.bin"), str(tmp_path / "y.bin")], check=True)
+        got = np.fromfile(tmp_path / "y.bin", np.float64)
+        assert nmse(reference_matmul(x[None], raw, ggml_type, (n, k))[0], got) < 1e-12, (n, k, seed)
