@@ -1,112 +1,225 @@
-"""A ``tokenizers.Tokenizer`` built from a GGUF file's ``tokenizer.ggml.*`` keys.
+"""A GGUF file's ``llama`` (SentencePiece) tokenizer, run by the ``sentencepiece`` library.
 
-``Gemma3`` uses ``spm_tokenizer`` instead (the same ids, ~4 MiB instead of ~100); this builder
-stays for code that wants a ``tokenizers.Tokenizer`` (batch encoding, offsets, its ecosystem).
+The file's ``tokenizer.ggml.tokens/scores/token_type`` become a SentencePiece ``ModelProto``
+of type BPE (SentencePiece's score-driven pair merging, the algorithm llama.cpp's
+``llm_tokenizer_spm`` ports) with byte fallback, loaded by ``SentencePieceProcessor``. The
+normalizer is the identity: no NFKC, spaces as ``▁``, no extra-whitespace removal, a dummy
+space prefix only when ``tokenizer.ggml.add_space_prefix`` says so (Gemma: no).
 
-Only the SentencePiece-style ``llama`` tokenizer model (Gemma, LLaMA 1/2, Mistral) is supported,
-the way llama.cpp reads it: pieces merge pairwise by the score of the merged piece (a BPE whose
-merges are ordered by score), unknown characters fall back to ``<0xXX>`` byte pieces, spaces
-are ``▁``, and user-defined and control pieces (``<start_of_turn>``, ``\\n\\n``) are matched in
-the raw text before anything else, longest first.
+One step is llama.cpp's and not SentencePiece's: with special parsing on (as llama.cpp's
+``tokenize(..., special=True)``), control, user-defined and unknown pieces are cut out of the
+raw text first, longest piece first, and SentencePiece encodes the text between them.
+SentencePiece cannot do it: it never matches control pieces in text, and matches
+user-defined ones left to right in the *normalized* text (Gemma's ``"  "`` pieces would never
+match there, their spaces having become ``▁``).
+
+Why not ``tokenizers``: its BPE needs explicit merges, 515k of them for Gemma's 262k pieces
+(~300 MiB resident). SentencePiece needs only the pieces and scores (~30 MiB).
 
 Example:
-    >>> from oxcore_models.gguf_tokenizer import from_gguf_metadata
     >>> meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.bos_token_id": 0,
-    ...         "tokenizer.ggml.eos_token_id": 1, "tokenizer.ggml.add_bos_token": True,
-    ...         "tokenizer.ggml.tokens": ["<bos>", "<eos>", "▁", "a", "b", "▁a", "ab", "▁ab"],
-    ...         "tokenizer.ggml.scores": [0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0],
-    ...         "tokenizer.ggml.token_type": [3, 3, 1, 1, 1, 1, 1, 1]}
+    ...         "tokenizer.ggml.eos_token_id": 1, "tokenizer.ggml.unknown_token_id": 2,
+    ...         "tokenizer.ggml.add_bos_token": True,
+    ...         "tokenizer.ggml.tokens": ["<bos>", "<eos>", "<unk>", "▁", "a", "b", "▁a", "ab", "▁ab"],
+    ...         "tokenizer.ggml.scores": [0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0],
+    ...         "tokenizer.ggml.token_type": [3, 3, 3, 1, 1, 1, 1, 1, 1]}
     >>> tok = from_gguf_metadata(meta)
-    >>> tok.encode(" ab").ids, tok.decode(tok.encode(" ab").ids)
-    ([0, 7], ' ab')
+    >>> tok.encode(" ab<eos>").ids, tok.decode(tok.encode(" ab").ids)
+    ([0, 8, 1], ' ab')
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+__all__ = ["GGUFTokenizer", "Encoding", "from_gguf_metadata"]
+
+# NOTE: llama.cpp's token types (GGUF ``tokenizer.ggml.token_type``), the numbering of
+# SentencePiece's ModelProto.SentencePiece.Type less one
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
-__all__ = ["from_gguf_metadata", "merges_by_score"]
+
+@dataclass(frozen=True)
+class Encoding:
+    """What ``GGUFTokenizer.encode`` returns (``ids``, as ``tokenizers``' Encoding has)."""
+
+    ids: list[int]
 
 
-def merges_by_score(tokens: list[str], scores: np.ndarray, mergeable: np.ndarray) -> list[tuple[str, str]]:
-    """BPE merges equivalent to SentencePiece's score-ordered pair merging.
-
-    Every mergeable piece that splits into two pieces of the vocabulary gives a merge; merges
-    are ranked by the merged piece's score (highest first), ties by the pieces' ids (as
-    transformers' ``SentencePieceExtractor`` does).
-    """
-    vocab = {t: i for i, t in enumerate(tokens)}
-    found: list[tuple[float, int, int, str, str]] = []
-    for i in np.flatnonzero(mergeable):
-        piece = tokens[i]
-        s = -float(scores[i])
-        for k in range(1, len(piece)):
-            left, right = piece[:k], piece[k:]
-            li = vocab.get(left)
-            if li is not None:
-                ri = vocab.get(right)
-                if ri is not None:
-                    found.append((s, li, ri, left, right))
-    found.sort()
-    return [(left, right) for _, _, _, left, right in found]
-
-
-def from_gguf_metadata(meta: Mapping[str, Any]) -> Any:
-    """Build the ``tokenizers.Tokenizer`` a GGUF file describes (BOS added as the file says).
+def from_gguf_metadata(meta: Mapping[str, Any]) -> "GGUFTokenizer":
+    """The tokenizer a GGUF file's ``tokenizer.ggml.*`` keys describe.
 
     Raises:
-        ValueError: the file's ``tokenizer.ggml.model`` is not one this module builds.
+        ValueError: ``tokenizer.ggml.model`` is not ``llama`` (SentencePiece), or the
+            scores/types do not have one entry per token.
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
-    from tokenizers.models import BPE
+    return GGUFTokenizer.from_gguf_metadata(meta)
 
-    kind = str(meta.get("tokenizer.ggml.model", ""))
-    if kind != "llama":
-        raise ValueError(f"tokenizer.ggml.model is {kind!r}; oxcore-models builds only 'llama' "
-                         "(SentencePiece) tokenizers so far")
-    tokens = [str(t) for t in meta["tokenizer.ggml.tokens"]]
-    n = len(tokens)
-    scores = np.asarray(meta.get("tokenizer.ggml.scores", np.zeros(n)), dtype=np.float64)
-    types = np.asarray(meta.get("tokenizer.ggml.token_type", np.full(n, NORMAL)), dtype=np.int64)
-    if scores.shape != (n,) or types.shape != (n,):
-        raise ValueError(f"tokenizer.ggml.scores/token_type must have {n} entries (one per token), got "
-                         f"{scores.shape[0]} and {types.shape[0]}")
-    unk_id = int(meta.get("tokenizer.ggml.unknown_token_id", 0))
-    vocab = {t: i for i, t in enumerate(tokens)}
-    if len(vocab) != n:  # NOTE: duplicate pieces would shift ids; keep the first, as llama.cpp does
-        vocab = {}
-        for i, t in enumerate(tokens):
-            vocab.setdefault(t, i)
-    merges = merges_by_score(tokens, scores, (types == NORMAL) | (types == USER_DEFINED))
-    model = BPE(vocab=vocab, merges=merges, unk_token=tokens[unk_id], fuse_unk=True, byte_fallback=True)
-    tok = Tokenizer(model)
-    space_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", False))
-    norm = [normalizers.Replace(" ", "▁")]
-    if space_prefix:
-        norm.insert(0, normalizers.Prepend("▁"))
-    tok.normalizer = normalizers.Sequence(norm)
-    dec = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
-    if space_prefix:
-        dec.append(decoders.Strip(" ", 1, 0))
-    tok.decoder = decoders.Sequence(dec)
-    # NOTE: llama.cpp matches user-defined and control pieces in the raw text first (longest
-    # first); tokenizers' added tokens do the same. Control pieces are special (skipped when decoding).
-    added = [AddedToken(tokens[i], special=bool(types[i] in (CONTROL, UNKNOWN)), normalized=False)
-             for i in np.flatnonzero((types == USER_DEFINED) | (types == CONTROL) | (types == UNKNOWN))]
-    tok.add_tokens([a for a in added if not a.special])
-    tok.add_special_tokens([a for a in added if a.special])
-    bos = meta.get("tokenizer.ggml.bos_token_id")
-    eos = meta.get("tokenizer.ggml.eos_token_id")
-    single, special = ["$A"], []
-    if meta.get("tokenizer.ggml.add_bos_token", True) and bos is not None:
-        single.insert(0, tokens[int(bos)])
-        special.append((tokens[int(bos)], int(bos)))
-    if meta.get("tokenizer.ggml.add_eos_token", False) and eos is not None:
-        single.append(tokens[int(eos)])
-        special.append((tokens[int(eos)], int(eos)))
-    tok.post_processor = processors.TemplateProcessing(single=" ".join(single), special_tokens=special)
-    return tok
+
+def build_model_proto(pieces: Sequence[str], scores: np.ndarray, types: np.ndarray, *, unk_id: int,
+                      bos_id: int | None, eos_id: int | None, pad_id: int | None,
+                      add_space_prefix: bool) -> bytes:
+    """A serialized SentencePiece BPE ``ModelProto`` of these pieces (byte fallback on).
+
+    ``types`` are GGUF token types; the ``unk_id`` piece becomes SentencePiece's one UNKNOWN
+    piece whatever its GGUF type (SentencePiece requires exactly one; Gemma's ``<unk>`` is CONTROL).
+    """
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    mp = pb.ModelProto()
+    ts = mp.trainer_spec
+    ts.model_type = pb.TrainerSpec.BPE
+    ts.vocab_size = len(pieces)
+    ts.byte_fallback = True
+    ts.unk_id = unk_id
+    ts.unk_piece = pieces[unk_id]
+    # NOTE: -1 is SentencePiece's "none"; the ids only name the pieces (encode adds BOS/EOS itself)
+    for name, i in (("bos", bos_id), ("eos", eos_id), ("pad", pad_id)):
+        setattr(ts, f"{name}_id", -1 if i is None or i == unk_id else i)
+        if i is not None and i != unk_id:
+            setattr(ts, f"{name}_piece", pieces[i])
+    ns = mp.normalizer_spec
+    ns.name = "identity"  # NOTE: no NFKC: llama.cpp does not normalize Unicode
+    ns.add_dummy_prefix = add_space_prefix
+    ns.remove_extra_whitespaces = False
+    ns.escape_whitespaces = True
+    # NOTE: GGUF and SentencePiece number the types alike (1 normal ... 6 byte); GGUF's 0
+    # (undefined) is read as normal, and unknown pieces other than unk_id as control
+    ptypes = np.where(types == 0, NORMAL, np.where(types == UNKNOWN, CONTROL, types)).tolist()
+    ptypes[unk_id] = pb.ModelProto.SentencePiece.UNKNOWN
+    for p, s, t in zip(pieces, scores.tolist(), ptypes):
+        sp = mp.pieces.add()
+        sp.piece, sp.score, sp.type = p, s, t
+    return mp.SerializeToString()
+
+
+class GGUFTokenizer:
+    """Encode and decode with a SentencePiece vocabulary (pieces, scores, GGUF token types).
+
+    Args:
+        pieces: every piece, by id (a list, or the GGUF reader's lazy string array).
+        scores: one score per piece (higher merges first).
+        types: one ``tokenizer.ggml.token_type`` per piece (1 normal ... 6 byte).
+        unk_id: the unknown piece (made SentencePiece's UNKNOWN piece).
+        bos_id, eos_id: added by ``encode(add_special_tokens=True)`` when ``add_bos``/``add_eos``.
+        add_space_prefix: prepend a space to the text (and after each special piece), as the file says.
+    """
+
+    def __init__(self, pieces: Sequence[str], scores: np.ndarray, types: np.ndarray, *, unk_id: int = 0,
+                 bos_id: int | None, eos_id: int | None, pad_id: int | None = None, add_bos: bool = True,
+                 add_eos: bool = False, add_space_prefix: bool = False) -> None:
+        import sentencepiece
+
+        n = len(pieces)
+        scores, types = np.asarray(scores, np.float32), np.asarray(types, np.int32)
+        if scores.shape != (n,) or types.shape != (n,):
+            raise ValueError(f"tokenizer.ggml.scores/token_type must have {n} entries (one per token), got "
+                             f"{scores.shape[0]} and {types.shape[0]}")
+        for name, i in (("unknown", unk_id), ("bos", bos_id), ("eos", eos_id), ("padding", pad_id)):
+            if i is not None and not 0 <= i < n:
+                raise ValueError(f"tokenizer.ggml.{name}_token_id is {i}, not the id of one of the {n} tokens")
+        pieces = [str(p) for p in pieces]
+        proto = build_model_proto(pieces, scores, types, unk_id=unk_id, bos_id=bos_id, eos_id=eos_id,
+                                  pad_id=pad_id, add_space_prefix=add_space_prefix)
+        self.sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
+        self.unk_id, self.bos_id, self.eos_id, self.add_bos, self.add_eos = unk_id, bos_id, eos_id, add_bos, add_eos
+        self.add_space_prefix = add_space_prefix
+        special = np.flatnonzero((types == CONTROL) | (types == USER_DEFINED) | (types == UNKNOWN))
+        # NOTE: longest first (in UTF-8 bytes), as llama.cpp cuts them; ties by id (a stable sort)
+        self.special = sorted(((pieces[i], int(i)) for i in special if pieces[i]), key=lambda p: -len(p[0].encode()))
+        self.skipped = frozenset(int(i) for i in np.flatnonzero((types == CONTROL) | (types == UNKNOWN)))
+        self.skipped |= {unk_id}
+
+    @classmethod
+    def from_gguf_metadata(cls, meta: Mapping[str, Any]) -> "GGUFTokenizer":
+        """The tokenizer a GGUF file's ``tokenizer.ggml.*`` keys describe (see ``from_gguf_metadata``)."""
+        kind = str(meta.get("tokenizer.ggml.model", ""))
+        if kind != "llama":
+            raise ValueError(f"tokenizer.ggml.model is {kind!r}; oxcore-models builds only 'llama' "
+                             "(SentencePiece) tokenizers so far")
+        pieces = meta["tokenizer.ggml.tokens"]
+        n = len(pieces)
+
+        def tid(key: str, default: int | None = None) -> int | None:
+            v = meta.get(f"tokenizer.ggml.{key}_token_id", default)
+            return None if v is None else int(v)
+
+        # NOTE: an unknown id defaults to 0, llama.cpp's default for SentencePiece vocabularies
+        return cls(pieces, np.asarray(meta.get("tokenizer.ggml.scores", np.zeros(n))),
+                   np.asarray(meta.get("tokenizer.ggml.token_type", np.full(n, NORMAL))),
+                   unk_id=tid("unknown", 0), bos_id=tid("bos"), eos_id=tid("eos"), pad_id=tid("padding"),
+                   add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", True)),
+                   add_eos=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
+                   add_space_prefix=bool(meta.get("tokenizer.ggml.add_space_prefix", False)))
+
+    # --- the vocabulary ---------------------------------------------------------------------
+    def get_vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def token_to_id(self, piece: str) -> int | None:
+        i = self.sp.piece_to_id(piece)
+        # NOTE: SentencePiece answers the unknown id for a piece it does not have
+        return None if i == self.unk_id and piece != self.sp.id_to_piece(i) else i
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.sp.id_to_piece(i) if 0 <= i < self.sp.get_piece_size() else None
+
+    # --- encoding ---------------------------------------------------------------------------
+    def encode(self, text: str, add_special_tokens: bool = True) -> Encoding:
+        """Token ids of ``text`` (special pieces in the text are parsed), BOS first when the file asks.
+
+        Example (Gemma): ``encode("<start_of_turn>user")`` -> ``[2, 105, 2364]``.
+        """
+        out: list[int] = []
+        if add_special_tokens and self.add_bos and self.bos_id is not None:
+            out.append(self.bos_id)
+        for frag in self._split_special(text):
+            if isinstance(frag, int):
+                out.append(frag)
+            else:
+                # NOTE: add_dummy_prefix (= add_space_prefix) prefixes each fragment, as llama.cpp
+                # prefixes each raw fragment that follows a special piece (or starts the text)
+                out.extend(self.sp.encode(frag))
+        if add_special_tokens and self.add_eos and self.eos_id is not None:
+            out.append(self.eos_id)
+        return Encoding(out)
+
+    def _split_special(self, text: str) -> list[str | int]:
+        """``text`` as raw strings and the ids of the special pieces cut out of it (longest first)."""
+        frags: list[str | int] = [text]
+        for piece, i in (p for p in self.special if p[0] in text):
+            nxt: list[str | int] = []
+            for f in frags:
+                if isinstance(f, int) or piece not in f:
+                    nxt.append(f)
+                    continue
+                for j, part in enumerate(f.split(piece)):
+                    if j:
+                        nxt.append(i)
+                    if part:
+                        nxt.append(part)
+            frags = nxt
+        return frags
+
+    # --- decoding ---------------------------------------------------------------------------
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        """The text of ``ids``: control and unknown pieces skipped, or written as their text."""
+        parts: list[str] = []
+        run: list[int] = []
+        for i in ids:
+            i = int(i)
+            if i in self.skipped:
+                # NOTE: SentencePiece decodes control pieces to "" and unknown to " ⁇ ": write them here
+                if run:
+                    parts.append(self.sp.decode(run))
+                    run = []
+                if not skip_special_tokens:
+                    parts.append(self.sp.id_to_piece(i))
+            else:
+                run.append(i)
+        if run:
+            parts.append(self.sp.decode(run))
+        return "".join(parts)
