@@ -1,7 +1,7 @@
 """Gemma 3 decoder from GGUF, the way llama.cpp runs it.
 
 Hyperparameters come from the file's metadata (``gemma3.*`` keys), the tokenizer from its
-``tokenizer.ggml.*`` keys (llama.cpp's SentencePiece algorithm, ``spm_tokenizer``), the weights
+``tokenizer.ggml.*`` keys (run by the ``sentencepiece`` library, ``gguf_tokenizer``), the weights
 from its tensors. Weights stay
 in their ggml block types in the file mapping. By default (``dequantize="auto"``) the decoder
 multiplies on the blocks (``ggml_matmul``, computed by a kernel plugin such as
@@ -237,13 +237,13 @@ class Gemma3:
         """
         from oxcore import FormatError
 
-        from .spm_tokenizer import SpmTokenizer
+        from .gguf_tokenizer import from_gguf_metadata
 
         if dequantize not in DEQUANTIZE:
             raise ValueError(f"Invalid dequantize: {dequantize!r}. Valid values are: "
                              + ", ".join(repr(d) for d in DEQUANTIZE))
         mode = dequantize if dequantize != "auto" else "blocks" if has_block_kernels(backend) else "load"
-        tok = SpmTokenizer.from_gguf_metadata(metadata)
+        tok = from_gguf_metadata(metadata)
         cfg = Gemma3Config.from_metadata(dict(metadata, _path=file.path), tok.get_vocab_size())
         need = ["token_embd.weight", "output_norm.weight"] + [f"blk.{i}.{t}.weight" for i in range(cfg.layers)
                                                               for t in _LAYER_TENSORS]

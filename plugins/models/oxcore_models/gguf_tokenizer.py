@@ -61,11 +61,21 @@ def from_gguf_metadata(meta: Mapping[str, Any]) -> "GGUFTokenizer":
 
 def build_model_proto(pieces: Sequence[str], scores: np.ndarray, types: np.ndarray, *, unk_id: int,
                       bos_id: int | None, eos_id: int | None, pad_id: int | None,
-                      add_space_prefix: bool) -> bytes:
-    """A serialized SentencePiece BPE ``ModelProto`` of these pieces (byte fallback on).
+                      add_space_prefix: bool, chunk: int = 8192) -> bytes:
+    """A serialized SentencePiece BPE ``ModelProto`` of these pieces.
 
     ``types`` are GGUF token types; the ``unk_id`` piece becomes SentencePiece's one UNKNOWN
-    piece whatever its GGUF type (SentencePiece requires exactly one; Gemma's ``<unk>`` is CONTROL).
+    piece whatever its GGUF type (SentencePiece requires exactly one; Gemma's ``<unk>`` is
+    CONTROL). Byte fallback is on when the vocabulary has all 256 ``<0xXX>`` byte pieces
+    (SentencePiece refuses it otherwise); without it a character that is no piece encodes as ``unk_id``.
+
+    Example:
+        >>> from sentencepiece import sentencepiece_model_pb2 as pb
+        >>> mp = pb.ModelProto.FromString(build_model_proto(
+        ...     ["<unk>", "a", "b", "ab"], np.array([0, -1, -2, -3.0]), np.array([3, 1, 1, 1]),
+        ...     unk_id=0, bos_id=None, eos_id=None, pad_id=None, add_space_prefix=False, chunk=2))
+        >>> [(p.piece, p.score, p.type) for p in mp.pieces]
+        [('<unk>', 0.0, 2), ('a', -1.0, 1), ('b', -2.0, 1), ('ab', -3.0, 1)]
     """
     from sentencepiece import sentencepiece_model_pb2 as pb
 
@@ -73,7 +83,7 @@ def build_model_proto(pieces: Sequence[str], scores: np.ndarray, types: np.ndarr
     ts = mp.trainer_spec
     ts.model_type = pb.TrainerSpec.BPE
     ts.vocab_size = len(pieces)
-    ts.byte_fallback = True
+    ts.byte_fallback = int(np.count_nonzero(types == BYTE)) == 256
     ts.unk_id = unk_id
     ts.unk_piece = pieces[unk_id]
     # NOTE: -1 is SentencePiece's "none"; the ids only name the pieces (encode adds BOS/EOS itself)
@@ -88,12 +98,21 @@ def build_model_proto(pieces: Sequence[str], scores: np.ndarray, types: np.ndarr
     ns.escape_whitespaces = True
     # NOTE: GGUF and SentencePiece number the types alike (1 normal ... 6 byte); GGUF's 0
     # (undefined) is read as normal, and unknown pieces other than unk_id as control
-    ptypes = np.where(types == 0, NORMAL, np.where(types == UNKNOWN, CONTROL, types)).tolist()
-    ptypes[unk_id] = pb.ModelProto.SentencePiece.UNKNOWN
-    for p, s, t in zip(pieces, scores.tolist(), ptypes):
-        sp = mp.pieces.add()
-        sp.piece, sp.score, sp.type = p, s, t
-    return mp.SerializeToString()
+    ptypes = np.where(types == 0, NORMAL, np.where(types == UNKNOWN, CONTROL, types))
+    ptypes[unk_id] = UNKNOWN
+    # NOTE: serialized protobuf messages concatenate into their merge (repeated fields append):
+    # the pieces go in chunks, so at most one chunk of them is held as message objects
+    # (262k at once would hold ~25 MiB, which glibc keeps once generation tunes malloc)
+    out = [mp.SerializeToString()]
+    n = len(pieces)
+    for start in range(0, n, chunk):
+        part = pb.ModelProto()
+        stop = min(start + chunk, n)
+        for i, s, t in zip(range(start, stop), scores[start:stop].tolist(), ptypes[start:stop].tolist()):
+            sp = part.pieces.add()
+            sp.piece, sp.score, sp.type = str(pieces[i]), s, t
+        out.append(part.SerializeToString())
+    return b"".join(out)
 
 
 class GGUFTokenizer:
@@ -121,15 +140,17 @@ class GGUFTokenizer:
         for name, i in (("unknown", unk_id), ("bos", bos_id), ("eos", eos_id), ("padding", pad_id)):
             if i is not None and not 0 <= i < n:
                 raise ValueError(f"tokenizer.ggml.{name}_token_id is {i}, not the id of one of the {n} tokens")
-        pieces = [str(p) for p in pieces]
         proto = build_model_proto(pieces, scores, types, unk_id=unk_id, bos_id=bos_id, eos_id=eos_id,
                                   pad_id=pad_id, add_space_prefix=add_space_prefix)
-        self.sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
+        try:
+            self.sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
+        except RuntimeError as e:  # NOTE: e.g. a piece twice, a malformed byte piece
+            raise ValueError(f"the tokenizer.ggml.* keys are no valid SentencePiece vocabulary: {e}") from None
         self.unk_id, self.bos_id, self.eos_id, self.add_bos, self.add_eos = unk_id, bos_id, eos_id, add_bos, add_eos
         self.add_space_prefix = add_space_prefix
         special = np.flatnonzero((types == CONTROL) | (types == USER_DEFINED) | (types == UNKNOWN))
         # NOTE: longest first (in UTF-8 bytes), as llama.cpp cuts them; ties by id (a stable sort)
-        self.special = sorted(((pieces[i], int(i)) for i in special if pieces[i]), key=lambda p: -len(p[0].encode()))
+        self.special = sorted(((str(pieces[i]), int(i)) for i in special if pieces[i]), key=lambda p: -len(p[0].encode()))
         self.skipped = frozenset(int(i) for i in np.flatnonzero((types == CONTROL) | (types == UNKNOWN)))
         self.skipped |= {unk_id}
 

@@ -54,9 +54,9 @@ def gemma(gemma_path):
 def gemma_tokenizer(gemma_path):
     """Only the tokenizer (no weights): built from the file's tokenizer.ggml.* keys."""
     import oxcore as ox
-    from oxcore_models.spm_tokenizer import SpmTokenizer
+    from oxcore_models.gguf_tokenizer import from_gguf_metadata
 
-    return SpmTokenizer.from_gguf_metadata(ox.load(gemma_path).metadata)
+    return from_gguf_metadata(ox.load(gemma_path).metadata)
 
 
 @pytest.fixture(scope="session")
