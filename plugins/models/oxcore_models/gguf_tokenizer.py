@@ -77,7 +77,11 @@ def build_model_proto(pieces: Sequence[str], scores: np.ndarray, types: np.ndarr
         >>> [(p.piece, p.score, p.type) for p in mp.pieces]
         [('<unk>', 0.0, 2), ('a', -1.0, 1), ('b', -2.0, 1), ('ab', -3.0, 1)]
     """
-    from sentencepiece import sentencepiece_model_pb2 as pb
+    try:
+        from sentencepiece import sentencepiece_model_pb2 as pb
+    except ImportError as e:  # NOTE: e.g. a protobuf runtime older than the module's generated code
+        raise ImportError(f"sentencepiece's model protobuf does not import ({e}); "
+                          "pip install -U sentencepiece protobuf") from e
 
     mp = pb.ModelProto()
     ts = mp.trainer_spec
