@@ -14,7 +14,7 @@ user-defined ones left to right in the *normalized* text (Gemma's ``"  "`` piece
 match there, their spaces having become ``▁``).
 
 Why not ``tokenizers``: its BPE needs explicit merges, 515k of them for Gemma's 262k pieces
-(~300 MiB resident). SentencePiece needs only the pieces and scores (~30 MiB).
+(~300 MiB resident). SentencePiece needs only the pieces and scores (it holds ~41 MiB for Gemma's).
 
 Example:
     >>> meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.bos_token_id": 0,
@@ -37,8 +37,8 @@ import numpy as np
 
 __all__ = ["GGUFTokenizer", "Encoding", "from_gguf_metadata"]
 
-# NOTE: llama.cpp's token types (GGUF ``tokenizer.ggml.token_type``), the numbering of
-# SentencePiece's ModelProto.SentencePiece.Type less one
+# NOTE: llama.cpp's token types (GGUF ``tokenizer.ggml.token_type``), numbered as
+# SentencePiece's ModelProto.SentencePiece.Type is
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 
@@ -153,7 +153,8 @@ class GGUFTokenizer:
         self.unk_id, self.bos_id, self.eos_id, self.add_bos, self.add_eos = unk_id, bos_id, eos_id, add_bos, add_eos
         self.add_space_prefix = add_space_prefix
         special = np.flatnonzero((types == CONTROL) | (types == USER_DEFINED) | (types == UNKNOWN))
-        # NOTE: longest first (in UTF-8 bytes), as llama.cpp cuts them; ties by id (a stable sort)
+        # NOTE: longest first (in UTF-8 bytes), as llama.cpp cuts them; ties by id (llama.cpp's
+        # std::sort leaves their order open; it only matters for overlapping pieces of one length)
         self.special = sorted(((str(pieces[i]), int(i)) for i in special if pieces[i]), key=lambda p: -len(p[0].encode()))
         self.skipped = frozenset(int(i) for i in np.flatnonzero((types == CONTROL) | (types == UNKNOWN)))
         self.skipped |= {unk_id}
