@@ -3,15 +3,18 @@
 The file's ``tokenizer.ggml.tokens/scores/token_type`` become a SentencePiece ``ModelProto``
 of type BPE (SentencePiece's score-driven pair merging, the algorithm llama.cpp's
 ``llm_tokenizer_spm`` ports) with byte fallback, loaded by ``SentencePieceProcessor``. The
-normalizer is the identity: no NFKC, spaces as ``▁``, no extra-whitespace removal, a dummy
-space prefix only when ``tokenizer.ggml.add_space_prefix`` says so (Gemma: no).
+normalizer is the identity: no NFKC, spaces as ``▁``, no extra-whitespace removal, no dummy
+prefix (the space ``tokenizer.ggml.add_space_prefix`` asks for is added here, per fragment, as
+llama.cpp adds it; Gemma's files say false).
 
 One step is llama.cpp's and not SentencePiece's: with special parsing on (as llama.cpp's
 ``tokenize(..., special=True)``), control, user-defined and unknown pieces are cut out of the
 raw text first, longest piece first, and SentencePiece encodes the text between them.
 SentencePiece cannot do it: it never matches control pieces in text, and matches
 user-defined ones left to right in the *normalized* text (Gemma's ``"  "`` pieces would never
-match there, their spaces having become ``▁``).
+match there, their spaces having become ``▁``). The cut leaves SentencePiece no user-defined
+piece to find, except one spelled with ``▁`` (Gemma has none), which it would match in the
+normalized text where llama.cpp only reaches it by merging.
 
 Why not ``tokenizers``: its BPE needs explicit merges, 515k of them for Gemma's 262k pieces
 (~300 MiB resident). SentencePiece needs only the pieces and scores (it holds ~41 MiB for Gemma's).
@@ -19,7 +22,7 @@ Why not ``tokenizers``: its BPE needs explicit merges, 515k of them for Gemma's 
 Example:
     >>> meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.bos_token_id": 0,
     ...         "tokenizer.ggml.eos_token_id": 1, "tokenizer.ggml.unknown_token_id": 2,
-    ...         "tokenizer.ggml.add_bos_token": True,
+    ...         "tokenizer.ggml.add_bos_token": True, "tokenizer.ggml.add_space_prefix": False,
     ...         "tokenizer.ggml.tokens": ["<bos>", "<eos>", "<unk>", "▁", "a", "b", "▁a", "ab", "▁ab"],
     ...         "tokenizer.ggml.scores": [0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0],
     ...         "tokenizer.ggml.token_type": [3, 3, 3, 1, 1, 1, 1, 1, 1]}
@@ -61,7 +64,7 @@ def from_gguf_metadata(meta: Mapping[str, Any]) -> "GGUFTokenizer":
 
 def build_model_proto(pieces: Sequence[str], scores: np.ndarray, types: np.ndarray, *, unk_id: int,
                       bos_id: int | None, eos_id: int | None, pad_id: int | None,
-                      add_space_prefix: bool, chunk: int = 8192) -> bytes:
+                      chunk: int = 8192) -> bytes:
     """A serialized SentencePiece BPE ``ModelProto`` of these pieces.
 
     ``types`` are GGUF token types; the ``unk_id`` piece becomes SentencePiece's one UNKNOWN
@@ -73,7 +76,7 @@ def build_model_proto(pieces: Sequence[str], scores: np.ndarray, types: np.ndarr
         >>> from sentencepiece import sentencepiece_model_pb2 as pb
         >>> mp = pb.ModelProto.FromString(build_model_proto(
         ...     ["<unk>", "a", "b", "ab"], np.array([0, -1, -2, -3.0]), np.array([3, 1, 1, 1]),
-        ...     unk_id=0, bos_id=None, eos_id=None, pad_id=None, add_space_prefix=False, chunk=2))
+        ...     unk_id=0, bos_id=None, eos_id=None, pad_id=None, chunk=2))
         >>> [(p.piece, p.score, p.type) for p in mp.pieces]
         [('<unk>', 0.0, 2), ('a', -1.0, 1), ('b', -2.0, 1), ('ab', -3.0, 1)]
     """
@@ -97,7 +100,9 @@ def build_model_proto(pieces: Sequence[str], scores: np.ndarray, types: np.ndarr
             setattr(ts, f"{name}_piece", pieces[i])
     ns = mp.normalizer_spec
     ns.name = "identity"  # NOTE: no NFKC: llama.cpp does not normalize Unicode
-    ns.add_dummy_prefix = add_space_prefix
+    # NOTE: no dummy prefix: SentencePiece would also strip a leading space from every decoded
+    # run, where llama.cpp strips only the text's first (GGUFTokenizer adds and strips it)
+    ns.add_dummy_prefix = False
     ns.remove_extra_whitespaces = False
     ns.escape_whitespaces = True
     # NOTE: GGUF and SentencePiece number the types alike (1 normal ... 6 byte); GGUF's 0
@@ -145,7 +150,7 @@ class GGUFTokenizer:
             if i is not None and not 0 <= i < n:
                 raise ValueError(f"tokenizer.ggml.{name}_token_id is {i}, not the id of one of the {n} tokens")
         proto = build_model_proto(pieces, scores, types, unk_id=unk_id, bos_id=bos_id, eos_id=eos_id,
-                                  pad_id=pad_id, add_space_prefix=add_space_prefix)
+                                  pad_id=pad_id)
         try:
             self.sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
         except RuntimeError as e:  # NOTE: e.g. a piece twice, a malformed byte piece
@@ -173,13 +178,14 @@ class GGUFTokenizer:
             v = meta.get(f"tokenizer.ggml.{key}_token_id", default)
             return None if v is None else int(v)
 
-        # NOTE: an unknown id defaults to 0, llama.cpp's default for SentencePiece vocabularies
+        # NOTE: what a key leaves out is llama.cpp's default for 'llama' vocabularies: <unk> 0,
+        # <s> 1, </s> 2, BOS added, a space prefix
         return cls(pieces, np.asarray(meta.get("tokenizer.ggml.scores", np.zeros(n))),
                    np.asarray(meta.get("tokenizer.ggml.token_type", np.full(n, NORMAL))),
-                   unk_id=tid("unknown", 0), bos_id=tid("bos"), eos_id=tid("eos"), pad_id=tid("padding"),
+                   unk_id=tid("unknown", 0), bos_id=tid("bos", 1), eos_id=tid("eos", 2), pad_id=tid("padding"),
                    add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", True)),
                    add_eos=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
-                   add_space_prefix=bool(meta.get("tokenizer.ggml.add_space_prefix", False)))
+                   add_space_prefix=bool(meta.get("tokenizer.ggml.add_space_prefix", True)))
 
     # --- the vocabulary ---------------------------------------------------------------------
     def get_vocab_size(self) -> int:
@@ -206,16 +212,16 @@ class GGUFTokenizer:
             if isinstance(frag, int):
                 out.append(frag)
             else:
-                # NOTE: add_dummy_prefix (= add_space_prefix) prefixes each fragment, as llama.cpp
-                # prefixes each raw fragment that follows a special piece (or starts the text)
-                out.extend(self.sp.encode(frag))
+                # NOTE: llama.cpp prefixes each raw fragment that follows a special piece (or
+                # starts the text), which is every raw fragment
+                out.extend(self.sp.encode(" " + frag if self.add_space_prefix else frag))
         if add_special_tokens and self.add_eos and self.eos_id is not None:
             out.append(self.eos_id)
         return Encoding(out)
 
     def _split_special(self, text: str) -> list[str | int]:
         """``text`` as raw strings and the ids of the special pieces cut out of it (longest first)."""
-        frags: list[str | int] = [text]
+        frags: list[str | int] = [text] if text else []  # NOTE: "" has no fragment to space-prefix
         for piece, i in (p for p in self.special if p[0] in text):
             nxt: list[str | int] = []
             for f in frags:
@@ -248,4 +254,5 @@ class GGUFTokenizer:
                 run.append(i)
         if run:
             parts.append(self.sp.decode(run))
-        return "".join(parts)
+        text = "".join(parts)
+        return text[1:] if self.add_space_prefix and text.startswith(" ") else text

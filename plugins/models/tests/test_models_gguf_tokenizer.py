@@ -20,7 +20,7 @@ SPECIALS = [("<unk>", CONTROL), ("<bos>", CONTROL), ("<eos>", CONTROL), ("<ctl>"
             ("[ud]", USER_DEFINED), ("\n\n", USER_DEFINED), ("\n", USER_DEFINED), ("  ", USER_DEFINED)]
 
 
-def random_vocab(rng: np.random.Generator, n_merged: int) -> dict:
+def random_vocab(rng: np.random.Generator, n_merged: int, space_prefix: bool = False) -> dict:
     pieces = [p for p, _ in SPECIALS] + [f"<0x{b:02X}>" for b in range(256)] + list(ALPHABET)
     types = [t for _, t in SPECIALS] + [BYTE] * 256 + [NORMAL] * len(ALPHABET)
     seen = set(pieces)
@@ -36,18 +36,34 @@ def random_vocab(rng: np.random.Generator, n_merged: int) -> dict:
     return {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": pieces, "tokenizer.ggml.scores": scores,
             "tokenizer.ggml.token_type": np.array(types, np.int32), "tokenizer.ggml.unknown_token_id": 0,
             "tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2,
-            "tokenizer.ggml.add_bos_token": True, "tokenizer.ggml.add_space_prefix": False}
+            "tokenizer.ggml.add_bos_token": True, "tokenizer.ggml.add_space_prefix": space_prefix}
 
 
-def ref_encode(text: str, meta: dict) -> list[int]:
-    pieces, scores, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.scores"], meta["tokenizer.ggml.token_type"]
+def ref_fragments(text: str, meta: dict) -> list:
+    """``text`` cut at the special pieces (their ids), longest piece first; raw fragments space-prefixed
+    when the vocabulary says so."""
+    pieces, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
     ids = {p: i for i, p in enumerate(pieces)}
     frags: list = [text]
     for p in sorted((p for p, t in zip(pieces, types) if t in (CONTROL, USER_DEFINED)), key=len, reverse=True):
         frags = [x for f in frags for x in ([f] if isinstance(f, int) else
                                             sum(([ids[p], part] for part in f.split(p)), [])[1:]) if x != ""]
+    return [" " + f if isinstance(f, str) and meta["tokenizer.ggml.add_space_prefix"] else f for f in frags]
+
+
+def ref_decode(text: str, meta: dict, skip_special: bool) -> str:
+    """What decoding ``text``'s ids gives: the space prefixes but the first, control pieces' text unless skipped."""
+    pieces, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
+    out = "".join(f if isinstance(f, str) else "" if skip_special and types[f] == CONTROL else pieces[f]
+                  for f in ref_fragments(text, meta))
+    return out[1:] if meta["tokenizer.ggml.add_space_prefix"] and out.startswith(" ") else out
+
+
+def ref_encode(text: str, meta: dict) -> list[int]:
+    pieces, scores = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.scores"]
+    ids = {p: i for i, p in enumerate(pieces)}
     out = [meta["tokenizer.ggml.bos_token_id"]]
-    for f in frags:
+    for f in ref_fragments(text, meta):
         if isinstance(f, int):
             out.append(f)
             continue
@@ -68,24 +84,23 @@ def random_text(rng: np.random.Generator, n: int) -> str:
     return "".join(rng.choice(pool, size=n))
 
 
-@pytest.mark.parametrize("n_merged, length", [(40, 12), (300, 60), (2000, 200)])
-def test_ids_equal_the_reference_on_random_vocabularies(n_merged, length):
+@pytest.mark.parametrize("n_merged, length, space_prefix", [(40, 12, False), (300, 60, False), (2000, 200, False),
+                                                          (300, 60, True)])
+def test_ids_equal_the_reference_on_random_vocabularies(n_merged, length, space_prefix):
     seed = int(np.random.SeedSequence().entropy % 2**32)
     rng = np.random.default_rng(seed)
     for _ in range(3):
-        meta = random_vocab(rng, n_merged)
+        meta = random_vocab(rng, n_merged, space_prefix)
         tok = from_gguf_metadata(meta)
         for _ in range(30):
             text = random_text(rng, int(rng.integers(0, length)))
             got, want = tok.encode(text).ids, ref_encode(text, meta)
             assert got == want, f"seed {seed}: {text!r}"
-            assert tok.decode(got[1:], skip_special_tokens=False) == text, f"seed {seed}: {text!r}"
-            # NOTE: skipping specials drops exactly the control pieces' text
-            plain = text
-            for p in ("<ctl>", "<eos>", "<unk>"):
-                plain = plain.replace(p, "")
-            if not any(p in text for p in ("<ctl>", "<eos>", "<unk>")):
-                assert tok.decode(got) == plain, f"seed {seed}: {text!r}"
+            for skip in (False, True):
+                assert tok.decode(got[1:], skip_special_tokens=skip) == ref_decode(text, meta, skip), \
+                    f"seed {seed}: {text!r}"
+            if not space_prefix:
+                assert tok.decode(got[1:], skip_special_tokens=False) == text, f"seed {seed}: {text!r}"
 
 
 def test_vocabulary_lookups():
