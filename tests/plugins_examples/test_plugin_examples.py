@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ._venv import SKELETONS
+from .conftest import TOY_KERNELS_ALONE
 
 #: ops the toy backend claims, and the dtypes each claims them in
 TOY_CLAIMS = {
@@ -83,7 +84,8 @@ def test_toy_kernel_passes_the_kit_on_its_op(plugin_venv):
     for dt in ("float32", "float64", "float16", "bfloat16"):
         assert r.passed(f"test_op[cpu_numpy-rms_norm-{dt}]"), r.outcomes.get(f"test_op[cpu_numpy-rms_norm-{dt}]")
     # NOTE: the kit pins the backend; it tested the einsum kernel only if the scheduler picks it there
-    chosen = plugin_venv.pinned_kernel("rms_norm", "float32", (3, 8), eps=1e-5)
+    chosen = plugin_venv.pinned_kernel("rms_norm", "float32", (3, 8), eps=1e-5,
+                                    env=plugin_venv.env(OXCORE_DISABLE_PLUGINS=TOY_KERNELS_ALONE))
     if chosen != "cpu_numpy.rms_norm.einsum":
         from .test_broken_kernel import PIN_BUG
 
