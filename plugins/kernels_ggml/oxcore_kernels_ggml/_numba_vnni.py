@@ -205,9 +205,77 @@ def prefetch(typingctx, a, off):
 
 
 @intrinsic
+def prefetch_l2(typingctx, a, off):
+    """``prefetch`` into L2 only (``prefetcht2``): the stream of a memory-bound GEMV; into L1 the
+    prefetches held the line fill buffers that the loads of the current rows need."""
+    def codegen(context, builder, sig, args):
+        p = builder.bitcast(_at(context, builder, sig.args[0], args[0], args[1], _I8), _I8.as_pointer())
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [_I8.as_pointer(), _I32, _I32, _I32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [p, _I32(0), _I32(1), _I32(1)])
+        return context.get_dummy_value()
+    return types.void(a, off), codegen
+
+
+@intrinsic
 def f16(typingctx, b, o):
     """The float16 at bytes ``b[o:o+2]`` as float32 (``vcvtph2ps`` with F16C): no table lookup."""
     def codegen(context, builder, sig, args):
         h = builder.load(_at(context, builder, sig.args[0], args[0], args[1], ir.IntType(16)), align=1)
         return builder.fpext(builder.bitcast(h, ir.HalfType()), _F32)
     return types.float32(b, o), codegen
+
+
+def _dot_rows_q8_0(rows):
+    """The intrinsic ``dot_rows{rows}_q8_0`` (see ``dot_rows4_q8_0``) for ``rows`` weight rows."""
+
+    def typer(typingctx, w, wo, stride, xq, xoff, dx, nb, y, yo):
+        def codegen(context, builder, sig, args):
+            w_t, xq_t, xoff_t, dx_t, y_t = sig.args[0], sig.args[3], sig.args[4], sig.args[5], sig.args[7]
+            w, wo, stride, xq, xoff, dx, nb, y, yo = args
+            i64 = wo.type
+            dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V8I] * 3),
+                                                "llvm.x86.avx512.vpdpbusd.256")
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
+            # NOTE: allocas, not memory the arrays may alias: LLVM keeps them in registers
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8F, None)) for _ in range(rows)]
+            bases = [builder.add(wo, builder.mul(stride, i64(r))) for r in range(rows)]
+            flip = _splat(builder, _V32B, _I8(-128))
+            with cgutils.for_range(builder, nb) as loop:
+                i = loop.index
+                xv = builder.bitcast(builder.load(_at(context, builder, xq_t, xq, builder.mul(i, i64(32)), _V32B),
+                                                  align=1), _V8I)
+                xo = builder.load(_at(context, builder, xoff_t, xoff, builder.mul(i, i64(8)), _V8I), align=4)
+                d_x = builder.load(_at(context, builder, dx_t, dx, i, _F32), align=4)
+                for r in range(rows):
+                    o = builder.add(bases[r], builder.mul(i, i64(34)))
+                    h = builder.load(_at(context, builder, w_t, w, o, ir.IntType(16)), align=1)
+                    s = builder.fmul(builder.fpext(builder.bitcast(h, ir.HalfType()), _F32), d_x)
+                    q = builder.load(_at(context, builder, w_t, w, builder.add(o, i64(2)), _V32B), align=1)
+                    d = builder.call(dp, [xo, builder.bitcast(builder.xor(q, flip), _V8I), xv])
+                    a = builder.call(fma, [builder.sitofp(d, _V8F), _splat(builder, _V8F, s), builder.load(accs[r])])
+                    builder.store(a, accs[r])
+            for r in range(rows):
+                a = builder.load(accs[r])
+                lanes = [builder.extract_element(a, _I32(j)) for j in range(8)]
+                while len(lanes) > 1:  # NOTE: a tree: 3 dependent adds, not 7
+                    lanes = [builder.fadd(lanes[j], lanes[j + 1]) for j in range(0, len(lanes), 2)]
+                p = _at(context, builder, y_t, y, builder.add(yo, i64(r)), _F32)
+                builder.store(lanes[0], p)
+            return context.get_dummy_value()
+        return types.void(w, wo, stride, xq, xoff, dx, nb, y, yo), codegen
+
+    typer.__name__ = f"dot_rows{rows}_q8_0"
+    return intrinsic(typer)
+
+
+#: ``dot_rows4_q8_0(w, wo, stride, xq, xoff, dx, nb, y, yo)``: ``y[yo + r]`` = the dot product of
+#: Q8_0 row ``r`` (bytes ``w[wo + r * stride:]``, ``nb`` blocks) with x's int8 blocks ``xq`` (block
+#: scales ``dx``), for r in 0..3. The whole block loop is one piece of IR: the accumulators stay in
+#: registers (an array's lanes are loaded and stored each block: LLVM cannot rule out aliasing),
+#: the four rows share each x block's loads, and ``vpdpbusd`` starts from ``xoff`` (x's per-lane
+#: sums times -128, ``lane_offsets``), so reading the weights as ``q + 128`` needs no correction
+#: after the block: the integer dot is exact, as in ggml.
+dot_rows4_q8_0 = _dot_rows_q8_0(4)
+#: one row of ``dot_rows4_q8_0`` (the rows left over)
+dot_rows1_q8_0 = _dot_rows_q8_0(1)
