@@ -365,43 +365,74 @@ def lane_offsets(xq, offset, out):
 _GROUP = 4  # NOTE: rows per dot_rows4_q8_0 call: the four share each block of x
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def gemv_q8_0(w, xq, xd, xoff, y):
-    """y (1, N) = x @ W.T for Q8_0 rows ``w`` (N, row_bytes) and one row of x as int8 blocks
-    (``quantize_x``, ``lane_offsets`` with offset 128): the decode GEMV of the largest matrices
-    (Gemma's output projection, 262144 x 640). Four rows per ``V.dot_rows4_q8_0`` call.
+@njit(cache=True, inline="always")
+def _rows4(code, flat, wo, row_bytes, q, xo, d_x, nb, out, yo):
+    """Four rows of a 32-quant type with an offset (Q8_0, Q5_0, Q4_0) from ``V.dot_rows4_*``."""
+    if code == 4:
+        V.dot_rows4_q8_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+    elif code == 2:
+        V.dot_rows4_q5_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+    else:
+        V.dot_rows4_q4_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
 
-    NOTE: measured against ``gemv_q8`` on Gemma's output projection (interleaved, medians of 15 on
-    the shared 2-core machine): one thread 14.1 vs 17.3 ms. The prefetch asks for the next
-    groups into L2 only (``prefetch_l2``): into L1 it took the fill buffers the loads need (13.0
-    vs 15.4 ms); 2 groups ahead (~5 KiB) tied 1 to 8."""
+
+@njit(cache=True, inline="always")
+def _rows1(code, flat, wo, row_bytes, q, xo, d_x, nb, out, yo):
+    if code == 4:
+        V.dot_rows1_q8_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+    elif code == 2:
+        V.dot_rows1_q5_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+    else:
+        V.dot_rows1_q4_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+
+
+#: the types ``gemv_rows`` takes (``_cpu.CODES``) and their quants' offset
+ROW_OFFSETS = {4: 128, 2: 16, 0: 8}
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def gemv_rows(code, w, xq, xd, xoff, y):
+    """y (1, N) = x @ W.T for rows ``w`` (N, row_bytes) of Q8_0, Q5_0 or Q4_0 (``code``) and one
+    row of x as int8 blocks (``quantize_x``, then ``lane_offsets`` with the type's offset,
+    ``ROW_OFFSETS``): the decode GEMV of these types. Four rows per ``V.dot_rows4_*`` call.
+
+    NOTE: measured against ``gemv_q8`` on Gemma's output projection (Q8_0 262144 x 640,
+    interleaved, medians of 15 on the shared 2-core machine): one thread 14.1 vs 17.3 ms. The
+    prefetch asks for the next groups into L2 only (``prefetch_l2``): into L1 it took the fill
+    buffers the loads need (13.0 vs 15.4 ms); 2 groups ahead (~5 KiB) tied 1 to 8."""
     n_rows, row_bytes = w.shape
     nb = xq.shape[1] // 32
     flat = w.reshape(-1)
     q, d_x, xo, out = xq[0], xd[0], xoff[0], y[0]
     group = _GROUP * row_bytes
     n_groups = n_rows // _GROUP
+    # NOTE: one loop per type, the type a literal in it (as gemv_q8)
     for c in prange((n_groups + _ROWS - 1) // _ROWS):
         for g in range(c * _ROWS, min(n_groups, (c + 1) * _ROWS)):
             a = (g + 2) * group
             if a + group <= flat.shape[0]:
                 for line in range(0, group, 64):
                     V.prefetch_l2(flat, a + line)
-            V.dot_rows4_q8_0(flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+            if code == 4:
+                _rows4(4, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+            elif code == 2:
+                _rows4(2, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+            else:
+                _rows4(0, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
     for n in range(n_groups * _GROUP, n_rows):
-        V.dot_rows1_q8_0(flat, n * row_bytes, row_bytes, q, xo, d_x, nb, out, n)
+        _rows1(code, flat, n * row_bytes, row_bytes, q, xo, d_x, nb, out, n)
 
 
 @njit(cache=True)  # NOTE: its callees run the parallel loops
 def gemv_x(code, w, x, y):
     """y (1, N) = x (1, K) @ W.T through the int8 GEMV, x quantized here (``quantize_x``): one
-    numba call per decode matmul. Q8_0 takes ``gemv_q8_0``, the other types ``gemv_q8``."""
+    numba call per decode matmul. Q8_0, Q5_0 and Q4_0 take ``gemv_rows``, the others ``gemv_q8``."""
     k = x.shape[1]
     xq, xd, xs = np.empty((1, k), np.int8), np.empty((1, k // 32), np.float32), np.empty((1, k // 16), np.float32)
     quantize_x(x, xq, xd, xs)
-    if code == 4:
+    if code == 4 or code == 2 or code == 0:
         xo = np.empty((1, k // 4), np.int32)
-        lane_offsets(xq, 128, xo)
-        gemv_q8_0(w, xq, xd, xo, y)
+        lane_offsets(xq, 128 if code == 4 else 16 if code == 2 else 8, xo)
+        gemv_rows(code, w, xq, xd, xo, y)
     else:
         gemv_q8(code, w, xq, xd, xs, y)

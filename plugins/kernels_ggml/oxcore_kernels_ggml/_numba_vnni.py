@@ -226,8 +226,19 @@ def f16(typingctx, b, o):
     return types.float32(b, o), codegen
 
 
-def _dot_rows_q8_0(rows):
-    """The intrinsic ``dot_rows{rows}_q8_0`` (see ``dot_rows4_q8_0``) for ``rows`` weight rows."""
+#: the 32-quant types the row intrinsics take: bytes per block, where the quants start, and
+#: the unsigned quants of a block (``o``: the block's byte offset, an i64)
+_ROW_TYPES = {
+    "q8_0": (34, lambda c, b, w_t, w, o: _q_q8(c, b, w_t, w, b.add(o, o.type(2)))),
+    "q5_0": (22, lambda c, b, w_t, w, o: _q_q4(c, b, w_t, w, b.add(o, o.type(6)), b.zext(
+        b.load(_at(c, b, w_t, w, b.add(o, o.type(2)), _I32), align=1), o.type))),
+    "q4_0": (18, lambda c, b, w_t, w, o: _q_q4(c, b, w_t, w, b.add(o, o.type(2)), o.type(0))),
+}
+
+
+def _dot_rows(kind, rows):
+    """The intrinsic ``dot_rows{rows}_{kind}`` (see ``dot_rows4_q8_0``) for ``rows`` weight rows."""
+    block, quants = _ROW_TYPES[kind]
 
     def typer(typingctx, w, wo, stride, xq, xoff, dx, nb, y, yo):
         def codegen(context, builder, sig, args):
@@ -240,7 +251,6 @@ def _dot_rows_q8_0(rows):
             # NOTE: allocas, not memory the arrays may alias: LLVM keeps them in registers
             accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8F, None)) for _ in range(rows)]
             bases = [builder.add(wo, builder.mul(stride, i64(r))) for r in range(rows)]
-            flip = _splat(builder, _V32B, _I8(-128))
             with cgutils.for_range(builder, nb) as loop:
                 i = loop.index
                 xv = builder.bitcast(builder.load(_at(context, builder, xq_t, xq, builder.mul(i, i64(32)), _V32B),
@@ -248,11 +258,11 @@ def _dot_rows_q8_0(rows):
                 xo = builder.load(_at(context, builder, xoff_t, xoff, builder.mul(i, i64(8)), _V8I), align=4)
                 d_x = builder.load(_at(context, builder, dx_t, dx, i, _F32), align=4)
                 for r in range(rows):
-                    o = builder.add(bases[r], builder.mul(i, i64(34)))
+                    o = builder.add(bases[r], builder.mul(i, i64(block)))
                     h = builder.load(_at(context, builder, w_t, w, o, ir.IntType(16)), align=1)
                     s = builder.fmul(builder.fpext(builder.bitcast(h, ir.HalfType()), _F32), d_x)
-                    q = builder.load(_at(context, builder, w_t, w, builder.add(o, i64(2)), _V32B), align=1)
-                    d = builder.call(dp, [xo, builder.bitcast(builder.xor(q, flip), _V8I), xv])
+                    q = quants(context, builder, w_t, w, o)
+                    d = builder.call(dp, [xo, builder.bitcast(q, _V8I), xv])
                     a = builder.call(fma, [builder.sitofp(d, _V8F), _splat(builder, _V8F, s), builder.load(accs[r])])
                     builder.store(a, accs[r])
             for r in range(rows):
@@ -260,12 +270,11 @@ def _dot_rows_q8_0(rows):
                 lanes = [builder.extract_element(a, _I32(j)) for j in range(8)]
                 while len(lanes) > 1:  # NOTE: a tree: 3 dependent adds, not 7
                     lanes = [builder.fadd(lanes[j], lanes[j + 1]) for j in range(0, len(lanes), 2)]
-                p = _at(context, builder, y_t, y, builder.add(yo, i64(r)), _F32)
-                builder.store(lanes[0], p)
+                builder.store(lanes[0], _at(context, builder, y_t, y, builder.add(yo, i64(r)), _F32))
             return context.get_dummy_value()
         return types.void(w, wo, stride, xq, xoff, dx, nb, y, yo), codegen
 
-    typer.__name__ = f"dot_rows{rows}_q8_0"
+    typer.__name__ = f"dot_rows{rows}_{kind}"
     return intrinsic(typer)
 
 
@@ -274,8 +283,11 @@ def _dot_rows_q8_0(rows):
 #: scales ``dx``), for r in 0..3. The whole block loop is one piece of IR: the accumulators stay in
 #: registers (an array's lanes are loaded and stored each block: LLVM cannot rule out aliasing),
 #: the four rows share each x block's loads, and ``vpdpbusd`` starts from ``xoff`` (x's per-lane
-#: sums times -128, ``lane_offsets``), so reading the weights as ``q + 128`` needs no correction
-#: after the block: the integer dot is exact, as in ggml.
-dot_rows4_q8_0 = _dot_rows_q8_0(4)
+#: sums times minus the type's offset, ``lane_offsets``), so reading the weights as unsigned
+#: ``q + offset`` needs no correction after the block: the integer dot is exact, as in ggml.
+dot_rows4_q8_0 = _dot_rows("q8_0", 4)
 #: one row of ``dot_rows4_q8_0`` (the rows left over)
-dot_rows1_q8_0 = _dot_rows_q8_0(1)
+dot_rows1_q8_0 = _dot_rows("q8_0", 1)
+#: ``dot_rows4_q8_0`` for Q5_0 (offset 16) and Q4_0 (offset 8), and their one-row versions
+dot_rows4_q5_0, dot_rows1_q5_0 = _dot_rows("q5_0", 4), _dot_rows("q5_0", 1)
+dot_rows4_q4_0, dot_rows1_q4_0 = _dot_rows("q4_0", 4), _dot_rows("q4_0", 1)
