@@ -423,6 +423,33 @@ def gemv_rows(code, w, xq, xd, xoff, y):
         _rows1(code, flat, n * row_bytes, row_bytes, q, xo, d_x, nb, out, n)
 
 
+@njit(parallel=True, cache=True, fastmath=True)
+def gemv_rows_k(code, w, xq, xd, xoff, xs32, y):
+    """``gemv_rows`` for Q4_K (``code`` 5; ``xs32``: x's sums times scales per 32, for the mins)
+    and Q6_K (7; ``xoff``: ``lane_offsets`` with 32), four rows per ``V.dot_rows4_q*_k`` call."""
+    n_rows, row_bytes = w.shape
+    nb = xq.shape[1] // 256
+    flat = w.reshape(-1)
+    q, d_x, xo, xsum, out = xq[0], xd[0], xoff[0], xs32[0], y[0]
+    group = _GROUP * row_bytes
+    n_groups = n_rows // _GROUP
+    for c in prange((n_groups + _ROWS - 1) // _ROWS):
+        for g in range(c * _ROWS, min(n_groups, (c + 1) * _ROWS)):
+            a = (g + 2) * group
+            if a + group <= flat.shape[0]:
+                for line in range(0, group, 64):
+                    V.prefetch_l2(flat, a + line)
+            if code == 5:
+                V.dot_rows4_q4_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
+            else:
+                V.dot_rows4_q6_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
+    for n in range(n_groups * _GROUP, n_rows):
+        if code == 5:
+            V.dot_rows1_q4_k(flat, n * row_bytes, row_bytes, q, xo, d_x, xsum, nb, out, n)
+        else:
+            V.dot_rows1_q6_k(flat, n * row_bytes, row_bytes, q, xo, d_x, xsum, nb, out, n)
+
+
 @njit(cache=True)  # NOTE: its callees run the parallel loops
 def gemv_x(code, w, x, y):
     """y (1, N) = x (1, K) @ W.T through the int8 GEMV, x quantized here (``quantize_x``): one
@@ -434,5 +461,12 @@ def gemv_x(code, w, x, y):
         xo = np.empty((1, k // 4), np.int32)
         lane_offsets(xq, 128 if code == 4 else 16 if code == 2 else 8, xo)
         gemv_rows(code, w, xq, xd, xo, y)
+    elif code == 5 or code == 7:
+        xo = np.empty((1, k // 4), np.int32)
+        lane_offsets(xq, 32, xo)
+        xs32 = np.empty((1, k // 32), np.float32)
+        for b in range(k // 32):
+            xs32[0, b] = xs[0, 2 * b] + xs[0, 2 * b + 1]
+        gemv_rows_k(code, w, xq, xd, xo, xs32, y)
     else:
         gemv_q8(code, w, xq, xd, xs, y)

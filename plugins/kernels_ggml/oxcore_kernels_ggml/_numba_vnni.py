@@ -291,3 +291,119 @@ dot_rows1_q8_0 = _dot_rows("q8_0", 1)
 #: ``dot_rows4_q8_0`` for Q5_0 (offset 16) and Q4_0 (offset 8), and their one-row versions
 dot_rows4_q5_0, dot_rows1_q5_0 = _dot_rows("q5_0", 4), _dot_rows("q5_0", 1)
 dot_rows4_q4_0, dot_rows1_q4_0 = _dot_rows("q4_0", 4), _dot_rows("q4_0", 1)
+
+
+def _byte(context, builder, w_t, w, off):
+    """The unsigned byte ``w[off]`` as an i32."""
+    return builder.zext(builder.load(_at(context, builder, w_t, w, off, _I8), align=1), _I32)
+
+
+def _half(context, builder, w_t, w, off):
+    """The float16 at ``w[off:off + 2]`` as float32."""
+    h = builder.load(_at(context, builder, w_t, w, off, ir.IntType(16)), align=1)
+    return builder.fpext(builder.bitcast(h, ir.HalfType()), _F32)
+
+
+def _q4_k_super(context, builder, w_t, w, o, xs, acc, mins, dp, fma):
+    """One Q4_K super-block (144 bytes at ``o``) of one row into ``acc`` / ``mins``; ``xs``: per
+    sub-block s (x vector, x block scale, x block sum times its scale)."""
+    i64 = o.type
+    d, dmin = _half(context, builder, w_t, w, o), _half(context, builder, w_t, w, builder.add(o, i64(2)))
+    sb = [_byte(context, builder, w_t, w, builder.add(o, i64(4 + j))) for j in range(12)]
+    c63, c15 = _I32(63), _I32(15)
+    msum = ir.Constant(_F32, 0.0)
+    a = builder.load(acc)
+    for s in range(8):
+        # NOTE: ggml's get_scale_min_k4: 6-bit scale and min of sub-block s
+        if s < 4:
+            sc, mn = builder.and_(sb[s], c63), builder.and_(sb[s + 4], c63)
+        else:
+            sc = builder.or_(builder.and_(sb[s + 4], c15), builder.shl(builder.lshr(sb[s - 4], _I32(6)), _I32(4)))
+            mn = builder.or_(builder.lshr(sb[s + 4], _I32(4)), builder.shl(builder.lshr(sb[s], _I32(6)), _I32(4)))
+        raw = builder.load(_at(context, builder, w_t, w, builder.add(o, i64(16 + 32 * (s // 2))), _V32B), align=1)
+        q = _nibbles(builder, raw, i64(4 * (s % 2)))
+        xv, dx, xsum = xs[s]
+        dot = builder.call(dp, [ir.Constant(_V8I, None), builder.bitcast(q, _V8I), xv])
+        scale = builder.fmul(builder.fmul(d, builder.uitofp(sc, _F32)), dx)
+        a = builder.call(fma, [builder.sitofp(dot, _V8F), _splat(builder, _V8F, scale), a])
+        msum = builder.fadd(msum, builder.fmul(builder.uitofp(mn, _F32), xsum))
+    builder.store(a, acc)
+    builder.store(builder.fsub(builder.load(mins), builder.fmul(dmin, msum)), mins)
+
+
+def _q6_k_super(context, builder, w_t, w, o, xs, acc, mins, dp, fma):
+    """One Q6_K super-block (210 bytes at ``o``) of one row into ``acc``: ``xs`` per x block
+    (x vector, x block scale, x's lane offsets for 32); 16-quant scales signed bytes."""
+    i64 = o.type
+    d = _half(context, builder, w_t, w, builder.add(o, i64(208)))
+    a = builder.load(acc)
+    for half in range(2):
+        ql, qh, sc = 64 * half, 128 + 32 * half, 192 + 8 * half
+        for t in range(4):
+            q = _q_k(context, builder, w_t, w, builder.add(o, i64(ql + 32 * (t & 1))), i64(4 * (t >> 1)),
+                     builder.add(o, i64(qh)), i64(2 * t), i64(3))
+            xv, dx, xo = xs[4 * half + t]
+            s1, s2 = (builder.sitofp(builder.load(_at(context, builder, w_t, w, builder.add(o, i64(sc + 2 * t + h)), _I8),
+                                                  align=1), _F32) for h in range(2))
+            dot = builder.call(dp, [xo, builder.bitcast(q, _V8I), xv])
+            dd = builder.fmul(d, dx)
+            scale = _splat(builder, _V8F, builder.fmul(dd, s1), builder.fmul(dd, s2))
+            a = builder.call(fma, [builder.sitofp(dot, _V8F), scale, a])
+    builder.store(a, acc)
+
+
+_K_TYPES = {"q4_k": (144, _q4_k_super), "q6_k": (210, _q6_k_super)}
+
+
+def _dot_rows_k(kind, rows):
+    """``dot_rows{rows}_{kind}`` for the K-quants: as ``dot_rows4_q8_0`` over super-blocks of 256
+    (``nb``: super-blocks), with ``xs`` (per 32-block: x's block sum times its scale, Q4_K's
+    mins) and ``xoff`` (lane offsets for 32, Q6_K's offset)."""
+    block, superblock = _K_TYPES[kind]
+
+    def typer(typingctx, w, wo, stride, xq, xoff, dx, xsum, nb, y, yo):
+        def codegen(context, builder, sig, args):
+            w_t, xq_t, xoff_t, dx_t, xs_t, y_t = (sig.args[j] for j in (0, 3, 4, 5, 6, 8))
+            w, wo, stride, xq, xoff, dx, xsum, nb, y, yo = args
+            i64 = wo.type
+            dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8I, [_V8I] * 3),
+                                                "llvm.x86.avx512.vpdpbusd.256")
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8F, None)) for _ in range(rows)]
+            mins = [cgutils.alloca_once_value(builder, ir.Constant(_F32, 0.0)) for _ in range(rows)]
+            bases = [builder.add(wo, builder.mul(stride, i64(r))) for r in range(rows)]
+            with cgutils.for_range(builder, nb) as loop:
+                i = loop.index
+                xs = []
+                for s in range(8):  # NOTE: x's 8 blocks of this super-block, loaded once for every row
+                    b = builder.add(builder.mul(i, i64(8)), i64(s))
+                    xv = builder.bitcast(builder.load(_at(context, builder, xq_t, xq, builder.mul(b, i64(32)), _V32B),
+                                                      align=1), _V8I)
+                    d_x = builder.load(_at(context, builder, dx_t, dx, b, _F32), align=4)
+                    if kind == "q4_k":
+                        third = builder.load(_at(context, builder, xs_t, xsum, b, _F32), align=4)
+                    else:
+                        third = builder.load(_at(context, builder, xoff_t, xoff, builder.mul(b, i64(8)), _V8I), align=4)
+                    xs.append((xv, d_x, third))
+                for r in range(rows):
+                    o = builder.add(bases[r], builder.mul(i, i64(block)))
+                    superblock(context, builder, w_t, w, o, xs, accs[r], mins[r], dp, fma)
+            for r in range(rows):
+                a = builder.load(accs[r])
+                lanes = [builder.extract_element(a, _I32(j)) for j in range(8)]
+                while len(lanes) > 1:
+                    lanes = [builder.fadd(lanes[j], lanes[j + 1]) for j in range(0, len(lanes), 2)]
+                total = builder.fadd(lanes[0], builder.load(mins[r]))
+                builder.store(total, _at(context, builder, y_t, y, builder.add(yo, i64(r)), _F32))
+            return context.get_dummy_value()
+        return types.void(w, wo, stride, xq, xoff, dx, xsum, nb, y, yo), codegen
+
+    typer.__name__ = f"dot_rows{rows}_{kind}"
+    return intrinsic(typer)
+
+
+#: ``dot_rows4_q4_k(w, wo, stride, xq, xoff, dx, xsum, nb, y, yo)``: ``dot_rows4_q8_0`` for Q4_K
+#: (``xsum``: x's block sums times their scales, per 32, for the mins) and Q6_K (``xoff``: lane
+#: offsets for 32); ``nb`` counts super-blocks of 256. Scales and mins are unpacked in registers.
+dot_rows4_q4_k, dot_rows1_q4_k = _dot_rows_k("q4_k", 4), _dot_rows_k("q4_k", 1)
+dot_rows4_q6_k, dot_rows1_q6_k = _dot_rows_k("q6_k", 4), _dot_rows_k("q6_k", 1)
