@@ -5,7 +5,9 @@ Paths, by rows of x (M):
 - CPUs with AVX512-VNNI or AVX-VNNI (``int8_gemv()``; ``OXCORE_GGML_INT8=0`` turns it off), W of
   at least ``INT8_MIN_BYTES``: x is quantized per 32 like ggml's q8_0 and multiplied with
   ``vpdpbusd`` (``_numba_vnni``): M = 1 the
-  GEMV (``gemv_q8``), 2..``INT8_MAX_ROWS`` the GEMM (``gemm_q8``: each weight row unpacked once).
+  GEMV (``gemv_x``: one numba call that quantizes x, then ``gemv_rows``/``gemv_rows_k`` for
+  Q8_0/Q5_0/Q4_0/Q4_K/Q6_K, ``gemv_q8`` for the rest), 2..``INT8_MAX_ROWS`` the GEMM
+  (``gemm_q8``: each weight row unpacked once).
   NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
 - Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
 - More rows: tiles of W dequantized by io_gguf, multiplied with BLAS (float32).

@@ -6,6 +6,9 @@
   ``vpdpbusd`` (``_numba_vnni``, CPUs with VNNI): the GEMV unpacks each block straight into the
   dot product; the GEMM unpacks each weight row once (unsigned quants, a scale and an offset/min
   coefficient per 16) and dots it with every row of x.
+- ``gemv_x``: the decode GEMV in one call (x quantized inside): ``gemv_rows`` (Q8_0, Q5_0,
+  Q4_0) and ``gemv_rows_k`` (Q4_K, Q6_K) run four weight rows per ``_numba_vnni.dot_rows4_*``
+  call, the block loop written in IR (accumulators in registers); ``gemv_q8`` the other types.
 
 Every driver prefetches the weight rows ~2 KiB ahead. The prefill GEMM beyond
 ``_cpu.INT8_MAX_ROWS`` rows (``_cpu``) unpacks tiles of rows with io_gguf's vectorized
