@@ -15,7 +15,8 @@ Every driver prefetches the weight rows ~2 KiB ahead. The prefill GEMM beyond
 dequantizer and multiplies them with BLAS.
 
 NOTE: numba's disk cache (``cache=True``) is keyed on this file; a change in ``_numba_blocks`` or
-``_numba_vnni`` alone does not invalidate it (touch this file, or clear ``__pycache__``).
+``_numba_vnni`` alone does not invalidate it: change this file too (``_INTRINSICS`` below; a
+touch was not always enough), or clear ``__pycache__``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from numba import njit, prange
 from . import _numba_blocks as B
 from . import _numba_vnni as V
 
+#: bump with every change of ``_numba_vnni``'s or ``_numba_blocks``' code (see the NOTE above)
+_INTRINSICS = 2
 _ROWS = 64  # NOTE: rows per parallel chunk: one scratch allocation per chunk, not per row
 # NOTE: the GEMVs ask for the weight rows this many bytes ahead (whole rows): without it the
 # memory reads did not overlap the arithmetic (Q8_0 262144 x 640, 1 thread on the busy 2-core

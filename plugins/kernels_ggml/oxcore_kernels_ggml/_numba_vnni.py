@@ -305,30 +305,35 @@ def _half(context, builder, w_t, w, off):
 
 
 def _q4_k_super(context, builder, w_t, w, o, xs, acc, mins, dp, fma):
-    """One Q4_K super-block (144 bytes at ``o``) of one row into ``acc`` / ``mins``; ``xs``: per
-    sub-block s (x vector, x block scale, x block sum times its scale)."""
+    """One Q4_K super-block (144 bytes at ``o``) of one row into ``acc`` / ``mins`` (8 lanes);
+    ``xs``: (per sub-block s: x vector; x's 8 block scales; their sums times scales), all
+    vectors. The 6-bit scales and mins of the 8 sub-blocks are unpacked as 8-lane vectors (ggml's
+    get_scale_min_k4, lane s = sub-block s): no scalar work per sub-block."""
     i64 = o.type
     d, dmin = _half(context, builder, w_t, w, o), _half(context, builder, w_t, w, builder.add(o, i64(2)))
-    sb = [_byte(context, builder, w_t, w, builder.add(o, i64(4 + j))) for j in range(12)]
-    c63, c15 = _I32(63), _I32(15)
-    msum = ir.Constant(_F32, 0.0)
+    xvs, dx8, xsum8 = xs
+    # NOTE: 16 bytes from the scales' 12 (the next 4 are quants: in bounds, unused)
+    sb = builder.load(_at(context, builder, w_t, w, builder.add(o, i64(4)), _V16B), align=1)
+    def pick(idx):
+        return builder.zext(builder.shuffle_vector(sb, sb, ir.Constant(ir.VectorType(_I32, 8), idx)), _V8I)
+    P, Q, R, S = pick([0, 1, 2, 3, 8, 9, 10, 11]), pick([0, 1, 2, 3, 0, 1, 2, 3]), \
+        pick([4, 5, 6, 7, 8, 9, 10, 11]), pick([4, 5, 6, 7, 4, 5, 6, 7])
+    c = lambda v: _splat(builder, _V8I, _I32(v))  # noqa: E731
+    low = ir.Constant(ir.VectorType(_I1, 8), [1, 1, 1, 1, 0, 0, 0, 0])
+    hi2 = lambda v: builder.shl(builder.lshr(v, c(6)), c(4))  # noqa: E731
+    sc = builder.select(low, builder.and_(P, c(63)), builder.or_(builder.and_(P, c(15)), hi2(Q)))
+    mn = builder.select(low, builder.and_(R, c(63)), builder.or_(builder.lshr(R, c(4)), hi2(S)))
+    scales = builder.fmul(builder.fmul(builder.sitofp(sc, _V8F), _splat(builder, _V8F, d)), dx8)
+    mv = builder.fmul(builder.sitofp(mn, _V8F), _splat(builder, _V8F, dmin))
+    builder.store(builder.call(fma, [mv, xsum8, builder.load(mins)]), mins)
     a = builder.load(acc)
     for s in range(8):
-        # NOTE: ggml's get_scale_min_k4: 6-bit scale and min of sub-block s
-        if s < 4:
-            sc, mn = builder.and_(sb[s], c63), builder.and_(sb[s + 4], c63)
-        else:
-            sc = builder.or_(builder.and_(sb[s + 4], c15), builder.shl(builder.lshr(sb[s - 4], _I32(6)), _I32(4)))
-            mn = builder.or_(builder.lshr(sb[s + 4], _I32(4)), builder.shl(builder.lshr(sb[s], _I32(6)), _I32(4)))
         raw = builder.load(_at(context, builder, w_t, w, builder.add(o, i64(16 + 32 * (s // 2))), _V32B), align=1)
         q = _nibbles(builder, raw, i64(4 * (s % 2)))
-        xv, dx, xsum = xs[s]
-        dot = builder.call(dp, [ir.Constant(_V8I, None), builder.bitcast(q, _V8I), xv])
-        scale = builder.fmul(builder.fmul(d, builder.uitofp(sc, _F32)), dx)
-        a = builder.call(fma, [builder.sitofp(dot, _V8F), _splat(builder, _V8F, scale), a])
-        msum = builder.fadd(msum, builder.fmul(builder.uitofp(mn, _F32), xsum))
+        dot = builder.call(dp, [ir.Constant(_V8I, None), builder.bitcast(q, _V8I), xvs[s]])
+        lane = builder.shuffle_vector(scales, scales, ir.Constant(ir.VectorType(_I32, 8), [s] * 8))
+        a = builder.call(fma, [builder.sitofp(dot, _V8F), lane, a])
     builder.store(a, acc)
-    builder.store(builder.fsub(builder.load(mins), builder.fmul(dmin, msum)), mins)
 
 
 def _q6_k_super(context, builder, w_t, w, o, xs, acc, mins, dp, fma):
@@ -370,7 +375,7 @@ def _dot_rows_k(kind, rows):
                                                 "llvm.x86.avx512.vpdpbusd.256")
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
             accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8F, None)) for _ in range(rows)]
-            mins = [cgutils.alloca_once_value(builder, ir.Constant(_F32, 0.0)) for _ in range(rows)]
+            mins = [cgutils.alloca_once_value(builder, ir.Constant(_V8F, None)) for _ in range(rows)]
             bases = [builder.add(wo, builder.mul(stride, i64(r))) for r in range(rows)]
             with cgutils.for_range(builder, nb) as loop:
                 i = loop.index
@@ -379,12 +384,16 @@ def _dot_rows_k(kind, rows):
                     b = builder.add(builder.mul(i, i64(8)), i64(s))
                     xv = builder.bitcast(builder.load(_at(context, builder, xq_t, xq, builder.mul(b, i64(32)), _V32B),
                                                       align=1), _V8I)
-                    d_x = builder.load(_at(context, builder, dx_t, dx, b, _F32), align=4)
                     if kind == "q4_k":
-                        third = builder.load(_at(context, builder, xs_t, xsum, b, _F32), align=4)
+                        xs.append(xv)
                     else:
+                        d_x = builder.load(_at(context, builder, dx_t, dx, b, _F32), align=4)
                         third = builder.load(_at(context, builder, xoff_t, xoff, builder.mul(b, i64(8)), _V8I), align=4)
-                    xs.append((xv, d_x, third))
+                        xs.append((xv, d_x, third))
+                if kind == "q4_k":  # NOTE: the 8 block scales and sums as vectors (lane s: block s)
+                    b8 = builder.mul(i, i64(8))
+                    xs = (xs, builder.load(_at(context, builder, dx_t, dx, b8, _V8F), align=4),
+                          builder.load(_at(context, builder, xs_t, xsum, b8, _V8F), align=4))
                 for r in range(rows):
                     o = builder.add(bases[r], builder.mul(i, i64(block)))
                     superblock(context, builder, w_t, w, o, xs, accs[r], mins[r], dp, fma)
@@ -393,7 +402,11 @@ def _dot_rows_k(kind, rows):
                 lanes = [builder.extract_element(a, _I32(j)) for j in range(8)]
                 while len(lanes) > 1:
                     lanes = [builder.fadd(lanes[j], lanes[j + 1]) for j in range(0, len(lanes), 2)]
-                total = builder.fadd(lanes[0], builder.load(mins[r]))
+                m = builder.load(mins[r])
+                mlanes = [builder.extract_element(m, _I32(j)) for j in range(8)]
+                while len(mlanes) > 1:
+                    mlanes = [builder.fadd(mlanes[j], mlanes[j + 1]) for j in range(0, len(mlanes), 2)]
+                total = builder.fsub(lanes[0], mlanes[0])  # NOTE: Q4_K's mins (0 for Q6_K)
                 builder.store(total, _at(context, builder, y_t, y, builder.add(yo, i64(r)), _F32))
             return context.get_dummy_value()
         return types.void(w, wo, stride, xq, xoff, dx, xsum, nb, y, yo), codegen
