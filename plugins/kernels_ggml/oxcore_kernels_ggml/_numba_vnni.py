@@ -316,11 +316,15 @@ def _q4_k_super(context, builder, w_t, w, o, xs, acc, mins, dp, fma):
     sb = builder.load(_at(context, builder, w_t, w, builder.add(o, i64(4)), _V16B), align=1)
     def pick(idx):
         return builder.zext(builder.shuffle_vector(sb, sb, ir.Constant(ir.VectorType(_I32, 8), idx)), _V8I)
-    P, Q, R, S = pick([0, 1, 2, 3, 8, 9, 10, 11]), pick([0, 1, 2, 3, 0, 1, 2, 3]), \
-        pick([4, 5, 6, 7, 8, 9, 10, 11]), pick([4, 5, 6, 7, 4, 5, 6, 7])
-    c = lambda v: _splat(builder, _V8I, _I32(v))  # noqa: E731
-    low = ir.Constant(ir.VectorType(_I1, 8), [1, 1, 1, 1, 0, 0, 0, 0])
-    hi2 = lambda v: builder.shl(builder.lshr(v, c(6)), c(4))  # noqa: E731
+    # NOTE: lane s holds the bytes get_scale_min_k4 reads for sub-block s
+    P, Q = pick([0, 1, 2, 3, 8, 9, 10, 11]), pick([0, 1, 2, 3, 0, 1, 2, 3])
+    R, S = pick([4, 5, 6, 7, 8, 9, 10, 11]), pick([4, 5, 6, 7, 4, 5, 6, 7])
+    def c(v):
+        return _splat(builder, _V8I, _I32(v))
+
+    def hi2(v):  # NOTE: the top 2 bits of a byte as bits 4-5
+        return builder.shl(builder.lshr(v, c(6)), c(4))
+    low = ir.Constant(ir.VectorType(_I1, 8), [1, 1, 1, 1, 0, 0, 0, 0])  # NOTE: sub-blocks 0-3
     sc = builder.select(low, builder.and_(P, c(63)), builder.or_(builder.and_(P, c(15)), hi2(Q)))
     mn = builder.select(low, builder.and_(R, c(63)), builder.or_(builder.lshr(R, c(4)), hi2(S)))
     scales = builder.fmul(builder.fmul(builder.sitofp(sc, _V8F), _splat(builder, _V8F, d)), dx8)
