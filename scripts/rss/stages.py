@@ -76,7 +76,9 @@ def main() -> None:
 
     m = Gemma3.from_file(f, meta, dequantize="auto")
     stage("Gemma3.from_file", a.trace)
+    m.tokenizer.free_encoder_after_use = True  # NOTE: as oxcore generate
     ids = m.tokenize(a.prompt)
+    stage("prompt tokenized", a.trace)
     from oxcore_models.sampling import Sampler
 
     gen = m.generate_ids(ids, max_tokens=a.tokens, sampler=Sampler(temp=0))

@@ -184,6 +184,8 @@ def generate(prompt: str, model: str | None, max_tokens: int, temp: float, top_k
     pieces: list[str] = []
     with _clear_errors(), _recording(record):
         m = _load(model, "gemma3", backend, dequantize=dequantize)
+        # NOTE: one prompt per process: the SentencePiece model (~40 MiB) goes before the weights are read
+        m.tokenizer.free_encoder_after_use = True
         stream = m.generate(prompt, max_tokens=max_tokens, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                             repeat_penalty=repeat_penalty, seed=seed, stop=stop, chat=chat, context=ctx)
         for piece in stream:
