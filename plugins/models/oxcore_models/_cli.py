@@ -49,10 +49,14 @@ def _load(model: str | None, arch: str, backend: str | None, **kw: Any) -> Any:
     # NOTE: one process usually loads one model; the cache serves in-process callers (tests, notebooks)
     key = (str(path), st.st_size, st.st_mtime_ns, arch, backend, tuple(sorted(kw.items())))
     if key not in _LOADED:
-        del meta  # NOTE: resolve's metadata holds its own mapping of the file: one mapping, not two
         _LOADED.clear()
-        f = ox.load(path)
-        meta = dict(f.metadata)
+        if path.suffix.lower() == ".gguf":
+            # NOTE: resolve's GGUF metadata holds its own mapping of the file: one mapping, not two
+            del meta
+            f = ox.load(path)
+            meta = dict(f.metadata)
+        else:
+            f = ox.load(path)  # NOTE: a safetensors model's metadata is its config.json
         if arch == "gemma3":
             from .gemma3 import Gemma3
 
