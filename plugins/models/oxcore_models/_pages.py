@@ -9,6 +9,8 @@ touched before it, including pages it will never touch again:
   loads from numba's cache. ``drop_library_pages_after_numba_compiles`` drops the clean
   pages of every shared library (``MADV_DONTNEED``) each time numba releases its compiler
   lock; pages still in use (NumPy, libpython) fault back in from the page cache (~5 ms).
+  While numba holds the lock, the model file's pages go too (``drop_mapped_file_pages``), so
+  a kernel first loaded after the weights were read does not add LLVM on top of the file.
 - **the GGUF header** (tokenizer strings, ~8 MiB for Gemma's 262k pieces), read once to
   build the tokenizer: io_gguf's ``StringArray.drop_pages``.
 - **heap freed after building the model**: glibc keeps it once ``_malloc`` raised its
@@ -29,7 +31,8 @@ import mmap
 import sys
 from typing import Any
 
-__all__ = ["drop_library_pages", "drop_library_pages_after_numba_compiles", "settle_after_build", "trim_heap"]
+__all__ = ["drop_library_pages", "drop_library_pages_after_numba_compiles", "drop_mapped_file_pages",
+           "settle_after_build", "trim_heap"]
 
 _LINUX = sys.platform.startswith("linux")
 _HOOKED: list[Any] = []
@@ -43,9 +46,12 @@ def _libc() -> Any:
     return libc
 
 
-def _clean_library_ranges() -> list[tuple[int, int]]:
-    """Address ranges of shared-library mappings that are read-only and hold no private copy
-    of any page (``Anonymous: 0``), from ``/proc/self/smaps``: dropping them loses nothing."""
+def _clean_ranges(libraries: bool) -> list[tuple[int, int]]:
+    """Address ranges whose resident pages can be dropped without losing anything, from
+    ``/proc/self/smaps``: shared libraries' read-only private mappings holding no private copy of
+    any page (``Anonymous: 0``; a relocated page would revert to the file's bytes), or
+    (``libraries=False``) read-only shared mappings of other files (``oxcore.load``'s model
+    files: their pages are the page cache itself)."""
     out: list[tuple[int, int]] = []
     cur: tuple[int, int] | None = None
     with open("/proc/self/smaps") as f:
@@ -53,17 +59,29 @@ def _clean_library_ranges() -> list[tuple[int, int]]:
             head = line.split(maxsplit=6)
             if not head[0].endswith(":"):  # NOTE: a mapping's first line: range perms offset dev inode [path]
                 cur = None
-                path = head[5].rstrip("\n") if len(head) > 5 else ""
-                # NOTE: only libraries: a model file's pages are the weights every step reads
-                if "w" not in head[1] and (path.endswith(".so") or ".so." in path):
-                    a, b = (int(x, 16) for x in head[0].split("-"))
-                    cur = (a, b)
+                perms, path = head[1], head[5].rstrip("\n") if len(head) > 5 else ""
+                lib = path.endswith(".so") or ".so." in path
+                if "w" in perms or not path.startswith("/"):
+                    continue
+                if libraries and lib and perms[3] == "p" or not libraries and not lib and perms[3] == "s":
+                    cur = tuple(int(x, 16) for x in head[0].split("-"))  # type: ignore[assignment]
             elif head[0] == "Anonymous:" and cur is not None:
-                # NOTE: a relocated (copy-on-write) page would revert to the file's bytes: skip such mappings
                 if int(head[1]) == 0:
                     out.append(cur)
                 cur = None
     return out
+
+
+def _drop(libraries: bool) -> int:
+    if not _LINUX:
+        return 0
+    try:
+        libc, ranges = _libc(), _clean_ranges(libraries)
+    except OSError:
+        return 0
+    for a, b in ranges:
+        libc.madvise(a, b - a, mmap.MADV_DONTNEED)
+    return sum(b - a for a, b in ranges)
 
 
 def drop_library_pages() -> int:
@@ -71,15 +89,14 @@ def drop_library_pages() -> int:
 
     Code still in use faults back in from the page cache on its next call.
     """
-    if not _LINUX:
-        return 0
-    try:
-        libc, ranges = _libc(), _clean_library_ranges()
-    except OSError:
-        return 0
-    for a, b in ranges:
-        libc.madvise(a, b - a, mmap.MADV_DONTNEED)
-    return sum(b - a for a, b in ranges)
+    return _drop(libraries=True)
+
+
+def drop_mapped_file_pages() -> int:
+    """Drop the resident pages of every read-only shared file mapping (model files mapped by
+    ``oxcore.load``); returns the bytes advised (0 off Linux). The next read faults them back
+    in from the page cache."""
+    return _drop(libraries=False)
 
 
 def drop_library_pages_after_numba_compiles() -> bool:
@@ -100,10 +117,13 @@ def drop_library_pages_after_numba_compiles() -> bool:
 
     class _DropAfterCompile(ev.Listener):
         def on_start(self, event: Any) -> None:
-            pass
+            # NOTE: a compile (or cache load) touches ~20-70 MiB of LLVM: while it runs, the model's
+            # pages need not be resident too (the next step reads them back from the page cache)
+            if not global_compiler_lock.is_locked():  # NOTE: the lock nests: act on the outermost
+                drop_mapped_file_pages()
 
         def on_end(self, event: Any) -> None:
-            if not global_compiler_lock.is_locked():  # NOTE: the lock nests: act on the outermost release
+            if not global_compiler_lock.is_locked():
                 drop_library_pages()
 
     listener = _DropAfterCompile()

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/status, madvise")
@@ -97,3 +98,24 @@ manager().available_backends()
 print(json.dumps({"heavy": sorted(m for m in ("ml_dtypes", "jinja2", "rich", "gguf") if m in sys.modules)}))
 """)
     assert got["heavy"] == [], got
+
+
+def test_mapped_file_pages_dropped_and_read_again(tmp_path):
+    p = tmp_path / "weights.bin"
+    p.write_bytes(np.random.default_rng().integers(0, 256, 32 << 20, dtype=np.uint8).tobytes())
+    got = _run(f"""
+import json, mmap
+import numpy as np
+from oxcore_models._pages import drop_mapped_file_pages
+with open({str(p)!r}, "rb") as f:
+    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # NOTE: as oxcore.load maps model files
+a = np.frombuffer(mm, np.uint8)
+total = int(a.sum(dtype=np.uint64))
+before = rss()["RssFile"]
+advised = drop_mapped_file_pages()
+after = rss()["RssFile"]
+print(json.dumps({{"before": before, "after": after, "advised": advised, "same": int(a.sum(dtype=np.uint64)) == total,
+                   "again": rss()["RssFile"]}}))
+""")
+    assert got["same"] and got["advised"] >= 32 << 20
+    assert got["after"] < got["before"] - 24 and got["again"] > got["after"] + 24, got  # NOTE: dropped, then read back
