@@ -8,7 +8,8 @@ touched before it, including pages it will never touch again:
   (``libllvmlite.so``) alone leaves ~70 MiB of code pages resident after the first kernel
   loads from numba's cache. ``drop_library_pages_after_numba_compiles`` drops the clean
   pages of every shared library (``MADV_DONTNEED``) each time numba releases its compiler
-  lock; pages still in use (NumPy, libpython) fault back in from the page cache (~5 ms).
+  lock; pages still in use (NumPy, libpython) fault back in from the page cache (a drop and
+  its refaults took 15-25 ms on a busy 2-core machine; 8 of them load Gemma's kernels).
   While numba holds the lock, the model file's pages go too (``drop_mapped_file_pages``), so
   a kernel first loaded after the weights were read does not add LLVM on top of the file.
 - **the GGUF header** (tokenizer strings, ~8 MiB for Gemma's 262k pieces), read once to
@@ -32,7 +33,7 @@ import sys
 from typing import Any
 
 __all__ = ["drop_library_pages", "drop_library_pages_after_numba_compiles", "drop_mapped_file_pages",
-           "settle_after_build", "trim_heap"]
+           "numba_kernels", "settle_after_build", "trim_heap"]
 
 _LINUX = sys.platform.startswith("linux")
 _HOOKED: list[Any] = []

@@ -187,4 +187,5 @@ def test_a_freed_encoder_is_built_again_and_encodes_the_same():
     assert tok.decode(ids[1:], skip_special_tokens=False) == text and tok._sp is None  # NOTE: decoding never builds it
     assert tok.token_to_id("<ctl>") == 3 and tok._sp is None
     assert tok.encode(text).ids == ids
-    assert [tok.token_to_id(p) for p in meta["tokenizer.ggml.tokens"]] == list(range(len(meta["tokenizer.ggml.tokens"])))
+    pieces = meta["tokenizer.ggml.tokens"]
+    assert [tok.token_to_id(p) for p in pieces] == list(range(len(pieces)))
