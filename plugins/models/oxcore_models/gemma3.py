@@ -220,8 +220,11 @@ class Gemma3:
         # in place (cpu_numpy's index_update); copying the whole cache cost ~1.6 ms a step
         self._step = ox.compile(self._forward, donate=(5, 6))
         from ._malloc import keep_freed_memory
+        from ._pages import numba_kernels, settle_after_build
 
         keep_freed_memory()  # NOTE: each step frees and reallocates its buffers: keep their pages (_malloc)
+        # NOTE: the whole file is resident while generating: give back what the build alone needed (_pages)
+        settle_after_build(metadata, weights.mode == "blocks" and numba_kernels("ggml_matmul", backend))
 
     @classmethod
     def from_file(cls, file: Any, metadata: dict, *, dequantize: str = "auto", backend: str | None = None) -> "Gemma3":
