@@ -27,6 +27,12 @@ class Kernel:
         source: distribution that registered it (filled in by the plugin loader).
         version: version of that distribution, part of profile keys.
         prior_us: optional ``prior_us(node) -> float``, the cost guess before autotuning.
+        inplace: optional ``inplace(*input_buffers, **attrs) -> buffer``: ``fn``'s result, allowed
+            to be written into its first input's buffer and returned. A plan calls it instead of
+            ``fn`` where that input is an argument donated to ``oxcore.compile`` (``donate=``) and
+            nothing else reads it: a decode step's KV cache takes its new row without a copy of
+            the whole cache. It must still give the result (by copying) when the buffer is
+            read-only.
     """
 
     op: str
@@ -37,6 +43,7 @@ class Kernel:
     source: str = ""
     version: str = ""
     prior_us: Callable[[Any], float] | None = None
+    inplace: Callable[..., Any] | None = None
     failed: str | None = field(default=None, compare=False)  # set when it raised at run time
 
     @property
@@ -111,10 +118,12 @@ class Backend:
 
     # --- kernels ----------------------------------------------------------------------
     def kernel(self, op: str, *, supports: Supports | None = None, name: str = "default",
-               prior_us: Callable[[Any], float] | None = None) -> Callable[[Callable], Callable]:
-        """Decorator: register ``fn`` as this backend's kernel for ``op``."""
+               prior_us: Callable[[Any], float] | None = None,
+               inplace: Callable[..., Any] | None = None) -> Callable[[Callable], Callable]:
+        """Decorator: register ``fn`` as this backend's kernel for ``op`` (``inplace``: its
+        variant that may write into its first input, see ``Kernel``)."""
         def deco(fn: Callable) -> Callable:
-            self.add_kernel(Kernel(op, self.name, fn, supports, name, prior_us=prior_us))
+            self.add_kernel(Kernel(op, self.name, fn, supports, name, prior_us=prior_us, inplace=inplace))
             return fn
         return deco
 

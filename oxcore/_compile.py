@@ -84,11 +84,12 @@ class _Replay:
     """One traced signature: the plan's steps with argument slots, constant slots (transfers
     of constants already done) and where each output comes from."""
 
-    __slots__ = ("plan", "nslots", "steps", "arg_slots", "constants", "outputs", "out_tree")
+    __slots__ = ("plan", "nslots", "steps", "arg_slots", "constants", "outputs", "out_tree", "donated")
 
     def __init__(self, plan: planning.Plan, order: list[Node], arg_index: dict[int, int], out_leaves: list[Any],
-                 out_tree: TreeDef, moved: dict | None = None) -> None:
+                 out_tree: TreeDef, moved: dict | None = None, donated: tuple[int, ...] = ()) -> None:
         self.plan, self.nslots = plan, plan.nslots
+        self.donated = donated  # NOTE: indices into the call's arrays
         self.out_tree = None if out_tree.kind is None else out_tree  # NOTE: None: one array, the fast path
         self.arg_slots = [(s, arg_index[id(order[p])]) for p, s in plan.leaf_slots if id(order[p]) in arg_index]
         constants = dict(plan.constants)
@@ -123,6 +124,8 @@ class _Replay:
                 self.outputs.append(("node", n))
 
     def __call__(self, args: list[Array]) -> Any:
+        if self.donated:
+            _check_donated(args, self.donated)
         vals: list[Any] = [None] * self.nslots
         for s, i in self.arg_slots:
             vals[s] = args[i]._node.buf
@@ -145,6 +148,20 @@ class _Replay:
             else:
                 out.append(o[1])
         return out[0] if self.out_tree is None else self.out_tree.unflatten(out)
+
+
+def _check_donated(args: list[Array], donated: tuple[int, ...]) -> None:
+    """Refuse a call where a donated buffer is also another argument's: writing into it would
+    change that argument too."""
+    bufs = {id(args[i]._node.buf) for i in donated}
+    if len(bufs) < len(donated) or any(id(a._node.buf) in bufs for i, a in enumerate(args) if i not in donated):
+        seen: dict[int, int] = {}
+        for i, a in enumerate(args):
+            j = seen.setdefault(id(a._node.buf), i)
+            if j != i and (i in donated or j in donated):
+                raise CompileError(f"oxcore.compile: array argument {i} shares its buffer with array argument {j}, "
+                                   "and one of them is donated (donate=): its buffer may be overwritten. Pass a "
+                                   "copy (oxcore.asarray(x, copy=True)) or do not donate it.")
 
 
 def _moved(moved: dict | None, buf: Any, dst: str, move: Callable[[list], list]) -> Any:
@@ -181,9 +198,10 @@ class CompiledFunction:
         traces: how many times it has been traced (one per new input signature).
     """
 
-    def __init__(self, fn: Callable, max_traces: int = 64) -> None:
+    def __init__(self, fn: Callable, max_traces: int = 64, donate: tuple[int, ...] = ()) -> None:
         functools.update_wrapper(self, fn)
         self.fn, self.max_traces, self.traces = fn, max_traces, 0
+        self.donate = _donate_arg(donate)
         self._cache: dict[tuple, _Replay] = {}
         self._moved: dict[tuple, tuple] = {}  # (id(host buffer), device) -> (buffer, its copy there)
         self._lock = threading.Lock()
@@ -230,23 +248,39 @@ class CompiledFunction:
                                    "oxcore.compile the caller's array would not change; return the new array instead.")
         out_leaves, out_tree = tree_flatten(result)
         targets = list({id(a._node): a._node for a in out_leaves if isinstance(a, Array) and a._node.buf is None}.values())
+        # NOTE: an argument returned as it is must keep its values: not overwritten
+        donated = self._donated(args, nodes) - {id(a._node) for a in out_leaves if isinstance(a, Array)}
         with planning.LOCK:
             if targets:
                 order, pos, _ = collect(targets)
                 _share_small_constants(order, pos, arg_ids)
                 tset = {id(t) for t in targets}
                 constants = {i: n.buf for i, n in enumerate(order) if n.buf is not None and id(n) not in arg_ids}
-                plan = planning.build_plan(order, pos, [id(n) in tset for n in order], constants=constants)
+                donated_pos = frozenset(i for i, n in enumerate(order) if id(n) in donated)
+                plan = planning.build_plan(order, pos, [id(n) in tset for n in order], constants=constants,
+                                           donated=donated_pos)
             else:
                 order, plan = [], planning.Plan.empty()
         replay = _Replay(plan, order, {id(n): i for i, n in enumerate(nodes)}, out_leaves, out_tree,
-                         self._moved)
+                         self._moved, tuple(i for i, n in enumerate(nodes) if id(n) in donated))
         with self._lock:
             if len(self._cache) >= self.max_traces:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = replay
             self.traces += 1
         return replay
+
+    def _donated(self, args: tuple, nodes: list[Node]) -> set[int]:
+        """Ids of the argument nodes (``nodes``) inside the donated positional arguments."""
+        if not self.donate:
+            return set()
+        for i in self.donate:
+            if i >= len(args):
+                raise CompileError(f"{self.__name__}: donate={self.donate} names positional argument {i}, "
+                                   f"but the call passed {len(args)}")
+        ours = {id(n) for n in nodes}
+        leaves = tree_flatten(tuple(args[i] for i in self.donate))[0]
+        return {id(a._node) for a in leaves if isinstance(a, Array) and id(a._node) in ours}
 
     def explain(self, *args: Any, **kwargs: Any) -> planning.Explanation:
         """The plan a call with these arguments replays (traces it if needed; computes nothing)."""
@@ -261,7 +295,15 @@ class CompiledFunction:
             self._moved.clear()
 
 
-def compile(fn: Callable | None = None, *, max_traces: int = 64) -> Any:
+def _donate_arg(donate: Any) -> tuple[int, ...]:
+    """``donate`` as a sorted tuple of argument positions (an int or a sequence of them)."""
+    items = (donate,) if isinstance(donate, int) or not isinstance(donate, (tuple, list)) else tuple(donate)
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in items):
+        raise TypeError(f"oxcore.compile: donate takes positions of positional arguments (ints >= 0), got {donate!r}")
+    return tuple(sorted(set(items)))
+
+
+def compile(fn: Callable | None = None, *, max_traces: int = 64, donate: int | tuple[int, ...] = ()) -> Any:
     """Trace ``fn`` once per input signature and replay its plan on later calls.
 
     ``fn`` takes and returns arrays, or pytrees of them (``oxcore.tree``: tuples, lists, dicts,
@@ -287,6 +329,7 @@ def compile(fn: Callable | None = None, *, max_traces: int = 64) -> Any:
         >>> step(x * 0, w).tolist(), step.traces
         ([[0.0, 0.0], [0.0, 0.0]], 1)
     """
+    donate = _donate_arg(donate)
     if fn is None:
-        return lambda f: CompiledFunction(f, max_traces)
-    return CompiledFunction(fn, max_traces)
+        return lambda f: CompiledFunction(f, max_traces, donate)
+    return CompiledFunction(fn, max_traces, donate)

@@ -60,10 +60,13 @@ _getrefcount = sys.getrefcount
 
 
 def build_plan(order: list[Node], pos: dict[int, int], outputs: list[bool], only: str | None = None,
-               constants: dict[int, Any] | None = None) -> Plan:
+               constants: dict[int, Any] | None = None, donated: frozenset[int] = frozenset()) -> Plan:
     """Plan a collected graph. ``outputs[i]``: the plan hands out node ``order[i]``'s value.
     ``constants``: buffers of leaves fixed for the plan's life, by position in ``order``
-    (``oxcore.compile``'s captured values); given, small ones become ``Segment.constants``."""
+    (``oxcore.compile``'s captured values); given, small ones become ``Segment.constants``.
+    ``donated``: positions of leaves whose buffers the plan may overwrite (``oxcore.compile``'s
+    ``donate``): a kernel with an ``inplace`` variant writes into such a buffer when it is
+    that buffer's only reader."""
     STATS["plans"] += 1
     rt = runtime()
     planner = Planner(rt.plugins(), rt.profile(), rt.wrap, only, constants)
@@ -77,7 +80,7 @@ def build_plan(order: list[Node], pos: dict[int, int], outputs: list[bool], only
     planner.refine()
     if planner.strict and planner.fallbacks:
         raise FallbackError("OXCORE_STRICT=1 and the plan needs fallbacks:\n  " + "\n  ".join(planner.fallbacks))
-    plan = segment(planner, [(i, where[i]) for i, n in enumerate(order) if outputs[i]])
+    plan = segment(planner, [(i, where[i]) for i, n in enumerate(order) if outputs[i]], donated)
     log = _plan_log()
     if log is not None:
         print(plan.explain(verbose=log), file=sys.stderr)

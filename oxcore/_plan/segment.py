@@ -85,8 +85,25 @@ def _live(nodes: list, outputs: list[tuple[int, int]]) -> list[bool]:
     return need
 
 
-def segment(planner: Planner, outputs: list[tuple[int, int]]) -> Plan:
-    """The plan for placed nodes; ``outputs`` are ``(position in the graph, plan node)`` pairs."""
+def _overwritable(nodes: list, need: list[bool], final: set[int], donated: frozenset[int]) -> set[int]:
+    """Plan nodes of donated leaves that exactly one live node reads, once, and that the plan
+    does not hand out: their only reader may write its result into their buffers."""
+    if not donated:
+        return set()
+    cand = {i for i, p in enumerate(nodes) if p.op is None and p.constant is None and p.leaf_pos in donated
+            and i not in final}
+    reads: dict[int, int] = {}
+    for i, p in enumerate(nodes):
+        if p.op is not None and need[i]:
+            for a in p.args:
+                if a in cand:
+                    reads[a] = reads.get(a, 0) + 1
+    return {a for a, n in reads.items() if n == 1}
+
+
+def segment(planner: Planner, outputs: list[tuple[int, int]], donated: frozenset[int] = frozenset()) -> Plan:
+    """The plan for placed nodes; ``outputs`` are ``(position in the graph, plan node)`` pairs;
+    ``donated``: positions in the graph of leaves whose buffers may be overwritten."""
     nodes = planner.nodes
     need = _live(nodes, outputs)
     groups = _groups(nodes, need)
@@ -110,6 +127,7 @@ def segment(planner: Planner, outputs: list[tuple[int, int]]) -> Plan:
                 if a not in inside:
                     used_later[a] = gi
     final = {q for _, q in outputs}
+    overwritable = _overwritable(nodes, need, final, donated)
     steps: list[Step] = []
     segments: list[Segment] = []
     transfers: list[Transfer] = []
@@ -139,6 +157,8 @@ def segment(planner: Planner, outputs: list[tuple[int, int]]) -> Plan:
             p = nodes[i]
             env[i] = len(ext) + len(seg.instructions)
             k = p.kernel
+            if k.inplace is not None and p.args and p.args[0] in overwritable and home[p.args[0]] == b.device:
+                k = dataclasses.replace(k, fn=k.inplace)  # NOTE: a donated buffer, read here only
             if k.source and k.source != b.distribution:
                 k = dataclasses.replace(k, fn=guard(k))
             seg.instructions.append(Instruction(p.op, p.attrs, k, tuple(env[a] for a in p.args), p.shape, p.dtype))

@@ -292,3 +292,110 @@ def test_a_kernel_failing_during_replay_is_disabled_and_the_function_traced_agai
             assert f.explain(x).nodes[0].kernel.id == "cpu_numpy.exp.broken_in_replay"
             assert_close(f(x), np.exp(_f64(x)) + 1, ox.float32, what="after re-trace")
         assert "broken_in_replay" in _plan.FAILURES[-1] and "boom in replay" in _plan.FAILURES[-1]
+
+
+# --- donate: arguments whose buffers the compiled step may overwrite -------------------------
+
+def _write_rows(cache, rows, idx):
+    """A decode step's cache update: rows written at positions idx (axis 1), then read."""
+    new = ox.setitem(cache, (slice(None), idx), rows)
+    return new, ox.sum(new * 2, axis=1)
+
+
+def _write_rows_ref(cache, rows, idx):
+    out = cache.copy()
+    out[:, idx] = rows
+    return out, (out.astype(np.float64) * 2).sum(1)
+
+
+@pytest.mark.parametrize("shape", [(2, 9), (3, 16, 4), (1, 5, 2, 3)])
+@pytest.mark.parametrize("dt", [ox.float32, ox.float64, ox.int32], ids=lambda d: d.name)
+def test_a_donated_cache_is_updated_in_its_own_buffer(shape, dt):
+    f = ox.compile(_write_rows, donate=0)
+    cache = ox.asarray(rng.integers(-5, 5, shape)).astype(dt)
+    ref = cache.numpy().copy()
+    buf = cache.numpy()
+    for step in range(4):  # NOTE: each step's output is the next step's donated cache
+        idx = np.asarray(sorted(rng.choice(shape[1], 2, replace=False)), np.int32)
+        rows = ox.asarray(rng.integers(-5, 5, (shape[0], 2) + shape[2:])).astype(dt)
+        cache, total = f(cache, rows, idx)
+        ref, ref_total = _write_rows_ref(ref, rows.numpy(), idx)
+        np.testing.assert_array_equal(cache.numpy(), ref)
+        np.testing.assert_allclose(total.numpy(), ref_total, rtol=1e-5, err_msg=f"sum after step {step}")
+        assert np.shares_memory(cache.numpy(), buf), "the update copied the donated cache"
+    assert f.traces == 1
+
+
+def test_without_donate_the_argument_keeps_its_values():
+    f = ox.compile(_write_rows)
+    cache = _rand((3, 8))
+    before = cache.numpy().copy()
+    new, _ = f(cache, _rand((3, 1)), np.asarray([2], np.int32))
+    np.testing.assert_array_equal(cache.numpy(), before)
+    assert not np.shares_memory(new.numpy(), cache.numpy())
+
+
+def test_a_donated_argument_read_elsewhere_or_returned_is_not_overwritten():
+    def read_twice(cache, rows, idx):  # NOTE: the old cache is read after the update is built
+        new = ox.setitem(cache, (slice(None), idx), rows)
+        return new, ox.sum(cache, axis=1)
+
+    def returned(cache, rows, idx):
+        return ox.setitem(cache, (slice(None), idx), rows), cache
+
+    for fn in (read_twice, returned):
+        f = ox.compile(fn, donate=0)
+        cache = _rand((2, 6))
+        old = cache.numpy().copy()
+        rows, idx = _rand((2, 1)), np.asarray([4], np.int32)
+        new, other = f(cache, rows, idx)
+        ref = old.copy()
+        ref[:, [4]] = rows.numpy()
+        np.testing.assert_array_equal(new.numpy(), ref)
+        if fn is returned:
+            np.testing.assert_array_equal(other.numpy(), old)
+        else:
+            assert_close(other, old.astype(np.float64).sum(1), ox.float32, what="sum of the old cache")
+
+
+def test_a_read_only_donated_buffer_is_copied():
+    f = ox.compile(_write_rows, donate=0)
+    base = rng.uniform(-1, 1, (2, 5)).astype(np.float32)
+    base.flags.writeable = False
+    new, _ = f(ox.asarray(base), _rand((2, 1)), np.asarray([0], np.int32))
+    assert new.numpy()[:, 1:].tolist() == base[:, 1:].tolist() and not np.shares_memory(new.numpy(), base)
+
+
+def test_donate_pytrees_of_arrays():
+    def step(caches, rows, idx):
+        return [ox.setitem(c, (slice(None), idx), rows) for c in caches]
+
+    f = ox.compile(step, donate=(0,))
+    caches = [_rand((2, 4)) for _ in range(3)]
+    bufs = [c.numpy() for c in caches]
+    refs = [b.copy() for b in bufs]
+    rows = _rand((2, 1))
+    out = f(caches, rows, np.asarray([3], np.int32))
+    for o, b, r in zip(out, bufs, refs):
+        r[:, [3]] = rows.numpy()
+        np.testing.assert_array_equal(o.numpy(), r)
+        assert np.shares_memory(o.numpy(), b)
+
+
+def test_donating_a_buffer_that_is_also_another_argument_raises():
+    f = ox.compile(lambda a, b, idx: (ox.setitem(a, (slice(None), idx), 1.0), b * 2), donate=0)
+    x = _rand((2, 3))
+    with pytest.raises(ox.CompileError, match="argument 1 shares its buffer with array argument 0"):
+        f(x, x, np.asarray([0], np.int32))
+
+
+@pytest.mark.parametrize("donate", [-1, "0", 1.5, (0, None), True])
+def test_donate_takes_argument_positions(donate):
+    with pytest.raises(TypeError, match="donate takes positions"):
+        ox.compile(_write_rows, donate=donate)
+
+
+def test_donating_a_missing_argument_raises():
+    f = ox.compile(_write_rows, donate=5)
+    with pytest.raises(ox.CompileError, match="names positional argument 5"):
+        f(_rand((2, 3)), _rand((2, 1)), np.asarray([0], np.int32))

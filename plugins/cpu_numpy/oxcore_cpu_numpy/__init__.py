@@ -239,6 +239,15 @@ def _index_update(x, v, *arrays, spec):
     return out
 
 
+def _index_update_inplace(x, v, *arrays, spec):
+    """``_index_update`` written into ``x`` (a buffer donated to ``oxcore.compile``, read by
+    nothing else): a decode step's KV cache takes its new row without a copy of the cache."""
+    if not x.flags.writeable:  # NOTE: a read-only donated buffer (a mapped file, a broadcast view)
+        return _index_update(x, v, *arrays, spec=spec)
+    x[_index_key(spec, arrays)] = v
+    return x
+
+
 def _native_dtypes(node) -> bool | str:
     for i in (node, *node.inputs):
         if i.dtype.name not in _SUPPORTED:
@@ -292,6 +301,10 @@ KERNELS: dict[str, Any] = {
 }
 
 
+#: kernels' variants that may write into their first input (``Kernel.inplace``)
+INPLACE: dict[str, Any] = {"index_update": _index_update_inplace}
+
+
 def make_backend():
     """Build the backend (the hook below registers it)."""
     from oxcore.extend import Backend
@@ -315,7 +328,7 @@ def make_backend():
     b = NumpyBackend()
     b.version = __version__
     for op, fn in KERNELS.items():
-        b.kernel(op, supports=_native_dtypes)(fn)
+        b.kernel(op, supports=_native_dtypes, inplace=INPLACE.get(op))(fn)
     return b
 
 

@@ -5,7 +5,9 @@ Paths, by rows of x (M):
 - CPUs with AVX512-VNNI or AVX-VNNI (``int8_gemv()``; ``OXCORE_GGML_INT8=0`` turns it off), W of
   at least ``INT8_MIN_BYTES``: x is quantized per 32 like ggml's q8_0 and multiplied with
   ``vpdpbusd`` (``_numba_vnni``): M = 1 the
-  GEMV (``gemv_q8``), 2..``INT8_MAX_ROWS`` the GEMM (``gemm_q8``: each weight row unpacked once).
+  GEMV (``gemv_x``: one numba call that quantizes x, then ``gemv_rows``/``gemv_rows_k`` for
+  Q8_0/Q5_0/Q4_0/Q4_K/Q6_K, ``gemv_q8`` for the rest), 2..``INT8_MAX_ROWS`` the GEMM
+  (``gemm_q8``: each weight row unpacked once).
   NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
 - Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
 - More rows: tiles of W dequantized by io_gguf, multiplied with BLAS (float32).
@@ -82,42 +84,66 @@ def prior_us(node: Any) -> float:
 
 def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[int, int]) -> np.ndarray:
     """``x (..., K) @ W.T`` with W (N, K) given as its ggml block bytes ``raw``."""
-    from oxcore_io_gguf._types import ggml_type as lookup
-    from oxcore_io_gguf.quants import dequantize
-
-    import numba
-
-    mod, lut = _compiled()
-    t = lookup(ggml_type)
+    # NOTE: a decode step makes ~130 of these calls, most of them 0.1 ms of GEMV: the Python
+    # around the kernel is kept to a few lookups (``_layout``, cached per type and shape) and
+    # one numba call for the decode GEMV (``gemv_x`` quantizes x itself)
+    mod = _STATE.get("mod") or _compiled()[0]
+    code, row_bytes, wbytes = _LAYOUT.get((ggml_type, shape)) or _layout(ggml_type, shape)
     n, k = shape
-    w = np.ascontiguousarray(raw).reshape(n, k // t.block_size * t.type_size)
-    xs = np.ascontiguousarray(x, np.float32).reshape(-1, k)
+    w = (raw if raw.flags.c_contiguous else np.ascontiguousarray(raw)).reshape(n, row_bytes)
+    xs = x.reshape(-1, k) if x.dtype == np.float32 and x.flags.c_contiguous else np.ascontiguousarray(x, np.float32).reshape(-1, k)
     m = xs.shape[0]
     y = np.empty((m, n), np.float32)
-    code = CODES[t.name]
-    int8 = m <= INT8_MAX_ROWS and w.nbytes >= INT8_MIN_BYTES and int8_gemv()
+    int8 = m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv()
     if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
-        numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
-        if int8:
+        _numba().set_num_threads(threads() if wbytes * m >= PARALLEL_MIN_BYTES else 1)
+        if int8 and m == 1:
+            mod.gemv_x(code, w, xs, y)
+        elif int8:
             xq = np.empty((m, k), np.int8)
             xd, xsum = np.empty((m, k // 32), np.float32), np.empty((m, k // 16), np.float32)
             mod.quantize_x(xs, xq, xd, xsum)
             # NOTE: one row of x: unpacking straight into vpdpbusd beats storing the unpacked row
             # (0.106 vs 0.163 ms, Q5_0 2048 x 640); from 2 rows the unpacked row is reused
-            (mod.gemv_q8 if m == 1 else mod.gemm_q8)(code, w, xq, xd, xsum, y)
+            mod.gemm_q8(code, w, xq, xd, xsum, y)
         else:
-            mod.gemv(code, w, xs, lut, y)
+            mod.gemv(code, w, xs, _STATE["lut"], y)
     else:
+        from oxcore_io_gguf.quants import dequantize
+
         # NOTE: prefill is compute-bound: BLAS on tiles of rows unpacked by io_gguf's vectorized
         # dequantizer (its threads) beats any numba loop; W is never dequantized whole
         rows = max(16, _TILE_BYTES // (4 * k))
         for a in range(0, n, rows):
             e = min(n, a + rows)
             # NOTE: not matmul(out=y[:, a:e]): a strided out makes NumPy skip BLAS (10x slower)
-            y[:, a:e] = xs @ dequantize(w[a:e], t.name, (e - a, k)).T
+            y[:, a:e] = xs @ dequantize(w[a:e], ggml_type, (e - a, k)).T
     return y.reshape(x.shape[:-1] + (n,))
+
+
+_LAYOUT: dict[tuple, tuple[int, int, int]] = {}
+
+
+def _layout(ggml_type: str, shape: tuple[int, int]) -> tuple[int, int, int]:
+    """(the kernels' type code, bytes per weight row, weight bytes) of W, cached."""
+    from oxcore_io_gguf._types import ggml_type as lookup
+
+    t = lookup(ggml_type)
+    n, k = shape
+    row = k // t.block_size * t.type_size
+    got = _LAYOUT[(ggml_type, tuple(shape))] = (CODES[t.name], row, n * row)
+    return got
+
+
+def _numba() -> Any:
+    got = _STATE.get("numba")
+    if got is None:
+        import numba
+
+        got = _STATE["numba"] = numba
+    return got
 
 
 def int8_gemv() -> bool:
@@ -153,8 +179,8 @@ def threads() -> int:
 
 
 def _compiled() -> tuple[Any, np.ndarray]:
-    got = _STATE.get("mod")
-    if got is None:
+    """(the numba drivers' module, the float16 table of the float32 GEMV), imported once."""
+    if "mod" not in _STATE:
         # NOTE: OpenMP's idle workers spin by default; between two kernels they take the core
         # the Python thread needs for the rest of the step (Gemma decode on 2 busy cores: the
         # step's small NumPy ops took 10x longer). Passive workers sleep. A user's setting wins;
@@ -162,9 +188,9 @@ def _compiled() -> tuple[Any, np.ndarray]:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from . import _numba_blocks, _numba_matmul
 
-
-        got = _STATE["mod"] = (_numba_matmul, _numba_blocks.f16_table())
-    return got
+        _STATE["lut"] = _numba_blocks.f16_table()
+        _STATE["mod"] = _numba_matmul
+    return _STATE["mod"], _STATE["lut"]
 
 
 def _numba_missing() -> bool:

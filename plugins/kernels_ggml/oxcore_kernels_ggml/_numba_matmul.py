@@ -6,13 +6,17 @@
   ``vpdpbusd`` (``_numba_vnni``, CPUs with VNNI): the GEMV unpacks each block straight into the
   dot product; the GEMM unpacks each weight row once (unsigned quants, a scale and an offset/min
   coefficient per 16) and dots it with every row of x.
+- ``gemv_x``: the decode GEMV in one call (x quantized inside): ``gemv_rows`` (Q8_0, Q5_0,
+  Q4_0) and ``gemv_rows_k`` (Q4_K, Q6_K) run four weight rows per ``_numba_vnni.dot_rows4_*``
+  call, the block loop written in IR (accumulators in registers); ``gemv_q8`` the other types.
 
 Every driver prefetches the weight rows ~2 KiB ahead. The prefill GEMM beyond
 ``_cpu.INT8_MAX_ROWS`` rows (``_cpu``) unpacks tiles of rows with io_gguf's vectorized
 dequantizer and multiplies them with BLAS.
 
 NOTE: numba's disk cache (``cache=True``) is keyed on this file; a change in ``_numba_blocks`` or
-``_numba_vnni`` alone does not invalidate it (touch this file, or clear ``__pycache__``).
+``_numba_vnni`` alone does not invalidate it: change this file too (``_INTRINSICS`` below; a
+touch was not always enough), or clear ``__pycache__``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from numba import njit, prange
 from . import _numba_blocks as B
 from . import _numba_vnni as V
 
+#: bump with every change of ``_numba_vnni``'s or ``_numba_blocks``' code (see the NOTE above)
+_INTRINSICS = 3
 _ROWS = 64  # NOTE: rows per parallel chunk: one scratch allocation per chunk, not per row
 # NOTE: the GEMVs ask for the weight rows this many bytes ahead (whole rows): without it the
 # memory reads did not overlap the arithmetic (Q8_0 262144 x 640, 1 thread on the busy 2-core
@@ -349,3 +355,124 @@ def gemm_q8(code, w, xq, xd, xs, y):
                 for g in range(k // 16):
                     extra += wof[g] * s_x[g]
                 y[m, n] = acc.sum() + extra
+
+
+@njit(cache=True)
+def lane_offsets(xq, offset, out):
+    """``out[m, j]`` = ``-offset`` times the sum of ``xq[m, 4 j:4 j + 4]`` (int32): what ``vpdpbusd``
+    starts from, so weights read as unsigned ``q + offset`` give the signed product exactly."""
+    m_rows, k = xq.shape
+    for m in range(m_rows):
+        for j in range(k // 4):
+            s = np.int32(xq[m, 4 * j]) + np.int32(xq[m, 4 * j + 1]) + np.int32(xq[m, 4 * j + 2]) + np.int32(xq[m, 4 * j + 3])
+            out[m, j] = -offset * s
+
+
+_GROUP = 4  # NOTE: rows per dot_rows4_q8_0 call: the four share each block of x
+
+
+@njit(cache=True, inline="always")
+def _rows4(code, flat, wo, row_bytes, q, xo, d_x, nb, out, yo):
+    """Four rows of a 32-quant type with an offset (Q8_0, Q5_0, Q4_0) from ``V.dot_rows4_*``."""
+    if code == 4:
+        V.dot_rows4_q8_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+    elif code == 2:
+        V.dot_rows4_q5_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+    else:
+        V.dot_rows4_q4_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+
+
+@njit(cache=True, inline="always")
+def _rows1(code, flat, wo, row_bytes, q, xo, d_x, nb, out, yo):
+    if code == 4:
+        V.dot_rows1_q8_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+    elif code == 2:
+        V.dot_rows1_q5_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+    else:
+        V.dot_rows1_q4_0(flat, wo, row_bytes, q, xo, d_x, nb, out, yo)
+
+
+#: the types ``gemv_rows`` takes (``_cpu.CODES``) and their quants' offset
+ROW_OFFSETS = {4: 128, 2: 16, 0: 8}
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def gemv_rows(code, w, xq, xd, xoff, y):
+    """y (1, N) = x @ W.T for rows ``w`` (N, row_bytes) of Q8_0, Q5_0 or Q4_0 (``code``) and one
+    row of x as int8 blocks (``quantize_x``, then ``lane_offsets`` with the type's offset,
+    ``ROW_OFFSETS``): the decode GEMV of these types. Four rows per ``V.dot_rows4_*`` call.
+
+    NOTE: measured against ``gemv_q8`` on Gemma's output projection (Q8_0 262144 x 640,
+    interleaved, medians of 15 on the shared 2-core machine): one thread 14.1 vs 17.3 ms. The
+    prefetch asks for the next groups into L2 only (``prefetch_l2``): into L1 it took the fill
+    buffers the loads need (13.0 vs 15.4 ms); 2 groups ahead (~5 KiB) tied 1 to 8."""
+    n_rows, row_bytes = w.shape
+    nb = xq.shape[1] // 32
+    flat = w.reshape(-1)
+    q, d_x, xo, out = xq[0], xd[0], xoff[0], y[0]
+    group = _GROUP * row_bytes
+    n_groups = n_rows // _GROUP
+    # NOTE: one loop per type, the type a literal in it (as gemv_q8)
+    for c in prange((n_groups + _ROWS - 1) // _ROWS):
+        for g in range(c * _ROWS, min(n_groups, (c + 1) * _ROWS)):
+            a = (g + 2) * group
+            if a + group <= flat.shape[0]:
+                for line in range(0, group, 64):
+                    V.prefetch_l2(flat, a + line)
+            if code == 4:
+                _rows4(4, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+            elif code == 2:
+                _rows4(2, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+            else:
+                _rows4(0, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+    for n in range(n_groups * _GROUP, n_rows):
+        _rows1(code, flat, n * row_bytes, row_bytes, q, xo, d_x, nb, out, n)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def gemv_rows_k(code, w, xq, xd, xoff, xs32, y):
+    """``gemv_rows`` for Q4_K (``code`` 5; ``xs32``: x's sums times scales per 32, for the mins)
+    and Q6_K (7; ``xoff``: ``lane_offsets`` with 32), four rows per ``V.dot_rows4_q*_k`` call."""
+    n_rows, row_bytes = w.shape
+    nb = xq.shape[1] // 256
+    flat = w.reshape(-1)
+    q, d_x, xo, xsum, out = xq[0], xd[0], xoff[0], xs32[0], y[0]
+    group = _GROUP * row_bytes
+    n_groups = n_rows // _GROUP
+    for c in prange((n_groups + _ROWS - 1) // _ROWS):
+        for g in range(c * _ROWS, min(n_groups, (c + 1) * _ROWS)):
+            a = (g + 2) * group
+            if a + group <= flat.shape[0]:
+                for line in range(0, group, 64):
+                    V.prefetch_l2(flat, a + line)
+            if code == 5:
+                V.dot_rows4_q4_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
+            else:
+                V.dot_rows4_q6_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
+    for n in range(n_groups * _GROUP, n_rows):
+        if code == 5:
+            V.dot_rows1_q4_k(flat, n * row_bytes, row_bytes, q, xo, d_x, xsum, nb, out, n)
+        else:
+            V.dot_rows1_q6_k(flat, n * row_bytes, row_bytes, q, xo, d_x, xsum, nb, out, n)
+
+
+@njit(cache=True)  # NOTE: its callees run the parallel loops
+def gemv_x(code, w, x, y):
+    """y (1, N) = x (1, K) @ W.T through the int8 GEMV, x quantized here (``quantize_x``): one
+    numba call per decode matmul. Q8_0, Q5_0 and Q4_0 take ``gemv_rows``, the others ``gemv_q8``."""
+    k = x.shape[1]
+    xq, xd, xs = np.empty((1, k), np.int8), np.empty((1, k // 32), np.float32), np.empty((1, k // 16), np.float32)
+    quantize_x(x, xq, xd, xs)
+    if code == 4 or code == 2 or code == 0:
+        xo = np.empty((1, k // 4), np.int32)
+        lane_offsets(xq, 128 if code == 4 else 16 if code == 2 else 8, xo)
+        gemv_rows(code, w, xq, xd, xo, y)
+    elif code == 5 or code == 7:
+        xo = np.empty((1, k // 4), np.int32)
+        lane_offsets(xq, 32, xo)
+        xs32 = np.empty((1, k // 32), np.float32)
+        for b in range(k // 32):
+            xs32[0, b] = xs[0, 2 * b] + xs[0, 2 * b + 1]
+        gemv_rows_k(code, w, xq, xd, xo, xs32, y)
+    else:
+        gemv_q8(code, w, xq, xd, xs, y)

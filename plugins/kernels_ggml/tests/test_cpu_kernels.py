@@ -99,6 +99,33 @@ def test_activations_are_quantized_like_gguf_py_q8_0(k):
     np.testing.assert_allclose(xs, xd.repeat(2, 1) * xq.reshape(3, -1, 16).sum(-1), rtol=1e-6)
 
 
+@pytest.mark.parametrize("t", TYPES)
+@pytest.mark.parametrize("n,blocks", [(1, 1), (7, 2), (64, 3), (131, 1)])
+def test_decode_gemv_is_ggml_dot_with_quantized_x(t, n, blocks):
+    """The decode GEMV (``gemv_x``: the row-loop kernels of Q8_0/Q5_0/Q4_0/Q4_K/Q6_K, four rows
+    per call and the rows left over one by one, ``gemv_q8`` for the rest) computes what ggml's
+    ``vec_dot_*_q8_0/q8_K`` does: gguf-py's dequantized weights times x's q8_0 blocks (quants
+    times scales), up to float32 rounding (float64 reference)."""
+    import gguf
+
+    from oxcore_kernels_ggml import _numba_matmul, _numba_vnni
+
+    if not _numba_vnni.available():
+        pytest.skip("this CPU has no AVX512-VNNI / AVX-VNNI")
+    rng = np.random.default_rng([n, blocks] + [ord(c) for c in t])
+    k = BLOCK[t] * blocks
+    raw = random_blocks(t, (n, k), rng)
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    y = np.empty((1, n), np.float32)
+    _numba_matmul.gemv_x(_cpu.CODES[t], raw.reshape(n, -1), x, y)
+    xq, xd, xs = np.empty((1, k), np.int8), np.empty((1, k // 32), np.float32), np.empty((1, k // 16), np.float32)
+    _numba_matmul.quantize_x(x, xq, xd, xs)
+    xdq = xq.astype(np.float64) * np.repeat(xd.astype(np.float64), 32, axis=1)
+    deq = gguf.quants.dequantize(raw.reshape(n, -1), getattr(gguf.GGMLQuantizationType, t)).astype(np.float64)
+    ref = (deq @ xdq.T)[:, 0]
+    np.testing.assert_allclose(y[0], ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
 def test_leading_axes_of_x_are_kept():
     rng = np.random.default_rng(7)
     raw = random_blocks("Q4_K", (19, 256), rng)

@@ -100,6 +100,31 @@ def test_decode_step_is_traced_once(gemma):
     assert gemma._step.traces == before, "a decode step of the same cache size traced again"
 
 
+def test_decode_step_writes_the_kv_cache_in_place(gemma):
+    """The step donates its caches: each layer's cache keeps its buffer from step to step, and
+    the logits equal those of the same step compiled without donation (which copies)."""
+    import oxcore as ox
+
+    ids = gemma.tokenize("The sea is")
+    plain = ox.compile(gemma._forward)
+    a, b = gemma.new_cache(64), gemma.new_cache(64)
+    with ox.use("cpu_numpy"):
+        ox.eval(*a.keys, *a.values)
+        bufs = [k._node.buf for k in a.keys + a.values]
+        for step, tok in enumerate([ids, [236770], [2003]]):
+            for cache, fn in ((a, gemma._step), (b, plain)):
+                idx, offset = cache.advance(len(tok))
+                mg, ml = cache.mask(len(tok), None), cache.mask(len(tok), gemma.config.sliding_window)
+                logits, cache.keys, cache.values = fn(np.asarray([tok], np.int32), offset, idx, mg, ml,
+                                                      cache.keys, cache.values)
+                if fn is plain:
+                    np.testing.assert_array_equal(logits.numpy(), got, err_msg=f"step {step}")
+                got = logits.numpy()
+    assert all(k._node.buf is buf for k, buf in zip(a.keys + a.values, bufs)), "a layer's cache was copied"
+    for ka, kb in zip(a.keys, b.keys):
+        np.testing.assert_array_equal(ka.numpy(), kb.numpy())
+
+
 def test_sampling_is_seeded_and_top_k_1_is_greedy(gemma):
     a = "".join(gemma.generate("Once upon a time", max_tokens=4, temp=0.9, seed=7))
     b = "".join(gemma.generate("Once upon a time", max_tokens=4, temp=0.9, seed=7))
