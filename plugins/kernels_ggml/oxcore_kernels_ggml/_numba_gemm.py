@@ -1,0 +1,300 @@
+"""Register-blocked int8 GEMM for prefill: ``y (M, N) = x (M, K) @ W.T`` on ggml blocks, with
+x quantized to 8 bits (ggml's q8_0 blocks of 32) and ``vpdpbusd`` on 512-bit registers.
+
+Layout (why it is fast): the 16 lanes of a register are 16 *rows of x*, not 16 positions of K.
+x is quantized once per call into ``xt``: for each group of 16 rows and each 4 bytes of K, one
+64-byte vector (lane ``l`` holds row ``16 g + l``'s 4 quants). A weight row's 4 unsigned quants
+are broadcast to all lanes, so one ``vpdpbusd`` adds 4 products for 16 rows of x at once, and
+the weights need no transpose: each row is unpacked once (``_numba_matmul._unpack_row``) into a
+scratch tile and read 4 bytes at a time. After each group of ``G`` quants (16 or 32: one weight
+scale) the int32 sums become float32 and are multiplied by the weight scale (broadcast) and x's
+block scales (a vector over the 16 rows), plus the offset/min term (weight coefficient times x's
+group sums). No horizontal sums: each lane is one output.
+
+The microkernel (``_microkernel(MR, NR, G)``, LLVM IR through numba ``@intrinsic``) holds an
+``MR`` x ``NR`` tile of such registers (``MR`` groups of 16 rows of x times ``NR`` weight rows)
+over all of K: per 4 bytes of K it loads ``MR`` x vectors and ``NR`` broadcasts and issues
+``MR * NR`` ``vpdpbusd``; per group ``3 * MR * NR`` float operations. The driver (``gemm``)
+splits W's rows over the threads in chunks of ``CHUNK`` rows, unpacks each chunk once into
+thread-local scratch (L1/L2) and runs every x tile against it.
+
+Per group of ``G`` quants the weight has one scale and one offset or min coefficient: ``G = 32``
+for the 32-quant types and Q4_K / Q5_K (sub-blocks of 32), ``16`` for Q6_K (``group_size``).
+
+NOTE: needs AVX512-VNNI (512-bit ``vpdpbusd``); ``available()`` says whether this CPU has it.
+The caller (``_cpu``) falls back to ``_numba_matmul.gemm_q8`` (256-bit) elsewhere.
+
+NOTE: numba's disk cache (``cache=True``) is keyed on this file; a change in ``_numba_vnni``,
+``_numba_matmul`` or ``_numba_blocks`` alone does not invalidate it (touch this file).
+
+Example:
+    >>> import numpy as np
+    >>> from oxcore_kernels_ggml import _numba_gemm as G
+    >>> G.group_size("Q6_K"), G.group_size("Q4_K"), G.group_size("Q5_0")
+    (16, 32, 32)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from . import _numba_matmul as NM
+
+_I8, _I32, _I64, _F32 = ir.IntType(8), ir.IntType(32), ir.IntType(64), ir.FloatType()
+_V16I, _V16F = ir.VectorType(_I32, 16), ir.VectorType(_F32, 16)
+
+#: groups of 16 rows of x per microkernel call, and weight rows per call (register tile: MR * NR
+#: float accumulators + MR * NR int32 sums + MR x vectors + a broadcast <= 32 zmm registers)
+MR, NR = 3, 4
+#: weight rows a thread unpacks at once (a multiple of NR): K bytes + 8 K / G bytes of scales each
+CHUNK = 32
+
+
+def available() -> bool:
+    """True when this CPU runs ``vpdpbusd`` on 512-bit registers (AVX512-VNNI)."""
+    try:
+        import llvmlite.binding as llvm
+
+        f = llvm.get_host_cpu_features()
+    except (ImportError, RuntimeError):
+        return False
+    return bool(f.get("avx512vnni") and f.get("avx512bw"))
+
+
+def group_size(ggml_type: str) -> int:
+    """Quants per weight scale as the GEMM reads them: 16 for Q6_K, else 32."""
+    return 16 if ggml_type == "Q6_K" else 32
+
+
+def _ptr(context, builder, aryty, ary, off, elty):
+    """``elty*`` at element ``off`` (an i64 value) of a 1-d array."""
+    a = context.make_array(aryty)(context, builder, ary)
+    return builder.bitcast(builder.gep(a.data, [off]), elty.as_pointer())
+
+
+def _splat(builder, vecty, v):
+    """``vecty`` with ``v`` in every lane (LLVM folds load + splat into ``vpbroadcastd``)."""
+    first = builder.insert_element(ir.Constant(vecty, ir.Undefined), v, _I32(0))
+    return builder.shuffle_vector(first, ir.Constant(vecty, ir.Undefined), ir.Constant(ir.VectorType(_I32, vecty.count), None))
+
+
+def _microkernel(mr: int, nr: int, g: int):
+    """The ``mr`` x ``nr`` tile over all of K with ``g`` quants per weight scale, as an intrinsic
+    ``mk(u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)``:
+
+    - ``u[uo + c * ku + k]``: weight row ``c``'s unsigned quant ``k`` (c < nr);
+    - ``wsc[wo + c * ng + i]``, ``wof[...]``: its scale and offset coefficient of group ``i``;
+    - ``xt[xo + (r * K / 4 + j) * 64 + 4 l + b]``: x row ``16 r + l``'s quant ``4 j + b``;
+    - ``xd[xso + (r * ng + i) * 16 + l]``, ``xs[...]``: that row's block scale in group ``i``, and
+      its scale times the sum of its quants in group ``i``;
+    - ``y[yo + (16 r + l) * ys + c]``: written (not added) with the product.
+    """
+    steps = g // 4
+
+    def codegen(context, builder, sig, args):
+        (u_t, _, _, wsc_t, _, wof_t, xt_t, _, xd_t, _, xs_t, y_t) = sig.args[:12]
+        u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng = args
+        dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16I, [_V16I] * 3),
+                                            "llvm.x86.avx512.vpdpbusd.512")
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F, [_V16F] * 3), "llvm.fma.v16f32")
+        k = builder.mul(ng, _I64(g))
+        kx = builder.mul(k, _I64(16))  # NOTE: bytes of xt per group of 16 rows
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(_V16F, None)) for _ in range(nr)] for _ in range(mr)]
+        zero = ir.Constant(_V16I, None)
+        with cgutils.for_range(builder, ng) as loop:
+            i = loop.index
+            isum = [[zero] * nr for _ in range(mr)]
+            for s in range(steps):
+                j = builder.add(builder.mul(i, _I64(steps)), _I64(s))
+                xv = [builder.load(_ptr(context, builder, xt_t, xt,
+                                        builder.add(xo, builder.add(builder.mul(_I64(r), kx), builder.mul(j, _I64(64)))),
+                                        _V16I), align=1) for r in range(mr)]
+                for c in range(nr):
+                    off = builder.add(uo, builder.add(builder.mul(_I64(c), ku), builder.mul(j, _I64(4))))
+                    wv = _splat(builder, _V16I, builder.load(_ptr(context, builder, u_t, u, off, _I32), align=1))
+                    for r in range(mr):
+                        isum[r][c] = builder.call(dp, [isum[r][c], wv, xv[r]])
+            dxv, xsv = [], []
+            for r in range(mr):
+                o = builder.add(xso, builder.mul(builder.add(builder.mul(_I64(r), ng), i), _I64(16)))
+                dxv.append(builder.load(_ptr(context, builder, xd_t, xd, o, _V16F), align=4))
+                xsv.append(builder.load(_ptr(context, builder, xs_t, xs, o, _V16F), align=4))
+            for c in range(nr):
+                o = builder.add(wo, builder.add(builder.mul(_I64(c), ng), i))
+                sw = _splat(builder, _V16F, builder.load(_ptr(context, builder, wsc_t, wsc, o, _F32)))
+                so = _splat(builder, _V16F, builder.load(_ptr(context, builder, wof_t, wof, o, _F32)))
+                for r in range(mr):
+                    f = builder.load(acc[r][c])
+                    f = builder.call(fma, [builder.sitofp(isum[r][c], _V16F), builder.fmul(dxv[r], sw), f])
+                    builder.store(builder.call(fma, [xsv[r], so, f]), acc[r][c])
+        for r in range(mr):
+            for c in range(nr):
+                f = builder.load(acc[r][c])
+                for lane in range(16):
+                    o = builder.add(yo, builder.add(builder.mul(_I64(16 * r + lane), ys), _I64(c)))
+                    builder.store(builder.extract_element(f, _I32(lane)), _ptr(context, builder, y_t, y, o, _F32))
+        return context.get_dummy_value()
+
+    @intrinsic
+    def mk(typingctx, u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng):
+        return types.void(u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng), codegen
+
+    return mk
+
+
+# NOTE: one intrinsic per (rows of x tile, weight rows, group): the IR is unrolled per shape
+_MK32 = [_microkernel(r, NR, 32) for r in range(1, MR + 1)]
+_MK16 = [_microkernel(r, NR, 16) for r in range(1, MR + 1)]
+_MK32_1 = [_microkernel(r, 1, 32) for r in range(1, MR + 1)]
+_MK16_1 = [_microkernel(r, 1, 16) for r in range(1, MR + 1)]
+_MK32_A, _MK32_B, _MK32_C = _MK32
+_MK16_A, _MK16_B, _MK16_C = _MK16
+_MK32_1A, _MK32_1B, _MK32_1C = _MK32_1
+_MK16_1A, _MK16_1B, _MK16_1C = _MK16_1
+
+
+@njit(cache=True, fastmath=True)
+def quantize_x(x, g, xt, xd, xs):
+    """x (M, K) float32 as ggml's q8_0 blocks (``d = max|x| / 127`` per 32, ``round(x / d)``)
+    in the GEMM's layout: ``xt`` (groups of 16 rows, K / 4, 16, 4) int8, and per group of ``g``
+    quants ``xd`` (block scale) and ``xs`` (scale times the quants' sum), each (row groups,
+    K / g, 16) float32. Rows past M must be zero on entry (``np.zeros``)."""
+    m_rows, k = x.shape
+    ng = k // g
+    for m in range(m_rows):
+        rg, lane = m // 16, m % 16
+        for i in range(k // 32):
+            amax = np.float32(0)
+            for e in range(32):
+                amax = max(amax, abs(x[m, 32 * i + e]))
+            d = amax / np.float32(127)
+            inv = np.float32(1) / d if d > 0 else np.float32(0)
+            for h in range(32 // g):
+                s = 0
+                for e in range(g * h, g * h + g):
+                    kk = 32 * i + e
+                    q = np.int32(np.rint(x[m, kk] * inv))
+                    xt[rg, kk // 4, lane, kk % 4] = q
+                    s += q
+                gi = i * (32 // g) + h
+                xd[rg, gi, lane] = d
+                xs[rg, gi, lane] = d * np.float32(s)
+
+
+@njit(cache=True, inline="always")
+def _unpack_any(code, b, u, wsc, wof):
+    # NOTE: the type a literal in each call: _unpack_row's block loop keeps no switch
+    if code == 0:
+        NM._unpack_row(0, b, u, wsc, wof)
+    elif code == 1:
+        NM._unpack_row(1, b, u, wsc, wof)
+    elif code == 2:
+        NM._unpack_row(2, b, u, wsc, wof)
+    elif code == 3:
+        NM._unpack_row(3, b, u, wsc, wof)
+    elif code == 4:
+        NM._unpack_row(4, b, u, wsc, wof)
+    elif code == 5:
+        NM._unpack_row(5, b, u, wsc, wof)
+    elif code == 6:
+        NM._unpack_row(6, b, u, wsc, wof)
+    else:
+        NM._unpack_row(7, b, u, wsc, wof)
+
+
+@njit(cache=True, inline="always")
+def _tile(g, nr, mr, u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng):
+    """One microkernel call, picked by literal (g, nr, mr)."""
+    if g == 32:
+        if nr == NR:
+            if mr == 3:
+                _MK32_C(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            elif mr == 2:
+                _MK32_B(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            else:
+                _MK32_A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+        else:
+            if mr == 3:
+                _MK32_1C(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            elif mr == 2:
+                _MK32_1B(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            else:
+                _MK32_1A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+    else:
+        if nr == NR:
+            if mr == 3:
+                _MK16_C(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            elif mr == 2:
+                _MK16_B(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            else:
+                _MK16_A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+        else:
+            if mr == 3:
+                _MK16_1C(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            elif mr == 2:
+                _MK16_1B(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            else:
+                _MK16_1A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def gemm(code, g, w, xt, xd, xs, y):
+    """y (row groups * 16, N) = x @ W.T for W's row bytes ``w`` (N, row bytes) of type ``code``
+    (``_cpu.CODES``) and x from ``quantize_x`` with the same ``g`` (``group_size``); rows of y
+    past M hold the zero rows' products (0)."""
+    n_rows = w.shape[0]
+    rgroups = xt.shape[0]
+    k = xt.shape[1] * 4
+    ng = k // g
+    xtf, xdf, xsf, yf = xt.reshape(-1), xd.reshape(-1), xs.reshape(-1), y.reshape(-1)
+    for c in prange((n_rows + CHUNK - 1) // CHUNK):
+        n0 = c * CHUNK
+        rows = min(CHUNK, n_rows - n0)
+        u = np.empty(CHUNK * k, np.uint8)
+        wsc, wof = np.empty(CHUNK * ng, np.float32), np.empty(CHUNK * ng, np.float32)
+        s16, o16 = np.empty(k // 16, np.float32), np.empty(k // 16, np.float32)
+        for r in range(rows):
+            _unpack_any(code, w[n0 + r], u[r * k:(r + 1) * k], s16, o16)
+            step = g // 16  # NOTE: _unpack_row gives one scale per 16; a 32-group repeats it
+            for i in range(ng):
+                wsc[r * ng + i] = s16[i * step]
+                wof[r * ng + i] = o16[i * step]
+        full = rows - rows % NR
+        for r0 in range(0, rows):
+            # NOTE: NR rows per call; the last rows % NR one at a time
+            if r0 < full and r0 % NR:
+                continue
+            nr = NR if r0 < full else 1
+            for m0 in range(0, rgroups, MR):
+                _tile(g, nr, min(MR, rgroups - m0), u, r0 * k, k, wsc, r0 * ng, wof, xtf, m0 * 16 * k, xdf,
+                      m0 * ng * 16, xsf, yf, m0 * 16 * n_rows + n0 + r0, n_rows, ng)
+
+
+def matmul(x: np.ndarray, w: np.ndarray, code: int, ggml_type: str) -> np.ndarray:
+    """``x (M, K) @ W.T`` -> (M, N) float32 for W's row bytes ``w`` (N, row bytes): quantize x,
+    run ``gemm``. The caller sets numba's thread count.
+
+    Example:
+        >>> import numpy as np
+        >>> from oxcore_kernels_ggml import _cpu, _numba_gemm as G
+        >>> from oxcore_kernels_ggml.testing import random_blocks, reference_matmul, nmse
+        >>> rng = np.random.default_rng(0)
+        >>> raw = random_blocks("Q4_K", (64, 512), rng)
+        >>> x = rng.standard_normal((20, 512)).astype(np.float32)
+        >>> y = G.matmul(x, raw, _cpu.CODES["Q4_K"], "Q4_K") if G.available() else reference_matmul(x, raw, "Q4_K", (64, 512))
+        >>> y.shape, nmse(reference_matmul(x, raw, "Q4_K", (64, 512)), y) < 5e-4
+        ((20, 64), True)
+    """
+    m, k = x.shape
+    g = group_size(ggml_type)
+    rg = (m + 15) // 16
+    xt = np.zeros((rg, k // 4, 16, 4), np.int8)
+    xd, xs = np.zeros((rg, k // g, 16), np.float32), np.zeros((rg, k // g, 16), np.float32)
+    quantize_x(x, g, xt, xd, xs)
+    y = np.empty((rg * 16, w.shape[0]), np.float32)
+    gemm(code, g, w, xt, xd, xs, y)
+    return y[:m]
