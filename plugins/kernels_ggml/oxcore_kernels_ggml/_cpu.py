@@ -5,7 +5,10 @@ Paths, by rows of x (M):
 - CPUs with AVX512-VNNI or AVX-VNNI (``int8_gemv()``; ``OXCORE_GGML_INT8=0`` turns it off), W of
   at least ``INT8_MIN_BYTES``: x is quantized per 32 like ggml's q8_0 and multiplied with
   ``vpdpbusd`` (``_numba_vnni``): M = 1 the
-  GEMV (``gemv_q8``), 2..``INT8_MAX_ROWS`` the GEMM (``gemm_q8``: each weight row unpacked once).
+  GEMV (``gemv_q8``), 2..``GEMM_MIN_ROWS - 1`` the row-at-a-time GEMM (``gemm_q8``: each weight
+  row unpacked once), from ``GEMM_MIN_ROWS`` rows on AVX512-VNNI CPUs the register-blocked GEMM
+  (``_numba_gemm``: 16 rows of x per 512-bit register, slabs of ``GEMM_MAX_ROWS`` rows; 3-4x
+  ``gemm_q8`` from 16 rows), else ``gemm_q8`` up to ``INT8_MAX_ROWS``.
   NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
 - Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
 - More rows: tiles of W dequantized by io_gguf, multiplied with BLAS (float32).
@@ -35,6 +38,13 @@ GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked 
 # 7.9 vs 8.0 at 128, mixed at 256; at 16..64 rows the BLAS path took 20-100 ms while others
 # loaded the machine, the GEMM 0.7-8 ms)
 INT8_MAX_ROWS = 128
+# NOTE: the register-blocked GEMM (_numba_gemm, AVX512-VNNI) from this many rows of x: its lanes are
+# 16 rows of x, so fewer rows waste lanes (one thread, Gemma's shapes, medians of 15: at 4 rows it
+# ties gemm_q8, at 8 rows 1.2-1.6x faster, at 16 rows 2.1-2.9x, at 39 2.2-3x, at 128 3.3-3.9x)
+GEMM_MIN_ROWS = 8
+# NOTE: rows of x per GEMM call: x's quantized copy (K bytes + 2 floats per group a row) stays in L2
+# while each weight tile is run against it; more rows go in slabs (each unpacks W again)
+GEMM_MAX_ROWS = 512
 # NOTE: int8 path: only from this many weight bytes. Below, the call's fixed cost dominates (the
 # float32 GEMV is as fast), and a product with few outputs has no average: one output of 32
 # cancelling terms measured a relative error of 18% with x in 8 bits (NMSE 0.03), where the float32
@@ -66,17 +76,21 @@ def supports(node: Any) -> bool | str:
 
 def prior_us(node: Any) -> float:
     """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill; the int8
-    GEMM (up to ``INT8_MAX_ROWS`` rows of x) ~40 GFLOP/s per thread (Gemma's layers, measured)."""
+    GEMMs per thread: ``gemm_q8`` (up to ``INT8_MAX_ROWS`` rows of x) ~40 GFLOP/s, the blocked
+    ``_numba_gemm`` (from ``GEMM_MIN_ROWS``) ~150 (Gemma's layers, measured)."""
     from oxcore_io_gguf._types import ggml_type, nbytes
 
     n, k = node.attrs["shape"]
     m = math.prod(node.inputs[0].shape[:-1])
     wbytes = nbytes(ggml_type(node.attrs["ggml_type"]), (n, k))
     rate = 15e3
-    if m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv():
-        # NOTE: numba's own thread count would import numba while planning; the environment says it
+    int8 = m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv()
+    if int8 or _blocked_gemm(m, wbytes):
+        # NOTE: per thread: _numba_gemm 120-250 GFLOP/s at 16-512 rows (Gemma's shapes), gemm_q8 ~40.
+        # numba's own thread count would import numba while planning; the environment says it
         env = os.environ.get("OXCORE_THREADS") or os.environ.get("NUMBA_NUM_THREADS") or ""
-        rate = 40e3 * (int(env) if env.strip().isdigit() and int(env) > 0 else (os.cpu_count() or 1))
+        n_threads = int(env) if env.strip().isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+        rate = (150e3 if _blocked_gemm(m, wbytes) else 40e3) * n_threads
     return 5.0 + wbytes / 8e3 + 2.0 * m * n * k / rate
 
 
@@ -96,7 +110,12 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     y = np.empty((m, n), np.float32)
     code = CODES[t.name]
     int8 = m <= INT8_MAX_ROWS and w.nbytes >= INT8_MIN_BYTES and int8_gemv()
-    if int8 or m <= GEMV_MAX_ROWS:
+    if _blocked_gemm(m, w.nbytes):
+        numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
+        for a in range(0, m, GEMM_MAX_ROWS):
+            e = min(m, a + GEMM_MAX_ROWS)
+            y[a:e] = mod_gemm().matmul(xs[a:e], w, code, t.name)
+    elif int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
         numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
@@ -118,6 +137,31 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
             # NOTE: not matmul(out=y[:, a:e]): a strided out makes NumPy skip BLAS (10x slower)
             y[:, a:e] = xs @ dequantize(w[a:e], t.name, (e - a, k)).T
     return y.reshape(x.shape[:-1] + (n,))
+
+
+def _blocked_gemm(m: int, wbytes: int) -> bool:
+    """Whether ``m`` rows of x against ``wbytes`` of weights go to ``_numba_gemm``."""
+    return m >= GEMM_MIN_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv() and vnni512_cpu()
+
+
+def mod_gemm() -> Any:
+    """``_numba_gemm`` (imported on first use: it compiles on import of numba)."""
+    from . import _numba_gemm
+
+    return _numba_gemm
+
+
+def vnni512_cpu() -> bool:
+    """Whether this CPU has AVX512-VNNI (``vpdpbusd`` on 512-bit registers)."""
+    if "vnni512" not in _STATE:
+        try:
+            import llvmlite.binding as llvm
+
+            f = llvm.get_host_cpu_features()
+        except (ImportError, RuntimeError):
+            f = {}
+        _STATE["vnni512"] = bool(f.get("avx512vnni") and f.get("avx512bw"))
+    return _STATE["vnni512"]
 
 
 def int8_gemv() -> bool:
