@@ -91,7 +91,8 @@ def _microkernel(mr: int, nr: int, g: int):
     - ``xt[xo + (r * K / 4 + j) * 64 + 4 l + b]``: x row ``16 r + l``'s quant ``4 j + b``;
     - ``xd[xso + (r * ng + i) * 16 + l]``, ``xs[...]``: that row's block scale in group ``i``, and
       its scale times the sum of its quants in group ``i``;
-    - ``y[yo + (16 r + l) * ys + c]``: written (not added) with the product.
+    - ``y[yo + c * ys + 16 r + l]``: written (not added) with the product (the transpose of
+      y's tile: one vector store per register; ``gemm`` copies it into y).
     """
     steps = g // 4
 
@@ -133,10 +134,8 @@ def _microkernel(mr: int, nr: int, g: int):
                     builder.store(builder.call(fma, [xsv[r], so, f]), acc[r][c])
         for r in range(mr):
             for c in range(nr):
-                f = builder.load(acc[r][c])
-                for lane in range(16):
-                    o = builder.add(yo, builder.add(builder.mul(_I64(16 * r + lane), ys), _I64(c)))
-                    builder.store(builder.extract_element(f, _I32(lane)), _ptr(context, builder, y_t, y, o, _F32))
+                o = builder.add(yo, builder.add(builder.mul(_I64(c), ys), _I64(16 * r)))
+                builder.store(builder.load(acc[r][c]), _ptr(context, builder, y_t, y, o, _V16F), align=4)
         return context.get_dummy_value()
 
     @intrinsic
@@ -250,11 +249,13 @@ def gemm(code, g, w, xt, xd, xs, y):
     rgroups = xt.shape[0]
     k = xt.shape[1] * 4
     ng = k // g
-    xtf, xdf, xsf, yf = xt.reshape(-1), xd.reshape(-1), xs.reshape(-1), y.reshape(-1)
+    mp = rgroups * 16
+    xtf, xdf, xsf = xt.reshape(-1), xd.reshape(-1), xs.reshape(-1)
     for c in prange((n_rows + CHUNK - 1) // CHUNK):
         n0 = c * CHUNK
         rows = min(CHUNK, n_rows - n0)
         u = np.empty(CHUNK * k, np.uint8)
+        yt = np.empty(CHUNK * mp, np.float32)
         wsc, wof = np.empty(CHUNK * ng, np.float32), np.empty(CHUNK * ng, np.float32)
         s16, o16 = np.empty(k // 16, np.float32), np.empty(k // 16, np.float32)
         for r in range(rows):
@@ -271,7 +272,13 @@ def gemm(code, g, w, xt, xd, xs, y):
             nr = NR if r0 < full else 1
             for m0 in range(0, rgroups, MR):
                 _tile(g, nr, min(MR, rgroups - m0), u, r0 * k, k, wsc, r0 * ng, wof, xtf, m0 * 16 * k, xdf,
-                      m0 * ng * 16, xsf, yf, m0 * 16 * n_rows + n0 + r0, n_rows, ng)
+                      m0 * ng * 16, xsf, yt, r0 * mp + m0 * 16, mp, ng)
+        # NOTE: the tiles are stored transposed (a vector per weight row), copied into y here in
+        # rows of `rows` floats: storing 16 lanes straight into y's column hit one cache set per
+        # 16 rows of x (N * 4 bytes apart), 2x slower at N = 2048
+        for m in range(mp):
+            for r in range(rows):
+                y[m, n0 + r] = yt[r * mp + m]
 
 
 def matmul(x: np.ndarray, w: np.ndarray, code: int, ggml_type: str) -> np.ndarray:
