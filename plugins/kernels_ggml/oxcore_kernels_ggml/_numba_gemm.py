@@ -156,32 +156,61 @@ _MK32_1A, _MK32_1B, _MK32_1C = _MK32_1
 _MK16_1A, _MK16_1B, _MK16_1C = _MK16_1
 
 
+@intrinsic
+def _q8_block(typingctx, x, xo, q, qo, sums):
+    """ggml's q8_0 of ``x[xo:xo + 32]`` (float32) into ``q[qo:qo + 32]`` (int8): returns the
+    scale ``d = max|x| / 127``; the quants are ``x / d`` rounded to nearest even (0 where d is
+    0); ``sums[0:2]`` (int32) get the sums of quants 0-15 and 16-31. NOTE: IR for the 32 lanes
+    at once (``vmaxps``, ``vrndscaleps``, ``vpmovdb``): the scalar numba loop took ~2 ns a
+    value, 15% of Gemma's prefill."""
+    def codegen(context, builder, sig, args):
+        x_t, _, q_t, _, s_t = sig.args
+        xa, xo_, qa, qo_, sa = args
+        v32f = ir.VectorType(_F32, 32)
+        v = builder.load(_ptr(context, builder, x_t, xa, xo_, v32f), align=4)
+        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32f, [v32f]), "llvm.fabs.v32f32")
+        fmax = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [v32f]),
+                                              "llvm.vector.reduce.fmax.v32f32")
+        amax = builder.call(fmax, [builder.call(fabs, [v])])
+        d = builder.fdiv(amax, _F32(127.0))
+        pos = builder.fcmp_ordered(">", d, _F32(0.0))
+        inv = builder.select(pos, builder.fdiv(_F32(1.0), d), _F32(0.0))
+        rnd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32f, [v32f]), "llvm.roundeven.v32f32")
+        qv = builder.fptosi(builder.call(rnd, [builder.fmul(v, _splat(builder, v32f, inv))]), ir.VectorType(_I32, 32))
+        builder.store(builder.trunc(qv, ir.VectorType(_I8, 32)),
+                      _ptr(context, builder, q_t, qa, qo_, ir.VectorType(_I8, 32)), align=1)
+        radd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [_V16I]),
+                                              "llvm.vector.reduce.add.v16i32")
+        for h in range(2):
+            half = builder.shuffle_vector(qv, qv, ir.Constant(ir.VectorType(_I32, 16), list(range(16 * h, 16 * h + 16))))
+            builder.store(builder.call(radd, [half]), _ptr(context, builder, s_t, sa, _I64(h), _I32))
+        return d
+    return types.float32(x, xo, q, qo, sums), codegen
+
+
 @njit(cache=True, fastmath=True)
-def quantize_x(x, g, xt, xd, xs):
+def quantize_x(x, g, q, q32, xt, xd, xs):
     """x (M, K) float32 as ggml's q8_0 blocks (``d = max|x| / 127`` per 32, ``round(x / d)``)
-    in the GEMM's layout: ``xt`` (groups of 16 rows, K / 4, 16, 4) int8, and per group of ``g``
-    quants ``xd`` (block scale) and ``xs`` (scale times the quants' sum), each (row groups,
-    K / g, 16) float32. Rows past M must be zero on entry (``np.zeros``)."""
+    in the GEMM's layout: ``xt`` (groups of 16 rows, K / 4, 16) int32 (4 quants each: lane
+    ``l`` is row ``16 g + l``), and per group of ``g`` quants ``xd`` (block scale) and ``xs``
+    (scale times the quants' sum), each (row groups, K / g, 16) float32. ``q`` (K,) int8 and
+    ``q32`` (the same bytes as int32) are scratch. Rows past M must be zero on entry."""
     m_rows, k = x.shape
-    ng = k // g
+    xf = x.reshape(-1)
+    sums = np.empty(2, np.int32)
     for m in range(m_rows):
         rg, lane = m // 16, m % 16
         for i in range(k // 32):
-            amax = np.float32(0)
-            for e in range(32):
-                amax = max(amax, abs(x[m, 32 * i + e]))
-            d = amax / np.float32(127)
-            inv = np.float32(1) / d if d > 0 else np.float32(0)
-            for h in range(32 // g):
-                s = 0
-                for e in range(g * h, g * h + g):
-                    kk = 32 * i + e
-                    q = np.int32(np.rint(x[m, kk] * inv))
-                    xt[rg, kk // 4, lane, kk % 4] = q
-                    s += q
-                gi = i * (32 // g) + h
-                xd[rg, gi, lane] = d
-                xs[rg, gi, lane] = d * np.float32(s)
+            d = _q8_block(xf, m * k + 32 * i, q, 32 * i, sums)
+            if g == 32:
+                xd[rg, i, lane] = d
+                xs[rg, i, lane] = d * np.float32(sums[0] + sums[1])
+            else:
+                for h in range(2):
+                    xd[rg, 2 * i + h, lane] = d
+                    xs[rg, 2 * i + h, lane] = d * np.float32(sums[h])
+        for j in range(k // 4):
+            xt[rg, j, lane] = q32[j]
 
 
 @njit(cache=True, inline="always")
@@ -243,8 +272,8 @@ def _tile(g, nr, mr, u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
 @njit(parallel=True, cache=True, fastmath=True)
 def gemm(code, g, w, xt, xd, xs, y):
     """y (row groups * 16, N) = x @ W.T for W's row bytes ``w`` (N, row bytes) of type ``code``
-    (``_cpu.CODES``) and x from ``quantize_x`` with the same ``g`` (``group_size``); rows of y
-    past M hold the zero rows' products (0)."""
+    (``_cpu.CODES``) and x from ``quantize_x`` with the same ``g`` (``group_size``; ``xt`` as
+    int8: (row groups, K / 4, 64)); rows of y past M hold the zero rows' products (0)."""
     n_rows = w.shape[0]
     rgroups = xt.shape[0]
     k = xt.shape[1] * 4
@@ -299,9 +328,10 @@ def matmul(x: np.ndarray, w: np.ndarray, code: int, ggml_type: str) -> np.ndarra
     m, k = x.shape
     g = group_size(ggml_type)
     rg = (m + 15) // 16
-    xt = np.zeros((rg, k // 4, 16, 4), np.int8)
+    xt = np.zeros((rg, k // 4, 16), np.int32)
     xd, xs = np.zeros((rg, k // g, 16), np.float32), np.zeros((rg, k // g, 16), np.float32)
-    quantize_x(x, g, xt, xd, xs)
+    q = np.empty(k, np.int8)
+    quantize_x(np.ascontiguousarray(x, np.float32), g, q, q.view(np.int32), xt, xd, xs)
     y = np.empty((rg * 16, w.shape[0]), np.float32)
-    gemm(code, g, w, xt, xd, xs, y)
+    gemm(code, g, w, xt.view(np.int8), xd, xs, y)
     return y[:m]
