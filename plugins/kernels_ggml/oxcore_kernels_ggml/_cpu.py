@@ -111,10 +111,11 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     code = CODES[t.name]
     int8 = m <= INT8_MAX_ROWS and w.nbytes >= INT8_MIN_BYTES and int8_gemv()
     if _blocked_gemm(m, w.nbytes):
-        numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
+        # NOTE: its own pool of threads, not numba's (see _numba_gemm._run_pooled)
+        n_threads = threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1
         for a in range(0, m, GEMM_MAX_ROWS):
             e = min(m, a + GEMM_MAX_ROWS)
-            y[a:e] = mod_gemm().matmul(xs[a:e], w, code, t.name)
+            y[a:e] = mod_gemm().matmul(xs[a:e], w, code, t.name, n_threads)
     elif int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)

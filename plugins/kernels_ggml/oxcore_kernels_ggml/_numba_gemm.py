@@ -14,9 +14,11 @@ group sums). No horizontal sums: each lane is one output.
 The microkernel (``_microkernel(MR, NR, G)``, LLVM IR through numba ``@intrinsic``) holds an
 ``MR`` x ``NR`` tile of such registers (``MR`` groups of 16 rows of x times ``NR`` weight rows)
 over all of K: per 4 bytes of K it loads ``MR`` x vectors and ``NR`` broadcasts and issues
-``MR * NR`` ``vpdpbusd``; per group ``3 * MR * NR`` float operations. The driver (``gemm``)
-splits W's rows over the threads in chunks of ``CHUNK`` rows, unpacks each chunk once into
-thread-local scratch (L1/L2) and runs every x tile against it.
+``MR * NR`` ``vpdpbusd``; per group ``4 * MR * NR`` float operations. The driver
+(``gemm_chunks``) takes W's rows in chunks of ``CHUNK`` rows, unpacks each chunk once into
+thread-local scratch (L1/L2) and runs every x tile against it; ``matmul`` splits the chunks over
+this thread and a small pool (``_run_pooled``: no barrier waiting for a thread the OS has not
+scheduled, unlike numba's OpenMP ``prange``).
 
 Per group of ``G`` quants the weight has one scale and one offset or min coefficient: ``G = 32``
 for the 32-quant types and Q4_K / Q5_K (sub-blocks of 32), ``16`` for Q6_K (``group_size``).
@@ -36,9 +38,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -92,7 +96,7 @@ def _microkernel(mr: int, nr: int, g: int):
     - ``xd[xso + (r * ng + i) * 16 + l]``, ``xs[...]``: that row's block scale in group ``i``, and
       its scale times the sum of its quants in group ``i``;
     - ``y[yo + c * ys + 16 r + l]``: written (not added) with the product (the transpose of
-      y's tile: one vector store per register; ``gemm`` copies it into y).
+      y's tile: one vector store per register; ``gemm_chunks`` copies it into y).
     """
     steps = g // 4
 
@@ -269,24 +273,26 @@ def _tile(g, nr, mr, u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
                 _MK16_1A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def gemm(code, g, w, xt, xd, xs, y):
-    """y (row groups * 16, N) = x @ W.T for W's row bytes ``w`` (N, row bytes) of type ``code``
-    (``_cpu.CODES``) and x from ``quantize_x`` with the same ``g`` (``group_size``; ``xt`` as
-    int8: (row groups, K / 4, 64)); rows of y past M hold the zero rows' products (0)."""
+@njit(cache=True, fastmath=True, nogil=True)
+def gemm_chunks(code, g, w, xt, xd, xs, y, c0, c1):
+    """y (row groups * 16, N) = x @ W.T, weight rows ``CHUNK * c0`` up to ``CHUNK * c1``, for
+    W's row bytes ``w`` (N, row bytes) of type ``code`` (``_cpu.CODES``) and x from
+    ``quantize_x`` with the same ``g`` (``group_size``; ``xt`` as int8: (row groups, K / 4,
+    64)); rows of y past M get the zero rows' products (0). The GIL is released: the pool's
+    threads run it side by side on other chunks (``_run_pooled``)."""
     n_rows = w.shape[0]
     rgroups = xt.shape[0]
     k = xt.shape[1] * 4
     ng = k // g
     mp = rgroups * 16
     xtf, xdf, xsf = xt.reshape(-1), xd.reshape(-1), xs.reshape(-1)
-    for c in prange((n_rows + CHUNK - 1) // CHUNK):
+    u = np.empty(CHUNK * k, np.uint8)
+    yt = np.empty(CHUNK * mp, np.float32)
+    wsc, wof = np.empty(CHUNK * ng, np.float32), np.empty(CHUNK * ng, np.float32)
+    s16, o16 = np.empty(k // 16, np.float32), np.empty(k // 16, np.float32)
+    for c in range(c0, c1):
         n0 = c * CHUNK
         rows = min(CHUNK, n_rows - n0)
-        u = np.empty(CHUNK * k, np.uint8)
-        yt = np.empty(CHUNK * mp, np.float32)
-        wsc, wof = np.empty(CHUNK * ng, np.float32), np.empty(CHUNK * ng, np.float32)
-        s16, o16 = np.empty(k // 16, np.float32), np.empty(k // 16, np.float32)
         for r in range(rows):
             _unpack_any(code, w[n0 + r], u[r * k:(r + 1) * k], s16, o16)
             step = g // 16  # NOTE: _unpack_row gives one scale per 16; a 32-group repeats it
@@ -310,9 +316,47 @@ def gemm(code, g, w, xt, xd, xs, y):
                 y[m, n0 + r] = yt[r * mp + m]
 
 
-def matmul(x: np.ndarray, w: np.ndarray, code: int, ggml_type: str) -> np.ndarray:
+#: chunks of CHUNK weight rows per task of the pool (a task: ~20-100 us at Gemma's shapes)
+TASK_CHUNKS = 4
+_POOL: list = []
+
+
+def _run_pooled(fn: Any, n_chunks: int, threads: int) -> None:
+    """``fn(c0, c1)`` over ``range(n_chunks)`` in tasks of ``TASK_CHUNKS``, on this thread and
+    up to ``threads - 1`` pool threads, each taking the next task until none is left.
+
+    NOTE why not numba's prange: its OpenMP team ends in a barrier that waits for every thread,
+    also one the OS has not scheduled yet; on the shared 2-core machine that cost 5-50 ms per
+    call (a layer's 7 GEMMs: median 9-30 ms on two threads, 2.2 ms on one). Here the caller
+    works through the tasks itself and only waits for tasks a pool thread has started."""
+    import itertools
+    from concurrent.futures import ThreadPoolExecutor
+
+    n_tasks = -(-n_chunks // TASK_CHUNKS)
+    helpers = min(threads, n_tasks) - 1
+    if helpers <= 0:
+        fn(0, n_chunks)
+        return
+    if len(_POOL) < helpers:
+        _POOL.extend(ThreadPoolExecutor(1, thread_name_prefix="oxcore-gemm") for _ in range(helpers - len(_POOL)))
+    counter = itertools.count()  # NOTE: next() on it is atomic under the GIL
+
+    def work() -> None:
+        for t in iter(counter.__next__, None):
+            if t >= n_tasks:
+                return
+            fn(t * TASK_CHUNKS, min(n_chunks, (t + 1) * TASK_CHUNKS))
+
+    futures = [_POOL[i].submit(work) for i in range(helpers)]
+    work()
+    for f in futures:
+        if not f.cancel():  # NOTE: not started yet: dropped; started: finishing its last task
+            f.result()
+
+
+def matmul(x: np.ndarray, w: np.ndarray, code: int, ggml_type: str, threads: int = 1) -> np.ndarray:
     """``x (M, K) @ W.T`` -> (M, N) float32 for W's row bytes ``w`` (N, row bytes): quantize x,
-    run ``gemm``. The caller sets numba's thread count.
+    run ``gemm_chunks`` on ``threads`` threads (this one and a pool's; ``_run_pooled``).
 
     Example:
         >>> import numpy as np
@@ -333,5 +377,6 @@ def matmul(x: np.ndarray, w: np.ndarray, code: int, ggml_type: str) -> np.ndarra
     q = np.empty(k, np.int8)
     quantize_x(np.ascontiguousarray(x, np.float32), g, q, q.view(np.int32), xt, xd, xs)
     y = np.empty((rg * 16, w.shape[0]), np.float32)
-    gemm(code, g, w, xt.view(np.int8), xd, xs, y)
+    xt8 = xt.view(np.int8)
+    _run_pooled(lambda c0, c1: gemm_chunks(code, g, w, xt8, xd, xs, y, c0, c1), -(-w.shape[0] // CHUNK), threads)
     return y[:m]

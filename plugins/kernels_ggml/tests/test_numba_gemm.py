@@ -124,3 +124,16 @@ def test_int8_off_keeps_the_float32_paths(monkeypatch):
     assert not _cpu._blocked_gemm(64, 1 << 30)
     monkeypatch.delenv("OXCORE_GGML_INT8")
     assert _cpu._blocked_gemm(64, 1 << 30) == _cpu.vnni512_cpu()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_pooled_threads_give_the_one_thread_product(threads, monkeypatch):
+    """Tasks split over the pool (more tasks than threads, a last short one) give the same
+    bits as one thread: each output is computed by exactly one task."""
+    monkeypatch.setattr(G, "TASK_CHUNKS", 1)
+    rng = np.random.default_rng(threads)
+    raw = random_blocks("Q6_K", (G.CHUNK * 5 + 3, 256), rng)
+    x = rng.standard_normal((23, 256)).astype(np.float32)
+    one = G.matmul(x, raw, _cpu.CODES["Q6_K"], "Q6_K", 1)
+    np.testing.assert_array_equal(G.matmul(x, raw, _cpu.CODES["Q6_K"], "Q6_K", threads), one)
+    assert nmse(reference_matmul(x, raw, "Q6_K", raw.shape[:1] + (256,)), one) <= TOL_INT8
