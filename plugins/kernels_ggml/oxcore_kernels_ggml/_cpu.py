@@ -45,6 +45,10 @@ GEMM_MIN_ROWS = 8
 # NOTE: rows of x per GEMM call: x's quantized copy (K bytes + 2 floats per group a row) stays in L2
 # while each weight tile is run against it; more rows go in slabs (each unpacks W again)
 GEMM_MAX_ROWS = 512
+# NOTE: the blocked GEMM's products (2 M N K) below this run on one thread: ~0.1-0.2 ms there,
+# where handing tasks to the pool cost ~20-30 us (Gemma's 256 x 640 K/V projections at 39 rows:
+# 13 MFLOP, ~50 us on one thread)
+GEMM_PARALLEL_MIN_FLOP = 32e6
 # NOTE: int8 path: only from this many weight bytes. Below, the call's fixed cost dominates (the
 # float32 GEMV is as fast), and a product with few outputs has no average: one output of 32
 # cancelling terms measured a relative error of 18% with x in 8 bits (NMSE 0.03), where the float32
@@ -112,7 +116,7 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     int8 = m <= INT8_MAX_ROWS and w.nbytes >= INT8_MIN_BYTES and int8_gemv()
     if _blocked_gemm(m, w.nbytes):
         # NOTE: its own pool of threads, not numba's (see _numba_gemm._run_pooled)
-        n_threads = threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1
+        n_threads = threads() if 2 * m * n * k >= GEMM_PARALLEL_MIN_FLOP else 1
         for a in range(0, m, GEMM_MAX_ROWS):
             e = min(m, a + GEMM_MAX_ROWS)
             y[a:e] = mod_gemm().matmul(xs[a:e], w, code, t.name, n_threads)
