@@ -117,9 +117,9 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     if _blocked_gemm(m, w.nbytes):
         # NOTE: its own pool of threads, not numba's (see _numba_gemm._run_pooled)
         n_threads = threads() if 2 * m * n * k >= GEMM_PARALLEL_MIN_FLOP else 1
-        for a in range(0, m, GEMM_MAX_ROWS):
-            e = min(m, a + GEMM_MAX_ROWS)
-            y[a:e] = mod_gemm().matmul(xs[a:e], w, code, t.name, n_threads)
+        parts = [mod_gemm().matmul(xs[a:a + GEMM_MAX_ROWS], w, code, t.name, n_threads)
+                 for a in range(0, m, GEMM_MAX_ROWS)]
+        y = parts[0] if len(parts) == 1 else np.concatenate(parts)
     elif int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
