@@ -86,33 +86,42 @@ def _splat(builder, vecty, v):
     return builder.shuffle_vector(first, ir.Constant(vecty, ir.Undefined), ir.Constant(ir.VectorType(_I32, vecty.count), None))
 
 
-def _microkernel(mr: int, nr: int, g: int):
-    """The ``mr`` x ``nr`` tile over all of K with ``g`` quants per weight scale, as an intrinsic
-    ``mk(u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)``:
+def _microkernel(mr: int, g: int, ioff: bool):
+    """The ``mr`` x ``NR`` tile over all of K with ``g`` quants per weight scale, as an intrinsic
+    ``mk(u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)``:
 
-    - ``u[uo + c * ku + k]``: weight row ``c``'s unsigned quant ``k`` (c < nr);
+    - ``u[uo + c * ku + k]``: weight row ``c``'s unsigned quant ``k`` (c < NR);
     - ``wsc[wo + c * ng + i]``, ``wof[...]``: its scale and offset coefficient of group ``i``;
     - ``xt[xo + (r * K / 4 + j) * 64 + 4 l + b]``: x row ``16 r + l``'s quant ``4 j + b``;
     - ``xd[xso + (r * ng + i) * 16 + l]``, ``xs[...]``: that row's block scale in group ``i``, and
-      its scale times the sum of its quants in group ``i``;
+      its scale times the sum of its quants in group ``i``; ``xi[...]`` (int32): minus the type's
+      integer offset times that sum;
     - ``y[yo + c * ys + 16 r + l]``: written (not added) with the product (the transpose of
       y's tile: one vector store per register; ``gemm_chunks`` copies it into y).
+
+    ``ioff``: the type's offset is an integer (Q4_0 8, Q5_0 16, Q8_0 128, Q6_K 32): each int32
+    sum starts at ``xi`` instead of 0 (``vpdpbusd``'s accumulator input, free) and ``wof``/``xs``
+    are not read; otherwise (float mins: Q4_1, Q5_1, Q4_K, Q5_K) one more multiply-add per
+    register and group adds ``wof * xs``.
     """
-    steps = g // 4
+    steps, nr = g // 4, NR
 
     def codegen(context, builder, sig, args):
-        (u_t, _, _, wsc_t, _, wof_t, xt_t, _, xd_t, _, xs_t, y_t) = sig.args[:12]
-        u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng = args
+        (u_t, _, _, wsc_t, _, wof_t, xt_t, _, xd_t, _, xs_t, xi_t, y_t) = sig.args[:13]
+        u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng = args
         dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16I, [_V16I] * 3),
                                             "llvm.x86.avx512.vpdpbusd.512")
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F, [_V16F] * 3), "llvm.fma.v16f32")
         k = builder.mul(ng, _I64(g))
         kx = builder.mul(k, _I64(16))  # NOTE: bytes of xt per group of 16 rows
         acc = [[cgutils.alloca_once_value(builder, ir.Constant(_V16F, None)) for _ in range(nr)] for _ in range(mr)]
-        zero = ir.Constant(_V16I, None)
         with cgutils.for_range(builder, ng) as loop:
             i = loop.index
-            isum = [[zero] * nr for _ in range(mr)]
+            xoff = [builder.add(xso, builder.mul(builder.add(builder.mul(_I64(r), ng), i), _I64(16))) for r in range(mr)]
+            if ioff:
+                isum = [[builder.load(_ptr(context, builder, xi_t, xi, xoff[r], _V16I), align=4)] * nr for r in range(mr)]
+            else:
+                isum = [[ir.Constant(_V16I, None)] * nr for _ in range(mr)]
             for s in range(steps):
                 j = builder.add(builder.mul(i, _I64(steps)), _I64(s))
                 xv = [builder.load(_ptr(context, builder, xt_t, xt,
@@ -123,19 +132,19 @@ def _microkernel(mr: int, nr: int, g: int):
                     wv = _splat(builder, _V16I, builder.load(_ptr(context, builder, u_t, u, off, _I32), align=1))
                     for r in range(mr):
                         isum[r][c] = builder.call(dp, [isum[r][c], wv, xv[r]])
-            dxv, xsv = [], []
-            for r in range(mr):
-                o = builder.add(xso, builder.mul(builder.add(builder.mul(_I64(r), ng), i), _I64(16)))
-                dxv.append(builder.load(_ptr(context, builder, xd_t, xd, o, _V16F), align=4))
-                xsv.append(builder.load(_ptr(context, builder, xs_t, xs, o, _V16F), align=4))
+            dxv = [builder.load(_ptr(context, builder, xd_t, xd, xoff[r], _V16F), align=4) for r in range(mr)]
+            xsv = [] if ioff else [builder.load(_ptr(context, builder, xs_t, xs, xoff[r], _V16F), align=4)
+                                   for r in range(mr)]
             for c in range(nr):
                 o = builder.add(wo, builder.add(builder.mul(_I64(c), ng), i))
                 sw = _splat(builder, _V16F, builder.load(_ptr(context, builder, wsc_t, wsc, o, _F32)))
-                so = _splat(builder, _V16F, builder.load(_ptr(context, builder, wof_t, wof, o, _F32)))
+                so = None if ioff else _splat(builder, _V16F, builder.load(_ptr(context, builder, wof_t, wof, o, _F32)))
                 for r in range(mr):
                     f = builder.load(acc[r][c])
                     f = builder.call(fma, [builder.sitofp(isum[r][c], _V16F), builder.fmul(dxv[r], sw), f])
-                    builder.store(builder.call(fma, [xsv[r], so, f]), acc[r][c])
+                    if not ioff:
+                        f = builder.call(fma, [xsv[r], so, f])
+                    builder.store(f, acc[r][c])
         for r in range(mr):
             for c in range(nr):
                 o = builder.add(yo, builder.add(builder.mul(_I64(c), ys), _I64(16 * r)))
@@ -143,21 +152,20 @@ def _microkernel(mr: int, nr: int, g: int):
         return context.get_dummy_value()
 
     @intrinsic
-    def mk(typingctx, u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng):
-        return types.void(u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng), codegen
+    def mk(typingctx, u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng):
+        return types.void(u, uo, ku, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng), codegen
 
     return mk
 
 
-# NOTE: one intrinsic per (rows of x tile, weight rows, group): the IR is unrolled per shape
-_MK32 = [_microkernel(r, NR, 32) for r in range(1, MR + 1)]
-_MK16 = [_microkernel(r, NR, 16) for r in range(1, MR + 1)]
-_MK32_1 = [_microkernel(r, 1, 32) for r in range(1, MR + 1)]
-_MK16_1 = [_microkernel(r, 1, 16) for r in range(1, MR + 1)]
-_MK32_A, _MK32_B, _MK32_C = _MK32
-_MK16_A, _MK16_B, _MK16_C = _MK16
-_MK32_1A, _MK32_1B, _MK32_1C = _MK32_1
-_MK16_1A, _MK16_1B, _MK16_1C = _MK16_1
+# NOTE: one intrinsic per (groups of 16 rows of x, quants per scale, integer offset): the IR is
+# unrolled per shape. Q6_K is the only type with 16-quant groups (and it has an integer offset)
+_MK32F1, _MK32F2, _MK32F3 = (_microkernel(r, 32, False) for r in range(1, MR + 1))
+_MK32I1, _MK32I2, _MK32I3 = (_microkernel(r, 32, True) for r in range(1, MR + 1))
+_MK16I1, _MK16I2, _MK16I3 = (_microkernel(r, 16, True) for r in range(1, MR + 1))
+#: the integer offset of each type code (``_cpu.CODES``: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
+#: Q5_K, Q6_K) as ``_numba_matmul._unpack_row`` reads the quants; 0: float mins instead
+INT_OFFSET = (8, 0, 16, 0, 128, 0, 0, 32)
 
 
 @intrinsic
@@ -193,11 +201,12 @@ def _q8_block(typingctx, x, xo, q, qo, sums):
 
 
 @njit(cache=True, fastmath=True)
-def quantize_x(x, g, q, q32, xt, xd, xs):
+def quantize_x(x, g, off, q, q32, xt, xd, xs, xi):
     """x (M, K) float32 as ggml's q8_0 blocks (``d = max|x| / 127`` per 32, ``round(x / d)``)
     in the GEMM's layout: ``xt`` (groups of 16 rows, K / 4, 16) int32 (4 quants each: lane
-    ``l`` is row ``16 g + l``), and per group of ``g`` quants ``xd`` (block scale) and ``xs``
-    (scale times the quants' sum), each (row groups, K / g, 16) float32. ``q`` (K,) int8 and
+    ``l`` is row ``16 g + l``), and per group of ``g`` quants ``xd`` (block scale), ``xs``
+    (scale times the quants' sum) and ``xi`` (``-off`` times the sum, int32; ``off`` the weight
+    type's integer offset, ``INT_OFFSET``), each (row groups, K / g, 16). ``q`` (K,) int8 and
     ``q32`` (the same bytes as int32) are scratch. Rows past M must be zero on entry."""
     m_rows, k = x.shape
     xf = x.reshape(-1)
@@ -207,12 +216,15 @@ def quantize_x(x, g, q, q32, xt, xd, xs):
         for i in range(k // 32):
             d = _q8_block(xf, m * k + 32 * i, q, 32 * i, sums)
             if g == 32:
+                s = sums[0] + sums[1]
                 xd[rg, i, lane] = d
-                xs[rg, i, lane] = d * np.float32(sums[0] + sums[1])
+                xs[rg, i, lane] = d * np.float32(s)
+                xi[rg, i, lane] = -off * s
             else:
                 for h in range(2):
                     xd[rg, 2 * i + h, lane] = d
                     xs[rg, 2 * i + h, lane] = d * np.float32(sums[h])
+                    xi[rg, 2 * i + h, lane] = -off * sums[h]
         for j in range(k // 4):
             xt[rg, j, lane] = q32[j]
 
@@ -239,56 +251,48 @@ def _unpack_any(code, b, u, wsc, wof):
 
 
 @njit(cache=True, inline="always")
-def _tile(g, nr, mr, u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng):
-    """One microkernel call, picked by literal (g, nr, mr)."""
-    if g == 32:
-        if nr == NR:
-            if mr == 3:
-                _MK32_C(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
-            elif mr == 2:
-                _MK32_B(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
-            else:
-                _MK32_A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+def _tile(g, ioff, mr, u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng):
+    """One microkernel call, picked by (g, integer offset, mr)."""
+    if g == 16:
+        if mr == 3:
+            _MK16I3(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
+        elif mr == 2:
+            _MK16I2(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
         else:
-            if mr == 3:
-                _MK32_1C(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
-            elif mr == 2:
-                _MK32_1B(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
-            else:
-                _MK32_1A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            _MK16I1(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
+    elif ioff:
+        if mr == 3:
+            _MK32I3(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
+        elif mr == 2:
+            _MK32I2(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
+        else:
+            _MK32I1(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
     else:
-        if nr == NR:
-            if mr == 3:
-                _MK16_C(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
-            elif mr == 2:
-                _MK16_B(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
-            else:
-                _MK16_A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+        if mr == 3:
+            _MK32F3(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
+        elif mr == 2:
+            _MK32F2(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
         else:
-            if mr == 3:
-                _MK16_1C(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
-            elif mr == 2:
-                _MK16_1B(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
-            else:
-                _MK16_1A(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, y, yo, ys, ng)
+            _MK32F1(u, uo, k, wsc, wo, wof, xt, xo, xd, xso, xs, xi, y, yo, ys, ng)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def gemm_chunks(code, g, w, xt, xd, xs, y, c0, c1):
+def gemm_chunks(code, g, w, xt, xd, xs, xi, y, c0, c1):
     """y (row groups * 16, N) = x @ W.T, weight rows ``CHUNK * c0`` up to ``CHUNK * c1``, for
     W's row bytes ``w`` (N, row bytes) of type ``code`` (``_cpu.CODES``) and x from
-    ``quantize_x`` with the same ``g`` (``group_size``; ``xt`` as int8: (row groups, K / 4,
-    64)); rows of y past M get the zero rows' products (0). The GIL is released: the pool's
-    threads run it side by side on other chunks (``_run_pooled``)."""
+    ``quantize_x`` with the same ``g`` (``group_size``) and offset (``xt`` as int8: (row groups,
+    K / 4, 64)); rows of y past M get the zero rows' products (0). The GIL is released: the
+    pool's threads run it side by side on other chunks (``_run_pooled``)."""
     n_rows = w.shape[0]
     rgroups = xt.shape[0]
     k = xt.shape[1] * 4
     ng = k // g
     mp = rgroups * 16
-    xtf, xdf, xsf = xt.reshape(-1), xd.reshape(-1), xs.reshape(-1)
-    u = np.empty(CHUNK * k, np.uint8)
+    ioff = INT_OFFSET[code] != 0
+    xtf, xdf, xsf, xif = xt.reshape(-1), xd.reshape(-1), xs.reshape(-1), xi.reshape(-1)
+    u = np.zeros(CHUNK * k, np.uint8)
     yt = np.empty(CHUNK * mp, np.float32)
-    wsc, wof = np.empty(CHUNK * ng, np.float32), np.empty(CHUNK * ng, np.float32)
+    wsc, wof = np.zeros(CHUNK * ng, np.float32), np.zeros(CHUNK * ng, np.float32)
     s16, o16 = np.empty(k // 16, np.float32), np.empty(k // 16, np.float32)
     for c in range(c0, c1):
         n0 = c * CHUNK
@@ -299,15 +303,15 @@ def gemm_chunks(code, g, w, xt, xd, xs, y, c0, c1):
             for i in range(ng):
                 wsc[r * ng + i] = s16[i * step]
                 wof[r * ng + i] = o16[i * step]
-        full = rows - rows % NR
-        for r0 in range(0, rows):
-            # NOTE: NR rows per call; the last rows % NR one at a time
-            if r0 < full and r0 % NR:
-                continue
-            nr = NR if r0 < full else 1
+        # NOTE: a last chunk's rows past N up to a multiple of NR: zero weights (computed, not copied)
+        for r in range(rows, min(CHUNK, rows + NR - 1)):
+            u[r * k:(r + 1) * k] = 0
+            wsc[r * ng:(r + 1) * ng] = 0
+            wof[r * ng:(r + 1) * ng] = 0
+        for r0 in range(0, rows, NR):
             for m0 in range(0, rgroups, MR):
-                _tile(g, nr, min(MR, rgroups - m0), u, r0 * k, k, wsc, r0 * ng, wof, xtf, m0 * 16 * k, xdf,
-                      m0 * ng * 16, xsf, yt, r0 * mp + m0 * 16, mp, ng)
+                _tile(g, ioff, min(MR, rgroups - m0), u, r0 * k, k, wsc, r0 * ng, wof, xtf, m0 * 16 * k, xdf,
+                      m0 * ng * 16, xsf, xif, yt, r0 * mp + m0 * 16, mp, ng)
         # NOTE: the tiles are stored transposed (a vector per weight row), copied into y here in
         # rows of `rows` floats: storing 16 lanes straight into y's column hit one cache set per
         # 16 rows of x (N * 4 bytes apart), 2x slower at N = 2048
@@ -374,9 +378,10 @@ def matmul(x: np.ndarray, w: np.ndarray, code: int, ggml_type: str, threads: int
     rg = (m + 15) // 16
     xt = np.zeros((rg, k // 4, 16), np.int32)
     xd, xs = np.zeros((rg, k // g, 16), np.float32), np.zeros((rg, k // g, 16), np.float32)
+    xi = np.zeros((rg, k // g, 16), np.int32)
     q = np.empty(k, np.int8)
-    quantize_x(np.ascontiguousarray(x, np.float32), g, q, q.view(np.int32), xt, xd, xs)
+    quantize_x(np.ascontiguousarray(x, np.float32), g, INT_OFFSET[code], q, q.view(np.int32), xt, xd, xs, xi)
     y = np.empty((rg * 16, w.shape[0]), np.float32)
     xt8 = xt.view(np.int8)
-    _run_pooled(lambda c0, c1: gemm_chunks(code, g, w, xt8, xd, xs, y, c0, c1), -(-w.shape[0] // CHUNK), threads)
+    _run_pooled(lambda c0, c1: gemm_chunks(code, g, w, xt8, xd, xs, xi, y, c0, c1), -(-w.shape[0] // CHUNK), threads)
     return y[:m]

@@ -62,21 +62,22 @@ def test_each_output_is_its_own_row_and_column():
 @pytest.mark.parametrize("g", [16, 32])
 def test_activations_are_quantized_like_gguf_py_q8_0(g):
     """x's quants in the GEMM's lane layout equal gguf-py's Q8_0 quantization of x; the group
-    scales and sums follow them."""
+    scales and sums (float, and int times a type's offset) follow them."""
     import gguf
 
     rng = np.random.default_rng(g)
     m, k = 19, 640
     x = (rng.standard_normal((m, k)) * rng.uniform(0.01, 10, (m, 1))).astype(np.float32)
     x[0, :32] = 0  # NOTE: an all-zero block: scale 0, quants 0 (no division by zero)
-    rg = 2
-    xt, xd, xs = (np.zeros((rg, k // 4, 16), np.int32), np.zeros((rg, k // g, 16), np.float32),
-                  np.zeros((rg, k // g, 16), np.float32))
+    rg, off = 2, 16
+    xt, xd, xs, xi = (np.zeros((rg, k // 4, 16), np.int32), np.zeros((rg, k // g, 16), np.float32),
+                      np.zeros((rg, k // g, 16), np.float32), np.zeros((rg, k // g, 16), np.int32))
     q = np.empty(k, np.int8)
-    G.quantize_x(x, g, q, q.view(np.int32), xt, xd, xs)
+    G.quantize_x(x, g, off, q, q.view(np.int32), xt, xd, xs, xi)
     xq = xt.view(np.int8).reshape(rg, k // 4, 16, 4).transpose(0, 2, 1, 3).reshape(rg * 16, k)
     d = xd.transpose(0, 2, 1).reshape(rg * 16, k // g)
     sums = xs.transpose(0, 2, 1).reshape(rg * 16, k // g)
+    isums = xi.transpose(0, 2, 1).reshape(rg * 16, k // g)
     ref = gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0).reshape(m, k // 32, 34)
     ref_d = ref[..., :2].copy().view(np.float16)[..., 0].astype(np.float32)
     ref_q = ref[..., 2:].copy().view(np.int8).reshape(m, k)
@@ -86,6 +87,7 @@ def test_activations_are_quantized_like_gguf_py_q8_0(g):
     assert np.abs(xq[:m].astype(int) - ref_q).max() <= 1  # NOTE: float16 vs float32 scale: rounding ties
     assert np.mean(xq[:m] != ref_q) < 0.01
     np.testing.assert_allclose(sums[:m], d[:m] * xq[:m].reshape(m, -1, g).sum(-1), rtol=1e-6)
+    np.testing.assert_array_equal(isums, -off * xq.reshape(rg * 16, -1, g).sum(-1))
 
 
 def test_ggml_matmul_takes_the_gemm_from_gemm_min_rows(monkeypatch):
