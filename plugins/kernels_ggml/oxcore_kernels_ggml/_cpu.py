@@ -113,14 +113,10 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     m = xs.shape[0]
     y = np.empty((m, n), np.float32)
     code = CODES[t.name]
-    int8 = m <= INT8_MAX_ROWS and w.nbytes >= INT8_MIN_BYTES and int8_gemv()
     if _blocked_gemm(m, w.nbytes):
-        # NOTE: its own pool of threads, not numba's (see _numba_gemm._run_pooled)
-        n_threads = threads() if 2 * m * n * k >= GEMM_PARALLEL_MIN_FLOP else 1
-        parts = [mod_gemm().matmul(xs[a:a + GEMM_MAX_ROWS], w, code, t.name, n_threads)
-                 for a in range(0, m, GEMM_MAX_ROWS)]
-        y = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    elif int8 or m <= GEMV_MAX_ROWS:
+        return _gemm_rows(xs, w, code, t.name).reshape(x.shape[:-1] + (n,))
+    int8 = m <= INT8_MAX_ROWS and w.nbytes >= INT8_MIN_BYTES and int8_gemv()
+    if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
         numba.set_num_threads(threads() if w.nbytes * m >= PARALLEL_MIN_BYTES else 1)
@@ -142,6 +138,16 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
             # NOTE: not matmul(out=y[:, a:e]): a strided out makes NumPy skip BLAS (10x slower)
             y[:, a:e] = xs @ dequantize(w[a:e], t.name, (e - a, k)).T
     return y.reshape(x.shape[:-1] + (n,))
+
+
+def _gemm_rows(xs: np.ndarray, w: np.ndarray, code: int, ggml_type: str) -> np.ndarray:
+    """The blocked GEMM (``_numba_gemm``) of ``xs`` (M, K) by W's row bytes ``w``, in slabs of
+    ``GEMM_MAX_ROWS`` rows, on its own pool of threads (not numba's: ``_run_pooled`` says why)."""
+    m, k = xs.shape
+    n_threads = threads() if 2 * m * w.shape[0] * k >= GEMM_PARALLEL_MIN_FLOP else 1
+    parts = [mod_gemm().matmul(xs[a:a + GEMM_MAX_ROWS], w, code, ggml_type, n_threads)
+             for a in range(0, m, GEMM_MAX_ROWS)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _blocked_gemm(m: int, wbytes: int) -> bool:

@@ -60,13 +60,9 @@ CHUNK = 32
 
 def available() -> bool:
     """True when this CPU runs ``vpdpbusd`` on 512-bit registers (AVX512-VNNI)."""
-    try:
-        import llvmlite.binding as llvm
+    from ._cpu import vnni512_cpu
 
-        f = llvm.get_host_cpu_features()
-    except (ImportError, RuntimeError):
-        return False
-    return bool(f.get("avx512vnni") and f.get("avx512bw"))
+    return vnni512_cpu()
 
 
 def group_size(ggml_type: str) -> int:
