@@ -11,10 +11,11 @@ scale) the int32 sums become float32 and are multiplied by the weight scale (bro
 block scales (a vector over the 16 rows), plus the offset/min term (weight coefficient times x's
 group sums). No horizontal sums: each lane is one output.
 
-The microkernel (``_microkernel(MR, NR, G)``, LLVM IR through numba ``@intrinsic``) holds an
+The microkernel (``_microkernel(mr, g, ioff)``, LLVM IR through numba ``@intrinsic``) holds an
 ``MR`` x ``NR`` tile of such registers (``MR`` groups of 16 rows of x times ``NR`` weight rows)
 over all of K: per 4 bytes of K it loads ``MR`` x vectors and ``NR`` broadcasts and issues
-``MR * NR`` ``vpdpbusd``; per group ``4 * MR * NR`` float operations. The driver
+``MR * NR`` ``vpdpbusd``; per group ``3 * MR * NR`` float operations (4 for types with float
+mins; an integer offset starts the int32 sums instead). The driver
 (``gemm_chunks``) takes W's rows in chunks of ``CHUNK`` rows, unpacks each chunk once into
 thread-local scratch (L1/L2) and runs every x tile against it; ``matmul`` splits the chunks over
 this thread and a small pool (``_run_pooled``: no barrier waiting for a thread the OS has not
