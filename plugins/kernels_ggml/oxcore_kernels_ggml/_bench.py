@@ -2,7 +2,8 @@
 machine's memory bandwidth (a NumPy copy) as the roofline.
 
 Rows per (type, rows of x): the numba kernel called directly (and, for GEMVs on a VNNI CPU,
-its float32-activation variant, ``OXCORE_GGML_INT8=0``), the same through oxcore
+its float32-activation variant, ``OXCORE_GGML_INT8=0``; where the blocked prefill GEMM runs,
+the row-at-a-time int8 GEMM it replaced), the same through oxcore
 (pinned to cpu_numpy: build, cached plan, run), dequantize + matmul in NumPy (what the op's
 decomposition does on cpu_numpy), and every other backend's registered ``ggml_matmul`` kernel
 (e.g. MLX's) through oxcore. GB/s counts the quantized weight bytes read once; a GEMV is
@@ -94,6 +95,9 @@ def bench_qmatmul(types: tuple[str, ...], n: int, k: int, rows: str, repeat: int
             if _cpu.int8_gemv() and m <= _cpu.GEMV_MAX_ROWS:
                 calls["numba kernel, float32 x (OXCORE_GGML_INT8=0)"] = lambda: _float32_path(
                     lambda: _cpu.ggml_matmul(x, raw, ggml_type=t, shape=(n, k)))
+            if _cpu._blocked_gemm(m, raw.nbytes) and m <= _cpu.INT8_MAX_ROWS:
+                calls["numba kernel, row-at-a-time int8 GEMM (gemm_q8)"] = lambda: _row_gemm(
+                    lambda: _cpu.ggml_matmul(x, raw, ggml_type=t, shape=(n, k)))
 
             def through(backend: str) -> Any:
                 dev = ox.extend.manager().backend(backend).device.name
@@ -132,6 +136,19 @@ def _float32_path(run: Any) -> Any:
             del os.environ["OXCORE_GGML_INT8"]
         else:
             os.environ["OXCORE_GGML_INT8"] = old
+
+
+def _row_gemm(run: Any) -> Any:
+    """``run()`` with the blocked GEMM (``_numba_gemm``) off: the row-at-a-time ``gemm_q8`` it
+    replaced from ``GEMM_MIN_ROWS`` rows."""
+    from . import _cpu
+
+    old = _cpu.GEMM_MIN_ROWS
+    _cpu.GEMM_MIN_ROWS = 1 << 62
+    try:
+        return run()
+    finally:
+        _cpu.GEMM_MIN_ROWS = old
 
 
 def _print_rates(rep: Any) -> None:

@@ -6,8 +6,10 @@ Paths, by rows of x (M):
   at least ``INT8_MIN_BYTES``: x is quantized per 32 like ggml's q8_0 and multiplied with
   ``vpdpbusd`` (``_numba_vnni``): M = 1 the
   GEMV (``gemv_x``: one numba call that quantizes x, then ``gemv_rows``/``gemv_rows_k`` for
-  Q8_0/Q5_0/Q4_0/Q4_K/Q6_K, ``gemv_q8`` for the rest), 2..``INT8_MAX_ROWS`` the GEMM
-  (``gemm_q8``: each weight row unpacked once).
+  Q8_0/Q5_0/Q4_0/Q4_K/Q6_K, ``gemv_q8`` for the rest), 2..``GEMM_MIN_ROWS - 1`` the row-at-a-time
+  GEMM (``gemm_q8``: each weight row unpacked once), from ``GEMM_MIN_ROWS`` rows on AVX512-VNNI
+  CPUs the register-blocked GEMM (``_numba_gemm``: 16 rows of x per 512-bit register, slabs of
+  ``GEMM_MAX_ROWS`` rows; 3-4x ``gemm_q8`` from 16 rows), else ``gemm_q8`` up to ``INT8_MAX_ROWS``.
   NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
 - Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
 - More rows: tiles of W dequantized by io_gguf, multiplied with BLAS (float32).
@@ -37,6 +39,17 @@ GEMV_MAX_ROWS = 8  # NOTE: float32 path: up to here each weight row is unpacked 
 # 7.9 vs 8.0 at 128, mixed at 256; at 16..64 rows the BLAS path took 20-100 ms while others
 # loaded the machine, the GEMM 0.7-8 ms)
 INT8_MAX_ROWS = 128
+# NOTE: the register-blocked GEMM (_numba_gemm, AVX512-VNNI) from this many rows of x: its lanes are
+# 16 rows of x, so fewer rows waste lanes (one thread, Gemma's shapes, medians of 15: at 4 rows it
+# ties gemm_q8, at 8 rows 1.2-1.6x faster, at 16 rows 2.1-2.9x, at 39 2.2-3x, at 128 3.3-3.9x)
+GEMM_MIN_ROWS = 8
+# NOTE: rows of x per GEMM call: x's quantized copy (K bytes + 2 floats per group a row) stays in L2
+# while each weight tile is run against it; more rows go in slabs (each unpacks W again)
+GEMM_MAX_ROWS = 512
+# NOTE: the blocked GEMM's products (2 M N K) below this run on one thread: ~0.1-0.2 ms there,
+# where handing tasks to the pool cost ~20-30 us (Gemma's 256 x 640 K/V projections at 39 rows:
+# 13 MFLOP, ~50 us on one thread)
+GEMM_PARALLEL_MIN_FLOP = 32e6
 # NOTE: int8 path: only from this many weight bytes. Below, the call's fixed cost dominates (the
 # float32 GEMV is as fast), and a product with few outputs has no average: one output of 32
 # cancelling terms measured a relative error of 18% with x in 8 bits (NMSE 0.03), where the float32
@@ -68,17 +81,21 @@ def supports(node: Any) -> bool | str:
 
 def prior_us(node: Any) -> float:
     """Before autotune: weight bytes at ~8 GB/s for decode, ~15 GFLOP/s for prefill; the int8
-    GEMM (up to ``INT8_MAX_ROWS`` rows of x) ~40 GFLOP/s per thread (Gemma's layers, measured)."""
+    GEMMs per thread: ``gemm_q8`` (up to ``INT8_MAX_ROWS`` rows of x) ~40 GFLOP/s, the blocked
+    ``_numba_gemm`` (from ``GEMM_MIN_ROWS``) ~150 (Gemma's layers, measured)."""
     from oxcore_io_gguf._types import ggml_type, nbytes
 
     n, k = node.attrs["shape"]
     m = math.prod(node.inputs[0].shape[:-1])
     wbytes = nbytes(ggml_type(node.attrs["ggml_type"]), (n, k))
     rate = 15e3
-    if m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv():
-        # NOTE: numba's own thread count would import numba while planning; the environment says it
+    int8 = m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv()
+    if int8 or _blocked_gemm(m, wbytes):
+        # NOTE: per thread: _numba_gemm 120-250 GFLOP/s at 16-512 rows (Gemma's shapes), gemm_q8 ~40.
+        # numba's own thread count would import numba while planning; the environment says it
         env = os.environ.get("OXCORE_THREADS") or os.environ.get("NUMBA_NUM_THREADS") or ""
-        rate = 40e3 * (int(env) if env.strip().isdigit() and int(env) > 0 else (os.cpu_count() or 1))
+        n_threads = int(env) if env.strip().isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+        rate = (150e3 if _blocked_gemm(m, wbytes) else 40e3) * n_threads
     return 5.0 + wbytes / 8e3 + 2.0 * m * n * k / rate
 
 
@@ -94,6 +111,8 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     xs = x.reshape(-1, k) if x.dtype == np.float32 and x.flags.c_contiguous else np.ascontiguousarray(x, np.float32).reshape(-1, k)
     m = xs.shape[0]
     y = np.empty((m, n), np.float32)
+    if _blocked_gemm(m, wbytes):
+        return _gemm_rows(xs, w, code, ggml_type).reshape(x.shape[:-1] + (n,))
     int8 = m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv()
     if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
@@ -144,6 +163,41 @@ def _numba() -> Any:
 
         got = _STATE["numba"] = numba
     return got
+
+
+def _gemm_rows(xs: np.ndarray, w: np.ndarray, code: int, ggml_type: str) -> np.ndarray:
+    """The blocked GEMM (``_numba_gemm``) of ``xs`` (M, K) by W's row bytes ``w``, in slabs of
+    ``GEMM_MAX_ROWS`` rows, on its own pool of threads (not numba's: ``_run_pooled`` says why)."""
+    m, k = xs.shape
+    n_threads = threads() if 2 * m * w.shape[0] * k >= GEMM_PARALLEL_MIN_FLOP else 1
+    parts = [mod_gemm().matmul(xs[a:a + GEMM_MAX_ROWS], w, code, ggml_type, n_threads)
+             for a in range(0, m, GEMM_MAX_ROWS)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _blocked_gemm(m: int, wbytes: int) -> bool:
+    """Whether ``m`` rows of x against ``wbytes`` of weights go to ``_numba_gemm``."""
+    return m >= GEMM_MIN_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv() and vnni512_cpu()
+
+
+def mod_gemm() -> Any:
+    """``_numba_gemm`` (imported on first use: it compiles on import of numba)."""
+    from . import _numba_gemm
+
+    return _numba_gemm
+
+
+def vnni512_cpu() -> bool:
+    """Whether this CPU has AVX512-VNNI (``vpdpbusd`` on 512-bit registers)."""
+    if "vnni512" not in _STATE:
+        try:
+            import llvmlite.binding as llvm
+
+            f = llvm.get_host_cpu_features()
+        except (ImportError, RuntimeError):
+            f = {}
+        _STATE["vnni512"] = bool(f.get("avx512vnni") and f.get("avx512bw"))
+    return _STATE["vnni512"]
 
 
 def int8_gemv() -> bool:

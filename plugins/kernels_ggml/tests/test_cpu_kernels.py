@@ -25,9 +25,10 @@ TOL_INT8 = 5e-4
 
 def _bound(m, raw):
     """The NMSE bound of a product with ``m`` rows of x and weight bytes ``raw``: the int8 path's
-    where it runs (a VNNI CPU, OXCORE_GGML_INT8 not 0, up to INT8_MAX_ROWS rows, W of at least
-    INT8_MIN_BYTES), the float32 one otherwise."""
-    int8 = m <= _cpu.INT8_MAX_ROWS and raw.nbytes >= _cpu.INT8_MIN_BYTES and _cpu.int8_gemv()
+    where it runs (a VNNI CPU, OXCORE_GGML_INT8 not 0, up to INT8_MAX_ROWS rows or the blocked
+    GEMM's rows, W of at least INT8_MIN_BYTES), the float32 one otherwise."""
+    int8 = ((m <= _cpu.INT8_MAX_ROWS and raw.nbytes >= _cpu.INT8_MIN_BYTES and _cpu.int8_gemv())
+            or _cpu._blocked_gemm(m, raw.nbytes))
     return TOL_INT8 if int8 else TOL
 
 
@@ -63,7 +64,8 @@ def test_the_kernel_is_registered_with_its_distribution():
 
 # NOTE: rows (N) not a multiple of the parallel chunk (64) nor of 8; K of 1..3 blocks (odd counts:
 # the int8 kernels take blocks in pairs); rows of x on both sides of each switch (int8: 1 GEMV,
-# 2..128 GEMM, then BLAS; float32: 8); every type compiles once per kernel (one numba function)
+# 2..7 gemm_q8, from 8 the blocked GEMM on AVX512-VNNI (else gemm_q8 to 128, then BLAS); float32:
+# 8); every type compiles once per kernel (one numba function)
 @pytest.mark.parametrize("t", TYPES)
 @pytest.mark.parametrize("m,n,blocks", [(1, 67, 1), (3, 130, 3), (8, 5, 2), (9, 33, 1), (64, 71, 2), (129, 9, 1)])
 def test_random_blocks_equal_gguf_py(t, m, n, blocks, gemv_path):

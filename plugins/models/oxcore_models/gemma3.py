@@ -319,8 +319,11 @@ class Gemma3:
         idx, offset = cache.advance(len(ids))
         mg, ml = cache.mask(len(ids), None), cache.mask(len(ids), c.sliding_window)
         # NOTE: a decode step is ~160 matrix-vector products: BLAS threads cost more to wake than
-        # they save (measured on 2 cores: 10.4 tok/s with one thread, 3.9 with two)
-        with _one_blas_thread(len(ids) == 1), self._pinned():
+        # they save (measured on 2 cores: 10.4 tok/s with one thread, 3.9 with two). Prefill on
+        # blocks too: the kernel plugin's threads do the matrix products, BLAS only attention's
+        # small ones, and its idle threads spin against them (39-token Gemma prompt on the busy
+        # 2-core machine, 8 interleaved runs: median 88 ms with one BLAS thread, 155 ms with two)
+        with _one_blas_thread(len(ids) == 1 or self.weights == "blocks"), self._pinned():
             logits, cache.keys, cache.values = self._step(np.asarray([ids], np.int32), offset, idx, mg, ml,
                                                           cache.keys, cache.values)
             return logits.numpy()
