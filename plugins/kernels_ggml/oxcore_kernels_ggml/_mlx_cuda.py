@@ -402,6 +402,299 @@ __device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int
   }
 }
 
+
+// ===================== v4: tensor cores (mma.sync m16n8k16, float32 accumulation) =====================
+// A warp computes 16 rows of W (a tile; RT tiles) for all rows of x, G units per step; the CTA's
+// warps split K. The weights are the mma's A operand as exact small integers (q stored as
+// MAG + q by one OR: a float16 1024 + q, a bfloat16 128 + q), x is the B operand (column n = row n
+// of x; float32 x as bfloat16 hi and lo parts in columns 2m, 2m+1), and one more mma of an all-ones
+// A gives sum(x) per half: ``s * (sum((MAG + q) x) - (MAG + OFF) sum(x)) + b sum(x)`` per half, in
+// float32. Lane (g, t) holds rows g and g + 8 and, of each half of a unit, the values 4t..4t+3
+// (bytes of word t): k order (4t, 4t+2 | 4t+1, 4t+3), the same in A and B.
+
+template <int AT> struct Op;
+template <> struct Op<0> { static constexpr uint32_t MAG2 = 0x64006400u, ONE2 = 0x3C003C00u; static constexpr float MAG = 1024.f; };
+template <> struct Op<1> { static constexpr uint32_t MAG2 = 0x43004300u, ONE2 = 0x3F803F80u; static constexpr float MAG = 128.f; };
+
+// one little-endian word at a 2-byte aligned p: two loads, nothing read past p + 4
+__device__ __forceinline__ uint32_t ld_w2(const uint8_t* p) {
+  const unsigned long long a = reinterpret_cast<unsigned long long>(p);
+  const uint32_t lo = ld32(reinterpret_cast<const uint8_t*>(a & ~3ull));
+  const uint32_t hi = ld16(p + 2);
+  return __funnelshift_r(lo, hi, (uint32_t)(a & 2) * 8);
+}
+
+// a lane's quarter of a unit: q bytes of values 4t..4t+3 of half A (qa) and half B (qb)
+struct Quarter { uint32_t qa, qb; float sa, sb, ba, bb; };
+
+// the 32-value block types, and Q6_K (scales per unit); K types' scales come from k4_scales
+template <int TYPE>
+__device__ __forceinline__ void load_quarter(const uint8_t* row, int u, int t, Quarter& q) {
+  q.ba = q.bb = 0.f;
+  if constexpr (TYPE == 0) {
+    const uint8_t* p = row + 18 * u;
+    const uint32_t w = ld_w2(p + 2 + 4 * t);
+    q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
+    q.sa = q.sb = f16lo(ld16(p));
+  } else if constexpr (TYPE == 1) {
+    const uint8_t* p = row + 20 * u;
+    const uint32_t dm = ld32(p), w = ld32(p + 4 + 4 * t);
+    q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
+    q.sa = q.sb = f16lo(dm); q.ba = q.bb = f16hi(dm);
+  } else if constexpr (TYPE == 2) {
+    const uint8_t* p = row + 22 * u;
+    const uint32_t w = ld_w2(p + 6 + 4 * t), qh = ld16(p + 2) | (ld16(p + 4) << 16);
+    q.qa = (w & 0x0F0F0F0Fu) | (spread4((qh >> (4 * t)) & 0xFu) << 4);
+    q.qb = ((w >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * t)) & 0xFu) << 4);
+    q.sa = q.sb = f16lo(ld16(p));
+  } else if constexpr (TYPE == 3) {
+    const uint8_t* p = row + 24 * u;
+    const uint32_t dm = ld32(p), qh = ld32(p + 4), w = ld32(p + 8 + 4 * t);
+    q.qa = (w & 0x0F0F0F0Fu) | (spread4((qh >> (4 * t)) & 0xFu) << 4);
+    q.qb = ((w >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * t)) & 0xFu) << 4);
+    q.sa = q.sb = f16lo(dm); q.ba = q.bb = f16hi(dm);
+  } else if constexpr (TYPE == 4) {
+    const uint8_t* p = row + 34 * u;
+    q.qa = ld_w2(p + 2 + 4 * t) ^ 0x80808080u; q.qb = ld_w2(p + 18 + 4 * t) ^ 0x80808080u;
+    q.sa = q.sb = f16lo(ld16(p));
+  } else if constexpr (TYPE == 5 || TYPE == 6) {  // q bytes only (scales: k4_scales, once per super-block)
+    constexpr int SIZE = TYPE == 5 ? 144 : 176, QS = TYPE == 5 ? 16 : 48;
+    const uint8_t* p = row + SIZE * (u >> 3);
+    const int t8 = u & 7, c = t8 >> 1;
+    const uint32_t w = ld32(p + QS + 16 * t8 + 4 * t);
+    q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
+    if constexpr (TYPE == 6) {
+      const uint32_t qh = ld32(p + 16 + 16 * (t8 & 1) + 4 * t);
+      q.qa |= ((qh >> (2 * c)) & 0x01010101u) << 4;
+      q.qb |= ((qh >> (2 * c + 1)) & 0x01010101u) << 4;
+    }
+    q.sa = q.sb = 0.f;
+  } else {  // Q6_K
+    const uint8_t* p = row + 210 * (u >> 3);
+    const int t8 = u & 7, hf = t8 >> 2, wh = (t8 >> 1) & 1, l0 = 16 * (t8 & 1);
+    const uint32_t ql = ld_w2(p + 16 * t8 + 4 * t), qh = ld_w2(p + 128 + 32 * hf + l0 + 4 * t);
+    q.qa = (ql & 0x0F0F0F0Fu) | (((qh >> (2 * wh)) & 0x03030303u) << 4);
+    q.qb = ((ql >> 4) & 0x0F0F0F0Fu) | (((qh >> (4 + 2 * wh)) & 0x03030303u) << 4);
+    const int8_t* sc = reinterpret_cast<const int8_t*>(p + 192 + 8 * hf + (t8 & 1) + 2 * wh);
+    const float d = f16lo(ld16(p + 208));
+    q.sa = d * (float)sc[0]; q.sb = d * (float)sc[4];
+  }
+}
+
+// byte j of v as a float (exact): 2^23 + byte, built as bits, minus 2^23
+__device__ __forceinline__ float bytef(uint32_t v, int j) {
+  return __int_as_float(__byte_perm(v, 0x4B000000u, 0x7440u + (uint32_t)j)) - 8388608.f;
+}
+
+// Q4_K/Q5_K super-block header h (d, dmin, scales[12]): s[j] = d * sc_j, m[j] = -dmin * m_j
+__device__ __forceinline__ void k4_scales(uint4 h, float* s, float* m) {
+  const float d = f16lo(h.x), dmin = f16hi(h.x);
+  const uint32_t sc_lo = h.y & 0x3F3F3F3Fu, m_lo = h.z & 0x3F3F3F3Fu;
+  const uint32_t sc_hi = (h.w & 0x0F0F0F0Fu) | ((h.y >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((h.w >> 4) & 0x0F0F0F0Fu) | ((h.z >> 2) & 0x30303030u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    s[j] = d * bytef(sc_lo, j); s[4 + j] = d * bytef(sc_hi, j);
+    m[j] = -dmin * bytef(m_lo, j); m[4 + j] = -dmin * bytef(m_hi, j);
+  }
+}
+
+// A fragment of one half from the q words of rows g (q0) and g + 8 (q1): values (4t, 4t+2) at
+// k (2t, 2t+1), (4t+1, 4t+3) at k (2t+8, 2t+9), each MAG + q
+template <int AT>
+__device__ __forceinline__ void afrag(uint32_t q0, uint32_t q1, uint32_t* a) {
+  constexpr uint32_t M2 = Op<AT>::MAG2;
+  a[0] = (q0 & 0x00FF00FFu) | M2; a[1] = (q1 & 0x00FF00FFu) | M2;
+  a[2] = ((q0 >> 8) & 0x00FF00FFu) | M2; a[3] = ((q1 >> 8) & 0x00FF00FFu) | M2;
+}
+
+template <typename T> struct Bits16 { static __device__ __forceinline__ uint32_t of(T v) { return (uint32_t)__bfloat16_as_ushort(v); } };
+template <> struct Bits16<__half> { static __device__ __forceinline__ uint32_t of(__half v) { return (uint32_t)__half_as_ushort(v); } };
+
+// B fragment of one half: x values 4t..4t+3 of the lane's column at p as (x0, x2), (x1, x3);
+// float32 x: part 0 = bfloat16(x), part 1 = bfloat16(x - part 0)
+template <typename T>
+__device__ __forceinline__ void bfrag(const T* p, bool vec, int part, uint32_t* b) {
+  if constexpr (sizeof(T) == 4) {
+    float v[4];
+    if (vec) {
+      const float4 f = __ldg(reinterpret_cast<const float4*>(p));
+      v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) v[i] = p[i];
+    }
+    uint32_t h[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const __nv_bfloat16 hi = __float2bfloat16_rn(v[i]);
+      const __nv_bfloat16 lo = __float2bfloat16_rn(v[i] - __bfloat162float(hi));
+      h[i] = (uint32_t)__bfloat16_as_ushort(part ? lo : hi);
+    }
+    b[0] = h[0] | (h[2] << 16); b[1] = h[1] | (h[3] << 16);
+  } else {
+    uint32_t w0, w1;
+    if (vec) {
+      const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+      w0 = v.x; w1 = v.y;
+    } else {
+      w0 = Bits16<T>::of(p[0]) | (Bits16<T>::of(p[1]) << 16);
+      w1 = Bits16<T>::of(p[2]) | (Bits16<T>::of(p[3]) << 16);
+    }
+    b[0] = __byte_perm(w0, w1, 0x5410u); b[1] = __byte_perm(w0, w1, 0x7632u);
+  }
+}
+
+#ifdef __CUDA_ARCH__
+template <int AT>
+__device__ __forceinline__ void mma16816(float* c, const uint32_t* a, const uint32_t* b) {
+  if constexpr (AT == 0) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+}
+
+// y[m, n0 + r] for the CTA's 16 * RT rows; red: 32 * 4 * RT floats per warp
+template <int TYPE, typename T, int RT, int G>
+__device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M, int K, int N, size_t RB, float* red) {
+  constexpr int AT = IsHalf<T>::value ? 0 : 1;
+  constexpr bool SPLIT = sizeof(T) == 4;
+  constexpr bool KQ = TYPE == 5 || TYPE == 6;   // scales once per super-block (G == 8)
+  constexpr bool TWO = TYPE >= 5;               // a scale per half
+  constexpr bool WIDE = AT == 1 && TYPE == 4;   // Q8_0's q > 127 in bfloat16: q = 16 hi + lo, each 128 + nibble
+  constexpr float K0 = WIDE ? 2304.f : Op<AT>::MAG + (float)Spec<TYPE>::OFF;
+  static_assert(!KQ || G == 8, "K types step by super-blocks");
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
+  const int g = lane >> 2, t = lane & 3, n0 = blockIdx.x * 16 * RT;
+  const uint8_t* rw[RT][2];
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) rw[i][h] = w + (size_t)min(n0 + 16 * i + 8 * h + g, N - 1) * RB;  // past N: not stored
+  const bool xon = g < (SPLIT ? 2 * M : M);
+  const T* xr = x + (size_t)(xon ? (SPLIT ? g >> 1 : g) : 0) * K + 4 * t;
+  const int part = g & 1;
+  const bool xvec = (reinterpret_cast<unsigned long long>(x) & 15) == 0;
+  float acc[RT][4];
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0.f;
+  const bool w_ok = (reinterpret_cast<unsigned long long>(w) & (Spec<TYPE>::ALIGN - 1)) == 0;
+  const int nu = w_ok ? K >> 5 : 0, ngrp = (nu + G - 1) / G;
+  const uint32_t ones[4] = {Op<AT>::ONE2, Op<AT>::ONE2, Op<AT>::ONE2, Op<AT>::ONE2};
+  for (int grp = warp; grp < ngrp; grp += nw) {
+    const int u0 = grp * G;
+    uint32_t bA[G][2], bB[G][2];
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      bA[j][0] = bA[j][1] = bB[j][0] = bB[j][1] = 0u;
+      if (xon && u0 + j < nu) {
+        int xa, xb;
+        unit_x<TYPE>(u0 + j, xa, xb);
+        bfrag<T>(xr + xa, xvec, part, bA[j]);
+        bfrag<T>(xr + xb, xvec, part, bB[j]);
+      }
+    }
+    Quarter q[RT][2][G];
+    float ks[RT][2][8], km[RT][2][8];
+#pragma unroll
+    for (int i = 0; i < RT; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if constexpr (KQ) k4_scales(ld128(rw[i][h] + (TYPE == 5 ? 144 : 176) * (u0 >> 3)), ks[i][h], km[i][h]);
+#pragma unroll
+        for (int j = 0; j < G; ++j) {
+          if (u0 + j < nu) load_quarter<TYPE>(rw[i][h], u0 + j, t, q[i][h][j]);
+          else q[i][h][j] = Quarter{0u, 0u, 0.f, 0.f, 0.f, 0.f};
+        }
+      }
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      float sA[4] = {0.f, 0.f, 0.f, 0.f}, sB[4] = {0.f, 0.f, 0.f, 0.f};
+      mma16816<AT>(sA, ones, bA[j]);
+      if constexpr (TWO) mma16816<AT>(sB, ones, bB[j]);
+      else mma16816<AT>(sA, ones, bB[j]);
+#pragma unroll
+      for (int i = 0; i < RT; ++i) {
+        float sa[2], sb[2], ba[2], bb[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          if constexpr (KQ) {
+            const int c = j >> 1;
+            sa[h] = ks[i][h][2 * c]; sb[h] = ks[i][h][2 * c + 1]; ba[h] = km[i][h][2 * c]; bb[h] = km[i][h][2 * c + 1];
+          } else {
+            sa[h] = q[i][h][j].sa; sb[h] = q[i][h][j].sb; ba[h] = q[i][h][j].ba; bb[h] = q[i][h][j].bb;
+          }
+          ba[h] = fmaf(-K0, sa[h], ba[h]); bb[h] = fmaf(-K0, sb[h], bb[h]);  // (MAG + OFF) sum(x) folded into the bias
+        }
+        uint32_t aA[4], aB[4];
+        if constexpr (WIDE) {
+          float c[4] = {0.f, 0.f, 0.f, 0.f}, ch[4] = {0.f, 0.f, 0.f, 0.f};
+          afrag<AT>(q[i][0][j].qa & 0x0F0F0F0Fu, q[i][1][j].qa & 0x0F0F0F0Fu, aA);
+          afrag<AT>(q[i][0][j].qb & 0x0F0F0F0Fu, q[i][1][j].qb & 0x0F0F0F0Fu, aB);
+          mma16816<AT>(c, aA, bA[j]); mma16816<AT>(c, aB, bB[j]);
+          afrag<AT>((q[i][0][j].qa >> 4) & 0x0F0F0F0Fu, (q[i][1][j].qa >> 4) & 0x0F0F0F0Fu, aA);
+          afrag<AT>((q[i][0][j].qb >> 4) & 0x0F0F0F0Fu, (q[i][1][j].qb >> 4) & 0x0F0F0F0Fu, aB);
+          mma16816<AT>(ch, aA, bA[j]); mma16816<AT>(ch, aB, bB[j]);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[i][e] += sa[e >> 1] * fmaf(16.f, ch[e], c[e]) + ba[e >> 1] * sA[e];
+        } else {
+          afrag<AT>(q[i][0][j].qa, q[i][1][j].qa, aA);
+          afrag<AT>(q[i][0][j].qb, q[i][1][j].qb, aB);
+          if constexpr (TWO) {
+            float ca[4] = {0.f, 0.f, 0.f, 0.f}, cb[4] = {0.f, 0.f, 0.f, 0.f};
+            mma16816<AT>(ca, aA, bA[j]); mma16816<AT>(cb, aB, bB[j]);
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              acc[i][e] += sa[e >> 1] * ca[e] + ba[e >> 1] * sA[e] + sb[e >> 1] * cb[e] + bb[e >> 1] * sB[e];
+          } else {
+            float c[4] = {0.f, 0.f, 0.f, 0.f};
+            mma16816<AT>(c, aA, bA[j]); mma16816<AT>(c, aB, bB[j]);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][e] += sa[e >> 1] * c[e] + ba[e >> 1] * sA[e];
+          }
+        }
+      }
+    }
+  }
+  if (!w_ok) {
+#pragma unroll
+    for (int i = 0; i < RT; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][e] = __int_as_float(0x7FC00000);
+  }
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) red[(warp * RT + i) * 128 + 4 * lane + e] = acc[i][e];
+  __syncthreads();
+  for (int idx = tid; idx < 32 * RT; idx += blockDim.x) {
+    const int i = idx >> 5, l = idx & 31, gg = l >> 2, tt = l & 3;
+    float v[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int wp = 0; wp < nw; ++wp)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[e] += red[(wp * RT + i) * 128 + 4 * l + e];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = n0 + 16 * i + 8 * h + gg;
+      if (r < N) {
+        if constexpr (SPLIT) {
+          if (tt < M) y[(size_t)tt * N + r] = static_cast<T>(v[2 * h] + v[2 * h + 1]);
+        } else {
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            if (2 * tt + e < M) y[(size_t)(2 * tt + e) * N + r] = static_cast<T>(v[2 * h + e]);
+        }
+      }
+    }
+  }
+}
+#endif  // __CUDA_ARCH__
+
 }  // namespace oxg
 """
 
@@ -415,6 +708,13 @@ SOURCE = r"""
   oxg::dispatch<TYPE, T, MAXM, R, XS>(x, w, y, x_shape[0], x_shape[1], w_shape[0], w_shape[1], w_shape[2], red, xsm);
 """
 
+SOURCE_V4 = r"""
+  // NOTE: x (M, K), w (N, blocks per row, block bytes); one kernel per (type, x dtype, RT, G): the
+  // CTA's warps (at most 8) split K, each warp computes 16 * RT rows of y for every row of x
+  __shared__ float red4[8 * 128 * RT];
+  oxg::gemv4<TYPE, T, RT, G>(x, w, y, x_shape[0], x_shape[1], w_shape[0], (size_t)w_shape[1] * w_shape[2], red4);
+"""
+
 
 @functools.lru_cache(maxsize=None)
 def _kernel() -> Any:
@@ -422,6 +722,13 @@ def _kernel() -> Any:
     # ignores the source: a new kernel source needs a new name, or a stale binary is loaded
     return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v3", input_names=["x", "w"], output_names=["y"],
                                source=SOURCE, header=HEADER)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_v4() -> Any:
+    # NOTE: a new name for a new source (MLX's on-disk kernel cache is keyed by name)
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v4a", input_names=["x", "w"], output_names=["y"],
+                               source=SOURCE_V4, header=HEADER)
 
 
 def available() -> str:
@@ -436,13 +743,74 @@ def available() -> str:
 
 
 def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int | None = None,
-         rows: int | None = None, stage_x: bool | None = None) -> mx.array:
+         rows: int | None = None, stage_x: bool | None = None, variant: "tuple | None" = None) -> mx.array:
     """``x @ W.T`` for x (..., K) with at most ``MAX_ROWS`` rows, W's blocks read in place.
 
-    ``warps`` (threads of a block along K), ``rows`` (columns of y per block) and ``stage_x``
-    (x through shared memory) default to ``WARPS_PER_BLOCK``, ``ROWS_PER_BLOCK`` and
-    ``STAGE_X``; other values are for tuning (``scripts/gpu_qmatmul.py --warps/--rows/--stage-x``).
+    The kernel comes from ``PLAN`` per (type, x dtype) unless ``variant`` names one:
+    ``("v4", warps, RT, G)`` (tensor cores) or ``("v3", warps, rows, stage_x)`` (CUDA cores; ``warps``,
+    ``rows`` and ``stage_x`` given here pick v3 too). Other values than the plan's are for tuning
+    (``scripts/gpu_qmatmul.py``).
+
+    >>> y = gemv(x, raw, ggml_type="Q4_K", shape=(4096, 4096))  # doctest: +SKIP
     """
+    if x.dtype not in (mx.float16, mx.bfloat16, mx.float32):
+        raise TypeError(f"cuda_gemv takes float16, bfloat16 or float32 x, got {x.dtype}")
+    if variant is None and (warps or rows or stage_x is not None):
+        variant = ("v3", warps, rows, stage_x)
+    if variant is None:
+        variant = plan_for(ggml_type, str(x.dtype).split(".")[-1])
+    if variant[0] == "v3":
+        return _gemv_v3(x, raw, ggml_type=ggml_type, shape=shape, warps=variant[1], rows=variant[2],
+                        stage_x=variant[3])
+    return _gemv_v4(x, raw, ggml_type=ggml_type, shape=shape, warps=variant[1], tiles=variant[2], group=variant[3])
+
+
+#: kernel per (type, x dtype): ("v4", warps per CTA, 16-row tiles per warp, units per step) or
+#: ("v3", warps, rows, stage_x); measured on an H200 with scripts/gpu_qmatmul.py (README)
+PLAN: dict = {}
+#: the plan's default: K types step by whole super-blocks (8 units)
+V4_DEFAULT = ("v4", 4, 1, 4)
+
+
+def plan_for(ggml_type: str, dtype: str) -> tuple:
+    """The kernel variant ``gemv`` uses for this type and x dtype (``PLAN``, else ``V4_DEFAULT``)."""
+    v = PLAN.get((ggml_type, dtype))
+    if v is not None:
+        return tuple(v)
+    if ggml_type in ("Q4_K", "Q5_K"):
+        return (V4_DEFAULT[0], V4_DEFAULT[1], V4_DEFAULT[2], 8)
+    return V4_DEFAULT
+
+
+def _gemv_v4(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int, tiles: int,
+             group: int) -> mx.array:
+    n, k = (int(s) for s in shape)
+    lead = x.shape[:-1]
+    m = 1
+    for s in lead:
+        m *= s
+    t = T.BY_NAME[ggml_type]
+    if ggml_type in ("Q4_K", "Q5_K") and group != 8:
+        raise ValueError(f"{ggml_type} steps by super-blocks: group must be 8, got {group}")
+    x2 = x.reshape(m, k)
+    w3 = raw.reshape(n, k // t.block_size, t.type_size)
+    # NOTE: float32 x takes two columns of the mma a row (bfloat16 hi and lo): 4 rows a launch
+    step = 4 if x.dtype == mx.float32 else 8
+    outs = []
+    for r0 in range(0, m, step):
+        xs = x2[r0:r0 + step]
+        (y,) = _kernel_v4()(
+            inputs=[xs, w3],
+            template=[("T", x.dtype), ("TYPE", TYPES[ggml_type]), ("RT", tiles), ("G", group)],
+            grid=(-(-n // (16 * tiles)) * 32 * warps, 1, 1), threadgroup=(32 * warps, 1, 1),
+            output_shapes=[(xs.shape[0], n)], output_dtypes=[x.dtype])
+        outs.append(y)
+    y = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=0)
+    return y.reshape(*lead, n)
+
+
+def _gemv_v3(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int | None = None,
+             rows: int | None = None, stage_x: bool | None = None) -> mx.array:
     n, k = (int(s) for s in shape)
     lead = x.shape[:-1]
     m = 1

@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, help="cuda_gemv output columns per block (default: ROWS_PER_BLOCK)")
     p.add_argument("--stage-x", type=int, choices=(0, 1),
                    help="cuda_gemv x in shared memory for every call (default: STAGE_X, None = per x dtype and type)")
+    p.add_argument("--plan", help="JSON {\"TYPE/dtype\": [variant...]} for _mlx_cuda.PLAN (gpu_gemv_sweep.py's plan.json)")
     a = p.parse_args(argv)
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_cuda
@@ -206,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         _mlx_cuda.ROWS_PER_BLOCK = a.rows
     if a.stage_x is not None:
         _mlx_cuda.STAGE_X = bool(a.stage_x)
-    print(f"cuda_gemv: {_mlx_cuda.WARPS_PER_BLOCK} warps x {_mlx_cuda.ROWS_PER_BLOCK} rows per block, "
+    if a.plan:
+        with open(a.plan) as f:
+            _mlx_cuda.PLAN.update({tuple(k.split("/")): tuple(v) for k, v in json.load(f).items()})
+    print(f"cuda_gemv v3: {_mlx_cuda.WARPS_PER_BLOCK} warps x {_mlx_cuda.ROWS_PER_BLOCK} rows per block, "
           f"x staged in shared memory: {_mlx_cuda.STAGE_X}")
+    print("cuda_gemv plan (type, x dtype): variant:", {f"{t}/{dt}": _mlx_cuda.plan_for(t, dt) for t in _mlx_cuda.TYPES
+                                                      for dt in ("float16", "float32", "bfloat16")})
 
     why = _mlx_cuda.available()
     rng = np.random.default_rng(0)
@@ -215,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     print("mlx", mx.__version__, mx.default_device(), info.get("device_name", ""))
     record: dict = {"mlx": mx.__version__, "device": info, "cuda": not why,
                     "config": {"warps": _mlx_cuda.WARPS_PER_BLOCK, "rows": _mlx_cuda.ROWS_PER_BLOCK,
-                               "stage_x": _mlx_cuda.STAGE_X}}
+                               "stage_x": _mlx_cuda.STAGE_X,
+                               "plan": {f"{t}/{dt}": list(_mlx_cuda.plan_for(t, dt)) for t in _mlx_cuda.TYPES
+                                        for dt in ("float16", "float32", "bfloat16")}}}
     if why:
         print("cuda_gemv cannot run here:", why)
     t0 = time.perf_counter()
