@@ -418,67 +418,91 @@ template <> struct Op<1> { static constexpr uint32_t MAG2 = 0x43004300u, ONE2 = 
 
 // one little-endian word at a 2-byte aligned p: two loads, nothing read past p + 4
 __device__ __forceinline__ uint32_t ld_w2(const uint8_t* p) {
-  const unsigned long long a = reinterpret_cast<unsigned long long>(p);
-  const uint32_t lo = ld32(reinterpret_cast<const uint8_t*>(a & ~3ull));
-  const uint32_t hi = ld16(p + 2);
-  return __funnelshift_r(lo, hi, (uint32_t)(a & 2) * 8);
+  const uint32_t odd = (uint32_t)(reinterpret_cast<unsigned long long>(p) & 2);
+  const uint32_t lo = ld32(p - odd), hi = ld16(p + 2);
+  return __funnelshift_r(lo, hi, odd * 8);
+}
+
+// the word at p + C for a 4-byte aligned p and an even C that folds to a constant once the unit
+// loop is unrolled: one load, or two aligned loads shifted (reading 2 bytes past the word, which
+// the callers keep inside the row: the next block of an even-sized group)
+__device__ __forceinline__ uint32_t ld_c(const uint8_t* p, int C) {
+  if ((C & 3) == 0) return ld32(p + C);
+  return __funnelshift_r(ld32(p + C - 2), ld32(p + C + 2), 16);
 }
 
 // a lane's quarter of a unit: q bytes of values 4t..4t+3 of half A (qa) and half B (qb)
 struct Quarter { uint32_t qa, qb; float sa, sb, ba, bb; };
 
-// the 32-value block types, and Q6_K (scales per unit); K types' scales come from k4_scales
-template <int TYPE>
-__device__ __forceinline__ void load_quarter(const uint8_t* row, int u, int t, Quarter& q) {
+// unit j of the group at pg (the 32-value types: pg = the group's first block, A4: pg is 4-byte
+// aligned and the group has an even number of blocks; K types: pg = the super-block, j = its unit;
+// Q4_K/Q5_K's scales come from k4_scales, once per super-block)
+template <int TYPE, bool A4>
+__device__ __forceinline__ void load_quarter(const uint8_t* pg, int j, int t, Quarter& q) {
   q.ba = q.bb = 0.f;
   if constexpr (TYPE == 0) {
-    const uint8_t* p = row + 18 * u;
-    const uint32_t w = ld_w2(p + 2 + 4 * t);
+    const uint32_t w = A4 ? ld_c(pg + 4 * t, 18 * j + 2) : ld_w2(pg + 18 * j + 2 + 4 * t);
     q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
-    q.sa = q.sb = f16lo(ld16(p));
+    q.sa = q.sb = f16lo(ld16(pg + 18 * j));
   } else if constexpr (TYPE == 1) {
-    const uint8_t* p = row + 20 * u;
+    const uint8_t* p = pg + 20 * j;
     const uint32_t dm = ld32(p), w = ld32(p + 4 + 4 * t);
     q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
     q.sa = q.sb = f16lo(dm); q.ba = q.bb = f16hi(dm);
   } else if constexpr (TYPE == 2) {
-    const uint8_t* p = row + 22 * u;
-    const uint32_t w = ld_w2(p + 6 + 4 * t), qh = ld16(p + 2) | (ld16(p + 4) << 16);
+    const uint8_t* p = pg + 22 * j;
+    const uint32_t w = A4 ? ld_c(pg + 4 * t, 22 * j + 6) : ld_w2(p + 6 + 4 * t);
+    const uint32_t qh = ld16(p + 2) | (ld16(p + 4) << 16);
     q.qa = (w & 0x0F0F0F0Fu) | (spread4((qh >> (4 * t)) & 0xFu) << 4);
     q.qb = ((w >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * t)) & 0xFu) << 4);
     q.sa = q.sb = f16lo(ld16(p));
   } else if constexpr (TYPE == 3) {
-    const uint8_t* p = row + 24 * u;
+    const uint8_t* p = pg + 24 * j;
     const uint32_t dm = ld32(p), qh = ld32(p + 4), w = ld32(p + 8 + 4 * t);
     q.qa = (w & 0x0F0F0F0Fu) | (spread4((qh >> (4 * t)) & 0xFu) << 4);
     q.qb = ((w >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * t)) & 0xFu) << 4);
     q.sa = q.sb = f16lo(dm); q.ba = q.bb = f16hi(dm);
   } else if constexpr (TYPE == 4) {
-    const uint8_t* p = row + 34 * u;
-    q.qa = ld_w2(p + 2 + 4 * t) ^ 0x80808080u; q.qb = ld_w2(p + 18 + 4 * t) ^ 0x80808080u;
+    const uint8_t* p = pg + 34 * j;
+    if (A4) {
+      q.qa = ld_c(pg + 4 * t, 34 * j + 2) ^ 0x80808080u; q.qb = ld_c(pg + 4 * t, 34 * j + 18) ^ 0x80808080u;
+    } else {
+      q.qa = ld_w2(p + 2 + 4 * t) ^ 0x80808080u; q.qb = ld_w2(p + 18 + 4 * t) ^ 0x80808080u;
+    }
     q.sa = q.sb = f16lo(ld16(p));
-  } else if constexpr (TYPE == 5 || TYPE == 6) {  // q bytes only (scales: k4_scales, once per super-block)
-    constexpr int SIZE = TYPE == 5 ? 144 : 176, QS = TYPE == 5 ? 16 : 48;
-    const uint8_t* p = row + SIZE * (u >> 3);
-    const int t8 = u & 7, c = t8 >> 1;
-    const uint32_t w = ld32(p + QS + 16 * t8 + 4 * t);
+  } else if constexpr (TYPE == 5 || TYPE == 6) {
+    constexpr int QS = TYPE == 5 ? 16 : 48;
+    const int c = j >> 1;
+    const uint32_t w = ld32(pg + QS + 16 * j + 4 * t);
     q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
     if constexpr (TYPE == 6) {
-      const uint32_t qh = ld32(p + 16 + 16 * (t8 & 1) + 4 * t);
+      const uint32_t qh = ld32(pg + 16 + 16 * (j & 1) + 4 * t);
       q.qa |= ((qh >> (2 * c)) & 0x01010101u) << 4;
       q.qb |= ((qh >> (2 * c + 1)) & 0x01010101u) << 4;
     }
     q.sa = q.sb = 0.f;
-  } else {  // Q6_K
-    const uint8_t* p = row + 210 * (u >> 3);
-    const int t8 = u & 7, hf = t8 >> 2, wh = (t8 >> 1) & 1, l0 = 16 * (t8 & 1);
-    const uint32_t ql = ld_w2(p + 16 * t8 + 4 * t), qh = ld_w2(p + 128 + 32 * hf + l0 + 4 * t);
+  } else {  // Q6_K: 210-byte super-blocks are 2-byte aligned; one shift for the whole super-block
+    const uint32_t odd = (uint32_t)(reinterpret_cast<unsigned long long>(pg) & 2);
+    const uint8_t* b = pg - odd;
+    const int hf = j >> 2, wh = (j >> 1) & 1, l0 = 16 * (j & 1);
+    const int oql = 16 * j + 4 * t, oqh = 128 + 32 * hf + l0 + 4 * t;
+    const uint32_t ql = __funnelshift_r(ld32(b + oql), ld32(b + oql + 4), odd * 8);
+    const uint32_t qh = __funnelshift_r(ld32(b + oqh), ld32(b + oqh + 4), odd * 8);
     q.qa = (ql & 0x0F0F0F0Fu) | (((qh >> (2 * wh)) & 0x03030303u) << 4);
     q.qb = ((ql >> 4) & 0x0F0F0F0Fu) | (((qh >> (4 + 2 * wh)) & 0x03030303u) << 4);
-    const int8_t* sc = reinterpret_cast<const int8_t*>(p + 192 + 8 * hf + (t8 & 1) + 2 * wh);
-    const float d = f16lo(ld16(p + 208));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(pg + 192 + 8 * hf + (j & 1) + 2 * wh);
+    const float d = f16lo(ld16(pg + 208));
     q.sa = d * (float)sc[0]; q.sb = d * (float)sc[4];
   }
+}
+
+// bytes of a unit's group step: block bytes (32-value types), super-block bytes (K types, per 8 units)
+template <int TYPE> struct Blk { static constexpr int BYTES = TYPE == 0 ? 18 : TYPE == 1 ? 20 : TYPE == 2 ? 22 : TYPE == 3 ? 24 : TYPE == 4 ? 34 : TYPE == 5 ? 144 : TYPE == 6 ? 176 : 210; };
+
+// the group at unit u0 of a row (K types: u0 is a multiple of 8)
+template <int TYPE>
+__device__ __forceinline__ const uint8_t* group_ptr(const uint8_t* row, int u0) {
+  return row + (size_t)Blk<TYPE>::BYTES * (TYPE >= 5 ? (u0 >> 3) : u0);
 }
 
 // byte j of v as a float (exact): 2^23 + byte, built as bits, minus 2^23
@@ -524,14 +548,13 @@ __device__ __forceinline__ void bfrag(const T* p, bool vec, int part, uint32_t* 
 #pragma unroll
       for (int i = 0; i < 4; ++i) v[i] = p[i];
     }
+    // hi = x with its mantissa cut to bfloat16's, lo = x - hi (exact) rounded to bfloat16: x to
+    // about 2^-16 of itself; the byte permutes keep the top 16 bits of each
+    const uint32_t cut = part ? 0xFFFF0000u : 0u, rnd = part ? 0x8000u : 0u;
     uint32_t h[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const __nv_bfloat16 hi = __float2bfloat16_rn(v[i]);
-      const __nv_bfloat16 lo = __float2bfloat16_rn(v[i] - __bfloat162float(hi));
-      h[i] = (uint32_t)__bfloat16_as_ushort(part ? lo : hi);
-    }
-    b[0] = h[0] | (h[2] << 16); b[1] = h[1] | (h[3] << 16);
+    for (int i = 0; i < 4; ++i) h[i] = __float_as_uint(v[i] - __uint_as_float(__float_as_uint(v[i]) & cut)) + rnd;
+    b[0] = __byte_perm(h[0], h[2], 0x7632u); b[1] = __byte_perm(h[1], h[3], 0x7632u);
   } else {
     uint32_t w0, w1;
     if (vec) {
@@ -557,16 +580,16 @@ __device__ __forceinline__ void mma16816(float* c, const uint32_t* a, const uint
   }
 }
 
-// y[m, n0 + r] for the CTA's 16 * RT rows; red: 32 * 4 * RT floats per warp
-template <int TYPE, typename T, int RT, int G>
-__device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M, int K, int N, size_t RB, float* red) {
+// the K loop of gemv4 (XV: x 16-byte aligned, vector loads): acc[i] = the C fragment of tile i
+template <int TYPE, typename T, int RT, int G, bool A4, bool XV>
+__device__ __forceinline__ void gemv4_k(const T* x, const uint8_t* w, int M, int K, int N, size_t RB, float (&acc)[RT][4]) {
   constexpr int AT = IsHalf<T>::value ? 0 : 1;
   constexpr bool SPLIT = sizeof(T) == 4;
-  constexpr bool KQ = TYPE == 5 || TYPE == 6;   // scales once per super-block (G == 8)
+  constexpr bool KQ = TYPE == 5 || TYPE == 6;   // scales once per super-block
   constexpr bool TWO = TYPE >= 5;               // a scale per half
   constexpr bool WIDE = AT == 1 && TYPE == 4;   // Q8_0's q > 127 in bfloat16: q = 16 hi + lo, each 128 + nibble
   constexpr float K0 = WIDE ? 2304.f : Op<AT>::MAG + (float)Spec<TYPE>::OFF;
-  static_assert(!KQ || G == 8, "K types step by super-blocks");
+  static_assert(TYPE < 5 || G == 8, "K types step by super-blocks");
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3, n0 = blockIdx.x * 16 * RT;
   const uint8_t* rw[RT][2];
@@ -577,26 +600,21 @@ __device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M,
   const bool xon = g < (SPLIT ? 2 * M : M);
   const T* xr = x + (size_t)(xon ? (SPLIT ? g >> 1 : g) : 0) * K + 4 * t;
   const int part = g & 1;
-  const bool xvec = (reinterpret_cast<unsigned long long>(x) & 15) == 0;
-  float acc[RT][4];
-#pragma unroll
-  for (int i = 0; i < RT; ++i)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[i][e] = 0.f;
-  const bool w_ok = (reinterpret_cast<unsigned long long>(w) & (Spec<TYPE>::ALIGN - 1)) == 0;
-  const int nu = w_ok ? K >> 5 : 0, ngrp = (nu + G - 1) / G;
   const uint32_t ones[4] = {Op<AT>::ONE2, Op<AT>::ONE2, Op<AT>::ONE2, Op<AT>::ONE2};
+  const int ngrp = (K >> 5) / G;  // NOTE: the host picks G dividing K / 32: no partial groups
   for (int grp = warp; grp < ngrp; grp += nw) {
     const int u0 = grp * G;
+    // NOTE: x positions as the group's base plus constants (unit_x of the unit within the group)
+    const T* xg = xr + (TYPE >= 5 ? 256 * (u0 >> 3) : 32 * u0);
     uint32_t bA[G][2], bB[G][2];
 #pragma unroll
     for (int j = 0; j < G; ++j) {
       bA[j][0] = bA[j][1] = bB[j][0] = bB[j][1] = 0u;
-      if (xon && u0 + j < nu) {
+      if (xon) {
         int xa, xb;
-        unit_x<TYPE>(u0 + j, xa, xb);
-        bfrag<T>(xr + xa, xvec, part, bA[j]);
-        bfrag<T>(xr + xb, xvec, part, bB[j]);
+        unit_x<TYPE>(j, xa, xb);
+        bfrag<T>(xg + xa, XV, part, bA[j]);
+        bfrag<T>(xg + xb, XV, part, bB[j]);
       }
     }
     Quarter q[RT][2][G];
@@ -605,13 +623,42 @@ __device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M,
     for (int i = 0; i < RT; ++i)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        if constexpr (KQ) k4_scales(ld128(rw[i][h] + (TYPE == 5 ? 144 : 176) * (u0 >> 3)), ks[i][h], km[i][h]);
+        const uint8_t* pg = group_ptr<TYPE>(rw[i][h], u0);
+        if constexpr (KQ) {
+          k4_scales(ld128(pg), ks[i][h], km[i][h]);
 #pragma unroll
-        for (int j = 0; j < G; ++j) {
-          if (u0 + j < nu) load_quarter<TYPE>(rw[i][h], u0 + j, t, q[i][h][j]);
-          else q[i][h][j] = Quarter{0u, 0u, 0.f, 0.f, 0.f, 0.f};
+          for (int c = 0; c < 8; ++c) km[i][h][c] = fmaf(-K0, ks[i][h][c], km[i][h][c]);  // (MAG + OFF) sum(x) folded in
+        }
+#pragma unroll
+        for (int j = 0; j < G; ++j) load_quarter<TYPE, A4>(pg, j, t, q[i][h][j]);
+      }
+    if constexpr (KQ) {
+      // units 2c and 2c + 1 hold sub-blocks 2c (halves A) and 2c + 1 (halves B) whole: one
+      // product chain per sub-block, scaled once
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        float sA[4] = {0.f, 0.f, 0.f, 0.f}, sB[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int j = 2 * c; j < 2 * c + 2; ++j) { mma16816<AT>(sA, ones, bA[j]); mma16816<AT>(sB, ones, bB[j]); }
+#pragma unroll
+        for (int i = 0; i < RT; ++i) {
+          float ca[4] = {0.f, 0.f, 0.f, 0.f}, cb[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+          for (int j = 2 * c; j < 2 * c + 2; ++j) {
+            uint32_t aA[4], aB[4];
+            afrag<AT>(q[i][0][j].qa, q[i][1][j].qa, aA);
+            afrag<AT>(q[i][0][j].qb, q[i][1][j].qb, aB);
+            mma16816<AT>(ca, aA, bA[j]); mma16816<AT>(cb, aB, bB[j]);
+          }
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int h = e >> 1;
+            acc[i][e] = fmaf(km[i][h][2 * c + 1], sB[e], fmaf(ks[i][h][2 * c + 1], cb[e],
+                        fmaf(km[i][h][2 * c], sA[e], fmaf(ks[i][h][2 * c], ca[e], acc[i][e]))));
+          }
         }
       }
+    } else
 #pragma unroll
     for (int j = 0; j < G; ++j) {
       float sA[4] = {0.f, 0.f, 0.f, 0.f}, sB[4] = {0.f, 0.f, 0.f, 0.f};
@@ -626,10 +673,12 @@ __device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M,
           if constexpr (KQ) {
             const int c = j >> 1;
             sa[h] = ks[i][h][2 * c]; sb[h] = ks[i][h][2 * c + 1]; ba[h] = km[i][h][2 * c]; bb[h] = km[i][h][2 * c + 1];
-          } else {
-            sa[h] = q[i][h][j].sa; sb[h] = q[i][h][j].sb; ba[h] = q[i][h][j].ba; bb[h] = q[i][h][j].bb;
+          } else {  // (MAG + OFF) sum(x) folded into the bias
+            sa[h] = q[i][h][j].sa; sb[h] = q[i][h][j].sb;
+            ba[h] = fmaf(-K0, sa[h], q[i][h][j].ba);
+            if constexpr (TWO) bb[h] = fmaf(-K0, sb[h], q[i][h][j].bb);
+            else bb[h] = 0.f;
           }
-          ba[h] = fmaf(-K0, sa[h], ba[h]); bb[h] = fmaf(-K0, sb[h], bb[h]);  // (MAG + OFF) sum(x) folded into the bias
         }
         uint32_t aA[4], aB[4];
         if constexpr (WIDE) {
@@ -641,7 +690,7 @@ __device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M,
           afrag<AT>((q[i][0][j].qb >> 4) & 0x0F0F0F0Fu, (q[i][1][j].qb >> 4) & 0x0F0F0F0Fu, aB);
           mma16816<AT>(ch, aA, bA[j]); mma16816<AT>(ch, aB, bB[j]);
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[i][e] += sa[e >> 1] * fmaf(16.f, ch[e], c[e]) + ba[e >> 1] * sA[e];
+          for (int e = 0; e < 4; ++e) acc[i][e] = fmaf(ba[e >> 1], sA[e], fmaf(sa[e >> 1], fmaf(16.f, ch[e], c[e]), acc[i][e]));
         } else {
           afrag<AT>(q[i][0][j].qa, q[i][1][j].qa, aA);
           afrag<AT>(q[i][0][j].qb, q[i][1][j].qb, aB);
@@ -650,18 +699,38 @@ __device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M,
             mma16816<AT>(ca, aA, bA[j]); mma16816<AT>(cb, aB, bB[j]);
 #pragma unroll
             for (int e = 0; e < 4; ++e)
-              acc[i][e] += sa[e >> 1] * ca[e] + ba[e >> 1] * sA[e] + sb[e >> 1] * cb[e] + bb[e >> 1] * sB[e];
+              acc[i][e] = fmaf(bb[e >> 1], sB[e], fmaf(sb[e >> 1], cb[e], fmaf(ba[e >> 1], sA[e], fmaf(sa[e >> 1], ca[e], acc[i][e]))));
           } else {
             float c[4] = {0.f, 0.f, 0.f, 0.f};
             mma16816<AT>(c, aA, bA[j]); mma16816<AT>(c, aB, bB[j]);
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][e] += sa[e >> 1] * c[e] + ba[e >> 1] * sA[e];
+            for (int e = 0; e < 4; ++e) acc[i][e] = fmaf(ba[e >> 1], sA[e], fmaf(sa[e >> 1], c[e], acc[i][e]));
           }
         }
       }
     }
   }
-  if (!w_ok) {
+}
+
+// y[m, n0 + r] for the CTA's 16 * RT rows; red: 32 * 4 * RT floats per warp
+template <int TYPE, typename T, int RT, int G, bool A4>
+__device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M, int K, int N, size_t RB, float* red) {
+  constexpr bool SPLIT = sizeof(T) == 4;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
+  const int n0 = blockIdx.x * 16 * RT;
+  float acc[RT][4];
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0.f;
+  // NOTE: a misaligned W (a view at an odd offset) reads nothing and gives NaN, never a
+  // misaligned-address fault; x at any offset (views) takes scalar loads
+  const bool w_ok = (reinterpret_cast<unsigned long long>(w) & (Spec<TYPE>::ALIGN - 1)) == 0 &&
+                    (!A4 || (reinterpret_cast<unsigned long long>(w) & 3) == 0);
+  if (w_ok) {
+    if ((reinterpret_cast<unsigned long long>(x) & 15) == 0) gemv4_k<TYPE, T, RT, G, A4, true>(x, w, M, K, N, RB, acc);
+    else gemv4_k<TYPE, T, RT, G, A4, false>(x, w, M, K, N, RB, acc);
+  } else {
 #pragma unroll
     for (int i = 0; i < RT; ++i)
 #pragma unroll
@@ -712,7 +781,7 @@ SOURCE_V4 = r"""
   // NOTE: x (M, K), w (N, blocks per row, block bytes); one kernel per (type, x dtype, RT, G): the
   // CTA's warps (at most 8) split K, each warp computes 16 * RT rows of y for every row of x
   __shared__ float red4[8 * 128 * RT];
-  oxg::gemv4<TYPE, T, RT, G>(x, w, y, x_shape[0], x_shape[1], w_shape[0], (size_t)w_shape[1] * w_shape[2], red4);
+  oxg::gemv4<TYPE, T, RT, G, A4>(x, w, y, x_shape[0], x_shape[1], w_shape[0], (size_t)w_shape[1] * w_shape[2], red4);
 """
 
 
@@ -727,7 +796,7 @@ def _kernel() -> Any:
 @functools.lru_cache(maxsize=None)
 def _kernel_v4() -> Any:
     # NOTE: a new name for a new source (MLX's on-disk kernel cache is keyed by name)
-    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v4a", input_names=["x", "w"], output_names=["y"],
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v4b", input_names=["x", "w"], output_names=["y"],
                                source=SOURCE_V4, header=HEADER)
 
 
@@ -777,7 +846,7 @@ def plan_for(ggml_type: str, dtype: str) -> tuple:
     v = PLAN.get((ggml_type, dtype))
     if v is not None:
         return tuple(v)
-    if ggml_type in ("Q4_K", "Q5_K"):
+    if T.BY_NAME[ggml_type].block_size == 256:
         return (V4_DEFAULT[0], V4_DEFAULT[1], V4_DEFAULT[2], 8)
     return V4_DEFAULT
 
@@ -790,8 +859,12 @@ def _gemv_v4(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, in
     for s in lead:
         m *= s
     t = T.BY_NAME[ggml_type]
-    if ggml_type in ("Q4_K", "Q5_K") and group != 8:
-        raise ValueError(f"{ggml_type} steps by super-blocks: group must be 8, got {group}")
+    if t.block_size == 256:
+        group = 8  # NOTE: K types step by whole super-blocks
+    else:
+        while (k // 32) % group:  # NOTE: groups divide the row: no partial group in the kernel
+            group //= 2
+    a4 = group % 2 == 0 and (k // t.block_size * t.type_size) % 4 == 0
     x2 = x.reshape(m, k)
     w3 = raw.reshape(n, k // t.block_size, t.type_size)
     # NOTE: float32 x takes two columns of the mma a row (bfloat16 hi and lo): 4 rows a launch
@@ -801,7 +874,7 @@ def _gemv_v4(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, in
         xs = x2[r0:r0 + step]
         (y,) = _kernel_v4()(
             inputs=[xs, w3],
-            template=[("T", x.dtype), ("TYPE", TYPES[ggml_type]), ("RT", tiles), ("G", group)],
+            template=[("T", x.dtype), ("TYPE", TYPES[ggml_type]), ("RT", tiles), ("G", group), ("A4", a4)],
             grid=(-(-n // (16 * tiles)) * 32 * warps, 1, 1), threadgroup=(32 * warps, 1, 1),
             output_shapes=[(xs.shape[0], n)], output_dtypes=[x.dtype])
         outs.append(y)

@@ -24,12 +24,12 @@ import numpy as np
 
 BOUND = {"float32": 1e-6, "float16": 1e-5, "bfloat16": 1e-4}
 DTYPES = ("float16", "float32")
-K_TYPES = ("Q4_K", "Q5_K")
+K_TYPES = ("Q4_K", "Q5_K", "Q6_K")
 
 
 def variants(t: str) -> list[tuple]:
     shapes = ((1, 8), (2, 8)) if t in K_TYPES else ((1, 4), (2, 4), (1, 8))
-    return [("v3", None, None, None)] + [("v4", w, rt, g) for rt, g in shapes for w in (4, 8)]
+    return [("v3", None, None, None)] + [("v4", w, rt, g) for rt, g in shapes for w in (2, 4, 8)]
 
 
 def phase_compile(t: str, path: str) -> None:
@@ -44,7 +44,10 @@ def phase_compile(t: str, path: str) -> None:
         for v in vs:
             worst, err = 0.0, None
             t0 = time.perf_counter()
-            for n, k, m in ((333, 1024, 1), (17, 2816, 3), (40, 512, 8), (1, 256, 5)):
+            shapes = [(333, 1024, 1), (17, 2816, 3), (40, 512, 8), (1, 256, 5)]
+            if t not in K_TYPES:
+                shapes.append((9, 288, 2))  # NOTE: an odd number of blocks a row: 1-unit groups, no A4
+            for n, k, m in shapes:
                 try:
                     raw = random_blocks(t, (n, k), rng)
                     x = mx.array(rng.standard_normal((m, k)).astype(np.float32)).astype(getattr(mx, dt))

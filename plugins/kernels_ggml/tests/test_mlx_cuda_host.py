@@ -44,6 +44,7 @@ static inline uint32_t __funnelshift_r(uint32_t lo, uint32_t hi, uint32_t sh) { 
 static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
 static inline float __int_as_float(uint32_t v) { float f; memcpy(&f, &v, 4); return f; }
 static inline float __uint_as_float(uint32_t v) { float f; memcpy(&f, &v, 4); return f; }
+static inline uint32_t __float_as_uint(float v) { uint32_t u; memcpy(&u, &v, 4); return u; }
 template <typename T> static inline T __ldg(const T* p) { return *p; }
 struct Dim { int x = 0; };
 static Dim threadIdx, blockIdx, blockDim;
@@ -138,7 +139,13 @@ void run(const uint8_t* w, const T* x, double* y, int N, int K, int M, size_t RB
         const int g = lane >> 2, t = lane & 3;
         for (int h = 0; h < 2; ++h) {
           const int r = std::min(n0 + g + 8 * h, N - 1);
-          oxg::Quarter q; oxg::load_quarter<TYPE>(w + r * RB, u, t, q);
+          // NOTE: groups as the kernel steps them: a super-block (K types), else 2 blocks when
+          // that keeps the group 4-byte aligned (the A4 loads), else 1
+          const int G = TYPE >= 5 ? 8 : ((K / 32) % 2 == 0 && RB % 4 == 0 ? 2 : 1);
+          const uint8_t* pg = oxg::group_ptr<TYPE>(w + r * RB, u - u % G);
+          oxg::Quarter q;
+          if (G == 2) oxg::load_quarter<TYPE, true>(pg, u % G, t, q);
+          else oxg::load_quarter<TYPE, false>(pg, u % G, t, q);
           if (KQ) {
             float ks[8], km[8];
             oxg::k4_scales(oxg::ld128(w + r * RB + (TYPE == 5 ? 144 : 176) * (u >> 3)), ks, km);
@@ -225,7 +232,10 @@ def test_v4_fragments_match_gguf_py(host_v4, tmp_path, ggml_type, dtype):
     seed = int.from_bytes(os.urandom(4), "little")  # NOTE: fresh inputs each run; the seed is in the message
     rng = np.random.default_rng(seed)
     code = {"float16": 0, "bfloat16": 1, "float32": 2}[dtype]
-    for n, k, m in ((7, 256, 1), (21, 1024, 3), (16, 512, 4 if dtype == "float32" else 8)):
+    shapes = [(7, 256, 1), (21, 1024, 3), (16, 512, 4 if dtype == "float32" else 8)]
+    if _mlx_cuda.TYPES[ggml_type] < 5:
+        shapes.append((5, 288, 2))  # NOTE: an odd number of blocks a row: unaligned rows, 1-block groups
+    for n, k, m in shapes:
         raw = random_blocks(ggml_type, (n, k), rng)
         x = rng.standard_normal((m, k)).astype(np.float32) * rng.uniform(0.01, 100, (m, 1)).astype(np.float32)
         xd = x.astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
