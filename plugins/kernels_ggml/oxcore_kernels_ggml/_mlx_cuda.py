@@ -407,7 +407,7 @@ __device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int
 // A warp computes 16 rows of W (a tile; RT tiles) for all rows of x, G units per step; the CTA's
 // warps split K. The weights are the mma's A operand as exact small integers (q stored as
 // MAG + q by one OR: a float16 1024 + q, a bfloat16 128 + q), x is the B operand (column n = row n
-// of x; float32 x as bfloat16 hi and lo parts in columns 2m, 2m+1), and one more mma of an all-ones
+// of x; float32 x as bfloat16 hi and lo rows from split_x, columns 2m, 2m+1), and one more mma of an all-ones
 // A gives sum(x) per half: ``s * (sum((MAG + q) x) - (MAG + OFF) sum(x)) + b sum(x)`` per half, in
 // float32. Lane (g, t) holds rows g and g + 8 and, of each half of a unit, the values 4t..4t+3
 // (bytes of word t): k order (4t, 4t+2 | 4t+1, 4t+3), the same in A and B.
@@ -535,37 +535,26 @@ __device__ __forceinline__ void afrag(uint32_t q0, uint32_t q1, uint32_t* a) {
 template <typename T> struct Bits16 { static __device__ __forceinline__ uint32_t of(T v) { return (uint32_t)__bfloat16_as_ushort(v); } };
 template <> struct Bits16<__half> { static __device__ __forceinline__ uint32_t of(__half v) { return (uint32_t)__half_as_ushort(v); } };
 
-// B fragment of one half: x values 4t..4t+3 of the lane's column at p as (x0, x2), (x1, x3);
-// float32 x: part 0 = bfloat16(x), part 1 = bfloat16(x - part 0)
+// B fragment of one half: x values 4t..4t+3 of the lane's column at p as (x0, x2), (x1, x3)
 template <typename T>
-__device__ __forceinline__ void bfrag(const T* p, bool vec, int part, uint32_t* b) {
-  if constexpr (sizeof(T) == 4) {
-    float v[4];
-    if (vec) {
-      const float4 f = __ldg(reinterpret_cast<const float4*>(p));
-      v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) v[i] = p[i];
-    }
-    // hi = x with its mantissa cut to bfloat16's, lo = x - hi (exact) rounded to bfloat16: x to
-    // about 2^-16 of itself; the byte permutes keep the top 16 bits of each
-    const uint32_t cut = part ? 0xFFFF0000u : 0u, rnd = part ? 0x8000u : 0u;
-    uint32_t h[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) h[i] = __float_as_uint(v[i] - __uint_as_float(__float_as_uint(v[i]) & cut)) + rnd;
-    b[0] = __byte_perm(h[0], h[2], 0x7632u); b[1] = __byte_perm(h[1], h[3], 0x7632u);
+__device__ __forceinline__ void bfrag(const T* p, bool vec, uint32_t* b) {
+  uint32_t w0, w1;
+  if (vec) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    w0 = v.x; w1 = v.y;
   } else {
-    uint32_t w0, w1;
-    if (vec) {
-      const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
-      w0 = v.x; w1 = v.y;
-    } else {
-      w0 = Bits16<T>::of(p[0]) | (Bits16<T>::of(p[1]) << 16);
-      w1 = Bits16<T>::of(p[2]) | (Bits16<T>::of(p[3]) << 16);
-    }
-    b[0] = __byte_perm(w0, w1, 0x5410u); b[1] = __byte_perm(w0, w1, 0x7632u);
+    w0 = Bits16<T>::of(p[0]) | (Bits16<T>::of(p[1]) << 16);
+    w1 = Bits16<T>::of(p[2]) | (Bits16<T>::of(p[3]) << 16);
   }
+  b[0] = __byte_perm(w0, w1, 0x5410u); b[1] = __byte_perm(w0, w1, 0x7632u);
+}
+
+// float32 x as two bfloat16 rows (split_x's kernel): hi = x with its mantissa cut to bfloat16's,
+// lo = x - hi (exact in float32) rounded to bfloat16: hi + lo is x to about 2^-17 of itself
+__device__ __forceinline__ void split_bf16(float v, __nv_bfloat16& hi, __nv_bfloat16& lo) {
+  const uint32_t b = __float_as_uint(v) & 0xFFFF0000u;
+  hi = __ushort_as_bfloat16((unsigned short)(b >> 16));
+  lo = __float2bfloat16_rn(v - __uint_as_float(b));
 }
 
 #ifdef __CUDA_ARCH__
@@ -584,7 +573,6 @@ __device__ __forceinline__ void mma16816(float* c, const uint32_t* a, const uint
 template <int TYPE, typename T, int RT, int G, bool A4, bool XV>
 __device__ __forceinline__ void gemv4_k(const T* x, const uint8_t* w, int M, int K, int N, size_t RB, float (&acc)[RT][4]) {
   constexpr int AT = IsHalf<T>::value ? 0 : 1;
-  constexpr bool SPLIT = sizeof(T) == 4;
   constexpr bool KQ = TYPE == 5 || TYPE == 6;   // scales once per super-block
   constexpr bool TWO = TYPE >= 5;               // a scale per half
   constexpr bool WIDE = AT == 1 && TYPE == 4;   // Q8_0's q > 127 in bfloat16: q = 16 hi + lo, each 128 + nibble
@@ -597,9 +585,8 @@ __device__ __forceinline__ void gemv4_k(const T* x, const uint8_t* w, int M, int
   for (int i = 0; i < RT; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) rw[i][h] = w + (size_t)min(n0 + 16 * i + 8 * h + g, N - 1) * RB;  // past N: not stored
-  const bool xon = g < (SPLIT ? 2 * M : M);
-  const T* xr = x + (size_t)(xon ? (SPLIT ? g >> 1 : g) : 0) * K + 4 * t;
-  const int part = g & 1;
+  const bool xon = g < M;
+  const T* xr = x + (size_t)(xon ? g : 0) * K + 4 * t;
   const uint32_t ones[4] = {Op<AT>::ONE2, Op<AT>::ONE2, Op<AT>::ONE2, Op<AT>::ONE2};
   const int ngrp = (K >> 5) / G;  // NOTE: the host picks G dividing K / 32: no partial groups
   for (int grp = warp; grp < ngrp; grp += nw) {
@@ -613,8 +600,8 @@ __device__ __forceinline__ void gemv4_k(const T* x, const uint8_t* w, int M, int
       if (xon) {
         int xa, xb;
         unit_x<TYPE>(j, xa, xb);
-        bfrag<T>(xg + xa, XV, part, bA[j]);
-        bfrag<T>(xg + xb, XV, part, bB[j]);
+        bfrag<T>(xg + xa, XV, bA[j]);
+        bfrag<T>(xg + xb, XV, bB[j]);
       }
     }
     Quarter q[RT][2][G];
@@ -712,10 +699,12 @@ __device__ __forceinline__ void gemv4_k(const T* x, const uint8_t* w, int M, int
   }
 }
 
-// y[m, n0 + r] for the CTA's 16 * RT rows; red: 32 * 4 * RT floats per warp
-template <int TYPE, typename T, int RT, int G, bool A4>
-__device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M, int K, int N, size_t RB, float* red) {
-  constexpr bool SPLIT = sizeof(T) == 4;
+// y[m, n0 + r] for the CTA's 16 * RT rows, x (M, K) in float16 or bfloat16; TO float (y float32):
+// x's rows come in pairs (split_x: hi, lo) and y[m] sums the pair 2m, 2m + 1; red: 32 * 4 * RT
+// floats per warp
+template <int TYPE, typename T, typename TO, int RT, int G, bool A4>
+__device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, TO* y, int M, int K, int N, size_t RB, float* red) {
+  constexpr bool SPLIT = sizeof(TO) == 4;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
   const int n0 = blockIdx.x * 16 * RT;
   float acc[RT][4];
@@ -752,11 +741,11 @@ __device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, T* y, int M,
       const int r = n0 + 16 * i + 8 * h + gg;
       if (r < N) {
         if constexpr (SPLIT) {
-          if (tt < M) y[(size_t)tt * N + r] = static_cast<T>(v[2 * h] + v[2 * h + 1]);
+          if (2 * tt < M) y[(size_t)tt * N + r] = v[2 * h] + v[2 * h + 1];
         } else {
 #pragma unroll
           for (int e = 0; e < 2; ++e)
-            if (2 * tt + e < M) y[(size_t)(2 * tt + e) * N + r] = static_cast<T>(v[2 * h + e]);
+            if (2 * tt + e < M) y[(size_t)(2 * tt + e) * N + r] = static_cast<TO>(v[2 * h + e]);
         }
       }
     }
@@ -777,11 +766,21 @@ SOURCE = r"""
   oxg::dispatch<TYPE, T, MAXM, R, XS>(x, w, y, x_shape[0], x_shape[1], w_shape[0], w_shape[1], w_shape[2], red, xsm);
 """
 
+SOURCE_SPLIT = r"""
+  // float32 x (M, K) as bfloat16 rows 2m (hi) and 2m + 1 (lo) of xs (2M, K)
+  const size_t K = x_shape[1], n = (size_t)x_shape[0] * K;
+  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    const size_t m = i / K, k = i - m * K;
+    oxg::split_bf16(x[i], xs[2 * m * K + k], xs[(2 * m + 1) * K + k]);
+  }
+"""
+
 SOURCE_V4 = r"""
   // NOTE: x (M, K), w (N, blocks per row, block bytes); one kernel per (type, x dtype, RT, G): the
   // CTA's warps (at most 8) split K, each warp computes 16 * RT rows of y for every row of x
   __shared__ float red4[8 * 128 * RT];
-  oxg::gemv4<TYPE, T, RT, G, A4>(x, w, y, x_shape[0], x_shape[1], w_shape[0], (size_t)w_shape[1] * w_shape[2], red4);
+  oxg::gemv4<TYPE, T, TO, RT, G, A4>(x, w, y, x_shape[0], x_shape[1], w_shape[0], (size_t)w_shape[1] * w_shape[2], red4);
 """
 
 
@@ -794,9 +793,24 @@ def _kernel() -> Any:
 
 
 @functools.lru_cache(maxsize=None)
+def _kernel_split() -> Any:
+    return mx.fast.cuda_kernel(name="oxcore_ggml_split_x_v1", input_names=["x"], output_names=["xs"],
+                               source=SOURCE_SPLIT, header=HEADER)
+
+
+def split_x(x: mx.array) -> mx.array:
+    """float32 x (M, K) as bfloat16 (2M, K): rows 2m and 2m + 1 are x[m]'s high and low parts, whose
+    sum is x[m] to about 2^-17 of each value (the tensor-core GEMV's float32 path)."""
+    m, k = x.shape
+    (xs,) = _kernel_split()(inputs=[x], grid=(m * k, 1, 1), threadgroup=(256, 1, 1),
+                            output_shapes=[(2 * m, k)], output_dtypes=[mx.bfloat16])
+    return xs
+
+
+@functools.lru_cache(maxsize=None)
 def _kernel_v4() -> Any:
     # NOTE: a new name for a new source (MLX's on-disk kernel cache is keyed by name)
-    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v4b", input_names=["x", "w"], output_names=["y"],
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v4c", input_names=["x", "w"], output_names=["y"],
                                source=SOURCE_V4, header=HEADER)
 
 
@@ -867,16 +881,21 @@ def _gemv_v4(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, in
     a4 = group % 2 == 0 and (k // t.block_size * t.type_size) % 4 == 0
     x2 = x.reshape(m, k)
     w3 = raw.reshape(n, k // t.block_size, t.type_size)
-    # NOTE: float32 x takes two columns of the mma a row (bfloat16 hi and lo): 4 rows a launch
-    step = 4 if x.dtype == mx.float32 else 8
+    # NOTE: float32 x goes in as bfloat16 hi and lo rows (two columns of the mma each): 4 rows a launch
+    f32 = x.dtype == mx.float32
+    step = 4 if f32 else 8
     outs = []
     for r0 in range(0, m, step):
         xs = x2[r0:r0 + step]
+        rows = xs.shape[0]
+        if f32:
+            xs = split_x(xs)
         (y,) = _kernel_v4()(
             inputs=[xs, w3],
-            template=[("T", x.dtype), ("TYPE", TYPES[ggml_type]), ("RT", tiles), ("G", group), ("A4", a4)],
+            template=[("T", xs.dtype), ("TO", x.dtype), ("TYPE", TYPES[ggml_type]), ("RT", tiles), ("G", group),
+                      ("A4", a4)],
             grid=(-(-n // (16 * tiles)) * 32 * warps, 1, 1), threadgroup=(32 * warps, 1, 1),
-            output_shapes=[(xs.shape[0], n)], output_dtypes=[x.dtype])
+            output_shapes=[(rows, n)], output_dtypes=[x.dtype])
         outs.append(y)
     y = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=0)
     return y.reshape(*lead, n)

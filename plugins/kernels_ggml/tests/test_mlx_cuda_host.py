@@ -45,6 +45,7 @@ static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f
 static inline float __int_as_float(uint32_t v) { float f; memcpy(&f, &v, 4); return f; }
 static inline float __uint_as_float(uint32_t v) { float f; memcpy(&f, &v, 4); return f; }
 static inline uint32_t __float_as_uint(float v) { uint32_t u; memcpy(&u, &v, 4); return u; }
+// NOTE: float2bfloat16_rn and ushort_as_bfloat16 are host-callable in cuda_bf16.h
 template <typename T> static inline T __ldg(const T* p) { return *p; }
 struct Dim { int x = 0; };
 static Dim threadIdx, blockIdx, blockDim;
@@ -120,6 +121,7 @@ def test_decoders_match_gguf_py(host_decoder, tmp_path, ggml_type):
 # product in float64, and the kernel's per-half sum s * (C - (MAG + OFF) * sum(x)) + b * sum(x)
 MAIN_V4 = r"""#include <cstdio>
 #include <vector>
+#include <type_traits>
 static float h2f(uint32_t bits, int at) {
   if (at == 0) { __half_raw r; r.x = (unsigned short)bits; return __half2float(__half(r)); }
   uint32_t v = bits << 16; float f; memcpy(&f, &v, 4); return f;
@@ -127,7 +129,15 @@ static float h2f(uint32_t bits, int at) {
 template <int TYPE, typename T>
 void run(const uint8_t* w, const T* x, double* y, int N, int K, int M, size_t RB) {
   constexpr int AT = oxg::IsHalf<T>::value ? 0 : 1;
+  // NOTE: float32 x (T float) goes through split_bf16 into bfloat16 rows 2m, 2m + 1 as split_x does
   constexpr bool SPLIT = sizeof(T) == 4, KQ = TYPE == 5 || TYPE == 6, WIDE = AT == 1 && TYPE == 4;
+  using XT = typename std::conditional<SPLIT, __nv_bfloat16, T>::type;
+  std::vector<XT> xv((size_t)(SPLIT ? 2 : 1) * M * K);
+  for (int m = 0; m < M; ++m)
+    for (int k = 0; k < K; ++k) {
+      if constexpr (SPLIT) oxg::split_bf16(x[(size_t)m * K + k], xv[(size_t)2 * m * K + k], xv[(size_t)(2 * m + 1) * K + k]);
+      else xv[(size_t)m * K + k] = x[(size_t)m * K + k];
+    }
   const double K0 = WIDE ? 2304.0 : oxg::Op<AT>::MAG + oxg::Spec<TYPE>::OFF;
   const int ncol = SPLIT ? 2 * M : M;
   std::vector<double> acc((size_t)N * 8, 0.0);
@@ -166,9 +176,9 @@ void run(const uint8_t* w, const T* x, double* y, int N, int K, int M, size_t RB
         }
         if (g < ncol) {
           int xa, xb; oxg::unit_x<TYPE>(u, xa, xb);
-          const T* xr = x + (size_t)(SPLIT ? g >> 1 : g) * K + 4 * t;
+          const XT* xr = xv.data() + (size_t)g * K + 4 * t;
           for (int half = 0; half < 2; ++half) {
-            uint32_t b[2]; oxg::bfrag<T>(xr + (half ? xb : xa), true, g & 1, b);
+            uint32_t b[2]; oxg::bfrag<XT>(xr + (half ? xb : xa), true, b);
             B[half][2 * t][g] = h2f(b[0] & 0xFFFF, AT); B[half][2 * t + 1][g] = h2f(b[0] >> 16, AT);
             B[half][2 * t + 8][g] = h2f(b[1] & 0xFFFF, AT); B[half][2 * t + 9][g] = h2f(b[1] >> 16, AT);
           }
