@@ -505,21 +505,27 @@ __device__ __forceinline__ const uint8_t* group_ptr(const uint8_t* row, int u0) 
   return row + (size_t)Blk<TYPE>::BYTES * (TYPE >= 5 ? (u0 >> 3) : u0);
 }
 
-// byte j of v as a float (exact): 2^23 + byte, built as bits, minus 2^23
-__device__ __forceinline__ float bytef(uint32_t v, int j) {
-  return __int_as_float(__byte_perm(v, 0x4B000000u, 0x7440u + (uint32_t)j)) - 8388608.f;
+// byte j of v as a float (exact): 2^23 + byte, built as bits (mg = 0x4B000000), minus 2^23
+__device__ __forceinline__ float bytef(uint32_t v, int j, uint32_t mg) {
+  return __int_as_float(__byte_perm(v, mg, 0x7440u + (uint32_t)j)) - 8388608.f;
 }
 
 // Q4_K/Q5_K super-block header h (d, dmin, scales[12]): s[j] = d * sc_j, m[j] = -dmin * m_j
 __device__ __forceinline__ void k4_scales(uint4 h, float* s, float* m) {
+  // NOTE: 2^23's bits in a register, so that the byte permutes take their selectors as immediates
+  // (with both constant the compiler copied a selector into a register before each permute)
+  uint32_t mg = 0x4B000000u;
+#ifdef __CUDA_ARCH__
+  asm volatile("mov.b32 %0, 0x4B000000;" : "=r"(mg));
+#endif
   const float d = f16lo(h.x), dmin = f16hi(h.x);
   const uint32_t sc_lo = h.y & 0x3F3F3F3Fu, m_lo = h.z & 0x3F3F3F3Fu;
   const uint32_t sc_hi = (h.w & 0x0F0F0F0Fu) | ((h.y >> 2) & 0x30303030u);
   const uint32_t m_hi = ((h.w >> 4) & 0x0F0F0F0Fu) | ((h.z >> 2) & 0x30303030u);
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    s[j] = d * bytef(sc_lo, j); s[4 + j] = d * bytef(sc_hi, j);
-    m[j] = -dmin * bytef(m_lo, j); m[4 + j] = -dmin * bytef(m_hi, j);
+    s[j] = d * bytef(sc_lo, j, mg); s[4 + j] = d * bytef(sc_hi, j, mg);
+    m[j] = -dmin * bytef(m_lo, j, mg); m[4 + j] = -dmin * bytef(m_hi, j, mg);
   }
 }
 
@@ -587,7 +593,11 @@ __device__ __forceinline__ void gemv4_k(const T* x, const uint8_t* w, int M, int
     for (int h = 0; h < 2; ++h) rw[i][h] = w + (size_t)min(n0 + 16 * i + 8 * h + g, N - 1) * RB;  // past N: not stored
   const bool xon = g < M;
   const T* xr = x + (size_t)(xon ? g : 0) * K + 4 * t;
-  const uint32_t ones[4] = {Op<AT>::ONE2, Op<AT>::ONE2, Op<AT>::ONE2, Op<AT>::ONE2};
+  // NOTE: the all-ones A fragment held in 4 registers for the whole loop (as a constant the
+  // compiler rebuilt the register quad before every mma: 2 moves per sum(x) product)
+  uint32_t ones[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) asm volatile("mov.b32 %0, %1;" : "=r"(ones[i]) : "n"(Op<AT>::ONE2));
   const int ngrp = (K >> 5) / G;  // NOTE: the host picks G dividing K / 32: no partial groups
   for (int grp = warp; grp < ngrp; grp += nw) {
     const int u0 = grp * G;
