@@ -1,5 +1,17 @@
 """CUDA GEMV kernels (``mx.fast.cuda_kernel``) that read ggml blocks directly: MLX's CUDA build only.
 
+Two kernels; ``PLAN`` picks one per (type, x dtype) from a GPU sweep (``scripts/gpu_gemv_sweep.py``):
+
+- **v4** (tensor cores, ``gemv4`` below): ``mma.sync.m16n8k16`` with float32 accumulation. The
+  weights are the A operand as exact small integers (``MAG + q`` by one OR: float16 1024 + q,
+  bfloat16 128 + q), x the B operand (a column per row of x), and an all-ones A gives sum(x), so
+  ``s * (sum((MAG + q) x) - (MAG + OFF) sum(x)) + b sum(x)`` is exact up to float32 rounding. A warp
+  takes 16 rows of W (RT tiles of them) over G units a step, the CTA's warps split K. float16 x
+  runs in float16, bfloat16 x in bfloat16, float32 x is split once (``split_x``) into bfloat16
+  hi and lo rows (x to ~2^-17) whose two columns are summed into a float32 y. About 3.7 (Q4_0) to
+  4.3 (Q4_K) instructions per weight and lane, against 5 to 6 for v3 (SASS of the loops).
+- **v3** (CUDA cores, ``gemv`` below), the previous kernel:
+
 A thread block computes ``R`` consecutive output columns (rows of W) for all M (<= 8) rows of x;
 its threads stride together along K over *units* of 32 weights, so every warp streams a contiguous
 run of each of the R rows' bytes and the R rows share each x load. A unit is one block of
@@ -865,11 +877,18 @@ PLAN: dict = {}
 V4_DEFAULT = ("v4", 4, 1, 4)
 
 
+#: (type, x dtype) pairs not in ``PLAN`` take v3 unless this is True (v4 with ``V4_DEFAULT``)
+V4_UNPLANNED = False
+
+
 def plan_for(ggml_type: str, dtype: str) -> tuple:
-    """The kernel variant ``gemv`` uses for this type and x dtype (``PLAN``, else ``V4_DEFAULT``)."""
+    """The kernel variant ``gemv`` uses for this type and x dtype: ``PLAN``'s, else v3 (or
+    ``V4_DEFAULT`` when ``V4_UNPLANNED``; K types step by super-blocks, G = 8)."""
     v = PLAN.get((ggml_type, dtype))
     if v is not None:
         return tuple(v)
+    if not V4_UNPLANNED:
+        return ("v3", None, None, None)
     if T.BY_NAME[ggml_type].block_size == 256:
         return (V4_DEFAULT[0], V4_DEFAULT[1], V4_DEFAULT[2], 8)
     return V4_DEFAULT
