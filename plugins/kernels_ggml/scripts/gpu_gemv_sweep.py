@@ -29,7 +29,9 @@ K_TYPES = ("Q4_K", "Q5_K", "Q6_K")
 
 def variants(t: str) -> list[tuple]:
     shapes = ((1, 8), (2, 8)) if t in K_TYPES else ((1, 4), (2, 4), (1, 8))
-    return [("v3", None, None, None)] + [("v4", w, rt, g) for rt, g in shapes for w in (2, 4, 8)]
+    g = 8 if t in K_TYPES else 4
+    v4 = [(4, 1, g), (8, 1, g), (4, 2, g)]
+    return [("v3", None, None, None)] + [("v4",) + v for v in v4]
 
 
 def phase_compile(t: str, path: str) -> None:
