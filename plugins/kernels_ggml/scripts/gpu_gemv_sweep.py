@@ -30,7 +30,7 @@ K_TYPES = ("Q4_K", "Q5_K", "Q6_K")
 def variants(t: str) -> list[tuple]:
     shapes = ((1, 8), (2, 8)) if t in K_TYPES else ((1, 4), (2, 4), (1, 8))
     g = 8 if t in K_TYPES else 4
-    v4 = [(4, 1, g), (8, 1, g), (4, 2, g)]
+    v4 = [(4, 1, g)] if os.environ.get("SWEEP_LEAN") else [(4, 1, g), (8, 1, g), (4, 2, g)]
     return [("v3", None, None, None)] + [("v4",) + v for v in v4]
 
 
@@ -151,8 +151,26 @@ def phase_time(outdir: str) -> None:
         print(f"{t:5s} " + " | ".join(cells))
 
 
+def phase_plan(outdir: str) -> None:
+    """No timing: v4 (4 warps, 1 tile) wherever its check passed for the dtype, else v3."""
+    checks = [r for f in sorted(glob.glob(os.path.join(outdir, "check-*.json"))) for r in json.load(open(f))]
+    ok = {(r["type"], r["dtype"], tuple(r["variant"])) for r in checks if r["ok"]}
+    for r in checks:
+        if not r["ok"]:
+            print("  FAIL", r["type"], r["dtype"], r["variant"], r["nmse"], (r["error"] or "")[:300])
+    plan = {}
+    for t in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"):
+        v = ("v4", 4, 1, 8 if t in K_TYPES else 4)
+        for dt in DTYPES + ("bfloat16",):
+            plan[f"{t}/{dt}"] = list(v) if (t, dt, v) in ok else ["v3", None, None, None]
+    json.dump(plan, open(os.path.join(outdir, "plan.json"), "w"), indent=1)
+    print("plan:", plan)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "compile":
         phase_compile(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "plan":
+        phase_plan(sys.argv[2])
     else:
         phase_time(sys.argv[2])
