@@ -148,5 +148,11 @@ def load(path_or_name: Any) -> Any:
     from ._io import load as load_file
 
     p, arch, meta = resolve(path_or_name)
-    f = load_file(p)
+    if p.suffix.lower() != ".safetensors":  # NOTE: a safetensors model's metadata is its config.json
+        # NOTE: resolve's metadata holds its own mapping of the file: the loader gets one mapping, not two
+        del meta
+        f = load_file(p)
+        meta = dict(f.metadata)
+    else:
+        f = load_file(p)
     return architectures()[arch].loader(f, meta)

@@ -26,10 +26,10 @@ import json
 import math
 import os
 import struct
+from collections.abc import Mapping
 from json.decoder import scanstring
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-import ml_dtypes
 import numpy as np
 
 from .. import _dtypes
@@ -40,28 +40,58 @@ from .._mapping import MappedFile
 HEADER_CAP = 100_000_000  # bytes of JSON; the reference library's limit too
 MAGIC_MAX = 1 << 40  # sniff: a plausible header length
 
+class _OnFirstUse(Mapping):
+    """A read-only dict built on first use: the dtype tables import ml_dtypes (~0.5 s, ~6 MiB),
+    which registering this format (every oxcore process that loads plugins, a GGUF-only
+    ``oxcore generate`` too) must not pay."""
+
+    def __init__(self, build: Callable[[], dict]) -> None:
+        self._build = build
+        self._table: dict | None = None
+
+    def _get(self) -> dict:
+        if self._table is None:
+            self._table = self._build()
+        return self._table
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+def _dtypes_table() -> dict[str, tuple[int, np.dtype, _dtypes.DType]]:
+    import ml_dtypes
+
+    return {
+        "BOOL": (1, np.dtype(np.bool_), _dtypes.bool_),
+        "U8": (1, np.dtype("<u1"), _dtypes.uint8), "I8": (1, np.dtype("<i1"), _dtypes.int8),
+        "U16": (2, np.dtype("<u2"), _dtypes.uint16), "I16": (2, np.dtype("<i2"), _dtypes.int16),
+        "U32": (4, np.dtype("<u4"), _dtypes.uint32), "I32": (4, np.dtype("<i4"), _dtypes.int32),
+        "U64": (8, np.dtype("<u8"), _dtypes.uint64), "I64": (8, np.dtype("<i8"), _dtypes.int64),
+        "F16": (2, np.dtype("<f2"), _dtypes.float16), "BF16": (2, np.dtype(ml_dtypes.bfloat16), _dtypes.bfloat16),
+        "F32": (4, np.dtype("<f4"), _dtypes.float32), "F64": (8, np.dtype("<f8"), _dtypes.float64),
+        "F8_E4M3": (1, np.dtype(ml_dtypes.float8_e4m3fn), _dtypes.float16),
+        "F8_E5M2": (1, np.dtype(ml_dtypes.float8_e5m2), _dtypes.float16),
+    }
+
+
 #: safetensors dtype -> (itemsize, NumPy dtype of the stored bytes, oxcore dtype you get)
-DTYPES: dict[str, tuple[int, np.dtype, _dtypes.DType]] = {
-    "BOOL": (1, np.dtype(np.bool_), _dtypes.bool_),
-    "U8": (1, np.dtype("<u1"), _dtypes.uint8), "I8": (1, np.dtype("<i1"), _dtypes.int8),
-    "U16": (2, np.dtype("<u2"), _dtypes.uint16), "I16": (2, np.dtype("<i2"), _dtypes.int16),
-    "U32": (4, np.dtype("<u4"), _dtypes.uint32), "I32": (4, np.dtype("<i4"), _dtypes.int32),
-    "U64": (8, np.dtype("<u8"), _dtypes.uint64), "I64": (8, np.dtype("<i8"), _dtypes.int64),
-    "F16": (2, np.dtype("<f2"), _dtypes.float16), "BF16": (2, np.dtype(ml_dtypes.bfloat16), _dtypes.bfloat16),
-    "F32": (4, np.dtype("<f4"), _dtypes.float32), "F64": (8, np.dtype("<f8"), _dtypes.float64),
-    "F8_E4M3": (1, np.dtype(ml_dtypes.float8_e4m3fn), _dtypes.float16),
-    "F8_E5M2": (1, np.dtype(ml_dtypes.float8_e5m2), _dtypes.float16),
-}
+DTYPES: Mapping[str, tuple[int, np.dtype, _dtypes.DType]] = _OnFirstUse(_dtypes_table)
 FLOAT8 = ("F8_E4M3", "F8_E5M2")
-_BY_OX = {v[2]: k for k, v in DTYPES.items() if k not in FLOAT8}
-_BY_NP = {v[1]: k for k, v in DTYPES.items()}
+_BY_OX = _OnFirstUse(lambda: {v[2]: k for k, v in DTYPES.items() if k not in FLOAT8})
+_BY_NP = _OnFirstUse(lambda: {v[1]: k for k, v in DTYPES.items()})
 
 
 def _float8_table(st: str) -> np.ndarray:
     return np.arange(256, dtype=np.uint8).view(DTYPES[st][1]).astype(np.float16)
 
 
-_LUTS = {st: _float8_table(st) for st in FLOAT8}
+_LUTS = _OnFirstUse(lambda: {st: _float8_table(st) for st in FLOAT8})
 
 
 # --- header parsing --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 import numpy as np
-from oxcore import bfloat16, hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
+from oxcore import hookimpl  # NOTE: only oxcore imports this module, so oxcore is importable
 
 from . import _kernels_nn as NN
 from ._kernels_api import KERNELS as API_KERNELS
@@ -21,9 +21,14 @@ from ._kernels_api import KERNELS as API_KERNELS
 OXCORE_PLUGIN_API = 1
 __version__ = importlib.metadata.version("oxcore-cpu-numpy")  # NOTE: written once, in oxcore/VERSION
 
-# NOTE: bfloat16 joins in make_backend(): its NumPy dtype imports ml_dtypes (~0.5 s), which
-# loading this plugin (`oxcore --help`) must not pay
-_HALF: tuple[np.dtype, ...] = (np.dtype(np.float16),)
+_F16 = np.dtype(np.float16)
+
+
+def _is_half(dt: np.dtype) -> bool:
+    """float16 or bfloat16, without importing ml_dtypes: its NumPy dtype costs ~0.5 s and ~6 MiB,
+    which loading this plugin (`oxcore --help`, a float32 model) must not pay; a bfloat16 array
+    exists only once something imported it. (``dt.name`` costs ~2.5 us: asked only of 2-byte types.)"""
+    return dt.itemsize == 2 and (dt == _F16 or dt.name == "bfloat16")
 
 
 class _ErrstateVar:
@@ -59,7 +64,7 @@ def _up(f, recast: bool = True):
     """Run ``f`` in float32 for half inputs; cast the result back when ``recast``."""
     def k(*xs, **attrs):
         dt = xs[0].dtype
-        if dt in _HALF:
+        if _is_half(dt):
             r = f(*(x.astype(np.float32) if x.dtype == dt else x for x in xs), **attrs)
             return r.astype(dt) if recast else r
         return f(*xs, **attrs)
@@ -153,7 +158,7 @@ def _index_key(spec, arrays):
 
 def _cumulative(f):
     def k(x, *, axis, dtype, include_initial):
-        acc = np.float32 if dtype.numpy in _HALF else dtype.numpy
+        acc = np.float32 if dtype.name in ("float16", "bfloat16") else dtype.numpy
         out = f(x, axis=axis, dtype=acc)
         if include_initial:
             shape = list(out.shape)
@@ -167,7 +172,7 @@ def _reduce(f):
     def k(x, *, axis, keepdims, dtype=None):
         if dtype is None:
             return _up(f)(x, axis=axis, keepdims=keepdims)
-        acc = np.float32 if dtype.numpy in _HALF else dtype.numpy
+        acc = np.float32 if dtype.name in ("float16", "bfloat16") else dtype.numpy
         return np.asarray(f(x, axis=axis, keepdims=keepdims, dtype=acc)).astype(dtype.numpy, copy=False)
     return k
 
@@ -289,8 +294,6 @@ KERNELS: dict[str, Any] = {
 
 def make_backend():
     """Build the backend (the hook below registers it)."""
-    global _HALF
-    _HALF = (np.dtype(np.float16), bfloat16.numpy)
     from oxcore.extend import Backend
 
     class NumpyBackend(Backend):

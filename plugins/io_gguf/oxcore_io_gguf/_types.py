@@ -6,9 +6,9 @@ gguf (~150 ms); a test checks this table against ``gguf.constants.GGML_QUANT_SIZ
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-import ml_dtypes
 import numpy as np
 
 QK_K = 256
@@ -34,11 +34,30 @@ _TABLE = [
 BY_ID: dict[int, GGMLType] = {t[0]: GGMLType(*t) for t in _TABLE}
 BY_NAME: dict[str, GGMLType] = {t.name: t for t in BY_ID.values()}
 
+class _PlainDTypes(Mapping):
+    """ggml name -> NumPy dtype; BF16's (ml_dtypes) is made on first use: importing ml_dtypes
+    costs ~0.5 s and ~6 MiB, which a file without BF16 tensors should not pay."""
+
+    _EAGER = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8"), "I8": np.dtype("<i1"),
+              "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8")}
+
+    def __getitem__(self, name: str) -> np.dtype:
+        if name == "BF16":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return self._EAGER[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._EAGER
+        yield "BF16"
+
+    def __len__(self) -> int:
+        return len(self._EAGER) + 1
+
+
 #: types whose bytes are usable as-is: ggml name -> little-endian NumPy dtype (zero-copy views)
-PLAIN: dict[str, np.dtype] = {
-    "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype(ml_dtypes.bfloat16), "F64": np.dtype("<f8"),
-    "I8": np.dtype("<i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8"),
-}
+PLAIN: Mapping[str, np.dtype] = _PlainDTypes()
 
 #: block types with our own vectorized NumPy kernel and an oxcore-op decomposition
 NATIVE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")

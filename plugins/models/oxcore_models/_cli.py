@@ -49,14 +49,20 @@ def _load(model: str | None, arch: str, backend: str | None, **kw: Any) -> Any:
     # NOTE: one process usually loads one model; the cache serves in-process callers (tests, notebooks)
     key = (str(path), st.st_size, st.st_mtime_ns, arch, backend, tuple(sorted(kw.items())))
     if key not in _LOADED:
-        f = ox.load(path)
+        _LOADED.clear()
+        if path.suffix.lower() == ".gguf":
+            # NOTE: resolve's GGUF metadata holds its own mapping of the file: one mapping, not two
+            del meta
+            f = ox.load(path)
+            meta = dict(f.metadata)
+        else:
+            f = ox.load(path)  # NOTE: a safetensors model's metadata is its config.json
         if arch == "gemma3":
             from .gemma3 import Gemma3
 
             m = Gemma3.from_file(f, meta, backend=backend, **kw)
         else:
             m = om.architectures()[arch].loader(f, meta)
-        _LOADED.clear()
         _LOADED[key] = m
     return _LOADED[key]
 
@@ -182,6 +188,8 @@ def generate(prompt: str, model: str | None, max_tokens: int, temp: float, top_k
     pieces: list[str] = []
     with _clear_errors(), _recording(record):
         m = _load(model, "gemma3", backend, dequantize=dequantize)
+        # NOTE: one prompt per process: the SentencePiece model (~40 MiB) goes before the weights are read
+        m.tokenizer.free_encoder_after_use = True
         stream = m.generate(prompt, max_tokens=max_tokens, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                             repeat_penalty=repeat_penalty, seed=seed, stop=stop, chat=chat, context=ctx)
         for piece in stream:

@@ -55,6 +55,7 @@ def gemma_oxcore(a: dict) -> dict:
     from oxcore_models.sampling import Sampler
 
     m = _load(a["model"], "gemma3", a.get("backend"))
+    m.tokenizer.free_encoder_after_use = True  # NOTE: as oxcore generate: one prompt, then the weights
     ids = m.tokenize(a["prompt"])
     list(m.generate_ids(ids, max_tokens=a["tokens"], sampler=Sampler(temp=0), ignore_eos=True))  # NOTE: traces
     prompt, decode = [], []

@@ -218,8 +218,11 @@ class Gemma3:
         self._linear = _block_linear() if weights.mode == "blocks" else F.linear
         self._step = ox.compile(self._forward)
         from ._malloc import keep_freed_memory
+        from ._pages import numba_kernels, settle_after_build
 
         keep_freed_memory()  # NOTE: each step frees and reallocates its buffers: keep their pages (_malloc)
+        # NOTE: the whole file is resident while generating: give back what the build alone needed (_pages)
+        settle_after_build(metadata, weights.mode == "blocks" and numba_kernels("ggml_matmul", backend))
 
     @classmethod
     def from_file(cls, file: Any, metadata: dict, *, dequantize: str = "auto", backend: str | None = None) -> "Gemma3":

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -139,8 +140,6 @@ class GGUFTokenizer:
     def __init__(self, pieces: Sequence[str], scores: np.ndarray, types: np.ndarray, *, unk_id: int = 0,
                  bos_id: int | None, eos_id: int | None, pad_id: int | None = None, add_bos: bool = True,
                  add_eos: bool = False, add_space_prefix: bool = False) -> None:
-        import sentencepiece
-
         n = len(pieces)
         scores, types = np.asarray(scores, np.float32), np.asarray(types, np.int32)
         if scores.shape != (n,) or types.shape != (n,):
@@ -149,20 +148,45 @@ class GGUFTokenizer:
         for name, i in (("unknown", unk_id), ("bos", bos_id), ("eos", eos_id), ("padding", pad_id)):
             if i is not None and not 0 <= i < n:
                 raise ValueError(f"tokenizer.ggml.{name}_token_id is {i}, not the id of one of the {n} tokens")
-        proto = build_model_proto(pieces, scores, types, unk_id=unk_id, bos_id=bos_id, eos_id=eos_id,
-                                  pad_id=pad_id)
-        try:
-            self.sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
-        except RuntimeError as e:  # NOTE: e.g. a piece twice, a malformed byte piece
-            raise ValueError(f"the tokenizer.ggml.* keys are no valid SentencePiece vocabulary: {e}") from None
         self.unk_id, self.bos_id, self.eos_id, self.add_bos, self.add_eos = unk_id, bos_id, eos_id, add_bos, add_eos
         self.add_space_prefix = add_space_prefix
+        self.pieces, self.is_byte = pieces, types == BYTE
+        self._scores, self._types, self._pad_id = scores, types, pad_id
+        #: True: ``encode`` frees the SentencePiece model after each call (rebuilt by the next one):
+        #: ~40 MiB less for a process that encodes one prompt and then generates (``oxcore generate``)
+        self.free_encoder_after_use = False
+        self._sp: Any = None
+        self._sp = self.sp  # NOTE: built now, so a bad vocabulary fails here, where it was read
         special = np.flatnonzero((types == CONTROL) | (types == USER_DEFINED) | (types == UNKNOWN))
         # NOTE: longest first (in UTF-8 bytes), as llama.cpp cuts them; ties by id (llama.cpp's
         # std::sort leaves their order open; it only matters for overlapping pieces of one length)
         self.special = sorted(((str(pieces[i]), int(i)) for i in special if pieces[i]), key=lambda p: -len(p[0].encode()))
+        self._special_ids = {p: i for p, i in reversed(self.special)}
         self.skipped = frozenset(int(i) for i in np.flatnonzero((types == CONTROL) | (types == UNKNOWN)))
         self.skipped |= {unk_id}
+
+    @property
+    def sp(self) -> Any:
+        """The ``SentencePieceProcessor`` that encodes (built on first use after ``free_encoder``)."""
+        if self._sp is None:
+            import sentencepiece
+
+            proto = build_model_proto(self.pieces, self._scores, self._types, unk_id=self.unk_id, bos_id=self.bos_id,
+                                      eos_id=self.eos_id, pad_id=self._pad_id)
+            try:
+                self._sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
+            except RuntimeError as e:  # NOTE: e.g. a piece twice, a malformed byte piece
+                raise ValueError(f"the tokenizer.ggml.* keys are no valid SentencePiece vocabulary: {e}") from None
+        return self._sp
+
+    def free_encoder(self) -> None:
+        """Free the SentencePiece model (~40 MiB for Gemma's 262k pieces) and return its heap to
+        the OS; decoding and id lookups never need it, the next ``encode`` builds it again."""
+        if self._sp is not None:
+            self._sp = None
+            from ._pages import trim_heap
+
+            trim_heap()  # NOTE: glibc keeps freed heap once _malloc raised its thresholds
 
     @classmethod
     def from_gguf_metadata(cls, meta: Mapping[str, Any]) -> "GGUFTokenizer":
@@ -189,15 +213,17 @@ class GGUFTokenizer:
 
     # --- the vocabulary ---------------------------------------------------------------------
     def get_vocab_size(self) -> int:
-        return self.sp.get_piece_size()
+        return len(self.pieces)
 
     def token_to_id(self, piece: str) -> int | None:
+        if piece in self._special_ids:  # NOTE: the end-of-turn pieces a model looks up: no SentencePiece needed
+            return self._special_ids[piece]
         i = self.sp.piece_to_id(piece)
         # NOTE: SentencePiece answers the unknown id for a piece it does not have
         return None if i == self.unk_id and piece != self.sp.id_to_piece(i) else i
 
     def id_to_token(self, i: int) -> str | None:
-        return self.sp.id_to_piece(i) if 0 <= i < self.sp.get_piece_size() else None
+        return str(self.pieces[i]) if 0 <= i < len(self.pieces) else None
 
     # --- encoding ---------------------------------------------------------------------------
     def encode(self, text: str, add_special_tokens: bool = True) -> Encoding:
@@ -217,6 +243,8 @@ class GGUFTokenizer:
                 out.extend(self.sp.encode(" " + frag if self.add_space_prefix else frag))
         if add_special_tokens and self.add_eos and self.eos_id is not None:
             out.append(self.eos_id)
+        if self.free_encoder_after_use:
+            self.free_encoder()
         return Encoding(out)
 
     def _split_special(self, text: str) -> list[str | int]:
@@ -246,13 +274,36 @@ class GGUFTokenizer:
             if i in self.skipped:
                 # NOTE: SentencePiece decodes control pieces to "" and unknown to " ⁇ ": write them here
                 if run:
-                    parts.append(self.sp.decode(run))
+                    parts.append(self._decode_run(run))
                     run = []
                 if not skip_special_tokens:
-                    parts.append(self.sp.id_to_piece(i))
+                    parts.append(str(self.pieces[i]))
             else:
                 run.append(i)
         if run:
-            parts.append(self.sp.decode(run))
+            parts.append(self._decode_run(run))
         text = "".join(parts)
         return text[1:] if self.add_space_prefix and text.startswith(" ") else text
+
+    def _decode_run(self, ids: list[int]) -> str:
+        """SentencePiece's decoding of pieces that are neither control nor unknown, from the
+        pieces themselves (so generating needs no SentencePiece model): ``▁`` is a space, byte
+        pieces are their byte, and each byte that is no valid UTF-8 becomes U+FFFD, as in
+        SentencePiece (no dummy prefix or extra whitespace to strip: the normalizer has none)."""
+        out = bytearray()
+        for i in ids:
+            p = str(self.pieces[i])
+            if self.is_byte[i]:
+                out.append(int(p[3:5], 16))  # NOTE: "<0xAB>"; SentencePiece refused any other byte piece
+            else:
+                out += p.replace("\u2581", " ").encode("utf-8", "surrogateescape")
+        return out.decode("utf-8", _ONE_FFFD_PER_BYTE)
+
+
+def _one_fffd_per_byte(e: UnicodeDecodeError) -> tuple[str, int]:
+    # NOTE: Python replaces a whole invalid sequence with one U+FFFD; SentencePiece writes one per byte
+    return "\ufffd", e.start + 1
+
+
+_ONE_FFFD_PER_BYTE = "oxcore-models-one-fffd-per-byte"
+codecs.register_error(_ONE_FFFD_PER_BYTE, _one_fffd_per_byte)

@@ -138,3 +138,54 @@ def test_bad_vocabularies_say_what_is_wrong(change, match):
     assert len(meta["tokenizer.ggml.tokens"]) == 270
     with pytest.raises(ValueError, match=match):
         from_gguf_metadata({**meta, **change})
+
+
+def _sp_decode(tok, ids: list[int]) -> str:
+    """SentencePiece's own decoding of pieces that are neither control nor unknown."""
+    return tok.sp.decode(ids)
+
+
+def test_decoding_without_sentencepiece_equals_its_decoding_on_random_vocabularies():
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    rng = np.random.default_rng(seed)
+    for space_prefix in (False, True):
+        tok = from_gguf_metadata(random_vocab(rng, 300, space_prefix))
+        plain = [i for i in range(tok.get_vocab_size()) if i not in tok.skipped]
+        for _ in range(200):
+            # NOTE: byte pieces drawn often, so that runs of them make valid and invalid UTF-8
+            ids = [int(i) for i in rng.choice(plain, size=int(rng.integers(1, 12)))]
+            assert tok._decode_run(ids) == _sp_decode(tok, ids), f"seed {seed}: {ids}"
+
+
+def test_decoding_without_sentencepiece_equals_its_decoding_on_gemma(gemma_tokenizer):
+    tok = gemma_tokenizer
+    plain = np.array([i for i in range(tok.get_vocab_size()) if i not in tok.skipped])
+    for i in plain:  # NOTE: every piece alone (bytes alone are invalid UTF-8 above 0x7f)
+        assert tok._decode_run([int(i)]) == _sp_decode(tok, [int(i)]), f"id {i}"
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    rng = np.random.default_rng(seed)
+    byte_ids = np.flatnonzero(tok.is_byte)
+    utf8 = "aé€😀中".encode()
+    for _ in range(300):
+        n = int(rng.integers(1, 10))
+        ids = [int(i) for i in rng.choice(plain, size=n)]
+        # NOTE: and runs of byte pieces: cut valid UTF-8 (a character split over pieces) and stray bytes
+        cut = utf8[int(rng.integers(0, len(utf8))):][:int(rng.integers(1, 6))]
+        run = [int(byte_ids[b]) for b in cut] + [int(i) for i in rng.choice(byte_ids, size=int(rng.integers(0, 3)))]
+        k = int(rng.integers(0, n + 1))
+        ids[k:k] = run
+        assert tok._decode_run(ids) == _sp_decode(tok, ids), f"seed {seed}: {ids}"
+
+
+def test_a_freed_encoder_is_built_again_and_encodes_the_same():
+    meta = random_vocab(np.random.default_rng(), 300)
+    tok = from_gguf_metadata(meta)
+    text = "abc<ctl>dé e[ud]  z"
+    ids = tok.encode(text).ids
+    tok.free_encoder_after_use = True
+    assert tok.encode(text).ids == ids and tok._sp is None
+    assert tok.decode(ids[1:], skip_special_tokens=False) == text and tok._sp is None  # NOTE: decoding never builds it
+    assert tok.token_to_id("<ctl>") == 3 and tok._sp is None
+    assert tok.encode(text).ids == ids
+    pieces = meta["tokenizer.ggml.tokens"]
+    assert [tok.token_to_id(p) for p in pieces] == list(range(len(pieces)))
