@@ -1,5 +1,17 @@
 """CUDA GEMV kernels (``mx.fast.cuda_kernel``) that read ggml blocks directly: MLX's CUDA build only.
 
+Two kernels; ``PLAN`` picks one per (type, x dtype) from a GPU sweep (``scripts/gpu_gemv_sweep.py``):
+
+- **v4** (tensor cores, ``gemv4`` below): ``mma.sync.m16n8k16`` with float32 accumulation. The
+  weights are the A operand as exact small integers (``MAG + q`` by one OR: float16 1024 + q,
+  bfloat16 128 + q), x the B operand (a column per row of x), and an all-ones A gives sum(x), so
+  ``s * (sum((MAG + q) x) - (MAG + OFF) sum(x)) + b sum(x)`` is exact up to float32 rounding. A warp
+  takes 16 rows of W (RT tiles of them) over G units a step, the CTA's warps split K. float16 x
+  runs in float16, bfloat16 x in bfloat16, float32 x is split once (``split_x``) into bfloat16
+  hi and lo rows (x to ~2^-17) whose two columns are summed into a float32 y. About 3.7 (Q4_0) to
+  4.3 (Q4_K) instructions per weight and lane, against 5 to 6 for v3 (SASS of the loops).
+- **v3** (CUDA cores, ``gemv`` below), the previous kernel:
+
 A thread block computes ``R`` consecutive output columns (rows of W) for all M (<= 8) rows of x;
 its threads stride together along K over *units* of 32 weights, so every warp streams a contiguous
 run of each of the R rows' bytes and the R rows share each x load. A unit is one block of
@@ -402,6 +414,367 @@ __device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int
   }
 }
 
+
+// ===================== v4: tensor cores (mma.sync m16n8k16, float32 accumulation) =====================
+// A warp computes 16 rows of W (a tile; RT tiles) for all rows of x, G units per step; the CTA's
+// warps split K. The weights are the mma's A operand as exact small integers (q stored as
+// MAG + q by one OR: a float16 1024 + q, a bfloat16 128 + q), x is the B operand (column n = row n
+// of x; float32 x as bfloat16 hi and lo rows from split_x, columns 2m, 2m+1), and one more mma of an all-ones
+// A gives sum(x) per half: ``s * (sum((MAG + q) x) - (MAG + OFF) sum(x)) + b sum(x)`` per half, in
+// float32. Lane (g, t) holds rows g and g + 8 and, of each half of a unit, the values 4t..4t+3
+// (bytes of word t): k order (4t, 4t+2 | 4t+1, 4t+3), the same in A and B.
+
+template <int AT> struct Op;
+template <> struct Op<0> { static constexpr uint32_t MAG2 = 0x64006400u, ONE2 = 0x3C003C00u; static constexpr float MAG = 1024.f; };
+template <> struct Op<1> { static constexpr uint32_t MAG2 = 0x43004300u, ONE2 = 0x3F803F80u; static constexpr float MAG = 128.f; };
+
+// one little-endian word at a 2-byte aligned p: two loads, nothing read past p + 4
+__device__ __forceinline__ uint32_t ld_w2(const uint8_t* p) {
+  const uint32_t odd = (uint32_t)(reinterpret_cast<unsigned long long>(p) & 2);
+  const uint32_t lo = ld32(p - odd), hi = ld16(p + 2);
+  return __funnelshift_r(lo, hi, odd * 8);
+}
+
+// the word at p + C for a 4-byte aligned p and an even C that folds to a constant once the unit
+// loop is unrolled: one load, or two aligned loads shifted (reading 2 bytes past the word, which
+// the callers keep inside the row: the next block of an even-sized group)
+__device__ __forceinline__ uint32_t ld_c(const uint8_t* p, int C) {
+  if ((C & 3) == 0) return ld32(p + C);
+  return __funnelshift_r(ld32(p + C - 2), ld32(p + C + 2), 16);
+}
+
+// a lane's quarter of a unit: q bytes of values 4t..4t+3 of half A (qa) and half B (qb)
+struct Quarter { uint32_t qa, qb; float sa, sb, ba, bb; };
+
+// unit j of the group at pg (the 32-value types: pg = the group's first block, A4: pg is 4-byte
+// aligned and the group has an even number of blocks; K types: pg = the super-block, j = its unit;
+// Q4_K/Q5_K's scales come from k4_scales, once per super-block)
+template <int TYPE, bool A4>
+__device__ __forceinline__ void load_quarter(const uint8_t* pg, int j, int t, Quarter& q) {
+  q.ba = q.bb = 0.f;
+  if constexpr (TYPE == 0) {
+    const uint32_t w = A4 ? ld_c(pg + 4 * t, 18 * j + 2) : ld_w2(pg + 18 * j + 2 + 4 * t);
+    q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
+    q.sa = q.sb = f16lo(ld16(pg + 18 * j));
+  } else if constexpr (TYPE == 1) {
+    const uint8_t* p = pg + 20 * j;
+    const uint32_t dm = ld32(p), w = ld32(p + 4 + 4 * t);
+    q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
+    q.sa = q.sb = f16lo(dm); q.ba = q.bb = f16hi(dm);
+  } else if constexpr (TYPE == 2) {
+    const uint8_t* p = pg + 22 * j;
+    const uint32_t w = A4 ? ld_c(pg + 4 * t, 22 * j + 6) : ld_w2(p + 6 + 4 * t);
+    const uint32_t qh = ld16(p + 2) | (ld16(p + 4) << 16);
+    q.qa = (w & 0x0F0F0F0Fu) | (spread4((qh >> (4 * t)) & 0xFu) << 4);
+    q.qb = ((w >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * t)) & 0xFu) << 4);
+    q.sa = q.sb = f16lo(ld16(p));
+  } else if constexpr (TYPE == 3) {
+    const uint8_t* p = pg + 24 * j;
+    const uint32_t dm = ld32(p), qh = ld32(p + 4), w = ld32(p + 8 + 4 * t);
+    q.qa = (w & 0x0F0F0F0Fu) | (spread4((qh >> (4 * t)) & 0xFu) << 4);
+    q.qb = ((w >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * t)) & 0xFu) << 4);
+    q.sa = q.sb = f16lo(dm); q.ba = q.bb = f16hi(dm);
+  } else if constexpr (TYPE == 4) {
+    const uint8_t* p = pg + 34 * j;
+    if (A4) {
+      q.qa = ld_c(pg + 4 * t, 34 * j + 2) ^ 0x80808080u; q.qb = ld_c(pg + 4 * t, 34 * j + 18) ^ 0x80808080u;
+    } else {
+      q.qa = ld_w2(p + 2 + 4 * t) ^ 0x80808080u; q.qb = ld_w2(p + 18 + 4 * t) ^ 0x80808080u;
+    }
+    q.sa = q.sb = f16lo(ld16(p));
+  } else if constexpr (TYPE == 5 || TYPE == 6) {
+    constexpr int QS = TYPE == 5 ? 16 : 48;
+    const int c = j >> 1;
+    const uint32_t w = ld32(pg + QS + 16 * j + 4 * t);
+    q.qa = w & 0x0F0F0F0Fu; q.qb = (w >> 4) & 0x0F0F0F0Fu;
+    if constexpr (TYPE == 6) {
+      const uint32_t qh = ld32(pg + 16 + 16 * (j & 1) + 4 * t);
+      q.qa |= ((qh >> (2 * c)) & 0x01010101u) << 4;
+      q.qb |= ((qh >> (2 * c + 1)) & 0x01010101u) << 4;
+    }
+    q.sa = q.sb = 0.f;
+  } else {  // Q6_K: 210-byte super-blocks are 2-byte aligned; one shift for the whole super-block
+    const uint32_t odd = (uint32_t)(reinterpret_cast<unsigned long long>(pg) & 2);
+    const uint8_t* b = pg - odd;
+    const int hf = j >> 2, wh = (j >> 1) & 1, l0 = 16 * (j & 1);
+    const int oql = 16 * j + 4 * t, oqh = 128 + 32 * hf + l0 + 4 * t;
+    const uint32_t ql = __funnelshift_r(ld32(b + oql), ld32(b + oql + 4), odd * 8);
+    const uint32_t qh = __funnelshift_r(ld32(b + oqh), ld32(b + oqh + 4), odd * 8);
+    q.qa = (ql & 0x0F0F0F0Fu) | (((qh >> (2 * wh)) & 0x03030303u) << 4);
+    q.qb = ((ql >> 4) & 0x0F0F0F0Fu) | (((qh >> (4 + 2 * wh)) & 0x03030303u) << 4);
+    const int8_t* sc = reinterpret_cast<const int8_t*>(pg + 192 + 8 * hf + (j & 1) + 2 * wh);
+    const float d = f16lo(ld16(pg + 208));
+    q.sa = d * (float)sc[0]; q.sb = d * (float)sc[4];
+  }
+}
+
+// bytes of a unit's group step: block bytes (32-value types), super-block bytes (K types, per 8 units)
+template <int TYPE> struct Blk { static constexpr int BYTES = TYPE == 0 ? 18 : TYPE == 1 ? 20 : TYPE == 2 ? 22 : TYPE == 3 ? 24 : TYPE == 4 ? 34 : TYPE == 5 ? 144 : TYPE == 6 ? 176 : 210; };
+
+// the group at unit u0 of a row (K types: u0 is a multiple of 8)
+template <int TYPE>
+__device__ __forceinline__ const uint8_t* group_ptr(const uint8_t* row, int u0) {
+  return row + (size_t)Blk<TYPE>::BYTES * (TYPE >= 5 ? (u0 >> 3) : u0);
+}
+
+// byte j of v as a float (exact): 2^23 + byte, built as bits (mg = 0x4B000000), minus 2^23
+__device__ __forceinline__ float bytef(uint32_t v, int j, uint32_t mg) {
+  return __int_as_float(__byte_perm(v, mg, 0x7440u + (uint32_t)j)) - 8388608.f;
+}
+
+// Q4_K/Q5_K super-block header h (d, dmin, scales[12]): s[j] = d * sc_j, m[j] = -dmin * m_j
+__device__ __forceinline__ void k4_scales(uint4 h, float* s, float* m) {
+  // NOTE: 2^23's bits in a register, so that the byte permutes take their selectors as immediates
+  // (with both constant the compiler copied a selector into a register before each permute)
+  uint32_t mg = 0x4B000000u;
+#ifdef __CUDA_ARCH__
+  asm volatile("mov.b32 %0, 0x4B000000;" : "=r"(mg));
+#endif
+  const float d = f16lo(h.x), dmin = f16hi(h.x);
+  const uint32_t sc_lo = h.y & 0x3F3F3F3Fu, m_lo = h.z & 0x3F3F3F3Fu;
+  const uint32_t sc_hi = (h.w & 0x0F0F0F0Fu) | ((h.y >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((h.w >> 4) & 0x0F0F0F0Fu) | ((h.z >> 2) & 0x30303030u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    s[j] = d * bytef(sc_lo, j, mg); s[4 + j] = d * bytef(sc_hi, j, mg);
+    m[j] = -dmin * bytef(m_lo, j, mg); m[4 + j] = -dmin * bytef(m_hi, j, mg);
+  }
+}
+
+// A fragment of one half from the q words of rows g (q0) and g + 8 (q1): values (4t, 4t+2) at
+// k (2t, 2t+1), (4t+1, 4t+3) at k (2t+8, 2t+9), each MAG + q
+template <int AT>
+__device__ __forceinline__ void afrag(uint32_t q0, uint32_t q1, uint32_t* a) {
+  constexpr uint32_t M2 = Op<AT>::MAG2;
+  a[0] = (q0 & 0x00FF00FFu) | M2; a[1] = (q1 & 0x00FF00FFu) | M2;
+  a[2] = ((q0 >> 8) & 0x00FF00FFu) | M2; a[3] = ((q1 >> 8) & 0x00FF00FFu) | M2;
+}
+
+template <typename T> struct Bits16 { static __device__ __forceinline__ uint32_t of(T v) { return (uint32_t)__bfloat16_as_ushort(v); } };
+template <> struct Bits16<__half> { static __device__ __forceinline__ uint32_t of(__half v) { return (uint32_t)__half_as_ushort(v); } };
+
+// B fragment of one half: x values 4t..4t+3 of the lane's column at p as (x0, x2), (x1, x3)
+template <typename T>
+__device__ __forceinline__ void bfrag(const T* p, bool vec, uint32_t* b) {
+  uint32_t w0, w1;
+  if (vec) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    w0 = v.x; w1 = v.y;
+  } else {
+    w0 = Bits16<T>::of(p[0]) | (Bits16<T>::of(p[1]) << 16);
+    w1 = Bits16<T>::of(p[2]) | (Bits16<T>::of(p[3]) << 16);
+  }
+  b[0] = __byte_perm(w0, w1, 0x5410u); b[1] = __byte_perm(w0, w1, 0x7632u);
+}
+
+// float32 x as two bfloat16 rows (split_x's kernel): hi = x with its mantissa cut to bfloat16's,
+// lo = x - hi (exact in float32) rounded to bfloat16: hi + lo is x to about 2^-17 of itself
+__device__ __forceinline__ void split_bf16(float v, __nv_bfloat16& hi, __nv_bfloat16& lo) {
+  const uint32_t b = __float_as_uint(v) & 0xFFFF0000u;
+  hi = __ushort_as_bfloat16((unsigned short)(b >> 16));
+  lo = __float2bfloat16_rn(v - __uint_as_float(b));
+}
+
+#ifdef __CUDA_ARCH__
+template <int AT>
+__device__ __forceinline__ void mma16816(float* c, const uint32_t* a, const uint32_t* b) {
+  if constexpr (AT == 0) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+}
+
+// the K loop of gemv4 (XV: x 16-byte aligned, vector loads): acc[i] = the C fragment of tile i
+template <int TYPE, typename T, int RT, int G, bool A4, bool XV>
+__device__ __forceinline__ void gemv4_k(const T* x, const uint8_t* w, int M, int K, int N, size_t RB, float (&acc)[RT][4]) {
+  constexpr int AT = IsHalf<T>::value ? 0 : 1;
+  constexpr bool KQ = TYPE == 5 || TYPE == 6;   // scales once per super-block
+  constexpr bool TWO = TYPE >= 5;               // a scale per half
+  constexpr bool WIDE = AT == 1 && TYPE == 4;   // Q8_0's q > 127 in bfloat16: q = 16 hi + lo, each 128 + nibble
+  constexpr float K0 = WIDE ? 2304.f : Op<AT>::MAG + (float)Spec<TYPE>::OFF;
+  static_assert(TYPE < 5 || G == 8, "K types step by super-blocks");
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
+  const int g = lane >> 2, t = lane & 3, n0 = blockIdx.x * 16 * RT;
+  const uint8_t* rw[RT][2];
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) rw[i][h] = w + (size_t)min(n0 + 16 * i + 8 * h + g, N - 1) * RB;  // past N: not stored
+  const bool xon = g < M;
+  const T* xr = x + (size_t)(xon ? g : 0) * K + 4 * t;
+  // NOTE: the all-ones A fragment held in 4 registers for the whole loop (as a constant the
+  // compiler rebuilt the register quad before every mma: 2 moves per sum(x) product)
+  uint32_t ones[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) asm volatile("mov.b32 %0, %1;" : "=r"(ones[i]) : "n"(Op<AT>::ONE2));
+  const int ngrp = (K >> 5) / G;  // NOTE: the host picks G dividing K / 32: no partial groups
+  for (int grp = warp; grp < ngrp; grp += nw) {
+    const int u0 = grp * G;
+    // NOTE: x positions as the group's base plus constants (unit_x of the unit within the group)
+    const T* xg = xr + (TYPE >= 5 ? 256 * (u0 >> 3) : 32 * u0);
+    uint32_t bA[G][2], bB[G][2];
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      bA[j][0] = bA[j][1] = bB[j][0] = bB[j][1] = 0u;
+      if (xon) {
+        int xa, xb;
+        unit_x<TYPE>(j, xa, xb);
+        bfrag<T>(xg + xa, XV, bA[j]);
+        bfrag<T>(xg + xb, XV, bB[j]);
+      }
+    }
+    Quarter q[RT][2][G];
+    float ks[RT][2][8], km[RT][2][8];
+#pragma unroll
+    for (int i = 0; i < RT; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* pg = group_ptr<TYPE>(rw[i][h], u0);
+        if constexpr (KQ) {
+          k4_scales(ld128(pg), ks[i][h], km[i][h]);
+#pragma unroll
+          for (int c = 0; c < 8; ++c) km[i][h][c] = fmaf(-K0, ks[i][h][c], km[i][h][c]);  // (MAG + OFF) sum(x) folded in
+        }
+#pragma unroll
+        for (int j = 0; j < G; ++j) load_quarter<TYPE, A4>(pg, j, t, q[i][h][j]);
+      }
+    if constexpr (KQ) {
+      // units 2c and 2c + 1 hold sub-blocks 2c (halves A) and 2c + 1 (halves B) whole: one
+      // product chain per sub-block, scaled once
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        float sA[4] = {0.f, 0.f, 0.f, 0.f}, sB[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int j = 2 * c; j < 2 * c + 2; ++j) { mma16816<AT>(sA, ones, bA[j]); mma16816<AT>(sB, ones, bB[j]); }
+#pragma unroll
+        for (int i = 0; i < RT; ++i) {
+          float ca[4] = {0.f, 0.f, 0.f, 0.f}, cb[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+          for (int j = 2 * c; j < 2 * c + 2; ++j) {
+            uint32_t aA[4], aB[4];
+            afrag<AT>(q[i][0][j].qa, q[i][1][j].qa, aA);
+            afrag<AT>(q[i][0][j].qb, q[i][1][j].qb, aB);
+            mma16816<AT>(ca, aA, bA[j]); mma16816<AT>(cb, aB, bB[j]);
+          }
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int h = e >> 1;
+            acc[i][e] = fmaf(km[i][h][2 * c + 1], sB[e], fmaf(ks[i][h][2 * c + 1], cb[e],
+                        fmaf(km[i][h][2 * c], sA[e], fmaf(ks[i][h][2 * c], ca[e], acc[i][e]))));
+          }
+        }
+      }
+    } else
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      float sA[4] = {0.f, 0.f, 0.f, 0.f}, sB[4] = {0.f, 0.f, 0.f, 0.f};
+      mma16816<AT>(sA, ones, bA[j]);
+      if constexpr (TWO) mma16816<AT>(sB, ones, bB[j]);
+      else mma16816<AT>(sA, ones, bB[j]);
+#pragma unroll
+      for (int i = 0; i < RT; ++i) {
+        float sa[2], sb[2], ba[2], bb[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          if constexpr (KQ) {
+            const int c = j >> 1;
+            sa[h] = ks[i][h][2 * c]; sb[h] = ks[i][h][2 * c + 1]; ba[h] = km[i][h][2 * c]; bb[h] = km[i][h][2 * c + 1];
+          } else {  // (MAG + OFF) sum(x) folded into the bias
+            sa[h] = q[i][h][j].sa; sb[h] = q[i][h][j].sb;
+            ba[h] = fmaf(-K0, sa[h], q[i][h][j].ba);
+            if constexpr (TWO) bb[h] = fmaf(-K0, sb[h], q[i][h][j].bb);
+            else bb[h] = 0.f;
+          }
+        }
+        uint32_t aA[4], aB[4];
+        if constexpr (WIDE) {
+          float c[4] = {0.f, 0.f, 0.f, 0.f}, ch[4] = {0.f, 0.f, 0.f, 0.f};
+          afrag<AT>(q[i][0][j].qa & 0x0F0F0F0Fu, q[i][1][j].qa & 0x0F0F0F0Fu, aA);
+          afrag<AT>(q[i][0][j].qb & 0x0F0F0F0Fu, q[i][1][j].qb & 0x0F0F0F0Fu, aB);
+          mma16816<AT>(c, aA, bA[j]); mma16816<AT>(c, aB, bB[j]);
+          afrag<AT>((q[i][0][j].qa >> 4) & 0x0F0F0F0Fu, (q[i][1][j].qa >> 4) & 0x0F0F0F0Fu, aA);
+          afrag<AT>((q[i][0][j].qb >> 4) & 0x0F0F0F0Fu, (q[i][1][j].qb >> 4) & 0x0F0F0F0Fu, aB);
+          mma16816<AT>(ch, aA, bA[j]); mma16816<AT>(ch, aB, bB[j]);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[i][e] = fmaf(ba[e >> 1], sA[e], fmaf(sa[e >> 1], fmaf(16.f, ch[e], c[e]), acc[i][e]));
+        } else {
+          afrag<AT>(q[i][0][j].qa, q[i][1][j].qa, aA);
+          afrag<AT>(q[i][0][j].qb, q[i][1][j].qb, aB);
+          if constexpr (TWO) {
+            float ca[4] = {0.f, 0.f, 0.f, 0.f}, cb[4] = {0.f, 0.f, 0.f, 0.f};
+            mma16816<AT>(ca, aA, bA[j]); mma16816<AT>(cb, aB, bB[j]);
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              acc[i][e] = fmaf(bb[e >> 1], sB[e], fmaf(sb[e >> 1], cb[e], fmaf(ba[e >> 1], sA[e], fmaf(sa[e >> 1], ca[e], acc[i][e]))));
+          } else {
+            float c[4] = {0.f, 0.f, 0.f, 0.f};
+            mma16816<AT>(c, aA, bA[j]); mma16816<AT>(c, aB, bB[j]);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][e] = fmaf(ba[e >> 1], sA[e], fmaf(sa[e >> 1], c[e], acc[i][e]));
+          }
+        }
+      }
+    }
+  }
+}
+
+// y[m, n0 + r] for the CTA's 16 * RT rows, x (M, K) in float16 or bfloat16; TO float (y float32):
+// x's rows come in pairs (split_x: hi, lo) and y[m] sums the pair 2m, 2m + 1; red: 32 * 4 * RT
+// floats per warp
+template <int TYPE, typename T, typename TO, int RT, int G, bool A4>
+__device__ __forceinline__ void gemv4(const T* x, const uint8_t* w, TO* y, int M, int K, int N, size_t RB, float* red) {
+  constexpr bool SPLIT = sizeof(TO) == 4;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
+  const int n0 = blockIdx.x * 16 * RT;
+  float acc[RT][4];
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0.f;
+  // NOTE: a misaligned W (a view at an odd offset) reads nothing and gives NaN, never a
+  // misaligned-address fault; x at any offset (views) takes scalar loads
+  const bool w_ok = (reinterpret_cast<unsigned long long>(w) & (Spec<TYPE>::ALIGN - 1)) == 0 &&
+                    (!A4 || (reinterpret_cast<unsigned long long>(w) & 3) == 0);
+  if (w_ok) {
+    if ((reinterpret_cast<unsigned long long>(x) & 15) == 0) gemv4_k<TYPE, T, RT, G, A4, true>(x, w, M, K, N, RB, acc);
+    else gemv4_k<TYPE, T, RT, G, A4, false>(x, w, M, K, N, RB, acc);
+  } else {
+#pragma unroll
+    for (int i = 0; i < RT; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][e] = __int_as_float(0x7FC00000);
+  }
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) red[(warp * RT + i) * 128 + 4 * lane + e] = acc[i][e];
+  __syncthreads();
+  for (int idx = tid; idx < 32 * RT; idx += blockDim.x) {
+    const int i = idx >> 5, l = idx & 31, gg = l >> 2, tt = l & 3;
+    float v[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int wp = 0; wp < nw; ++wp)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[e] += red[(wp * RT + i) * 128 + 4 * l + e];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = n0 + 16 * i + 8 * h + gg;
+      if (r < N) {
+        if constexpr (SPLIT) {
+          if (2 * tt < M) y[(size_t)tt * N + r] = v[2 * h] + v[2 * h + 1];
+        } else {
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            if (2 * tt + e < M) y[(size_t)(2 * tt + e) * N + r] = static_cast<TO>(v[2 * h + e]);
+        }
+      }
+    }
+  }
+}
+#endif  // __CUDA_ARCH__
+
 }  // namespace oxg
 """
 
@@ -415,6 +788,23 @@ SOURCE = r"""
   oxg::dispatch<TYPE, T, MAXM, R, XS>(x, w, y, x_shape[0], x_shape[1], w_shape[0], w_shape[1], w_shape[2], red, xsm);
 """
 
+SOURCE_SPLIT = r"""
+  // float32 x (M, K) as bfloat16 rows 2m (hi) and 2m + 1 (lo) of xs (2M, K)
+  const size_t K = x_shape[1], n = (size_t)x_shape[0] * K;
+  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    const size_t m = i / K, k = i - m * K;
+    oxg::split_bf16(x[i], xs[2 * m * K + k], xs[(2 * m + 1) * K + k]);
+  }
+"""
+
+SOURCE_V4 = r"""
+  // NOTE: x (M, K), w (N, blocks per row, block bytes); one kernel per (type, x dtype, RT, G): the
+  // CTA's warps (at most 8) split K, each warp computes 16 * RT rows of y for every row of x
+  __shared__ float red4[8 * 128 * RT];
+  oxg::gemv4<TYPE, T, TO, RT, G, A4>(x, w, y, x_shape[0], x_shape[1], w_shape[0], (size_t)w_shape[1] * w_shape[2], red4);
+"""
+
 
 @functools.lru_cache(maxsize=None)
 def _kernel() -> Any:
@@ -422,6 +812,28 @@ def _kernel() -> Any:
     # ignores the source: a new kernel source needs a new name, or a stale binary is loaded
     return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v3", input_names=["x", "w"], output_names=["y"],
                                source=SOURCE, header=HEADER)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_split() -> Any:
+    return mx.fast.cuda_kernel(name="oxcore_ggml_split_x_v1", input_names=["x"], output_names=["xs"],
+                               source=SOURCE_SPLIT, header=HEADER)
+
+
+def split_x(x: mx.array) -> mx.array:
+    """float32 x (M, K) as bfloat16 (2M, K): rows 2m and 2m + 1 are x[m]'s high and low parts, whose
+    sum is x[m] to about 2^-17 of each value (the tensor-core GEMV's float32 path)."""
+    m, k = x.shape
+    (xs,) = _kernel_split()(inputs=[x], grid=(m * k, 1, 1), threadgroup=(256, 1, 1),
+                            output_shapes=[(2 * m, k)], output_dtypes=[mx.bfloat16])
+    return xs
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_v4() -> Any:
+    # NOTE: a new name for a new source (MLX's on-disk kernel cache is keyed by name)
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v4c", input_names=["x", "w"], output_names=["y"],
+                               source=SOURCE_V4, header=HEADER)
 
 
 def available() -> str:
@@ -436,13 +848,90 @@ def available() -> str:
 
 
 def gemv(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int | None = None,
-         rows: int | None = None, stage_x: bool | None = None) -> mx.array:
+         rows: int | None = None, stage_x: bool | None = None, variant: "tuple | None" = None) -> mx.array:
     """``x @ W.T`` for x (..., K) with at most ``MAX_ROWS`` rows, W's blocks read in place.
 
-    ``warps`` (threads of a block along K), ``rows`` (columns of y per block) and ``stage_x``
-    (x through shared memory) default to ``WARPS_PER_BLOCK``, ``ROWS_PER_BLOCK`` and
-    ``STAGE_X``; other values are for tuning (``scripts/gpu_qmatmul.py --warps/--rows/--stage-x``).
+    The kernel comes from ``PLAN`` per (type, x dtype) unless ``variant`` names one:
+    ``("v4", warps, RT, G)`` (tensor cores) or ``("v3", warps, rows, stage_x)`` (CUDA cores; ``warps``,
+    ``rows`` and ``stage_x`` given here pick v3 too). Other values than the plan's are for tuning
+    (``scripts/gpu_qmatmul.py``).
+
+    >>> y = gemv(x, raw, ggml_type="Q4_K", shape=(4096, 4096))  # doctest: +SKIP
     """
+    if x.dtype not in (mx.float16, mx.bfloat16, mx.float32):
+        raise TypeError(f"cuda_gemv takes float16, bfloat16 or float32 x, got {x.dtype}")
+    if variant is None and (warps or rows or stage_x is not None):
+        variant = ("v3", warps, rows, stage_x)
+    if variant is None:
+        variant = plan_for(ggml_type, str(x.dtype).split(".")[-1])
+    if variant[0] == "v3":
+        return _gemv_v3(x, raw, ggml_type=ggml_type, shape=shape, warps=variant[1], rows=variant[2],
+                        stage_x=variant[3])
+    return _gemv_v4(x, raw, ggml_type=ggml_type, shape=shape, warps=variant[1], tiles=variant[2], group=variant[3])
+
+
+#: kernel per (type, x dtype): ("v4", warps per CTA, 16-row tiles per warp, units per step) or
+#: ("v3", warps, rows, stage_x); measured on an H200 with scripts/gpu_qmatmul.py (README)
+PLAN: dict = {}
+#: the plan's default: K types step by whole super-blocks (8 units)
+V4_DEFAULT = ("v4", 4, 1, 4)
+
+
+#: (type, x dtype) pairs not in ``PLAN`` take v3 unless this is True (v4 with ``V4_DEFAULT``)
+V4_UNPLANNED = False
+
+
+def plan_for(ggml_type: str, dtype: str) -> tuple:
+    """The kernel variant ``gemv`` uses for this type and x dtype: ``PLAN``'s, else v3 (or
+    ``V4_DEFAULT`` when ``V4_UNPLANNED``; K types step by super-blocks, G = 8)."""
+    v = PLAN.get((ggml_type, dtype))
+    if v is not None:
+        return tuple(v)
+    if not V4_UNPLANNED:
+        return ("v3", None, None, None)
+    if T.BY_NAME[ggml_type].block_size == 256:
+        return (V4_DEFAULT[0], V4_DEFAULT[1], V4_DEFAULT[2], 8)
+    return V4_DEFAULT
+
+
+def _gemv_v4(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int, tiles: int,
+             group: int) -> mx.array:
+    n, k = (int(s) for s in shape)
+    lead = x.shape[:-1]
+    m = 1
+    for s in lead:
+        m *= s
+    t = T.BY_NAME[ggml_type]
+    if t.block_size == 256:
+        group = 8  # NOTE: K types step by whole super-blocks
+    else:
+        while (k // 32) % group:  # NOTE: groups divide the row: no partial group in the kernel
+            group //= 2
+    a4 = group % 2 == 0 and (k // t.block_size * t.type_size) % 4 == 0
+    x2 = x.reshape(m, k)
+    w3 = raw.reshape(n, k // t.block_size, t.type_size)
+    # NOTE: float32 x goes in as bfloat16 hi and lo rows (two columns of the mma each): 4 rows a launch
+    f32 = x.dtype == mx.float32
+    step = 4 if f32 else 8
+    outs = []
+    for r0 in range(0, m, step):
+        xs = x2[r0:r0 + step]
+        rows = xs.shape[0]
+        if f32:
+            xs = split_x(xs)
+        (y,) = _kernel_v4()(
+            inputs=[xs, w3],
+            template=[("T", xs.dtype), ("TO", x.dtype), ("TYPE", TYPES[ggml_type]), ("RT", tiles), ("G", group),
+                      ("A4", a4)],
+            grid=(-(-n // (16 * tiles)) * 32 * warps, 1, 1), threadgroup=(32 * warps, 1, 1),
+            output_shapes=[(rows, n)], output_dtypes=[x.dtype])
+        outs.append(y)
+    y = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=0)
+    return y.reshape(*lead, n)
+
+
+def _gemv_v3(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int | None = None,
+             rows: int | None = None, stage_x: bool | None = None) -> mx.array:
     n, k = (int(s) for s in shape)
     lead = x.shape[:-1]
     m = 1

@@ -134,7 +134,7 @@ def copy_bandwidth() -> dict:
 
 
 def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps: float,
-              sweep: bool = False) -> list[dict]:
+              sweep: bool = False, compare_v3: bool = False) -> list[dict]:
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_affine, _mlx_cuda
     from oxcore_kernels_ggml.testing import random_blocks
@@ -166,6 +166,9 @@ def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps:
             raw = mx.array(random_blocks(t, (size, size), rng))
             mx.eval(raw)
             kern = {"cuda_gemv": lambda x: _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(size, size))}
+            if compare_v3 and _mlx_cuda.plan_for(t, dt)[0] != "v3":  # NOTE: the previous kernel, same run
+                kern["cuda_gemv v3"] = lambda x: _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(size, size),
+                                                               variant=("v3", None, None, None))
             if t in AFFINE:
                 _mlx_affine.converted(raw, t, (size, size))  # NOTE: converted once, outside the timing
                 kern["mlx_affine"] = lambda x: _mlx_affine.matmul(x, raw, ggml_type=t, shape=(size, size))
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, help="cuda_gemv output columns per block (default: ROWS_PER_BLOCK)")
     p.add_argument("--stage-x", type=int, choices=(0, 1),
                    help="cuda_gemv x in shared memory for every call (default: STAGE_X, None = per x dtype and type)")
+    p.add_argument("--compare-v3", action="store_true", help="also time the v3 kernel where the plan is v4")
+    p.add_argument("--plan", help="JSON {\"TYPE/dtype\": [variant...]} for _mlx_cuda.PLAN (gpu_gemv_sweep.py's plan.json)")
     a = p.parse_args(argv)
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_cuda
@@ -206,8 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         _mlx_cuda.ROWS_PER_BLOCK = a.rows
     if a.stage_x is not None:
         _mlx_cuda.STAGE_X = bool(a.stage_x)
-    print(f"cuda_gemv: {_mlx_cuda.WARPS_PER_BLOCK} warps x {_mlx_cuda.ROWS_PER_BLOCK} rows per block, "
+    if a.plan:
+        with open(a.plan) as f:
+            _mlx_cuda.PLAN.update({tuple(k.split("/")): tuple(v) for k, v in json.load(f).items()})
+    print(f"cuda_gemv v3: {_mlx_cuda.WARPS_PER_BLOCK} warps x {_mlx_cuda.ROWS_PER_BLOCK} rows per block, "
           f"x staged in shared memory: {_mlx_cuda.STAGE_X}")
+    print("cuda_gemv plan (type, x dtype): variant:", {f"{t}/{dt}": _mlx_cuda.plan_for(t, dt) for t in _mlx_cuda.TYPES
+                                                      for dt in ("float16", "float32", "bfloat16")})
 
     why = _mlx_cuda.available()
     rng = np.random.default_rng(0)
@@ -215,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     print("mlx", mx.__version__, mx.default_device(), info.get("device_name", ""))
     record: dict = {"mlx": mx.__version__, "device": info, "cuda": not why,
                     "config": {"warps": _mlx_cuda.WARPS_PER_BLOCK, "rows": _mlx_cuda.ROWS_PER_BLOCK,
-                               "stage_x": _mlx_cuda.STAGE_X}}
+                               "stage_x": _mlx_cuda.STAGE_X,
+                               "plan": {f"{t}/{dt}": list(_mlx_cuda.plan_for(t, dt)) for t in _mlx_cuda.TYPES
+                                        for dt in ("float16", "float32", "bfloat16")}}}
     if why:
         print("cuda_gemv cannot run here:", why)
     t0 = time.perf_counter()
@@ -240,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     bad += [r for r in record["placement"] if not r["ok"]]
     copy = record["copy"] = copy_bandwidth()
     print(f"device copy bandwidth (a + 1, 1 GiB float32): {copy['GBps']:.0f} GB/s")
-    record["bandwidth"] = bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"], a.sweep) if not why else []
+    record["bandwidth"] = (bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"], a.sweep, a.compare_v3)
+                           if not why else [])
     print(f"\nGEMV x (1, {a.size}) @ W.T, W {a.size}x{a.size}: weight bytes read per second")
     print(f"{'kernel':20s} {'type':6s} {'x':9s} {'MB':>8s} {'us':>9s} {'+-us':>7s} {'GB/s':>7s} {'of copy':>8s}")
     for r in record["bandwidth"]:
