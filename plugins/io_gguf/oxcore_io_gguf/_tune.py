@@ -8,8 +8,9 @@ on every Gemma weight, plus rows 1 and 32 on a 7B-sized layer in Q4_K and Q8_0 (
 minutes on a busy 2-core machine, where the MLX backends' decompositions take seconds a run).
 Inputs are random blocks with valid float16 scales (zeros would time a degenerate case).
 
-NOTE: profile entries are keyed on dtypes and shape buckets, not on attributes: two types whose
-bytes land in one bucket share an entry (Gemma's Q5_0 attn_q and Q4_K attn_output do).
+Both ops declare ``tune_attrs=("ggml_type",)``: profile entries are keyed on the type as well as
+dtypes and shape buckets, so Gemma's Q5_0 attn_q and Q4_K attn_output, whose bytes land in one
+bucket, are measured (and chosen for) separately.
 
 Example:
     >>> import oxcore as ox
