@@ -485,10 +485,20 @@ def _nearest(g: dict[tuple, float], q: tuple, slopes: dict[int, float]) -> float
     return g[best] * (_size(q) / _size(best)) ** s
 
 
+#: sizes measured closer together than this factor do not give a size exponent (``_slope``)
+SLOPE_MIN_SPREAD = 2.0
+
+
 def _slope(g: dict[tuple, float]) -> float:
-    """Least-squares exponent of time over size for one kernel, clamped to [0, 1.5]."""
+    """Least-squares exponent of time over size for one kernel, clamped to [0, 1.5]; 1 when the
+    measured sizes span less than ``SLOPE_MIN_SPREAD``.
+
+    NOTE: ``ggml_matmul`` measured at 1 and 32 rows of one weight (one ggml type's entries after
+    ``--quick``): the sizes differ by ~15% (the weight's bytes dominate) while the times differ
+    7x, which fitted an exponent of 1.5 and scaled the LM head (1000x the weight) 30x too slow."""
     pts = [(math.log(_size(b)), math.log(max(t, 1e-3))) for b, t in g.items()]
-    if len({x for x, _ in pts}) < 2:
+    xs = [x for x, _ in pts]
+    if len(set(xs)) < 2 or max(xs) - min(xs) < math.log(SLOPE_MIN_SPREAD):
         return 1.0
     mx = sum(x for x, _ in pts) / len(pts)
     my = sum(y for _, y in pts) / len(pts)
