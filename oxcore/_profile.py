@@ -453,7 +453,7 @@ def stale_attrs(e: dict) -> str | None:
     if want == have:
         return None
     if not have:
-        return f"measured before {', '.join(want)} keyed {e['op']}'s entries (re-measured by `oxcore autotune`)"
+        return f"measured before {', '.join(want)} keyed {e['op']}'s entries; `oxcore autotune` measures again"
     return f"keyed on {', '.join(have) or 'no attributes'}, {e['op']} now keys {', '.join(want) or 'none'}"
 
 

@@ -206,7 +206,7 @@ def profile_show(op: str | None, everything: bool, as_json: bool) -> None:
     prof = current()
     if prof is not None and prof.defaults:
         console.print(f"{len(prof.defaults)} default entries shipped by plugins (measurements here win)")
-    old_keys = _stale_attr_ops() if not everything else {}
+    old_keys = _stale_attr_ops(op) if not everything else {}
     for name, n in old_keys.items():
         console.print(f"[yellow]{n} {name} entries[/] were measured before their op keyed its tuning attributes "
                       "and no longer answer: `oxcore autotune` measures each value and drops them "
@@ -215,14 +215,15 @@ def profile_show(op: str | None, everything: bool, as_json: bool) -> None:
         click.echo("Nothing measured yet: run `oxcore autotune --quick`.")
 
 
-def _stale_attr_ops() -> dict[str, int]:
-    """Op -> how many entries of the active profile are stale for their attrs (``stale_attrs``)."""
+def _stale_attr_ops(op: str | None = None) -> dict[str, int]:
+    """Op (``op`` alone if given) -> how many entries of the active profile are stale for their
+    attrs (``stale_attrs``)."""
     from .._profile import current, stale_attrs
 
     prof = current()
     out: dict[str, int] = {}
     for e in (prof.data["kernels"].values() if prof is not None else ()):
-        if stale_attrs(e) is not None:
+        if (op is None or e["op"] == op) and stale_attrs(e) is not None:
             out[e["op"]] = out.get(e["op"], 0) + 1
     return out
 

@@ -206,6 +206,12 @@ def test_old_profile_files_load_and_attrless_entries_are_stale(demo, tmp_path):
     (row,) = profile_rows(OP, everything=True)
     assert row["state"].startswith(f"stale (measured before kind keyed {OP}'s entries"), row
     assert profile_rows(OP) == []
+    from click.testing import CliRunner
+
+    from oxcore.cli import main
+
+    shown = CliRunner().invoke(main, ["profile", "show", "--op", OP], env={"COLUMNS": "300"}).output
+    assert f"1 {OP} entries were measured before their op keyed its tuning attributes" in shown, shown
 
 
 def test_autotune_measures_each_value_and_drops_attrless_entries(demo):
