@@ -3,11 +3,15 @@
 A profile is one JSON file (``oxcore profile path``; ``OXCORE_PROFILE`` overrides it, and
 ``OXCORE_PROFILE=off`` disables profiles). Each kernel entry is keyed on
 
-    op | kernel id | kernel version | device fingerprint | tuning env | dtypes | shape bucket
+    op | kernel id | kernel version | device fingerprint | tuning env | dtypes | shape bucket [| attrs]
 
 so installing a new backend only adds entries, a new kernel version simply stops matching the
 old ones (``oxcore autotune`` then drops them), and a different machine or thread setting never
-reuses another's numbers. Transfers are stored per device pair as latency + bandwidth.
+reuses another's numbers. ``attrs`` is there only for ops that declare tuning attributes
+(``register_op(..., tune_attrs=("ggml_type",))``): ``"ggml_type=Q4_K"``, so a Q4_K and a Q5_0
+weight of one shape bucket are measured and chosen for separately. An entry of such an op
+written before it declared them (no ``attrs``) never answers and is stale (``oxcore autotune``
+drops it and measures each value). Transfers are stored per device pair as latency + bandwidth.
 
 Example:
     >>> import oxcore as ox
@@ -35,7 +39,7 @@ from typing import Any, Iterable, Iterator
 from ._osutil import atomic_write, env_raw
 
 __all__ = ["Profile", "MeasuredUs", "DecomposedKernel", "current", "reload", "active", "path", "fingerprint", "env_key", "transfer_env_key",
-           "bucket_of", "dtypes_of", "TUNING_ENV"]
+           "bucket_of", "dtypes_of", "attrs_of", "tune_attrs", "TUNING_ENV"]
 
 FORMAT = 1
 #: environment variables that change kernel speed; part of every entry's key
@@ -100,6 +104,42 @@ def bucket_of(inputs: Iterable[Any], out: Any) -> tuple:
 def dtypes_of(inputs: Iterable[Any], out: Any) -> str:
     """``"float32,float32->float32"``: the dtypes part of a key."""
     return ",".join(x.dtype.name for x in inputs) + "->" + out.dtype.name
+
+
+def tune_attrs(op: str | None) -> tuple[str, ...]:
+    """The attributes that key ``op``'s entries (its ``register_op(..., tune_attrs=...)``); ()
+    for an op that declares none or is not registered here."""
+    from ._registry import REGISTRY
+
+    d = REGISTRY.ops.get(op) if op is not None else None  # NOTE: .ops: never loads plugins
+    return d.tune_attrs if d is not None else ()
+
+
+def _attr_text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    name = getattr(v, "name", None)  # NOTE: a DType or an enum member
+    if isinstance(name, str):
+        return name
+    if isinstance(v, (tuple, list)):
+        return "(" + ",".join(_attr_text(x) for x in v) + ")"
+    return repr(v)
+
+
+def attrs_of(op: str | None, attrs: dict[str, Any]) -> str:
+    """The attrs part of a key: ``"ggml_type=Q4_K"`` for an op with ``tune_attrs``, else ``""``.
+
+    Example:
+        >>> attrs_of("add", {})
+        ''
+    """
+    names = tune_attrs(op)
+    return ",".join(f"{a}={_attr_text(attrs.get(a))}" for a in names) if names else ""
+
+
+def attr_names(text: str) -> tuple[str, ...]:
+    """The attribute names of a key's attrs part (``"ggml_type=Q4_K"`` -> ``("ggml_type",)``)."""
+    return tuple(p.split("=", 1)[0] for p in text.split(",")) if text else ()
 
 
 def _bucket_str(b: tuple) -> str:
@@ -184,7 +224,10 @@ def transfer_env_key(src: str, dst: str) -> str:
 
 
 def entry_key(e: dict) -> str:
-    return "|".join((e["op"], e["kernel"], e["version"], e["device"], e["env"], e["dtypes"], e["bucket"]))
+    # NOTE: the attrs part only when there is one: entries of other ops keep the keys (and the
+    # files) written before attrs were keyed
+    parts = (e["op"], e["kernel"], e["version"], e["device"], e["env"], e["dtypes"], e["bucket"])
+    return "|".join(parts + ((e["attrs"],) if e.get("attrs") else ()))
 
 
 # --- the profile -----------------------------------------------------------------------------------
@@ -227,6 +270,9 @@ class Profile:
         e = {"op": kernel.op, "kernel": kernel.id, "version": kernel.version, "source": kernel.source,
              "device": fingerprint(dev), "env": self._env_of(kernel.backend), "dtypes": dtypes_of(node.inputs, node),
              "bucket": _bucket_str(bucket_of(node.inputs, node)), "us": float(us), "at": time.time(), **extra}
+        at = attrs_of(kernel.op, _node_attrs(node))
+        if at:
+            e["attrs"] = at
         self.data["kernels"][entry_key(e)] = e
         self._index_one(self._idx, e)
         _bump()
@@ -242,12 +288,17 @@ class Profile:
         return e
 
     def add_default(self, e: dict, _quiet: bool = False) -> None:
-        """A shipped entry; missing ``version``/``device``/``env`` match anything."""
+        """A shipped entry; missing ``version``/``device``/``env``/``attrs`` match anything.
+
+        ``attrs`` (for ops with ``tune_attrs``) is a dict (``{"ggml_type": "Q4_K"}``) or the
+        key text (``"ggml_type=Q4_K"``)."""
         if "transfer" in e or "src_device" in e:
             return  # NOTE: shipped transfer speeds are never trusted: they depend on the bus
-        e = {"version": "*", "device": "*", "env": "*", **e}
+        e = {"version": "*", "device": "*", "env": "*", "attrs": "*", **e}
         if isinstance(e.get("bucket"), (list, tuple)):
             e["bucket"] = _bucket_str(tuple(tuple(s) for s in e["bucket"]))
+        if isinstance(e["attrs"], dict):
+            e["attrs"] = ",".join(f"{k}={_attr_text(v)}" for k, v in e["attrs"].items())
         self.defaults.append(e)
         self._index_one(self._didx, e)
         if not _quiet:
@@ -278,7 +329,8 @@ class Profile:
         return self.file
 
     def stale(self) -> list[str]:
-        """Keys of entries whose kernel (or op decomposition) is installed here with another version."""
+        """Keys of entries whose kernel (or op decomposition) is installed here with another
+        version, or whose attrs are not the ones their op keys now (``stale_attrs``)."""
         from ._backend import iter_kernels
         from ._plugins import manager
         from ._registry import REGISTRY
@@ -290,7 +342,7 @@ class Profile:
             if op in REGISTRY:  # NOTE: a decomposition's version is its op's distribution's
                 installed[f"{b}.{op}.decomposed"] = DecomposedKernel.of(op, b).version
         return [key for key, e in self.data["kernels"].items()
-                if e["kernel"] in installed and installed[e["kernel"]] != e["version"]]
+                if (e["kernel"] in installed and installed[e["kernel"]] != e["version"]) or stale_attrs(e)]
 
     # --- reading (the planner calls these) ------------------------------------------------------
     def has(self, kernel: Any, node: Any) -> bool:
@@ -335,10 +387,12 @@ class Profile:
         return e
 
     # --- internals --------------------------------------------------------------------------------
-    def _keys(self, node: Any) -> tuple[str, tuple]:
+    def _keys(self, node: Any) -> tuple[str, tuple, str]:
+        """(dtypes, bucket, attrs) of ``node``'s keys."""
         # NOTE: the planner asks about one node for each candidate in a row; key it once
         if node is not self._last[0]:
-            self._last = (node, (dtypes_of(node.inputs, node), bucket_of(node.inputs, node)))
+            self._last = (node, (dtypes_of(node.inputs, node), bucket_of(node.inputs, node),
+                                 attrs_of(getattr(node, "op", None), _node_attrs(node))))
         return self._last[1]
 
     def _group(self, kernel: Any, node: Any, version: str, dev: str | None, env: str) -> tuple | None:
@@ -348,16 +402,18 @@ class Profile:
             fp = self._fp[kernel.backend] = fingerprint(d) if d is not None else None
         if fp is None:
             return None
-        return (kernel.op, kernel.id, version, dev or fp, env, self._keys(node)[0])
+        dts, _, at = self._keys(node)
+        return (kernel.op, kernel.id, version, dev or fp, env, dts, at)
 
     def _default_group(self, key: tuple) -> dict | None:
-        op, kid, version, dev, env, dts = key
+        op, kid, version, dev, env, dts, at = key
         for v in (version, "*"):
             for d in (dev, dev.split(";", 1)[0], "*"):  # exact machine, any machine with that device, any
                 for en in (env, "*"):
-                    g = self._didx.get((op, kid, v, d, en, dts))
-                    if g is not None:
-                        return g
+                    for a in (at, "*"):
+                        g = self._didx.get((op, kid, v, d, en, dts, a))
+                        if g is not None:
+                            return g
         return None
 
     def _fingerprint_of_device(self, name: str) -> str | None:
@@ -370,7 +426,8 @@ class Profile:
         return self._fp[key]
 
     def _index_one(self, idx: dict, e: dict) -> None:
-        g = idx.setdefault((e["op"], e["kernel"], e["version"], e["device"], e["env"], e["dtypes"]), {})
+        g = idx.setdefault((e["op"], e["kernel"], e["version"], e["device"], e["env"], e["dtypes"],
+                            e.get("attrs", "")), {})
         g[_parse_bucket(e["bucket"])] = float(e["us"])
         self._slopes.pop(id(g), None)
 
@@ -380,6 +437,30 @@ class Profile:
             self._index_one(self._idx, e)
         for e in self.defaults:
             self._index_one(self._didx, e)
+
+
+def _node_attrs(node: Any) -> dict[str, Any]:
+    return getattr(node, "attrs", None) or {}
+
+
+def stale_attrs(e: dict) -> str | None:
+    """Why entry ``e`` can no longer answer because of its attrs, or None: its op (registered
+    here) keys other attributes than the entry has; typically an entry written before the op
+    declared ``tune_attrs``, measured on one value of them without saying which."""
+    if e["op"] not in _registered_ops():
+        return None
+    want, have = tune_attrs(e["op"]), attr_names(e.get("attrs", ""))
+    if want == have:
+        return None
+    if not have:
+        return f"measured before {', '.join(want)} keyed {e['op']}'s entries; `oxcore autotune` measures again"
+    return f"keyed on {', '.join(have) or 'no attributes'}, {e['op']} now keys {', '.join(want) or 'none'}"
+
+
+def _registered_ops() -> Any:
+    from ._registry import REGISTRY
+
+    return REGISTRY.ops
 
 
 def _size(bucket: tuple) -> int:
@@ -404,10 +485,20 @@ def _nearest(g: dict[tuple, float], q: tuple, slopes: dict[int, float]) -> float
     return g[best] * (_size(q) / _size(best)) ** s
 
 
+#: sizes measured closer together than this factor do not give a size exponent (``_slope``)
+SLOPE_MIN_SPREAD = 2.0
+
+
 def _slope(g: dict[tuple, float]) -> float:
-    """Least-squares exponent of time over size for one kernel, clamped to [0, 1.5]."""
+    """Least-squares exponent of time over size for one kernel, clamped to [0, 1.5]; 1 when the
+    measured sizes span less than ``SLOPE_MIN_SPREAD``.
+
+    NOTE: ``ggml_matmul`` measured at 1 and 32 rows of one weight (one ggml type's entries after
+    ``--quick``): the sizes differ by ~15% (the weight's bytes dominate) while the times differ
+    7x, which fitted an exponent of 1.5 and scaled the LM head (1000x the weight) 30x too slow."""
     pts = [(math.log(_size(b)), math.log(max(t, 1e-3))) for b, t in g.items()]
-    if len({x for x, _ in pts}) < 2:
+    xs = [x for x, _ in pts]
+    if len(set(xs)) < 2 or max(xs) - min(xs) < math.log(SLOPE_MIN_SPREAD):
         return 1.0
     mx = sum(x for x, _ in pts) / len(pts)
     my = sum(y for _, y in pts) / len(pts)

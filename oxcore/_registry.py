@@ -213,6 +213,11 @@ class OpDef:
             values). Core ops get theirs from ``oxcore._tune_cases.TABLE``; a plugin op without
             one is measured only at recorded shapes (``oxcore autotune --from-trace``). Its
             decomposition is then timed on every backend, so a kernel wins only where it beats it.
+        tune_attrs: names of attributes that change a kernel's speed beyond the dtypes and shapes
+            (``ggml_matmul``'s ``ggml_type``: its weight is uint8 bytes whatever the type). Their
+            values become part of the op's autotune profile keys, so each value is measured and
+            chosen for separately. Other attributes are not keyed (nodes that differ only in them
+            share measurements).
     """
 
     name: str
@@ -229,10 +234,19 @@ class OpDef:
     sample: Callable[[Any], Any] | None = field(default=None, compare=False)
     schema: tuple[Attr, ...] = field(default=(), compare=False)
     tune: Callable[[DType, bool], Any] | None = field(default=None, compare=False)
+    tune_attrs: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if len(self.schema) != len(self.attrs):  # NOTE: plain names (OpDef built directly): type any
             object.__setattr__(self, "schema", tuple(Attr(a) for a in self.attrs))
+        if isinstance(self.tune_attrs, str):
+            raise PluginError(f"op {self.name!r}: tune_attrs must be a tuple of attribute names, "
+                              f"got the string {self.tune_attrs!r} (write ({self.tune_attrs!r},))")
+        object.__setattr__(self, "tune_attrs", tuple(self.tune_attrs))
+        unknown = [a for a in self.tune_attrs if a not in self.attrs]
+        if unknown:
+            raise PluginError(f"op {self.name!r}: tune_attrs {unknown} are not attributes of the op; "
+                              f"valid: {', '.join(self.attrs) or '(none)'}")
 
     @property
     def primitive(self) -> bool:
@@ -287,13 +301,15 @@ def register_op(name: str, category: Category, infer: Callable, attrs: Sequence[
                 decompose: Callable | None = None, variadic: bool = False, doc: str = "",
                 source: str = "oxcore", sample: Callable[[Any], Any] | None = None,
                 vjp: Callable | None = None, jvp: Callable | None = None,
-                batch: Callable | None = None, tune: Callable[[DType, bool], Any] | None = None) -> OpDef:
+                batch: Callable | None = None, tune: Callable[[DType, bool], Any] | None = None,
+                tune_attrs: Sequence[str] = ()) -> OpDef:
     """Declare an op in the global registry (one declaration per op).
 
     ``attrs`` lists the op's attributes, each a name or an ``Attr`` (name, type, default,
     normalisation note), which ``oxcore ops list`` shows; plain names have type ``any``.
     ``tune`` gives ``oxcore autotune`` the op's representative cases (see ``OpDef.tune`` and
-    ``oxcore.extend.TuneCase``).
+    ``oxcore.extend.TuneCase``); ``tune_attrs`` names the attributes that change kernel speed
+    and so key its profile entries (``tune_attrs=("ggml_type",)``; see ``OpDef.tune_attrs``).
 
     Example:
         >>> import oxcore as ox
@@ -306,4 +322,4 @@ def register_op(name: str, category: Category, infer: Callable, attrs: Sequence[
     schema = tuple(_as_attr(a) for a in attrs)
     return REGISTRY.register(OpDef(name, category, infer, tuple(a.name for a in schema), decompose, variadic,
                                    vjp=vjp, jvp=jvp, batch=batch, doc=doc, source=source, sample=sample,
-                                   schema=schema, tune=tune))
+                                   schema=schema, tune=tune, tune_attrs=tune_attrs))

@@ -8,7 +8,8 @@ decomposition timed on the backends without a kernel for them (``cpu_numpy.clip.
 so a measured-slow native kernel elsewhere loses to composite ops that are faster here. Plugin
 ops that declare their own representative cases (``register_op(..., tune=...)``, e.g.
 ``ggml_matmul``) get it timed on every backend: their kernels are optional add-ons, and one
-wins only at the shapes where it beats the decomposition (dequantize + matmul).
+wins only at the shapes where it beats the decomposition (dequantize + matmul). An op's
+``tune_attrs`` (``ggml_type``) are part of each case's key: every type is measured on its own.
 
 Example:
     >>> import oxcore as ox, tempfile, os
@@ -281,8 +282,9 @@ def _cases(ops: list[str] | None, dtypes: Iterable[DType], quick: bool, trace: A
         cases = [c for op in (ops or default_ops()) for dt in dtypes for c in representative(op, dt, quick)]
     seen, out = set(), []
     for c in cases:  # NOTE: one case per profile key: shapes in one bucket are measured once
-        pn = c.plan_node()
-        key = (c.op, _profile.dtypes_of(pn.inputs, pn), _profile.bucket_of(pn.inputs, pn))
+        pn = c.plan_node()  # (per value of the op's tune_attrs: a Q4_K and a Q5_0 weight both)
+        key = (c.op, _profile.dtypes_of(pn.inputs, pn), _profile.bucket_of(pn.inputs, pn),
+               _profile.attrs_of(c.op, c.attrs))
         if key not in seen:
             seen.add(key)
             out.append(c)

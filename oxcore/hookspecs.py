@@ -65,7 +65,9 @@ def oxcore_register_ops(register: Callable[..., Any]) -> None:
         the signature of ``oxcore.extend.register_op``; each of ``attrs`` is a name or an
         ``oxcore.extend.Attr`` (type, default, normalisation), shown by ``oxcore ops list``.
         ``tune=cases`` (``cases(dtype, quick) -> list[oxcore.extend.TuneCase]``) gives
-        ``oxcore autotune`` the op's representative shapes and input values.
+        ``oxcore autotune`` the op's representative shapes and input values;
+        ``tune_attrs=("ggml_type",)`` names attributes whose values key its profile entries
+        (measured and chosen for separately), beyond dtypes and shape buckets.
     """
 
 

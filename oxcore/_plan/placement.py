@@ -3,8 +3,9 @@
 Greedy, in topological order: candidates are the kernels of *available* backends whose
 ``supports`` accepts the node; cost is the profiled time (or the kernel's static prior) plus
 moving inputs that live on another device. Pins (``oxcore.use``, ``OXCORE_BACKENDS``) choose
-the backend; among that backend's kernels the cheapest wins, and where they all refuse a node
-its decomposition is tried on the pinned backend before falling back to another. An op nobody
+the backend; among that backend's kernels the cheapest wins, its decomposition instead where
+both were measured there and the decomposition was faster, and where they all refuse a node its
+decomposition is tried on the pinned backend before falling back to another. An op nobody
 runs is replaced by its decomposition. ``refine`` then moves runs of nodes where that lowers
 the plan's total.
 """
@@ -143,6 +144,12 @@ class Planner:
                 candidates.append((k.id, c))
                 options.append((c, rank, b, k))
                 computes.append(c0)
+        if options and self.profile is not None and REGISTRY[p.op].decompose is not None:
+            # NOTE: shown, not an option: placement weighs measured decompositions in _decide
+            for b in self.backends:
+                t = self.profile.lookup_decomposed(p.op, b.name, p)
+                if t is not None:
+                    candidates.append((f"{b.name}.{p.op}.decomposed", self.with_inputs(t, b, p)))
         out = (options, computes, refusals, candidates, {})
         if key is not None:
             self._asked[key] = out
@@ -185,10 +192,7 @@ class Planner:
                 # NOTE: measured: this op's decomposition beats every native kernel here
                 best = min(pool, key=lambda o: (o[0], o[1]))
                 out = self.decompose(REGISTRY[op], p, args, pin)
-                q = self.nodes[out]
-                mark = "*" if self.profile is not None else ""
-                q.note = (q.note + " " if q.note else "") + \
-                    f"({op} decomposed: {alt[1]}={alt[0]:.1f}us{mark} < {best[3].id}={best[0]:.1f}us)"
+                self._note_decomposed(out, op, alt, best, "*" if self.profile is not None else "")
                 return out
         if not options:
             opdef = REGISTRY[op]
@@ -214,6 +218,9 @@ class Planner:
                                                          key=lambda o: o[0])]
             if pinned and pinned[0][2].name == pins[0]:
                 choice = pinned[0]
+                out = self._pinned_decomposition(p, args, pin, choice, computes[options.index(choice)])
+                if out is not None:
+                    return out
             else:
                 choice = pinned[0] if pinned else min(pool, key=lambda o: (o[0], o[1]))
                 why = refusals.get(pins[0], "not installed or not available")
@@ -232,6 +239,35 @@ class Planner:
             return choice, fallback, None, None
         movable = [(c0, o[1], o[2], o[3]) for c0, o in zip(computes, options) if o in pool]
         return choice, fallback, movable, computes[options.index(choice)]
+
+    def _pinned_decomposition(self, p: PlanNode, args: tuple[int, ...], pin: Any, choice: tuple,
+                              compute: float) -> int | None:
+        """Where ``p`` is pinned to ``choice``'s backend: its decomposition on that backend when
+        both were measured there and the decomposition was faster (the plan node holding its
+        result, with explain's note), else None (the kernel stays).
+
+        NOTE: measured numbers only. A static prior is a guess (optimistic for new kernels, a
+        flat factor for decompositions): it never overrides what the user pinned."""
+        opdef = REGISTRY[p.op]
+        if self.profile is None or opdef.decompose is None or not getattr(compute, "measured", False):
+            return None
+        b = choice[2]
+        t = self.profile.lookup_decomposed(p.op, b.name, p)
+        if t is None:
+            return None
+        alt = self.with_inputs(t, b, p)
+        if not alt < choice[0]:
+            return None
+        out = self._decompose_on_pin(opdef, p, args, pin)
+        if out is not None:
+            self._note_decomposed(out, p.op, (alt, f"{b.name}.{p.op}.decomposed"), choice, "*")
+        return out
+
+    def _note_decomposed(self, out: int, op: str, alt: tuple, best: tuple, mark: str) -> None:
+        """Tell ``explain`` why ``op`` ran through its decomposition (on its result's line)."""
+        q = self.nodes[out]
+        q.note = (q.note + " " if q.note else "") + \
+            f"({op} decomposed: {alt[1]}={alt[0]:.1f}us{mark} < {best[3].id}={best[0]:.1f}us)"
 
     def _decompose_on_pin(self, opdef: Any, p: PlanNode, args: tuple[int, ...], pin: Any) -> int | None:
         """``decompose``, kept only when every node of the decomposition runs where it is pinned

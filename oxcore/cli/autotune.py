@@ -110,7 +110,7 @@ def profile_rows(op: str | None = None, everything: bool = False) -> list[dict[s
     """Entries of the active profile with a ``state``: current, stale version, other machine/env."""
     from .._backend import iter_kernels
     from .._plugins import manager
-    from .._profile import _parse_bucket, current, env_key, fingerprint
+    from .._profile import _parse_bucket, current, env_key, fingerprint, stale_attrs
 
     prof = current()
     if prof is None:
@@ -126,7 +126,10 @@ def profile_rows(op: str | None = None, everything: bool = False) -> list[dict[s
         kid = e["kernel"]
         backend = kid.split(".", 1)[0]
         env = envs.get(backend) or envs.setdefault(backend, env_key([backend]))
-        if e["device"] not in here or e["env"] != env:
+        old_key = stale_attrs(e)
+        if old_key is not None:
+            state = f"stale ({old_key})"
+        elif e["device"] not in here or e["env"] != env:
             state = "other machine or env"
         elif kid.endswith(".decomposed") or installed.get(kid) == e["version"]:
             state = "current"
@@ -136,7 +139,7 @@ def profile_rows(op: str | None = None, everything: bool = False) -> list[dict[s
             state = "kernel not installed"
         if everything or state == "current":
             rows.append({**e, "state": state})
-    rows.sort(key=lambda r: (r["op"], r["dtypes"], _parse_bucket(r["bucket"]), r["env"], r["us"]))
+    rows.sort(key=lambda r: (r["op"], r.get("attrs", ""), r["dtypes"], _parse_bucket(r["bucket"]), r["env"], r["us"]))
     return rows
 
 
@@ -181,13 +184,14 @@ def profile_show(op: str | None, everything: bool, as_json: bool) -> None:
         t.add_column(c, justify="right" if c in ("median", "vs best") else "left")
     best: dict[tuple, float] = {}
     for r in rows:
-        k = (r["op"], r["dtypes"], r["bucket"], r["env"])
+        k = (r["op"], r.get("attrs", ""), r["dtypes"], r["bucket"], r["env"])
         best[k] = min(best.get(k, r["us"]), r["us"])
     prev = None
     for r in rows:
-        k = (r["op"], r["dtypes"], r["bucket"], r["env"])
+        k = (r["op"], r.get("attrs", ""), r["dtypes"], r["bucket"], r["env"])
         b = best[k]
         ins = ", ".join(f"{_short(d)}[{s}]" for d, s in zip(r["dtypes"].split("->")[0].split(","), r["bucket"].split(",")))
+        ins = f"{r['attrs']}: {ins}" if r.get("attrs") else ins  # NOTE: the op's tune_attrs (ggml_type=Q4_K)
         kernel = r["kernel"].replace(f".{r['op']}.", ".")  # NOTE: backend.name; the op is the first column
         t.add_row(r["op"] if k != prev else "", ins if k != prev else "", kernel, f"{r['us']:.1f}us",
                   "[green]best[/]" if r["us"] == b else f"{r['us'] / b:.2f}x",
@@ -202,8 +206,26 @@ def profile_show(op: str | None, everything: bool, as_json: bool) -> None:
     prof = current()
     if prof is not None and prof.defaults:
         console.print(f"{len(prof.defaults)} default entries shipped by plugins (measurements here win)")
+    old_keys = _stale_attr_ops(op) if not everything else {}
+    for name, n in old_keys.items():
+        console.print(f"[yellow]{n} {name} entries[/] were measured before their op keyed its tuning attributes "
+                      "and no longer answer: `oxcore autotune` measures each value and drops them "
+                      "(`oxcore profile show --all` lists them)")
     if not rows:
         click.echo("Nothing measured yet: run `oxcore autotune --quick`.")
+
+
+def _stale_attr_ops(op: str | None = None) -> dict[str, int]:
+    """Op (``op`` alone if given) -> how many entries of the active profile are stale for their
+    attrs (``stale_attrs``)."""
+    from .._profile import current, stale_attrs
+
+    prof = current()
+    out: dict[str, int] = {}
+    for e in (prof.data["kernels"].values() if prof is not None else ()):
+        if (op is None or e["op"] == op) and stale_attrs(e) is not None:
+            out[e["op"]] = out.get(e["op"], 0) + 1
+    return out
 
 
 def _short(dtype: str) -> str:

@@ -141,3 +141,27 @@ def test_plugin_defaults_answer_only_where_nothing_was_measured(numpy_only, tmp_
     assert prof.lookup(k, node) == 77.0
     prof.add(k, node, 5.0)  # a measurement here wins
     assert prof.lookup(k, node) == 5.0
+
+
+def _bias_node(rows: int, cols: int = 1024) -> object:
+    return Case("add", {}, [((rows, cols), ox.float32), ((cols,), ox.float32)], (rows, cols), ox.float32).plan_node()
+
+
+def test_sizes_close_together_give_no_size_exponent():
+    """One kernel measured at two buckets whose sizes differ by less than 2x (what --quick leaves
+    per ggml type: one weight at 1 and 32 rows): their time ratio says nothing about how time
+    grows with size, so far sizes scale linearly, not with an exponent fitted on noise."""
+    rng = np.random.default_rng()
+    p = _profile.Profile()
+    k = _kernel()
+    t1, t2 = rng.uniform(5, 20), rng.uniform(50, 200)
+    p.add(k, _bias_node(1), t1, device=HOST)  # size 3 x 1024
+    p.add(k, _bias_node(2), t2, device=HOST)  # size 5 x 1024: 1.67x
+    far = _bias_node(256)
+    size = lambda n: sum(int(np.prod(s)) for s in _profile.bucket_of(n.inputs, n))  # noqa: E731
+    assert p.lookup(k, far) == pytest.approx(t2 * size(far) / size(_bias_node(2)), rel=1e-9)
+    # NOTE: sizes 4x apart do fit an exponent (here: time grows as size^1.5, the clamp)
+    q = _profile.Profile()
+    q.add(k, _node(1), 10.0, device=HOST)
+    q.add(k, _node(4), 80.0, device=HOST)
+    assert q.lookup(k, _node(16)) == pytest.approx(80.0 * 4 ** 1.5, rel=1e-9)

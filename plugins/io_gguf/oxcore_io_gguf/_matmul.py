@@ -49,10 +49,11 @@ def register_op(register: Any) -> None:
     attrs = (Attr("ggml_type", str, note="W's ggml type name: Q4_0, Q8_0, Q4_K, ..."),
              Attr("shape", tuple[int, ...], note="W's shape (N, K); x's last axis is K"))
     assert tuple(a.name for a in attrs) == ATTRS
+    from ._op import TUNE_ATTRS
     from ._tune import matmul_cases
 
     register(OP, Category.QUANT, infer, attrs=attrs, decompose=decompose, doc=DOC, sample=sample,
-             vjp="decompose", tune=matmul_cases)
+             vjp="decompose", tune=matmul_cases, tune_attrs=TUNE_ATTRS)
 
 
 def sample(ox: Any) -> Any:

@@ -8,6 +8,8 @@ from . import _types as T
 
 OP = "ggml_dequantize"
 ATTRS = ("ggml_type", "shape", "dtype")
+#: what keys the ggml ops' autotune profile entries beyond dtypes and shape buckets
+TUNE_ATTRS = ("ggml_type",)
 DOC = "ggml block bytes (uint8) -> values; attrs: ggml_type name, logical shape, out dtype"
 
 
@@ -68,8 +70,9 @@ def register_op(register: Any) -> None:
              Attr("shape", tuple[int, ...], note="the tensor's logical shape (NumPy order)"),
              Attr("dtype", DType, note="the floating dtype produced"))
     assert tuple(a.name for a in attrs) == ATTRS
+    # NOTE: tune_attrs: the bytes are uint8 whatever the type; each type is measured on its own
     register(OP, Category.QUANT, infer, attrs=attrs, decompose=decompose, doc=DOC, sample=sample,
-             tune=dequantize_cases)
+             tune=dequantize_cases, tune_attrs=TUNE_ATTRS)
 
 
 def sample(ox: Any) -> Any:

@@ -2,14 +2,16 @@
 
 The shapes are Gemma 3 270M's (Q4_K_M file) as its decode and prefill steps build them: x is
 (1, rows, K), the weight W (N, K) arrives as the file's 1-D block bytes. ``--quick``: rows 1
-(decode) and 32 (prefill) on one weight of each type and size class (the planner scales a
-kernel's time to the other sizes by its own measured exponent); otherwise rows 1, 8, 32 and 128
+(decode) and 32 (prefill) on each of Gemma's seven (type, shape) weights (entries are per type:
+a type's other sizes would be scaled from one weight's; the planner scales other row counts and
+the LM head by the kernel's own measured exponent); otherwise rows 1, 8, 32 and 128
 on every Gemma weight, plus rows 1 and 32 on a 7B-sized layer in Q4_K and Q8_0 (both ops: ~6
 minutes on a busy 2-core machine, where the MLX backends' decompositions take seconds a run).
 Inputs are random blocks with valid float16 scales (zeros would time a degenerate case).
 
-NOTE: profile entries are keyed on dtypes and shape buckets, not on attributes: two types whose
-bytes land in one bucket share an entry (Gemma's Q5_0 attn_q and Q4_K attn_output do).
+Both ops declare ``tune_attrs=("ggml_type",)``: profile entries are keyed on the type as well as
+dtypes and shape buckets, so Gemma's Q5_0 attn_q and Q4_K attn_output, whose bytes land in one
+bucket, are measured (and chosen for) separately.
 
 Example:
     >>> import oxcore as ox
@@ -31,8 +33,8 @@ GEMMA = (
     ("Q4_K", (640, 2048)),  # half of ffn_down
     ("Q6_K", (640, 2048)),  # the other ffn_down
 )
-#: ``--quick``: one weight per type and size class
-QUICK = (("Q5_0", (2048, 640)), ("Q8_0", (256, 640)), ("Q4_K", (640, 2048)), ("Q6_K", (640, 2048)))
+#: ``--quick``: every Gemma weight (~15 s for both ops on a 2-core machine)
+QUICK = GEMMA
 #: added outside ``--quick``: a 7B-sized layer (its decomposition on MLX's CPU takes seconds a run)
 LARGER = (("Q4_K", (4096, 4096)), ("Q8_0", (4096, 4096)))
 ROWS_QUICK = (1, 32)
