@@ -39,12 +39,15 @@ TYPES = {t: _mlx_cuda.TYPES[t] for t in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
 #: the kernel's TYPE that reads the type from the block size (2..8 rows share one kernel)
 _ALL_TYPES = 8
 MAX_ROWS = _mlx_cuda.MAX_ROWS
-#: time of ``_mlx_cuda.gemv`` (v3) over this kernel's, float32 x, 1 row, 16384x16384 weights
-#: (``scripts/gpu_qmatmul.py``): ``_mlx.cuda_gemv_q8``'s prior divides the weight bytes by it, so
-#: without autotune float32 x takes this kernel where it is > 1 (and the weights are large enough
-#: to pay for the pre-pass launch); types not here count as 1 (cuda_gemv)
-F32_SPEEDUP = {"Q4_0": 1.3, "Q4_1": 1.3, "Q5_0": 1.3, "Q5_1": 1.2, "Q8_0": 1.1}
-#: threads of a block striding along K together, and output columns (rows of W) per block
+#: time of ``_mlx_cuda.gemv`` (v3) over this kernel's, float32 x, 1 row, 16384x16384 weights, H100
+#: (``scripts/gpu_qmatmul.py``, 2026-12-05: v3 58-79% of the copy bandwidth, this kernel 80-94%).
+#: ``_mlx.cuda_gemv_q8``'s prior divides the weight bytes by it and adds the pre-pass launch, so
+#: without autotune float32 x takes this kernel on large weights (the crossover measured near
+#: 8192x8192: at 4096x4096 the pre-pass launch makes it 6-9 us slower than v3); types not here: 1
+F32_SPEEDUP = {"Q4_0": 1.38, "Q4_1": 1.33, "Q5_0": 1.32, "Q5_1": 1.17, "Q8_0": 1.19}
+#: threads of a block striding along K together, and output columns (rows of W) per block (on an
+#: H100, 8 warps x 2 rows measured 1-3 points faster than 4 x 4 on Q4_0/Q4_1/Q5_0 float32 x,
+#: within the noise: scripts/gpu_q8_tune.py)
 WARPS_PER_BLOCK = 4
 ROWS_PER_BLOCK = 4
 
