@@ -10,6 +10,11 @@
 - ``cuda_gemv`` (MLX's CUDA build only): ``mx.fast.cuda_kernel`` GEMV kernels reading the
   blocks in place for all 8 types (``_mlx_cuda``), for up to 8 rows of x; more rows go to
   ``mlx_affine`` or the op's decomposition (dequantize + matmul), which are matmul-shaped.
+- ``cuda_gemv_q8`` (MLX's CUDA build only; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): x quantized to 8 bits
+  per call, then ``__dp4a`` integer dot products (``_mlx_cuda_q8``, ggml's ``mul_mat_vec_q``).
+  Its prior puts it ahead of ``cuda_gemv`` only for float32 x on the types where it measured
+  faster (``_mlx_cuda_q8.F32_SPEEDUP``): float16/bfloat16 x keep ``cuda_gemv``, whose products
+  are exact in float32; ``oxcore autotune`` measures both.
 
 Both conversions happen once per weight buffer: the kernels carry metal_fused's ``prepare``
 attributes, so inside a compiled segment the converted weights arrive as inputs instead of
@@ -74,6 +79,23 @@ def cuda_supports(node: Any) -> "bool | str":
     return _common(node) or True
 
 
+def q8_supports(node: Any) -> "bool | str":
+    from . import _mlx_cuda, _mlx_cuda_q8
+
+    why = _mlx_cuda.available()
+    if why:
+        return why
+    t = node.attrs["ggml_type"]
+    if t not in _mlx_cuda_q8.TYPES:
+        return (f"cuda_gemv_q8 reads the 32-value block types {', '.join(_mlx_cuda_q8.TYPES)}, got {t} (the K types' "
+                f"16-value scales would need more sums of x; cuda_gemv reads them)")
+    m = math.prod(node.inputs[0].shape[:-1])
+    if m > _mlx_cuda_q8.MAX_ROWS:
+        return (f"GEMV kernel takes up to {_mlx_cuda_q8.MAX_ROWS} rows of x, got {m}: matmul-shaped work goes to "
+                f"mlx_affine or dequantize + matmul")
+    return _common(node) or True
+
+
 def _prior(bytes_per_value: Callable[[Any], float], launches: int) -> Callable[[Any], float]:
     def prior_us(node: Any) -> float:
         from oxcore_metal_basic import mlx_device
@@ -91,6 +113,15 @@ def _affine_bytes(node: Any) -> float:
     from oxcore_io_gguf.affine import AFFINE
 
     return _AFFINE_BYTES[AFFINE.get(node.attrs["ggml_type"], 8)]
+
+
+def _q8_bytes(node: Any) -> float:
+    from . import _mlx_cuda_q8
+
+    # NOTE: the weight bytes at cuda_gemv's speed divided by the measured speed-up over it (float32
+    # x); float16/bfloat16 x count at cuda_gemv's speed, so the pre-pass launch keeps them on cuda_gemv
+    speedup = _mlx_cuda_q8.F32_SPEEDUP.get(node.attrs["ggml_type"], 1.0) if node.inputs[0].dtype.name == "float32" else 1.0
+    return _raw_bytes(node) / speedup
 
 
 def _dense_bytes(node: Any) -> float:
@@ -153,6 +184,12 @@ def _cuda(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
     return _mlx_cuda.gemv(x, raw, ggml_type=ggml_type, shape=shape)
 
 
+def _cuda_q8(x: Any, raw: Any, *, ggml_type: str, shape: tuple[int, int]) -> Any:
+    from . import _mlx_cuda_q8
+
+    return _mlx_cuda_q8.gemv_q8(x, raw, ggml_type=ggml_type, shape=shape)
+
+
 def kernels() -> list[Kernel]:
     """The MLX kernels for ``ggml_matmul``, one of each kind per MLX backend."""
     out = []
@@ -163,4 +200,6 @@ def kernels() -> list[Kernel]:
                           prior_us=_prior(_dense_bytes, 1)))
         out.append(Kernel("ggml_matmul", backend, _cuda, cuda_supports, name="cuda_gemv",
                           prior_us=_prior(_raw_bytes, 1)))
+        out.append(Kernel("ggml_matmul", backend, _cuda_q8, q8_supports, name="cuda_gemv_q8",
+                          prior_us=_prior(_q8_bytes, 2)))
     return out

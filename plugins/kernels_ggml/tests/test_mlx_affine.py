@@ -1,6 +1,7 @@
 """The MLX kernels for ggml_matmul: ``mlx_affine`` against gguf-py's float64 product (runs on
-MLX's CPU here, on Metal/CUDA where MLX has them); ``cuda_gemv`` refuses with its reason off CUDA
-(scripts/gpu-check's ``qmatmul`` step checks it on a GPU)."""
+MLX's CPU here, on Metal/CUDA where MLX has them); ``cuda_gemv`` and ``cuda_gemv_q8`` refuse
+with their reason off CUDA (scripts/gpu-check's ``qmatmul`` step checks them on a GPU), and their
+priors choose between them as measured."""
 
 from __future__ import annotations
 
@@ -130,8 +131,35 @@ def test_cuda_gemv_refused_off_cuda():
     raw = random_blocks("Q4_0", (4, 64), rng)
     y, ex = _qmatmul("metal_basic", rng.standard_normal((1, 64)).astype(np.float32), raw, "Q4_0", (4, 64),
                      "float32")
-    why = dict(ex.nodes[-1].candidates)["metal_basic.ggml_matmul.cuda_gemv"]
-    assert isinstance(why, str) and "CUDA" in why
+    cands = dict(ex.nodes[-1].candidates)
+    for name in ("cuda_gemv", "cuda_gemv_q8"):
+        why = cands[f"metal_basic.ggml_matmul.{name}"]
+        assert isinstance(why, str) and "CUDA" in why, (name, why)
+
+
+def _node(t: str, n: int, k: int, dtype: str, m: int = 1) -> SimpleNamespace:
+    x = SimpleNamespace(dtype=np.dtype(dtype) if dtype != "bfloat16" else SimpleNamespace(name="bfloat16", itemsize=2),
+                        shape=(m, k))
+    return SimpleNamespace(attrs={"ggml_type": t, "shape": (n, k)}, inputs=[x], shape=(m, n))
+
+
+@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"])
+def test_q8_prior_takes_float32_x_on_large_weights_only(monkeypatch, t):
+    """Without autotune, the priors (CUDA's launch and bandwidth guesses) send float32 x on a large
+    weight to cuda_gemv_q8 and keep float16/bfloat16 x, and small weights, on cuda_gemv (exact
+    products in float32; the q8 pre-pass launch costs more than it saves there)."""
+    import oxcore_metal_basic
+    from oxcore_kernels_ggml import _mlx
+
+    monkeypatch.setattr(oxcore_metal_basic, "mlx_device", lambda: SimpleNamespace(platform="cuda"))
+    ks = {k.name: k for k in _mlx.kernels() if k.backend == "metal_basic"}
+    v3, q8 = ks["cuda_gemv"].prior_us, ks["cuda_gemv_q8"].prior_us
+    big = _node(t, 16384, 16384, "float32")
+    assert q8(big) < v3(big)
+    for dt in ("float16", "bfloat16"):
+        assert q8(_node(t, 16384, 16384, dt)) > v3(_node(t, 16384, 16384, dt)), dt
+    small = _node(t, 1024, 1024, "float32")
+    assert q8(small) > v3(small)
 
 
 def test_conversion_cached_per_buffer_and_dropped_with_it():
