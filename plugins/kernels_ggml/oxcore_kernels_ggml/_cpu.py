@@ -117,6 +117,8 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
+        if int8 and m == 1 and code in _POOL_CODES and _pool_gemv(code, w, xs, y):
+            return y.reshape(x.shape[:-1] + (n,))
         _numba().set_num_threads(threads() if wbytes * m >= PARALLEL_MIN_BYTES else 1)
         if int8 and m == 1:
             mod.gemv_x(code, w, xs, y)
@@ -143,6 +145,21 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
 
 
 _LAYOUT: dict[tuple, tuple[int, int, int]] = {}
+_POOL_CODES = frozenset((0, 2, 4, 5, 7))  # NOTE: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K (_numba_pool.CODES)
+
+
+def _pool_gemv(code: int, w: np.ndarray, xs: np.ndarray, y: np.ndarray) -> bool:
+    """The decode GEMV on this thread and ``threads() - 1`` helpers (``_numba_pool``); False
+    where there are no helpers (one thread, not Linux x86-64, ``OXCORE_GEMV_POOL=0``, or the
+    helpers busy with another caller): the caller then runs numba's kernel."""
+    n_threads = _STATE.get("pool_threads")
+    if n_threads is None:
+        from . import _numba_pool
+
+        use = os.environ.get("OXCORE_GEMV_POOL", "").strip() != "0" and _numba_pool.available()
+        n_threads = _STATE["pool_threads"] = threads() if use else 1
+        _STATE["pool"] = _numba_pool
+    return n_threads > 1 and _STATE["pool"].gemv((code,), (w,), xs, (y,), n_threads)
 
 
 def _layout(ggml_type: str, shape: tuple[int, int]) -> tuple[int, int, int]:
