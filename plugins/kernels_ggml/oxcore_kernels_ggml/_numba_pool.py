@@ -156,7 +156,7 @@ ptr_u8, ptr_i8, ptr_i32, ptr_f32 = (_pointer(t) for t in (types.uint8, types.int
 
 
 # --- the work: runs of 4-row groups -------------------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", fastmath=True)
 def _groups(ctl, s, g0, g1):
     """Groups ``g0..g1`` of segment ``s`` (indices within the segment)."""
     k = ctl[_K]
@@ -187,7 +187,7 @@ def _groups(ctl, s, g0, g1):
             V.dot_rows4_q6_k(flat, g * group, row_bytes, q, xo, d_x, xsum, k // 256, out, 4 * g)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)  # NOTE: as gemv_rows: the same rounding, the same tokens
 def _work(ctl):
     """Claim runs of the published product and compute them until none is left."""
     while True:
@@ -212,7 +212,7 @@ def _work(ctl):
         atomic_add(ctl, _DONE, run)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def helper_loop(ctl, spin_cycles):
     """A helper thread's life: take runs while there are any, spin ``spin_cycles`` (yielding
     the core each round), then sleep on the futex of ``ctl[_GEN]``; return on ``ctl[_STOP]``."""
@@ -242,7 +242,7 @@ def _x_offsets(xq, offset, out):
         out[j] = -offset * (np.int32(xq[4 * j]) + np.int32(xq[4 * j + 1]) + np.int32(xq[4 * j + 2]) + np.int32(xq[4 * j + 3]))
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def gemv_multi(ctl, codes, ws, x, ys):
     """``ys[s] (1, N_s) = x (1, K) @ W_s.T`` for every weight matrix ``ws[s]`` (row bytes of type
     ``codes[s]``: Q8_0, Q5_0, Q4_0, Q4_K or Q6_K) in one product: x quantized once, the 4-row
