@@ -11,13 +11,17 @@ Paths, by rows of x (M):
   CPUs the register-blocked GEMM (``_numba_gemm``: 16 rows of x per 512-bit register, slabs of
   ``GEMM_MAX_ROWS`` rows; 3-4x ``gemm_q8`` from 16 rows), else ``gemm_q8`` up to ``INT8_MAX_ROWS``.
   NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
+- The int8 GEMV of Q8_0/Q5_0/Q4_0/Q4_K/Q6_K with more than one thread: ``_numba_pool`` (the
+  caller and helper threads of its own claim 4-row groups from one atomic word; the caller never
+  waits for a helper to wake: OpenMP's team did, ~36-60 us a call, ms on a busy machine).
 - Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
 - More rows: tiles of W dequantized by io_gguf, multiplied with BLAS (float32).
 
 numba is imported on the first call, never at plugin load (``oxcore --help`` stays fast); the
 compiled machine code is cached on disk (``cache=True``), so only the first run of a machine
 pays the compilation (~10 s). Threads: ``OXCORE_THREADS`` when set, else ``NUMBA_NUM_THREADS``,
-else one per core; ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle threads sleep, not spin).
+else one per core; ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle threads sleep, not spin);
+``OXCORE_GEMV_POOL=0`` keeps the decode GEMV on numba's OpenMP threads.
 """
 
 from __future__ import annotations
