@@ -28,7 +28,7 @@ from . import _numba_blocks as B
 from . import _numba_vnni as V
 
 #: bump with every change of ``_numba_vnni``'s or ``_numba_blocks``' code (see the NOTE above)
-_INTRINSICS = 3
+_INTRINSICS = 4
 _ROWS = 64  # NOTE: rows per parallel chunk: one scratch allocation per chunk, not per row
 # NOTE: the GEMVs ask for the weight rows this many bytes ahead (whole rows): without it the
 # memory reads did not overlap the arithmetic (Q8_0 262144 x 640, 1 thread on the busy 2-core

@@ -46,6 +46,10 @@ from numba.extending import intrinsic
 from . import _numba_matmul as M
 from . import _numba_vnni as V
 
+#: as ``_numba_matmul._INTRINSICS``: numba's disk cache is keyed on this file, so bump it with
+#: every change of ``_numba_vnni``'s code (or clear ``__pycache__``)
+_INTRINSICS = 4
+
 #: microseconds a helper keeps polling after its last run before it sleeps (a decode step's
 #: gaps between GEMVs are 20-300 us: the helper stays awake through a step, asleep after it)
 SPIN_US = float(os.environ.get("OXCORE_SPIN_US", "500"))
