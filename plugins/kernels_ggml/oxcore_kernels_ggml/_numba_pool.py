@@ -246,7 +246,7 @@ def _x_offsets(xq, offset, out):
         out[j] = -offset * (np.int32(xq[4 * j]) + np.int32(xq[4 * j + 1]) + np.int32(xq[4 * j + 2]) + np.int32(xq[4 * j + 3]))
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)  # NOTE: nogil: other Python threads run meanwhile
 def gemv_multi(ctl, codes, ws, x, ys):
     """``ys[s] (1, N_s) = x (1, K) @ W_s.T`` for every weight matrix ``ws[s]`` (row bytes of type
     ``codes[s]``: Q8_0, Q5_0, Q4_0, Q4_K or Q6_K) in one product: x quantized once, the 4-row

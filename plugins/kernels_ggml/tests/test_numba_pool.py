@@ -68,3 +68,43 @@ def test_right_after_the_helpers_fell_asleep(pool):
         y = np.full((1, 4096), np.nan, np.float32)
         assert pool.gemv((code,), (w,), x, (y,), 2)
         assert nmse(reference_matmul(x, raw, "Q8_0", (4096, 256)), y) < TOL_INT8
+
+
+def test_two_callers_at_once_both_get_their_products(pool):
+    """One caller holds the helpers; the other runs numba's kernel (``_cpu`` falls back): the
+    pool's product releases the GIL, so the two overlap."""
+    import threading
+
+    rng = np.random.default_rng(11)
+    raw, code, w = _rows("Q5_0", (2048, 640), rng)
+    xs = [rng.standard_normal((1, 640)).astype(np.float32) for _ in range(2)]
+    want = [reference_matmul(x, raw, "Q5_0", (2048, 640)) for x in xs]
+    bad = []
+    calls = {"pool": 0, "declined": 0}
+    real = pool.gemv
+
+    def counting(*a):
+        got = real(*a)
+        calls["pool" if got else "declined"] += 1
+        return got
+
+    def caller(i):
+        for _ in range(200):
+            y = _cpu.ggml_matmul(xs[i], raw, ggml_type="Q5_0", shape=(2048, 640))
+            if not nmse(want[i], y) < TOL_INT8:
+                bad.append(i)
+
+    _cpu.ggml_matmul(xs[0], raw, ggml_type="Q5_0", shape=(2048, 640))  # NOTE: sets up _cpu's pool state
+    saved = (_cpu._STATE["pool"], _cpu._STATE["pool_threads"])
+    _cpu._STATE["pool"] = type("P", (), {"gemv": staticmethod(counting)})
+    _cpu._STATE["pool_threads"] = 2
+    try:
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        _cpu._STATE["pool"], _cpu._STATE["pool_threads"] = saved
+    assert not bad
+    assert calls["pool"] > 0 and calls["declined"] > 0, calls
