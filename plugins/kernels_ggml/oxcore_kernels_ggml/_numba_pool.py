@@ -250,7 +250,8 @@ def _x_offsets(xq, offset, out):
 def gemv_multi(ctl, codes, ws, x, ys):
     """``ys[s] (1, N_s) = x (1, K) @ W_s.T`` for every weight matrix ``ws[s]`` (row bytes of type
     ``codes[s]``: Q8_0, Q5_0, Q4_0, Q4_K or Q6_K) in one product: x quantized once, the 4-row
-    groups of all of them claimed from one word by this thread and the helpers."""
+    groups of all of them claimed from one word by this thread and the helpers. False (nothing
+    done) for more than ``MAX_SEGMENTS`` matrices or 2^24 groups in all."""
     k = x.shape[1]
     xq, xd, xs = np.empty((1, k), np.int8), np.empty((1, k // 32), np.float32), np.empty((1, k // 16), np.float32)
     M.quantize_x(x, xq, xd, xs)
@@ -258,8 +259,14 @@ def gemv_multi(ctl, codes, ws, x, ys):
     for b in range(k // 32):
         xs32[b] = xs[0, 2 * b] + xs[0, 2 * b + 1]
     n_seg = len(ws)
+    total = 0
+    for s in range(n_seg):
+        total += ws[s].shape[0] // 4
+    if n_seg > MAX_SEGMENTS or total >= 1 << 24:  # NOTE: the control block's slots; the claim word's 24 bits
+        return False
     xoff = np.empty((n_seg, k // 4), np.int32)
     ctl[_K], ctl[_XQ], ctl[_XD], ctl[_XS], ctl[_NSEG] = k, xq.ctypes.data, xd.ctypes.data, xs32.ctypes.data, n_seg
+    total = 0
     total = 0
     for s in range(n_seg):
         code = codes[s]
@@ -293,6 +300,7 @@ def gemv_multi(ctl, codes, ws, x, ys):
                     V.dot_rows1_q6_k(flat, n * w.shape[1], w.shape[1], xq[0], xoff[s], xd[0], xs32, k // 256, y[0], n)
             else:
                 M._rows1(code, flat, n * w.shape[1], w.shape[1], xq[0], xoff[s], xd[0], k // 32, y[0], n)
+    return True
 
 
 #: the types ``gemv_multi`` takes (``_cpu.CODES``: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K)
@@ -342,9 +350,12 @@ def gemv(codes: tuple, ws: tuple, x: np.ndarray, ys: tuple, threads: int) -> boo
     if not _LOCK.acquire(blocking=False):
         return False
     try:
-        gemv_multi(control(threads - 1), codes, ws, x, ys)
+        ok = gemv_multi(control(threads - 1), codes, ws, x, ys)
     finally:
         _LOCK.release()
+    if not ok:
+        raise ValueError(f"the pool's GEMV takes at most {MAX_SEGMENTS} matrices of fewer than "
+                         f"{4 << 24} rows in all, got {len(ws)} of {sum(w.shape[0] for w in ws)}")
     return True
 
 
@@ -354,7 +365,7 @@ def stop() -> None:
     if ctl is None:
         return
     ctl[_STOP] = 1
-    _wake(ctl)
+    _wake_all(ctl)
     for t in _STATE["threads"]:
         t.join(timeout=1.0)
     _STATE.clear()
@@ -362,12 +373,9 @@ def stop() -> None:
 
 @njit(cache=True)
 def _wake_all(ctl):
+    """Wake every sleeping helper (a new generation: they look at ``_STOP``)."""
     atomic_add(ctl, _GEN, 1)
     syscall4(_SYS_FUTEX, ctl.ctypes.data + 8 * _GEN, _FUTEX_WAKE, 1 << 30, 0)
-
-
-def _wake(ctl: np.ndarray) -> None:
-    _wake_all(ctl)
 
 
 if hasattr(os, "register_at_fork"):

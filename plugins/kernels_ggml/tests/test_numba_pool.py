@@ -108,3 +108,12 @@ def test_two_callers_at_once_both_get_their_products(pool):
         _cpu._STATE["pool"], _cpu._STATE["pool_threads"] = saved
     assert not bad
     assert calls["pool"] > 0 and calls["declined"] > 0, calls
+
+
+def test_more_matrices_than_the_control_block_holds_is_refused(pool):
+    rng = np.random.default_rng(2)
+    _, code, w = _rows("Q8_0", (8, 64), rng)
+    n = pool.MAX_SEGMENTS + 1
+    ys = tuple(np.empty((1, 8), np.float32) for _ in range(n))
+    with pytest.raises(ValueError, match="at most"):
+        pool.gemv((code,) * n, (w,) * n, rng.standard_normal((1, 64)).astype(np.float32), ys, 2)
