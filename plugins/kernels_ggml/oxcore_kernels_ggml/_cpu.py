@@ -11,13 +11,17 @@ Paths, by rows of x (M):
   CPUs the register-blocked GEMM (``_numba_gemm``: 16 rows of x per 512-bit register, slabs of
   ``GEMM_MAX_ROWS`` rows; 3-4x ``gemm_q8`` from 16 rows), else ``gemm_q8`` up to ``INT8_MAX_ROWS``.
   NMSE ~3e-5 against the float64 product (ggml's bound for it: 5e-4).
+- The int8 GEMV of Q8_0/Q5_0/Q4_0/Q4_K/Q6_K with more than one thread: ``_numba_pool`` (the
+  caller and helper threads of its own claim 4-row groups from one atomic word; the caller never
+  waits for a helper to wake: OpenMP's team did, ~36-60 us a call, ms on a busy machine).
 - Otherwise, up to ``GEMV_MAX_ROWS``: the float32-lane GEMV (``gemv``, NMSE ~1e-14).
 - More rows: tiles of W dequantized by io_gguf, multiplied with BLAS (float32).
 
 numba is imported on the first call, never at plugin load (``oxcore --help`` stays fast); the
 compiled machine code is cached on disk (``cache=True``), so only the first run of a machine
 pays the compilation (~10 s). Threads: ``OXCORE_THREADS`` when set, else ``NUMBA_NUM_THREADS``,
-else one per core; ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle threads sleep, not spin).
+else one per core; ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle threads sleep, not spin);
+``OXCORE_GEMV_POOL=0`` keeps the decode GEMV on numba's OpenMP threads.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
+        if int8 and m == 1 and code in _POOL_CODES and _pool_gemv(code, w, xs, y):
+            return y.reshape(x.shape[:-1] + (n,))
         _numba().set_num_threads(threads() if wbytes * m >= PARALLEL_MIN_BYTES else 1)
         if int8 and m == 1:
             mod.gemv_x(code, w, xs, y)
@@ -143,6 +149,21 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
 
 
 _LAYOUT: dict[tuple, tuple[int, int, int]] = {}
+_POOL_CODES = frozenset((0, 2, 4, 5, 7))  # NOTE: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K (_numba_pool.CODES)
+
+
+def _pool_gemv(code: int, w: np.ndarray, xs: np.ndarray, y: np.ndarray) -> bool:
+    """The decode GEMV on this thread and ``threads() - 1`` helpers (``_numba_pool``); False
+    where there are no helpers (one thread, not Linux x86-64, ``OXCORE_GEMV_POOL=0``, or the
+    helpers busy with another caller): the caller then runs numba's kernel."""
+    n_threads = _STATE.get("pool_threads")
+    if n_threads is None:
+        from . import _numba_pool
+
+        use = os.environ.get("OXCORE_GEMV_POOL", "").strip() != "0" and _numba_pool.available()
+        n_threads = _STATE["pool_threads"] = threads() if use else 1
+        _STATE["pool"] = _numba_pool
+    return n_threads > 1 and _STATE["pool"].gemv((code,), (w,), xs, (y,), n_threads)
 
 
 def _layout(ggml_type: str, shape: tuple[int, int]) -> tuple[int, int, int]:

@@ -28,7 +28,7 @@ from . import _numba_blocks as B
 from . import _numba_vnni as V
 
 #: bump with every change of ``_numba_vnni``'s or ``_numba_blocks``' code (see the NOTE above)
-_INTRINSICS = 3
+_INTRINSICS = 4
 _ROWS = 64  # NOTE: rows per parallel chunk: one scratch allocation per chunk, not per row
 # NOTE: the GEMVs ask for the weight rows this many bytes ahead (whole rows): without it the
 # memory reads did not overlap the arithmetic (Q8_0 262144 x 640, 1 thread on the busy 2-core
@@ -412,19 +412,20 @@ def gemv_rows(code, w, xq, xd, xoff, y):
     q, d_x, xo, out = xq[0], xd[0], xoff[0], y[0]
     group = _GROUP * row_bytes
     n_groups = n_rows // _GROUP
-    # NOTE: one loop per type, the type a literal in it (as gemv_q8)
-    for c in prange((n_groups + _ROWS - 1) // _ROWS):
-        for g in range(c * _ROWS, min(n_groups, (c + 1) * _ROWS)):
-            a = (g + 2) * group
-            if a + group <= flat.shape[0]:
-                for line in range(0, group, 64):
-                    V.prefetch_l2(flat, a + line)
-            if code == 4:
-                _rows4(4, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
-            elif code == 2:
-                _rows4(2, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
-            else:
-                _rows4(0, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+    # NOTE: one loop per type, the type a literal in it (as gemv_q8). The groups themselves are
+    # the parallel range (numba gives each thread an equal run of them): runs of _ROWS groups
+    # left Gemma's 256-row K/V products on one thread and split its 640-row ones 2:1
+    for g in prange(n_groups):
+        a = (g + 2) * group
+        if a + group <= flat.shape[0]:
+            for line in range(0, group, 64):
+                V.prefetch_l2(flat, a + line)
+        if code == 4:
+            _rows4(4, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+        elif code == 2:
+            _rows4(2, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
+        else:
+            _rows4(0, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
     for n in range(n_groups * _GROUP, n_rows):
         _rows1(code, flat, n * row_bytes, row_bytes, q, xo, d_x, nb, out, n)
 
@@ -439,16 +440,15 @@ def gemv_rows_k(code, w, xq, xd, xoff, xs32, y):
     q, d_x, xo, xsum, out = xq[0], xd[0], xoff[0], xs32[0], y[0]
     group = _GROUP * row_bytes
     n_groups = n_rows // _GROUP
-    for c in prange((n_groups + _ROWS - 1) // _ROWS):
-        for g in range(c * _ROWS, min(n_groups, (c + 1) * _ROWS)):
-            a = (g + 2) * group
-            if a + group <= flat.shape[0]:
-                for line in range(0, group, 64):
-                    V.prefetch_l2(flat, a + line)
-            if code == 5:
-                V.dot_rows4_q4_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
-            else:
-                V.dot_rows4_q6_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
+    for g in prange(n_groups):  # NOTE: groups as the parallel range (see gemv_rows)
+        a = (g + 2) * group
+        if a + group <= flat.shape[0]:
+            for line in range(0, group, 64):
+                V.prefetch_l2(flat, a + line)
+        if code == 5:
+            V.dot_rows4_q4_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
+        else:
+            V.dot_rows4_q6_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
     for n in range(n_groups * _GROUP, n_rows):
         if code == 5:
             V.dot_rows1_q4_k(flat, n * row_bytes, row_bytes, q, xo, d_x, xsum, nb, out, n)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import time
 import types
@@ -68,6 +69,13 @@ def main() -> None:
     proxy = types.SimpleNamespace(**{n: timed(f) if n.startswith(("gemv", "gemm")) and callable(f) else f
                                      for n, f in vars(mod).items()})
     _cpu._STATE["mod"] = proxy
+    # NOTE: the decode GEMVs on helper threads (_numba_pool), timed the same way
+    from oxcore_kernels_ggml import _numba_pool
+
+    if "pool_threads" not in _cpu._STATE:
+        use = os.environ.get("OXCORE_GEMV_POOL", "").strip() != "0" and _numba_pool.available()
+        _cpu._STATE["pool_threads"] = _cpu.threads() if use else 1
+    _cpu._STATE["pool"] = types.SimpleNamespace(gemv=timed(_numba_pool.gemv))
 
     cache = m.new_cache(args.cache)
     m._run(cache, ids)
