@@ -114,27 +114,34 @@ def ggml_matmul(x: np.ndarray, raw: np.ndarray, *, ggml_type: str, shape: tuple[
     w = (raw if raw.flags.c_contiguous else np.ascontiguousarray(raw)).reshape(n, row_bytes)
     xs = x.reshape(-1, k) if x.dtype == np.float32 and x.flags.c_contiguous else np.ascontiguousarray(x, np.float32).reshape(-1, k)
     m = xs.shape[0]
-    y = np.empty((m, n), np.float32)
     if _blocked_gemm(m, wbytes):
         return _gemm_rows(xs, w, code, ggml_type).reshape(x.shape[:-1] + (n,))
+    y = np.empty((m, n), np.float32)
     int8 = m <= INT8_MAX_ROWS and wbytes >= INT8_MIN_BYTES and int8_gemv()
     if int8 or m <= GEMV_MAX_ROWS:
         # NOTE: waking the other threads costs more than a small matrix (Gemma's layers: 0.1-0.3 ms
         # on one thread, up to 10 ms when a second thread must be scheduled on a busy machine)
         if int8 and m == 1 and code in _POOL_CODES and _pool_gemv(code, w, xs, y):
             return y.reshape(x.shape[:-1] + (n,))
-        _numba().set_num_threads(threads() if wbytes * m >= PARALLEL_MIN_BYTES else 1)
-        if int8 and m == 1:
-            mod.gemv_x(code, w, xs, y)
-        elif int8:
-            xq = np.empty((m, k), np.int8)
-            xd, xsum = np.empty((m, k // 32), np.float32), np.empty((m, k // 16), np.float32)
-            mod.quantize_x(xs, xq, xd, xsum)
-            # NOTE: one row of x: unpacking straight into vpdpbusd beats storing the unpacked row
-            # (0.106 vs 0.163 ms, Q5_0 2048 x 640); from 2 rows the unpacked row is reused
-            mod.gemm_q8(code, w, xq, xd, xsum, y)
-        else:
-            mod.gemv(code, w, xs, _STATE["lut"], y)
+        # NOTE: numba's thread count is process state (per calling thread): it is put back after
+        # the call (~1.5 us) so that another numba user in the process keeps its own setting
+        nb = _numba()
+        before = nb.get_num_threads()
+        nb.set_num_threads(threads() if wbytes * m >= PARALLEL_MIN_BYTES else 1)
+        try:
+            if int8 and m == 1:
+                mod.gemv_x(code, w, xs, y)
+            elif int8:
+                xq = np.empty((m, k), np.int8)
+                xd, xsum = np.empty((m, k // 32), np.float32), np.empty((m, k // 16), np.float32)
+                mod.quantize_x(xs, xq, xd, xsum)
+                # NOTE: one row of x: unpacking straight into vpdpbusd beats storing the unpacked
+                # row (0.106 vs 0.163 ms, Q5_0 2048 x 640); from 2 rows the unpacked row is reused
+                mod.gemm_q8(code, w, xq, xd, xsum, y)
+            else:
+                mod.gemv(code, w, xs, _STATE["lut"], y)
+        finally:
+            nb.set_num_threads(before)
     else:
         from oxcore_io_gguf.quants import dequantize
 

@@ -197,6 +197,27 @@ def test_threads_follow_oxcore_threads(monkeypatch):
     assert _cpu.threads() == numba.config.NUMBA_NUM_THREADS
 
 
+@pytest.mark.parametrize("m", [1, 3])
+def test_a_small_product_leaves_numbas_thread_count_as_it_was(m, gemv_path):
+    """The small GEMVs run on one thread; numba's setting (process state other numba users
+    share: a numba backend's partition, the user's own ``set_num_threads``) is put back."""
+    import numba
+
+    rng = np.random.default_rng(m)
+    shape = (37, 64)
+    raw = random_blocks("Q4_0", shape, rng)
+    x = rng.standard_normal((m, shape[1])).astype(np.float32)
+    want = reference_matmul(x, raw, "Q4_0", shape)
+    for n in {1, numba.config.NUMBA_NUM_THREADS}:
+        numba.set_num_threads(n)
+        try:
+            y = _cpu.ggml_matmul(x, raw, ggml_type="Q4_0", shape=shape)
+            assert numba.get_num_threads() == n
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        assert nmse(want, y) <= _bound(m, raw)
+
+
 def test_bench_qmatmul_saves_its_record(tmp_path):
     import json
 
