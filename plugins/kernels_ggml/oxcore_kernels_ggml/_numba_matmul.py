@@ -372,6 +372,16 @@ _GROUP = 4  # NOTE: rows per dot_rows4_q8_0 call: the four share each block of x
 
 
 @njit(cache=True, inline="always")
+def prefetch_group_l2(flat, g, group):
+    """Ask for group ``g`` of ``group`` bytes of W (``flat``) into L2 (``V.prefetch_l2``), if it
+    exists: the decode GEMVs ask 2 groups ahead of the one they compute."""
+    a = g * group
+    if a + group <= flat.shape[0]:
+        for line in range(0, group, 64):
+            V.prefetch_l2(flat, a + line)
+
+
+@njit(cache=True, inline="always")
 def _rows4(code, flat, wo, row_bytes, q, xo, d_x, nb, out, yo):
     """Four rows of a 32-quant type with an offset (Q8_0, Q5_0, Q4_0) from ``V.dot_rows4_*``."""
     if code == 4:
@@ -416,10 +426,7 @@ def gemv_rows(code, w, xq, xd, xoff, y):
     # the parallel range (numba gives each thread an equal run of them): runs of _ROWS groups
     # left Gemma's 256-row K/V products on one thread and split its 640-row ones 2:1
     for g in prange(n_groups):
-        a = (g + 2) * group
-        if a + group <= flat.shape[0]:
-            for line in range(0, group, 64):
-                V.prefetch_l2(flat, a + line)
+        prefetch_group_l2(flat, g + 2, group)
         if code == 4:
             _rows4(4, flat, g * group, row_bytes, q, xo, d_x, nb, out, g * _GROUP)
         elif code == 2:
@@ -441,10 +448,7 @@ def gemv_rows_k(code, w, xq, xd, xoff, xs32, y):
     group = _GROUP * row_bytes
     n_groups = n_rows // _GROUP
     for g in prange(n_groups):  # NOTE: groups as the parallel range (see gemv_rows)
-        a = (g + 2) * group
-        if a + group <= flat.shape[0]:
-            for line in range(0, group, 64):
-                V.prefetch_l2(flat, a + line)
+        prefetch_group_l2(flat, g + 2, group)
         if code == 5:
             V.dot_rows4_q4_k(flat, g * group, row_bytes, q, xo, d_x, xsum, nb, out, g * _GROUP)
         else:

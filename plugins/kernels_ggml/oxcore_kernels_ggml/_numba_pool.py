@@ -47,7 +47,7 @@ from . import _numba_matmul as M
 from . import _numba_vnni as V
 
 #: as ``_numba_matmul._INTRINSICS``: numba's disk cache is keyed on this file, so bump it with
-#: every change of ``_numba_vnni``'s code (or clear ``__pycache__``)
+#: every change of ``_numba_vnni``'s or ``_numba_matmul``'s code (or clear ``__pycache__``)
 _INTRINSICS = 4
 
 #: microseconds a helper keeps polling after its last run before it sleeps (a decode step's
@@ -175,10 +175,7 @@ def _groups(ctl, s, g0, g1):
     xsum = carray(ptr_f32(ctl[_XS]), k // 32)
     group = 4 * row_bytes
     for g in range(g0, g1):
-        a = (g + 2) * group
-        if a + group <= flat.shape[0]:
-            for line in range(0, group, 64):
-                V.prefetch_l2(flat, a + line)
+        M.prefetch_group_l2(flat, g + 2, group)
         if code == 4:
             V.dot_rows4_q8_0(flat, g * group, row_bytes, q, xo, d_x, k // 32, out, 4 * g)
         elif code == 2:
