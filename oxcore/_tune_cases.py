@@ -59,7 +59,7 @@ def host_inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
     gather), random booleans."""
     rng = np.random.default_rng(seed)
     if case.make is not None:
-        return _checked(case, [np.ascontiguousarray(a) for a in case.make(rng)])
+        return _checked(case, [_contiguous(a) for a in case.make(rng)])
     out = []
     for shape, dt in case.inputs:
         if dt.is_floating:
@@ -68,8 +68,14 @@ def host_inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
             a = rng.random(size=shape) < 0.5
         else:
             a = np.zeros(shape, dt.numpy)
-        out.append(np.ascontiguousarray(a))
+        out.append(_contiguous(a))
     return out
+
+
+def _contiguous(a: Any) -> np.ndarray:
+    """``a`` as a C-contiguous array of its own shape (``np.ascontiguousarray`` makes a 0-d
+    array 1-d: rope's offset, int32[], reached its kernels as int32[1])."""
+    return np.asarray(a, order="C")
 
 
 def _checked(case: Case, arrays: list[np.ndarray]) -> list[np.ndarray]:

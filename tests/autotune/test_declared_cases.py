@@ -119,3 +119,19 @@ def test_a_broken_declaration_warns_and_measures_nothing(numpy_only, tmp_profile
             assert representative("tune_demo_wrong", ox.float32) == []
     finally:
         manager().unregister_plugin("tune_broken")
+
+
+@pytest.mark.parametrize("op", ["rope", "take"])
+def test_host_inputs_keep_every_declared_shape_0d_included(op):
+    """A case's inputs arrive with the shapes it names: rope's offset is int32[] (0-d), which
+    ``np.ascontiguousarray`` turned into int32[1] and every cpu_numpy rope kernel refused."""
+    for c in representative(op, ox.float32, quick=True):
+        got = [(a.shape, a.flags.c_contiguous) for a in host_inputs(c)]
+        assert got == [(tuple(s), True) for s, _ in c.inputs], c.describe()
+
+
+def test_autotune_measures_every_rope_kernel(tmp_profile):
+    res = autotune.tune(["rope"], quick=True, transfers=False)
+    rows = [r for r in res.rows if r["backend"] == "cpu_numpy"]
+    assert rows and res.failed == 0, [r["status"] for r in res.rows if r["status"].startswith("failed")]
+    assert all(r["us"] > 0 for r in rows)
