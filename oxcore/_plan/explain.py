@@ -75,6 +75,51 @@ class Explanation:
             return "\n".join(_verbose_lines(self))
         return "\n".join(self._collapsed.lines(self))
 
+    def kernels(self) -> dict[str, dict[str, int]]:
+        """Per op, how many of its plan nodes each kernel runs (``"decomposed"`` counts none:
+        a decomposition's pieces are listed under their own ops).
+
+        Example:
+            >>> import numpy as np, oxcore as ox
+            >>> x = ox.asarray(np.ones((4, 4), np.float32))
+            >>> ox.explain(ox.exp(x) + x).kernels()
+            {'exp': {'cpu_numpy.exp.default': 1}, 'add': {'cpu_numpy.add.default': 1}}
+        """
+        out: dict[str, dict[str, int]] = {}
+        for p in self.nodes:
+            k = p.kernel.id if p.kernel is not None else f"{p.backend.name} (no kernel)"
+            per = out.setdefault(p.op, {})
+            per[k] = per.get(k, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        """The plan's header and one line per op: its kernels, how many nodes each runs, and
+        whether autotune measured them (``*``) or the planner went by static priors.
+
+        Example:
+            >>> import numpy as np, oxcore as ox
+            >>> x = ox.asarray(np.ones((4, 4), np.float32))
+            >>> print(ox.explain(ox.exp(x) + x).summary())  # doctest: +ELLIPSIS
+            plan: 2 nodes, 1 segment on cpu_numpy, 0 transfers, 0 fallbacks
+              add  1 x cpu_numpy.add.default...
+              exp  1 x cpu_numpy.exp.default...
+        """
+        measured: set[tuple[str, str]] = set()
+        for p in self.nodes:
+            if p.kernel is not None and any(k == p.kernel.id and _measured(v) for k, v in p.candidates):
+                measured.add((p.op, p.kernel.id))
+        per = self.kernels()
+        width = max((len(op) for op in per), default=0)
+        lines = [f"plan: {_plural(len(self.nodes), 'node')}, {_segments_phrase(self)}, "
+                 f"{_plural(len(self.transfers), 'transfer')}, {_plural(len(self.fallbacks), 'fallback')}"]
+        for op, ks in sorted(per.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])):
+            used = ", ".join(f"{n} x {k}{'*' if (op, k) in measured else ''}"
+                             for k, n in sorted(ks.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  {op:<{width}}  {used}")
+        if measured:
+            lines.append("  (* measured by `oxcore autotune`; the others chosen by static priors)")
+        return "\n".join(lines + [f"  fallback: {f}" for f in self.fallbacks])
+
     def __str__(self) -> str:
         return self.text()
 

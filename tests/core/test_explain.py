@@ -97,3 +97,37 @@ def test_a_deep_chain_is_explained_without_recursion():
         x = x + 1.0
     ex = ox.explain(x)
     assert len(ex.ops) == 3000 and ex.ops[-1].args == ("%2998", "scalar")
+
+
+def test_summary_counts_each_ops_kernels_like_the_verbose_lines():
+    ex = ox.explain(_readme_example())
+    per = ex.kernels()
+    # NOTE: the same count, op by op, as the verbose view's node lines
+    want: dict[str, dict[str, int]] = {}
+    for p in ex.nodes:
+        want.setdefault(p.op, {}).setdefault(p.kernel.id, 0)
+        want[p.op][p.kernel.id] += 1
+    assert per == want and sum(sum(k.values()) for k in per.values()) == len(ex.nodes)
+    lines = ex.summary().splitlines()
+    assert lines[0] == (f"plan: {len(ex.nodes)} nodes, 1 segment on cpu_numpy, 0 transfers, 0 fallbacks")
+    shown = {ln.split()[0]: ln.split(None, 1)[1].replace("*", "") for ln in lines[1:] if not ln.startswith("  (")}
+    assert shown == {op: ", ".join(f"{n} x {k}" for k, n in ks.items()) for op, ks in per.items()}
+
+
+def test_summary_marks_measured_kernels(tmp_path, monkeypatch):
+    from oxcore import _profile, autotune
+
+    monkeypatch.setenv("OXCORE_PROFILE", str(tmp_path / "profile.json"))
+    _profile.reload()
+    try:
+        x = ox.asarray(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32))
+        with ox.use("cpu_numpy"):
+            y = ox.exp(x)
+        assert "*" not in ox.explain(y).summary()
+        autotune.tune(["exp"], quick=True, transfers=False)
+        with ox.use("cpu_numpy"):
+            s = ox.explain(ox.exp(x)).summary()
+        assert "1 x cpu_numpy.exp.default*" in s and "measured by `oxcore autotune`" in s, s
+    finally:
+        monkeypatch.delenv("OXCORE_PROFILE")
+        _profile.reload()

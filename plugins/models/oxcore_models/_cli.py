@@ -173,14 +173,18 @@ def embed(texts: tuple[str, ...], file_: str | None, model: str | None, batch_si
                    "auto: blocks when the backend has a ggml_matmul kernel, else load.")
 @click.option("--record", "record", default=None, type=click.Path(dir_okay=False),
               help="Write the ops and shapes this run plans to FILE, for `oxcore autotune --from-trace FILE`.")
+@click.option("--explain", "explain", is_flag=True,
+              help="Print which kernel runs each op of a decode step (measured by `oxcore autotune` or by "
+                   "prior) instead of generating.")
 def generate(prompt: str, model: str | None, max_tokens: int, temp: float, top_k: int, top_p: float, min_p: float,
              repeat_penalty: float, seed: int | None, stop: tuple[str, ...], chat: bool, ctx: int | None,
-             as_json: bool, backend: str | None, dequantize: str, record: str | None) -> None:
+             as_json: bool, backend: str | None, dequantize: str, record: str | None, explain: bool) -> None:
     """Continue PROMPT with a Gemma 3 model, streaming the text; statistics at the end.
 
     \b
     oxcore generate "The capital of France is" --temp 0 --max-tokens 32
     oxcore generate "Write a haiku about the sea" --chat
+    oxcore generate "Hi" --explain        # the kernels of a decode step, nothing generated
     """
     _check_backend(backend)
     if not prompt.strip():
@@ -188,6 +192,11 @@ def generate(prompt: str, model: str | None, max_tokens: int, temp: float, top_k
     pieces: list[str] = []
     with _clear_errors(), _recording(record):
         m = _load(model, "gemma3", backend, dequantize=dequantize)
+        if explain:
+            n = len(m.tokenize(m.chat_prompt(prompt) if chat else prompt))
+            click.echo(f"{m.name}, weights: {m.weights}; a decode step after {n} prompt tokens")
+            click.echo(m.explain_step(n).summary())
+            return
         # NOTE: one prompt per process: the SentencePiece model (~40 MiB) goes before the weights are read
         m.tokenizer.free_encoder_after_use = True
         stream = m.generate(prompt, max_tokens=max_tokens, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,

@@ -69,3 +69,32 @@ def test_without_the_kernel_plugin_generate_still_works(gemma_path, refs, withou
     assert "ggml_matmul" not in ops and "ggml_dequantize" in ops, sorted(ops)
     r = refs[1]
     assert _greedy(m, r["prompt_ids"], 2) == r["transformers_ids"][:2]
+
+
+def _explain_cli(*extra: str) -> dict[str, str]:
+    """``oxcore generate PROMPT --explain``: {op: its kernels} from the summary's lines."""
+    from click.testing import CliRunner
+
+    from oxcore.cli import main
+
+    r = CliRunner().invoke(main, ["generate", "The capital of France is", "--explain", *extra])
+    assert r.exit_code == 0, f"{r.output}\n{r.exception!r}"
+    lines = r.output.splitlines()
+    assert lines[0].endswith("a decode step after 6 prompt tokens") and lines[1].startswith("plan: "), r.output
+    return {ln.split()[0]: ln.split(None, 1)[1] for ln in lines[2:] if ln.startswith("  ") and not ln.startswith("  (")}
+
+
+def test_generate_explain_shows_the_block_kernels(gemma_path):
+    from oxcore_models.gemma3 import has_block_kernels
+
+    if not has_block_kernels("cpu_numpy"):
+        pytest.skip("no ggml_matmul kernel for cpu_numpy (install oxcore-kernels-ggml)")
+    ops = _explain_cli("--model", str(gemma_path), "--backend", "cpu_numpy")
+    # NOTE: every product of a decode step: 18 layers x 7 + the LM head
+    assert ops["ggml_matmul"].rstrip("*") == "127 x cpu_numpy.ggml_matmul.numba", ops
+    assert "matmul" not in ops
+
+
+def test_generate_explain_without_the_plugin_shows_the_dequantize_path(gemma_path, without_kernel_plugin):
+    ops = _explain_cli("--model", str(gemma_path), "--backend", "cpu_numpy", "--dequantize", "blocks")
+    assert "ggml_matmul" not in ops and "ggml_dequantize" in ops and ops["matmul"].startswith("127 x "), ops
