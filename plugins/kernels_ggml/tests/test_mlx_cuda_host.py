@@ -188,7 +188,9 @@ def test_q8_dot_matches_gguf_py(host_q8, tmp_path, ggml_type):
 
     seed = int.from_bytes(os.urandom(4), "little")  # NOTE: fresh inputs each run; the seed is in the message
     rng = np.random.default_rng(seed)
-    for n, k in ((7, 256), (5, 1024), (3, 2816), (4, 544)):
+    # NOTE: 33-67 outputs: the NMSE bound of 8-bit x is an average (3-4 outputs with cancelling
+    # terms measured 1.5e-3 now and then: ggml's test-backend-ops takes it over whole matrices)
+    for n, k in ((67, 256), (65, 1024), (33, 2816), (64, 544)):
         raw = random_blocks(ggml_type, (n, k), rng)
         # NOTE: rows of very different scales, and one all-zero block (d = 0)
         x = (rng.standard_normal(k) * np.repeat(rng.uniform(0.01, 100, k // 32), 32)).astype(np.float32)
