@@ -19,7 +19,8 @@ Paths, by rows of x (M):
 
 numba is imported on the first call, never at plugin load (``oxcore --help`` stays fast); the
 compiled machine code is cached on disk (``cache=True``), so only the first run of a machine
-pays the compilation (~10 s). Threads: ``OXCORE_THREADS`` when set, else ``NUMBA_NUM_THREADS``,
+pays the compilation (~10-30 s), and it runs in a child process (``_precompile``: the memory LLVM
+takes while compiling stays out of the process running the model). Threads: ``OXCORE_THREADS`` when set, else ``NUMBA_NUM_THREADS``,
 else one per core; ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (idle threads sleep, not spin);
 ``OXCORE_GEMV_POOL=0`` keeps the decode GEMV on numba's OpenMP threads.
 """
@@ -210,6 +211,9 @@ def _blocked_gemm(m: int, wbytes: int) -> bool:
 
 def mod_gemm() -> Any:
     """``_numba_gemm`` (imported on first use: it compiles on import of numba)."""
+    from . import _precompile
+
+    _precompile.ensure()
     from . import _numba_gemm
 
     return _numba_gemm
@@ -268,6 +272,9 @@ def _compiled() -> tuple[Any, np.ndarray]:
         # step's small NumPy ops took 10x longer). Passive workers sleep. A user's setting wins;
         # it must be set before numba starts its OpenMP pool.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from . import _precompile
+
+        _precompile.ensure()
         from . import _numba_blocks, _numba_matmul
 
         _STATE["lut"] = _numba_blocks.f16_table()

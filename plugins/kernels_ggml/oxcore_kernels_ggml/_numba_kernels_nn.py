@@ -37,6 +37,9 @@ _STATE: dict[str, Any] = {}
 def _jit() -> Any:
     got = _STATE.get("mod")
     if got is None:
+        from . import _precompile
+
+        _precompile.ensure()
         from . import _numba_nn_impl as got
         _STATE["mod"] = got
     return got
