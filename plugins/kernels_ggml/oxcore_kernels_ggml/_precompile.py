@@ -134,6 +134,8 @@ def compile_all(part: str = "all") -> list[str]:
                 # NOTE: the one-thread GEMV too (where the helper pool runs, m = 1 goes to it)
                 mod, _ = _cpu._compiled()
                 mod.gemv_x(_cpu._layout(t, shape)[0], raw, x, np.empty((1, 512), np.float32))
+                if t == "Q8_0":
+                    _pool_writable(raw, x, _cpu._layout(t, shape)[0])
     if part == "prefill":
         return _index_files()
     # NOTE: the decode step's small ops, in the layouts Gemma 3 passes them
@@ -148,6 +150,18 @@ def compile_all(part: str = "all") -> list[str]:
     _numba_kernels_nn.sdpa(x, k, k, np.ones((1, 1, 1, 16), np.bool_), scale=0.0625, causal=False)
     _numba_kernels_nn.sdpa(x, k, k, scale=0.0625, causal=True)
     return _index_files()
+
+
+def _pool_writable(raw: np.ndarray, x: np.ndarray, code: int) -> None:
+    """The helper pool's caller side for writable weights too (tests, benchmarks). NOTE: the
+    caller (``gemv_multi``) and the helpers (``helper_loop``) must come from one process's
+    compilation: compiled apart, LLVM rounded some rows differently (1 ulp), and a product's bits
+    then depended on which thread took a row."""
+    from . import _numba_pool
+
+    if _numba_pool.available():
+        w = raw.copy()
+        _numba_pool.gemv((code,), (w,), x, (np.empty((1, w.shape[0]), np.float32),), 2)
 
 
 def _index_files() -> list[str]:
