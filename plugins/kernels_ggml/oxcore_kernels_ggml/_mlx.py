@@ -63,37 +63,37 @@ def dense_supports(node: Any) -> "bool | str":
     return _common(node) or True
 
 
-def cuda_supports(node: Any) -> "bool | str":
+def _gemv_supports(node: Any, types: Any, max_rows: int, other_type: Callable[[str], str]) -> "bool | str":
+    """What both CUDA GEMVs accept: MLX's CUDA build, one of ``types`` (``other_type(t)`` says
+    why not), up to ``max_rows`` rows of x, and ``_common``'s checks."""
     from . import _mlx_cuda
 
     why = _mlx_cuda.available()
     if why:
         return why
     t = node.attrs["ggml_type"]
-    if t not in _mlx_cuda.TYPES:
-        return f"no CUDA GEMV kernel for {t}; types: {', '.join(_mlx_cuda.TYPES)}"
+    if t not in types:
+        return other_type(t)
     m = math.prod(node.inputs[0].shape[:-1])
-    if m > _mlx_cuda.MAX_ROWS:
-        return (f"GEMV kernel takes up to {_mlx_cuda.MAX_ROWS} rows of x, got {m}: matmul-shaped work goes to "
+    if m > max_rows:
+        return (f"GEMV kernel takes up to {max_rows} rows of x, got {m}: matmul-shaped work goes to "
                 f"mlx_affine or dequantize + matmul")
     return _common(node) or True
+
+
+def cuda_supports(node: Any) -> "bool | str":
+    from . import _mlx_cuda
+
+    return _gemv_supports(node, _mlx_cuda.TYPES, _mlx_cuda.MAX_ROWS,
+                          lambda t: f"no CUDA GEMV kernel for {t}; types: {', '.join(_mlx_cuda.TYPES)}")
 
 
 def q8_supports(node: Any) -> "bool | str":
-    from . import _mlx_cuda, _mlx_cuda_q8
+    from . import _mlx_cuda_q8
 
-    why = _mlx_cuda.available()
-    if why:
-        return why
-    t = node.attrs["ggml_type"]
-    if t not in _mlx_cuda_q8.TYPES:
-        return (f"cuda_gemv_q8 reads the 32-value block types {', '.join(_mlx_cuda_q8.TYPES)}, got {t} (the K types' "
-                f"16-value scales would need more sums of x; cuda_gemv reads them)")
-    m = math.prod(node.inputs[0].shape[:-1])
-    if m > _mlx_cuda_q8.MAX_ROWS:
-        return (f"GEMV kernel takes up to {_mlx_cuda_q8.MAX_ROWS} rows of x, got {m}: matmul-shaped work goes to "
-                f"mlx_affine or dequantize + matmul")
-    return _common(node) or True
+    return _gemv_supports(node, _mlx_cuda_q8.TYPES, _mlx_cuda_q8.MAX_ROWS, lambda t: (
+        f"cuda_gemv_q8 reads the 32-value block types {', '.join(_mlx_cuda_q8.TYPES)}, got {t} (the K types' "
+        f"16-value scales would need more sums of x; cuda_gemv reads them)"))
 
 
 def _prior(bytes_per_value: Callable[[Any], float], launches: int) -> Callable[[Any], float]:
