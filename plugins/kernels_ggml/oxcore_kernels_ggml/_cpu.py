@@ -210,10 +210,8 @@ def _blocked_gemm(m: int, wbytes: int) -> bool:
 
 
 def mod_gemm() -> Any:
-    """``_numba_gemm`` (imported on first use: it compiles on import of numba)."""
-    from . import _precompile
-
-    _precompile.ensure()
+    """``_numba_gemm`` (imported on first use: it compiles on import of numba). NOTE: its one
+    caller, ``ggml_matmul``, has run ``_compiled()`` (and so ``_precompile.ensure()``) first."""
     from . import _numba_gemm
 
     return _numba_gemm

@@ -91,7 +91,10 @@ def ensure() -> None:
                 raise RuntimeError(f"exit {c.returncode}: {err.strip()[-500:]}")
             index += json.loads(out.strip().splitlines()[-1])
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps({"index_files": sorted(set(index))}, indent=1))
+        from oxcore.extend import atomic_write
+
+        with atomic_write(stamp) as tmp:  # NOTE: another process reading it sees no half file
+            Path(tmp).write_text(json.dumps({"index_files": sorted(set(index))}, indent=1))
     except Exception as e:  # NOTE: the kernels then compile here, as without the children
         for c in children:
             c.kill()
@@ -111,7 +114,8 @@ def compile_all(part: str = "all") -> list[str]:
 
     The weights are read-only, as a model's mapped file gives them (numba compiles a read-only
     array as another type). Other variants (the float32 path under ``OXCORE_GGML_INT8=0``,
-    writable weights) compile where they are first used, as before."""
+    writable weights, except for the helper pool: ``_pool_writable``) compile where they are
+    first used, as before."""
     from . import _cpu, _numba_kernels_nn
     from .testing import TYPES, random_blocks
 
@@ -134,8 +138,8 @@ def compile_all(part: str = "all") -> list[str]:
                 # NOTE: the one-thread GEMV too (where the helper pool runs, m = 1 goes to it)
                 mod, _ = _cpu._compiled()
                 mod.gemv_x(_cpu._layout(t, shape)[0], raw, x, np.empty((1, 512), np.float32))
-                if t == "Q8_0":
-                    _pool_writable(raw, x, _cpu._layout(t, shape)[0])
+    if 1 in rows and _cpu.int8_gemv():
+        _pool_writable(rng)
     if part == "prefill":
         return _index_files()
     # NOTE: the decode step's small ops, in the layouts Gemma 3 passes them
@@ -152,16 +156,18 @@ def compile_all(part: str = "all") -> list[str]:
     return _index_files()
 
 
-def _pool_writable(raw: np.ndarray, x: np.ndarray, code: int) -> None:
+def _pool_writable(rng: np.random.Generator) -> None:
     """The helper pool's caller side for writable weights too (tests, benchmarks). NOTE: the
     caller (``gemv_multi``) and the helpers (``helper_loop``) must come from one process's
     compilation: compiled apart, LLVM rounded some rows differently (1 ulp), and a product's bits
     then depended on which thread took a row."""
-    from . import _numba_pool
+    from . import _cpu, _numba_pool
+    from .testing import random_blocks
 
     if _numba_pool.available():
-        w = raw.copy()
-        _numba_pool.gemv((code,), (w,), x, (np.empty((1, w.shape[0]), np.float32),), 2)
+        w = random_blocks("Q8_0", (512, 256), rng)  # NOTE: writable, unlike the weights above
+        x = rng.standard_normal((1, 256)).astype(np.float32)
+        _numba_pool.gemv((_cpu.CODES["Q8_0"],), (w,), x, (np.empty((1, 512), np.float32),), 2)
 
 
 def _index_files() -> list[str]:
