@@ -133,8 +133,11 @@ def attrs_of(op: str | None, attrs: dict[str, Any]) -> str:
         >>> attrs_of("add", {})
         ''
     """
-    names = tune_attrs(op)
-    return ",".join(f"{a}={_attr_text(attrs.get(a))}" for a in names) if names else ""
+    return _attrs_text((a, attrs.get(a)) for a in tune_attrs(op))
+
+
+def _attrs_text(pairs: Iterable[tuple[str, Any]]) -> str:
+    return ",".join(f"{a}={_attr_text(v)}" for a, v in pairs)
 
 
 def attr_names(text: str) -> tuple[str, ...]:
@@ -298,7 +301,7 @@ class Profile:
         if isinstance(e.get("bucket"), (list, tuple)):
             e["bucket"] = _bucket_str(tuple(tuple(s) for s in e["bucket"]))
         if isinstance(e["attrs"], dict):
-            e["attrs"] = ",".join(f"{k}={_attr_text(v)}" for k, v in e["attrs"].items())
+            e["attrs"] = _attrs_text(e["attrs"].items())
         self.defaults.append(e)
         self._index_one(self._didx, e)
         if not _quiet:
