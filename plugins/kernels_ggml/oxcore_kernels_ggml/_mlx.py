@@ -10,7 +10,7 @@
 - ``cuda_gemv`` (MLX's CUDA build only): ``mx.fast.cuda_kernel`` GEMV kernels reading the
   blocks in place for all 8 types (``_mlx_cuda``), for up to 8 rows of x; more rows go to
   ``mlx_affine`` or the op's decomposition (dequantize + matmul), which are matmul-shaped.
-- ``cuda_gemv_q8`` (MLX's CUDA build only; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): x quantized to 8 bits
+- ``cuda_gemv_q8`` (MLX's CUDA build only; the same 8 types): x quantized to 8 bits
   per call, then ``__dp4a`` integer dot products (``_mlx_cuda_q8``, ggml's ``mul_mat_vec_q``).
   Its prior puts it ahead of ``cuda_gemv`` only for float32 x on the types where it measured
   faster (``_mlx_cuda_q8.F32_SPEEDUP``): float16/bfloat16 x keep ``cuda_gemv``, whose products
@@ -91,9 +91,8 @@ def cuda_supports(node: Any) -> "bool | str":
 def q8_supports(node: Any) -> "bool | str":
     from . import _mlx_cuda_q8
 
-    return _gemv_supports(node, _mlx_cuda_q8.TYPES, _mlx_cuda_q8.MAX_ROWS, lambda t: (
-        f"cuda_gemv_q8 reads the 32-value block types {', '.join(_mlx_cuda_q8.TYPES)}, got {t} (the K types' "
-        f"16-value scales would need more sums of x; cuda_gemv reads them)"))
+    return _gemv_supports(node, _mlx_cuda_q8.TYPES, _mlx_cuda_q8.MAX_ROWS,
+                          lambda t: f"no CUDA q8 GEMV kernel for {t}; types: {', '.join(_mlx_cuda_q8.TYPES)}")
 
 
 def _prior(bytes_per_value: Callable[[Any], float], launches: int) -> Callable[[Any], float]:

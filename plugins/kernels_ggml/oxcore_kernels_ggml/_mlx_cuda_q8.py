@@ -5,20 +5,23 @@ which with float32 x holds Q4_0/Q4_1/Q5_0 at 55-68% of the copy bandwidth on an 
 This kernel does what ggml's CUDA backend does (``vecdotq.cuh``, ``vec_dot_q4_0_q8_1`` ...):
 
 1. ``quantize``: one pre-pass per call turns each row of x into blocks of 32 signed bytes
-   ``qx = rint(x / d)``, ``d = max|x| / 127``, with ``(d, d * sum(qx), sum(x))`` per block (ggml's
-   q8_1; one warp per block, shuffles for the max and the sums).
-2. ``gemv_q8``: the structure of v3 (a block's threads stride along K one 32-value weight block at
+   ``qx = rint(x / d)``, ``d = max|x| / 127``, with ``(d, d * sum(qx[:16]), d * sum(qx[16:]),
+   sum(x))`` per block (ggml's q8_1, with the sum split in halves for the K types' 16-value
+   scales; one warp per block, shuffles for the max and the sums).
+2. ``gemv_q8``: the structure of v3 (a block's threads stride along K one 32-value weight unit at
    a time, ``R`` rows of W share each x load, warp shuffles then shared memory reduce), but each
-   block's dot product is 8 ``__dp4a`` (4 byte products a instruction) on the weight's small
-   integers ``q`` (``_mlx_cuda.load_unit``'s decode), scaled once per block pair:
-   ``s_w * (d * sum(q qx) - OFF * d * sum(qx)) + b_w * sum(x)`` — under 1 instruction a weight.
+   unit's dot product is 8 ``__dp4a`` (4 byte products an instruction) on the weight's small
+   integers ``q`` (``_mlx_cuda.load_unit``'s decode), scaled once per half:
+   ``s_w * (d * sum(q qx) - OFF * d * sum(qx)) + b_w * d * sum(qx)`` — under 1 instruction a
+   weight. For the 32-value types a unit is one block (x's block at the same place, ``b_w`` times
+   the exact ``sum(x)``); for Q4_K/Q5_K/Q6_K a unit is two 16-value halves with their own scales
+   (``_mlx_cuda.unit_x`` says where in x), each inside one q8 block, like ggml's
+   ``vec_dot_q4_K_q8_1``/``q6_K``.
 
 The weight side is exact; x is rounded to 8 bits (relative error ~1/254 of a block's max), which
 gives an NMSE of ~1e-5 against the float64 product (issue 14 allows 5e-4 with 8-bit activations).
-Types: the 32-value blocks Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (the K types' sub-block scales would need
-per-16-value sums of x; v3 already reaches ~80% of the copy bandwidth on them). Decoders and dot
-products are checked on the CPU by ``tests/test_mlx_cuda_host.py``, the kernel by
-``scripts/gpu_qmatmul.py`` on a GPU.
+Types: all 8 of ``_mlx_cuda``. Decoders and dot products are checked on the CPU by
+``tests/test_mlx_cuda_host.py``, the kernel by ``scripts/gpu_qmatmul.py`` on a GPU.
 
 >>> y = gemv_q8(x, raw, ggml_type="Q4_0", shape=(4096, 4096))  # doctest: +SKIP
 """
@@ -35,7 +38,7 @@ from oxcore_io_gguf import _types as T
 from . import _mlx_cuda
 
 #: the types this kernel reads (their ids in ``_mlx_cuda.HEADER``'s ``load_unit``)
-TYPES = {t: _mlx_cuda.TYPES[t] for t in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")}
+TYPES = dict(_mlx_cuda.TYPES)
 #: the kernel's TYPE that reads the type from the block size (2..8 rows share one kernel)
 _ALL_TYPES = 8
 MAX_ROWS = _mlx_cuda.MAX_ROWS
@@ -54,12 +57,13 @@ ROWS_PER_BLOCK = 4
 HEADER_Q8 = r"""
 namespace oxg {
 
-// q8 scales of one 32-value block of x: d, d * sum(qx), sum(x) (the fourth is padding: one 16-byte load)
-struct Q8S { float d, ds, sx, pad; };
+// q8 scales of one 32-value block of x (one 16-byte load): d, d * sum(qx) over values 0..15 and
+// over 16..31 (the K types' scales change every 16 or 32 values), sum(x)
+struct Q8S { float d, dlo, dhi, sx; };
 
-// one lane's value v of a 32-value block (the warp's lanes hold the block in order): its 8-bit
-// code, and the block's Q8S on every lane
-__device__ __forceinline__ int quant8(float v, Q8S& s) {
+// one lane's value v of a 32-value block (lane l holds value l): its 8-bit code, and the block's
+// Q8S on every lane
+__device__ __forceinline__ int quant8(float v, int lane, Q8S& s) {
   float amax = fabsf(v), sx = v;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
@@ -69,10 +73,12 @@ __device__ __forceinline__ int quant8(float v, Q8S& s) {
   const float d = amax / 127.f;
   // NOTE: an all-zero block gives d = 0 and codes 0 (no 0 / 0)
   const int q = amax == 0.f ? 0 : (int)rintf(v / d);
-  int sq = q;
+  int own = q;  // the sum over this lane's half (offsets below 16 stay inside it)
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
-  s.d = d; s.ds = d * (float)sq; s.sx = sx; s.pad = 0.f;
+  for (int o = 8; o > 0; o >>= 1) own += __shfl_xor_sync(0xffffffffu, own, o);
+  const int other = __shfl_xor_sync(0xffffffffu, own, 16);
+  s.d = d; s.sx = sx;
+  s.dlo = d * (float)(lane < 16 ? own : other); s.dhi = d * (float)(lane < 16 ? other : own);
   return q;
 }
 
@@ -93,8 +99,28 @@ __device__ __forceinline__ float q8_dot(const Unit& q, const int* xw, const Q8S&
     acc = __dp4a((int)a, xw[i], acc);
     acc = __dp4a((int)b, xw[4 + i], acc);
   }
-  float v = q.sa * fmaf(s.d, (float)acc, -(float)Q8Off<TYPE>::OFF * s.ds);
+  float v = q.sa * fmaf(s.d, (float)acc, -(float)Q8Off<TYPE>::OFF * (s.dlo + s.dhi));
   if constexpr (Spec<TYPE>::BIAS) v = fmaf(q.ba, s.sx, v);
+  return v;
+}
+
+// one unit of a K type (two halves of 16 values, each with its own scale and bias: load_unit)
+// times x's codes there: xa, xb the halves' 16 codes as 4 words, (da, dsa) and (db, dsb) the d of
+// their q8 blocks and d * sum(codes) over the half. The bias multiplies the quantized x's sum,
+// so the result is the exact product of W with the 8-bit x, like ggml's vec_dot_q4_K_q8_1.
+template <int TYPE>
+__device__ __forceinline__ float q8_dot_k(const Unit& q, const int* xa, const int* xb, float da, float dsa,
+                                          float db, float dsb) {
+  int ia = 0, ib = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    // NOTE: q's bytes are 0..63, the same as signed bytes
+    ia = __dp4a((int)q.a[i], xa[i], ia);
+    ib = __dp4a((int)q.b[i], xb[i], ib);
+  }
+  constexpr float OFF = (float)Spec<TYPE>::OFF;
+  float v = q.sa * fmaf(da, (float)ia, -OFF * dsa) + q.sb * fmaf(db, (float)ib, -OFF * dsb);
+  if constexpr (Spec<TYPE>::BIAS) v = fmaf(q.ba, dsa, fmaf(q.bb, dsb, v));
   return v;
 }
 
@@ -118,17 +144,36 @@ __device__ __forceinline__ void gemv_q8(const int8_t* xq, const Q8S* xs, const u
     Unit q[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) load_unit<TYPE>(rows[r], u, q[r]);
+    // NOTE: xq and xs are this kernel's own pre-pass outputs (MLX allocations): 16-byte aligned
+    if constexpr (TYPE <= 4) {  // a unit is one 32-value block: x's block u
 #pragma unroll
-    for (int m = 0; m < MAXM; ++m) {
-      if (m < M) {
-        // NOTE: xq and xs are this kernel's own pre-pass outputs (MLX allocations): 16-byte aligned
-        const int4* px = reinterpret_cast<const int4*>(xq + (size_t)m * K + 32 * u);
-        const int4 x0 = __ldg(px), x1 = __ldg(px + 1);
-        const int xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-        const float4 sv = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + u));
-        const Q8S s = {sv.x, sv.y, sv.z, sv.w};
+      for (int m = 0; m < MAXM; ++m) {
+        if (m < M) {
+          const int4* px = reinterpret_cast<const int4*>(xq + (size_t)m * K + 32 * u);
+          const int4 x0 = __ldg(px), x1 = __ldg(px + 1);
+          const int xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+          const float4 sv = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + u));
+          const Q8S s = {sv.x, sv.y, sv.z, sv.w};
 #pragma unroll
-        for (int r = 0; r < R; ++r) acc[r][m] += q8_dot<TYPE>(q[r], xw, s);
+          for (int r = 0; r < R; ++r) acc[r][m] += q8_dot<TYPE>(q[r], xw, s);
+        }
+      }
+    } else {  // K types: the unit's halves are 16 values at xa and xb (unit_x), each inside one q8 block
+      int xa, xb;
+      unit_x<TYPE>(u, xa, xb);
+      const bool hi = (xa >> 4) & 1;  // NOTE: xb - xa is 32 or 64: both halves sit at the same place in their block
+#pragma unroll
+      for (int m = 0; m < MAXM; ++m) {
+        if (m < M) {
+          const int4 va = __ldg(reinterpret_cast<const int4*>(xq + (size_t)m * K + xa));
+          const int4 vb = __ldg(reinterpret_cast<const int4*>(xq + (size_t)m * K + xb));
+          const float4 sa = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + (xa >> 5)));
+          const float4 sb = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + (xb >> 5)));
+          const int wa[4] = {va.x, va.y, va.z, va.w}, wb[4] = {vb.x, vb.y, vb.z, vb.w};
+          const float dsa = hi ? sa.z : sa.y, dsb = hi ? sb.z : sb.y;
+#pragma unroll
+          for (int r = 0; r < R; ++r) acc[r][m] += q8_dot_k<TYPE>(q[r], wa, wb, sa.x, dsa, sb.x, dsb);
+        }
       }
     }
   }
@@ -174,6 +219,9 @@ __device__ __forceinline__ void dispatch_q8(const int8_t* xq, const Q8S* xs, con
       case 22: gemv_q8<2, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
       case 24: gemv_q8<3, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
       case 34: gemv_q8<4, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 144: gemv_q8<5, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 176: gemv_q8<6, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 210: gemv_q8<7, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
     }
   }
 }
@@ -190,8 +238,8 @@ SOURCE_QUANT = r"""
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) {  // NOTE: n is a multiple of 32, so whole warps leave together (full-mask shuffles)
     oxg::Q8S s;
-    xq[i] = (int8_t)oxg::quant8(static_cast<float>(x[i]), s);
-    if ((threadIdx.x & 31) == 0) reinterpret_cast<float4*>(xs)[i >> 5] = make_float4(s.d, s.ds, s.sx, s.pad);
+    xq[i] = (int8_t)oxg::quant8(static_cast<float>(x[i]), threadIdx.x & 31, s);
+    if ((threadIdx.x & 31) == 0) reinterpret_cast<float4*>(xs)[i >> 5] = make_float4(s.d, s.dlo, s.dhi, s.sx);
   }
 """
 
@@ -208,13 +256,13 @@ SOURCE_GEMV = r"""
 def _kernel_quant() -> Any:
     # NOTE: the name is MLX's key for its on-disk cache of compiled kernels, which ignores the
     # source: a new source needs a new name
-    return mx.fast.cuda_kernel(name="oxcore_ggml_quant_q8_v1", input_names=["x"], output_names=["xq", "xs"],
+    return mx.fast.cuda_kernel(name="oxcore_ggml_quant_q8_v2", input_names=["x"], output_names=["xq", "xs"],
                                source=SOURCE_QUANT, header=HEADER)
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel_gemv() -> Any:
-    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_q8_v1", input_names=["xq", "xs", "w"], output_names=["y"],
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_q8_v2", input_names=["xq", "xs", "w"], output_names=["y"],
                                source=SOURCE_GEMV, header=HEADER)
 
 

@@ -1,6 +1,6 @@
 """GPU check of the MLX ggml_matmul kernels (scripts/gpu-check's ``qmatmul`` step).
 
-1. Correctness: every CUDA GEMV kernel (cuda_gemv: 8 types, cuda_gemv_q8: the 5 32-value types;
+1. Correctness: every CUDA GEMV kernel (cuda_gemv and cuda_gemv_q8: 8 types each;
    x float32/float16/bfloat16, 1..8 rows, odd N) and mlx_affine against gguf-py's float64
    product, by NMSE (cuda_gemv_q8 rounds x to 8 bits: bound 5e-4, issue 14); x as a view at an odd offset (exact)
    and W misaligned (NaN); and which kernel oxcore places for a decode (1 row) and a prefill
