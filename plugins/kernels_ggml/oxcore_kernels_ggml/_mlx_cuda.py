@@ -275,6 +275,35 @@ __device__ __forceinline__ void ld_x8(const T* p, float* o, bool vec) {
   }
 }
 
+// the GEMVs' epilogue: each thread's acc[r][m] summed over the block (warp shuffles, then the
+// warps' sums through red, one row per warp) into y[m, n0 + r] for m < M, n0 + r < N; NaN
+// when the weights were misaligned (w_ok false: nothing was read)
+template <typename TO, int MAXM, int R>
+__device__ __forceinline__ void store_rows(float (&acc)[R][MAXM], bool w_ok, TO* y, int M, int N, int n0,
+                                           float (*red)[R * MAXM]) {
+  const int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, warp = tid >> 5;
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m) {
+      if (m < M) {
+        float v = w_ok ? acc[r][m] : __int_as_float(0x7FC00000);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) red[warp][r * MAXM + m] = v;
+      }
+    }
+  __syncthreads();
+  if (tid < R * MAXM) {
+    const int r = tid / MAXM, m = tid % MAXM;
+    if (m < M && n0 + r < N) {
+      float v = 0.f;
+      for (int i = 0; i < (nt >> 5); ++i) v += red[i][tid];
+      y[(size_t)m * N + n0 + r] = static_cast<TO>(v);
+    }
+  }
+}
+
 // y[m, n0 + r] for r < R, m < M: x (M, K), W rows of ROW_BYTES bytes, M <= MAXM; red: one row per warp
 // x staged in shared memory (XS): chunks of XC values per row of x, float32, 36 words per 32
 // values so that 8 lanes reading 16 values each hit distinct banks
@@ -350,33 +379,7 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
     }
   }
   }
-  if (!w_ok) {
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int m = 0; m < MAXM; ++m) acc[r][m] = __int_as_float(0x7FC00000);
-  }
-  const int lane = tid & 31, warp = tid >> 5;
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int m = 0; m < MAXM; ++m) {
-      if (m < M) {
-        float v = acc[r][m];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) red[warp][r * MAXM + m] = v;
-      }
-    }
-  __syncthreads();
-  if (tid < R * MAXM) {
-    const int r = tid / MAXM, m = tid % MAXM;
-    if (m < M && n0 + r < N) {
-      float s = 0.f;
-      for (int i = 0; i < (nt >> 5); ++i) s += red[i][tid];
-      y[(size_t)m * N + n0 + r] = static_cast<T>(s);
-    }
-  }
+  store_rows<T, MAXM, R>(acc, w_ok, y, M, N, n0, red);
 }
 
 // TYPE 0..7: that type only (registers sized for it); ALL_TYPES: the type from the block size
@@ -420,7 +423,7 @@ SOURCE = r"""
 def _kernel() -> Any:
     # NOTE: the name is MLX's key for its on-disk cache of compiled kernels (/tmp/mlx/...), which
     # ignores the source: a new kernel source needs a new name, or a stale binary is loaded
-    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v3", input_names=["x", "w"], output_names=["y"],
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_v3b", input_names=["x", "w"], output_names=["y"],
                                source=SOURCE, header=HEADER)
 
 

@@ -177,33 +177,7 @@ __device__ __forceinline__ void gemv_q8(const int8_t* xq, const Q8S* xs, const u
       }
     }
   }
-  if (!w_ok) {
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int m = 0; m < MAXM; ++m) acc[r][m] = __int_as_float(0x7FC00000);
-  }
-  const int lane = tid & 31, warp = tid >> 5;
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int m = 0; m < MAXM; ++m) {
-      if (m < M) {
-        float v = acc[r][m];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) red[warp][r * MAXM + m] = v;
-      }
-    }
-  __syncthreads();
-  if (tid < R * MAXM) {
-    const int r = tid / MAXM, m = tid % MAXM;
-    if (m < M && n0 + r < N) {
-      float v = 0.f;
-      for (int i = 0; i < (nt >> 5); ++i) v += red[i][tid];
-      y[(size_t)m * N + n0 + r] = static_cast<TO>(v);
-    }
-  }
+  store_rows<TO, MAXM, R>(acc, w_ok, y, M, N, n0, red);
 }
 
 template <int TYPE, typename TO, int MAXM, int R>
@@ -262,7 +236,7 @@ def _kernel_quant() -> Any:
 
 @functools.lru_cache(maxsize=None)
 def _kernel_gemv() -> Any:
-    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_q8_v2", input_names=["xq", "xs", "w"], output_names=["y"],
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_q8_v2b", input_names=["xq", "xs", "w"], output_names=["y"],
                                source=SOURCE_GEMV, header=HEADER)
 
 
