@@ -53,6 +53,8 @@ F32_SPEEDUP = {"Q4_0": 1.38, "Q4_1": 1.33, "Q5_0": 1.32, "Q5_1": 1.17, "Q8_0": 1
 #: within the noise: scripts/gpu_q8_tune.py)
 WARPS_PER_BLOCK = 4
 ROWS_PER_BLOCK = 4
+#: units of each of the R rows a thread loads before it multiplies any of them
+UNROLL = 1
 
 HEADER_Q8 = r"""
 namespace oxg {
@@ -124,8 +126,47 @@ __device__ __forceinline__ float q8_dot_k(const Unit& q, const int* xa, const in
   return v;
 }
 
-// y[m, n0 + r] for r < R, m < M: xq (M, K) codes, xs (M, K / 32) scales, W rows of ROW_BYTES bytes
-template <int TYPE, typename TO, int MAXM, int R>
+// unit u of R rows of W (q) times x's codes there, added to acc[r][m] for m < M
+template <int TYPE, int MAXM, int R>
+__device__ __forceinline__ void unit_q8(const Unit (&q)[R], int u, const int8_t* xq, const Q8S* xs, int M, int K,
+                                        int nb, float (&acc)[R][MAXM]) {
+  // NOTE: xq and xs are this kernel's own pre-pass outputs (MLX allocations): 16-byte aligned
+  if constexpr (TYPE <= 4) {  // a unit is one 32-value block: x's block u
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m) {
+      if (m < M) {
+        const int4* px = reinterpret_cast<const int4*>(xq + (size_t)m * K + 32 * u);
+        const int4 x0 = __ldg(px), x1 = __ldg(px + 1);
+        const int xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+        const float4 sv = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + u));
+        const Q8S s = {sv.x, sv.y, sv.z, sv.w};
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][m] += q8_dot<TYPE>(q[r], xw, s);
+      }
+    }
+  } else {  // K types: the unit's halves are 16 values at xa and xb (unit_x), each inside one q8 block
+    int xa, xb;
+    unit_x<TYPE>(u, xa, xb);
+    const bool hi = (xa >> 4) & 1;  // NOTE: xb - xa is 32 or 64: both halves sit at the same place in their block
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m) {
+      if (m < M) {
+        const int4 va = __ldg(reinterpret_cast<const int4*>(xq + (size_t)m * K + xa));
+        const int4 vb = __ldg(reinterpret_cast<const int4*>(xq + (size_t)m * K + xb));
+        const float4 sa = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + (xa >> 5)));
+        const float4 sb = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + (xb >> 5)));
+        const int wa[4] = {va.x, va.y, va.z, va.w}, wb[4] = {vb.x, vb.y, vb.z, vb.w};
+        const float dsa = hi ? sa.z : sa.y, dsb = hi ? sb.z : sb.y;
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][m] += q8_dot_k<TYPE>(q[r], wa, wb, sa.x, dsa, sb.x, dsb);
+      }
+    }
+  }
+}
+
+// y[m, n0 + r] for r < R, m < M: xq (M, K) codes, xs (M, K / 32) scales, W rows of ROW_BYTES bytes;
+// each pass of a thread loads U units of each row before it multiplies any (more loads in flight)
+template <int TYPE, typename TO, int MAXM, int R, int U>
 __device__ __forceinline__ void gemv_q8(const int8_t* xq, const Q8S* xs, const uint8_t* w, TO* y, int M, int K,
                                         int N, size_t ROW_BYTES, float (*red)[R * MAXM]) {
   const int tid = threadIdx.x, nt = blockDim.x, n0 = blockIdx.x * R, nb = K >> 5;
@@ -140,62 +181,35 @@ __device__ __forceinline__ void gemv_q8(const int8_t* xq, const Q8S* xs, const u
   // NOTE: a misaligned W (a view at an odd offset) reads nothing and gives NaN: a misaligned load
   // would be a sticky fault that ends the process's CUDA context
   const bool w_ok = (reinterpret_cast<unsigned long long>(w) & (Spec<TYPE>::ALIGN - 1)) == 0;
-  for (int u = tid; u < (w_ok ? nb : 0); u += nt) {
-    Unit q[R];
+  for (int u0 = tid; u0 < (w_ok ? nb : 0); u0 += nt * U) {
+    Unit q[U][R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) load_unit<TYPE>(rows[r], u, q[r]);
-    // NOTE: xq and xs are this kernel's own pre-pass outputs (MLX allocations): 16-byte aligned
-    if constexpr (TYPE <= 4) {  // a unit is one 32-value block: x's block u
+    for (int j = 0; j < U; ++j)  // NOTE: past the row's end: its last unit again, loaded but not used
 #pragma unroll
-      for (int m = 0; m < MAXM; ++m) {
-        if (m < M) {
-          const int4* px = reinterpret_cast<const int4*>(xq + (size_t)m * K + 32 * u);
-          const int4 x0 = __ldg(px), x1 = __ldg(px + 1);
-          const int xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-          const float4 sv = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + u));
-          const Q8S s = {sv.x, sv.y, sv.z, sv.w};
+      for (int r = 0; r < R; ++r) load_unit<TYPE>(rows[r], min(u0 + j * nt, nb - 1), q[j][r]);
 #pragma unroll
-          for (int r = 0; r < R; ++r) acc[r][m] += q8_dot<TYPE>(q[r], xw, s);
-        }
-      }
-    } else {  // K types: the unit's halves are 16 values at xa and xb (unit_x), each inside one q8 block
-      int xa, xb;
-      unit_x<TYPE>(u, xa, xb);
-      const bool hi = (xa >> 4) & 1;  // NOTE: xb - xa is 32 or 64: both halves sit at the same place in their block
-#pragma unroll
-      for (int m = 0; m < MAXM; ++m) {
-        if (m < M) {
-          const int4 va = __ldg(reinterpret_cast<const int4*>(xq + (size_t)m * K + xa));
-          const int4 vb = __ldg(reinterpret_cast<const int4*>(xq + (size_t)m * K + xb));
-          const float4 sa = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + (xa >> 5)));
-          const float4 sb = __ldg(reinterpret_cast<const float4*>(xs + (size_t)m * nb + (xb >> 5)));
-          const int wa[4] = {va.x, va.y, va.z, va.w}, wb[4] = {vb.x, vb.y, vb.z, vb.w};
-          const float dsa = hi ? sa.z : sa.y, dsb = hi ? sb.z : sb.y;
-#pragma unroll
-          for (int r = 0; r < R; ++r) acc[r][m] += q8_dot_k<TYPE>(q[r], wa, wb, sa.x, dsa, sb.x, dsb);
-        }
-      }
-    }
+    for (int j = 0; j < U; ++j)
+      if (u0 + j * nt < nb) unit_q8<TYPE, MAXM, R>(q[j], u0 + j * nt, xq, xs, M, K, nb, acc);
   }
   store_rows<TO, MAXM, R>(acc, w_ok, y, M, N, n0, red);
 }
 
-template <int TYPE, typename TO, int MAXM, int R>
+template <int TYPE, typename TO, int MAXM, int R, int U>
 __device__ __forceinline__ void dispatch_q8(const int8_t* xq, const Q8S* xs, const uint8_t* w, TO* y, int M, int K,
                                             int N, int blocks, int block_bytes, float (*red)[R * MAXM]) {
   const size_t rb = (size_t)blocks * block_bytes;
   if constexpr (TYPE < 8) {
-    gemv_q8<TYPE, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red);
+    gemv_q8<TYPE, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red);
   } else {
     switch (block_bytes) {
-      case 18: gemv_q8<0, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 20: gemv_q8<1, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 22: gemv_q8<2, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 24: gemv_q8<3, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 34: gemv_q8<4, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 144: gemv_q8<5, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 176: gemv_q8<6, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 210: gemv_q8<7, TO, MAXM, R>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 18: gemv_q8<0, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 20: gemv_q8<1, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 22: gemv_q8<2, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 24: gemv_q8<3, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 34: gemv_q8<4, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 144: gemv_q8<5, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 176: gemv_q8<6, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
+      case 210: gemv_q8<7, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
     }
   }
 }
@@ -221,7 +235,7 @@ SOURCE_GEMV = r"""
   // NOTE: xq (M, K), xs (M, K / 32 * 4), w (N, blocks per row, block bytes); TYPE 8 reads the type
   // from the block size (2..8 rows share one kernel per output dtype and rows rounded up)
   __shared__ float red[32][R * MAXM];
-  oxg::dispatch_q8<TYPE, TO, MAXM, R>(xq, reinterpret_cast<const oxg::Q8S*>(xs), w, y, xq_shape[0], xq_shape[1],
+  oxg::dispatch_q8<TYPE, TO, MAXM, R, U>(xq, reinterpret_cast<const oxg::Q8S*>(xs), w, y, xq_shape[0], xq_shape[1],
                                       w_shape[0], w_shape[1], w_shape[2], red);
 """
 
@@ -236,7 +250,7 @@ def _kernel_quant() -> Any:
 
 @functools.lru_cache(maxsize=None)
 def _kernel_gemv() -> Any:
-    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_q8_v2b", input_names=["xq", "xs", "w"], output_names=["y"],
+    return mx.fast.cuda_kernel(name="oxcore_ggml_gemv_q8_v2c", input_names=["xq", "xs", "w"], output_names=["y"],
                                source=SOURCE_GEMV, header=HEADER)
 
 
@@ -254,10 +268,11 @@ def quantize(x: mx.array) -> tuple[mx.array, mx.array]:
 
 
 def gemv_q8(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int], warps: int | None = None,
-            rows: int | None = None) -> mx.array:
+            rows: int | None = None, unroll: int | None = None) -> mx.array:
     """``x @ W.T`` for x (..., K) with at most ``MAX_ROWS`` rows, x quantized to 8 bits per call
-    (``quantize``), W's blocks read in place; y in x's dtype. ``warps`` and ``rows`` override
-    ``WARPS_PER_BLOCK`` and ``ROWS_PER_BLOCK`` (tuning).
+    (``quantize``), W's blocks read in place; y in x's dtype. ``warps``, ``rows`` and ``unroll``
+    (units of each row a thread loads before multiplying: 1 or 2) override ``WARPS_PER_BLOCK``,
+    ``ROWS_PER_BLOCK`` and ``UNROLL`` (tuning: ``scripts/gpu_q8_tune.py``).
 
     >>> y = gemv_q8(x, raw, ggml_type="Q4_0", shape=(4096, 4096))  # doctest: +SKIP
     """
@@ -275,11 +290,14 @@ def gemv_q8(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int
     t = T.BY_NAME[ggml_type]
     warps = warps or WARPS_PER_BLOCK
     rows = rows or ROWS_PER_BLOCK
+    unroll = unroll or UNROLL
+    if unroll not in (1, 2):
+        raise ValueError(f"unroll is 1 or 2, got {unroll}")
     xq, xs = quantize(x.reshape(m, k))
     threads = 32 * warps
     (y,) = _kernel_gemv()(
         inputs=[xq, xs, raw.reshape(n, k // t.block_size, t.type_size)],
-        template=[("TO", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows),
+        template=[("TO", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows), ("U", unroll),
                   ("TYPE", TYPES[ggml_type] if m == 1 else _ALL_TYPES)],
         grid=(-(-n // rows) * threads, 1, 1), threadgroup=(threads, 1, 1),
         output_shapes=[(m, n)], output_dtypes=[x.dtype])

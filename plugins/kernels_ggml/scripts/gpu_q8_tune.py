@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=16384)
     p.add_argument("--types", default="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0")
     p.add_argument("--dtypes", default="float32")
-    p.add_argument("--shapes", default="4x4,8x4,4x2,8x2,4x8,2x4")
+    p.add_argument("--shapes", default="4x4,8x4,4x2,8x2,4x8,2x4",
+                   help="warps x rows of cuda_gemv_q8, a suffix uN for N units a pass (4x4u2)")
     p.add_argument("--rows-x", type=int, default=1, help="rows of x (M)")
     p.add_argument("--rounds", type=int, default=9)
     a = p.parse_args(argv)
@@ -47,10 +48,16 @@ def main(argv: list[str] | None = None) -> int:
             mx.eval(raw)
             kern = {"v3": lambda x: _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(a.size, a.size))}
             for sh in a.shapes.split(","):
-                w, r = (int(v) for v in sh.split("x"))
-                kern[f"q8 {w}w{r}r"] = (lambda x, w=w, r=r: _mlx_cuda_q8.gemv_q8(
-                    x, raw, ggml_type=t, shape=(a.size, a.size), warps=w, rows=r))
+                wr, _, u = sh.partition("u")
+                w, r = (int(v) for v in wr.split("x"))
+                kern[f"q8 {w}w{r}r{u and 'u' + u}"] = (lambda x, w=w, r=r, u=int(u or 1): _mlx_cuda_q8.gemv_q8(
+                    x, raw, ggml_type=t, shape=(a.size, a.size), warps=w, rows=r, unroll=u))
             times: dict = {k: [] for k in kern}
+            # NOTE: every variant's result against v3's (exact in float32) on the first x: a block
+            # shape or unroll that computes something else shows here, not only in its time
+            ref = np.array(kern["v3"](xs[0]).astype(mx.float32), np.float64)
+            err = {name: float(np.mean((np.array(f(xs[0]).astype(mx.float32), np.float64) - ref) ** 2)
+                                / np.mean(ref ** 2)) for name, f in kern.items()}
             for f in kern.values():
                 mx.eval([f(x) for x in xs])
             for _ in range(a.rounds):  # NOTE: interleaved: each round times every variant once
@@ -65,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 s = statistics.median(ts)
                 gbps = raw.nbytes / s / 1e9
                 out.append({"type": t, "dtype": dt, "kernel": name, "median_us": s * 1e6,
-                            "spread_us": (max(ts) - min(ts)) * 1e6, "GBps": gbps, "of_copy": gbps / copy})
-                print(f"{t:5s} {dt:9s} {name:10s} {s * 1e6:8.1f} us {gbps:6.0f} GB/s {gbps / copy:5.0%}", flush=True)
+                            "spread_us": (max(ts) - min(ts)) * 1e6, "GBps": gbps, "of_copy": gbps / copy,
+                            "nmse_vs_v3": err[name]})
+                print(f"{t:5s} {dt:9s} {name:10s} {s * 1e6:8.1f} us {gbps:6.0f} GB/s {gbps / copy:5.0%} "
+                      f"nmse {err[name]:.1e}", flush=True)
             del raw
             mx.clear_cache()
     with open(a.out, "w") as f:

@@ -134,18 +134,11 @@ void run(const uint8_t* w, const int8_t* xq, const float* xs, double* y, int N, 
   for (int n = 0; n < N; ++n) {
     double acc = 0;
     for (int u = 0; u < K / 32; ++u) {
-      oxg::Unit q; oxg::load_unit<TYPE>(w + n * RB, u, q);
-      if constexpr (TYPE <= 4) {
-        int xw[8]; memcpy(xw, xq + 32 * u, 32);
-        const oxg::Q8S s = {xs[4 * u], xs[4 * u + 1], xs[4 * u + 2], xs[4 * u + 3]};
-        acc += oxg::q8_dot<TYPE>(q, xw, s);
-      } else {  // as gemv_q8's K-type branch: the halves' codes and their blocks' scales
-        int xa, xb; oxg::unit_x<TYPE>(u, xa, xb);
-        int wa[4], wb[4]; memcpy(wa, xq + xa, 16); memcpy(wb, xq + xb, 16);
-        const float* sa = xs + 4 * (xa >> 5); const float* sb = xs + 4 * (xb >> 5);
-        const int h = 1 + ((xa >> 4) & 1);
-        acc += oxg::q8_dot_k<TYPE>(q, wa, wb, sa[0], sa[h], sb[0], sb[h]);
-      }
+      // NOTE: the kernel's own per-unit code (x's codes and scales addressed as on the GPU), one row
+      oxg::Unit q[1]; oxg::load_unit<TYPE>(w + n * RB, u, q[0]);
+      float a[1][1] = {{0.f}};
+      oxg::unit_q8<TYPE, 1, 1>(q, u, xq, reinterpret_cast<const oxg::Q8S*>(xs), 1, K, K / 32, a);
+      acc += a[0][0];
     }
     y[n] = acc;
   }
@@ -239,10 +232,10 @@ NVCC = next((str(Path(p) / "bin" / "nvcc") for p in (os.environ.get("CUDA_HOME",
              if p and (Path(p) / "bin" / "nvcc").exists()), None)
 
 KERNELS = r"""
-template <typename TO, int MAXM, int R, int TYPE>
+template <typename TO, int MAXM, int R, int U, int TYPE>
 __global__ void q8(const int8_t* xq, const float* xs, const uint8_t* w, TO* y, int M, int K, int N, int nb, int bb) {
   __shared__ float red[32][R * MAXM];
-  oxg::dispatch_q8<TYPE, TO, MAXM, R>(xq, reinterpret_cast<const oxg::Q8S*>(xs), w, y, M, K, N, nb, bb, red);
+  oxg::dispatch_q8<TYPE, TO, MAXM, R, U>(xq, reinterpret_cast<const oxg::Q8S*>(xs), w, y, M, K, N, nb, bb, red);
 }
 __global__ void quant(const float* x, int8_t* xq, float* xs, size_t n) {
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -258,8 +251,8 @@ __global__ void v3(const T* x, const uint8_t* w, T* y, int M, int K, int N, int 
   __shared__ __align__(16) float xsm[XS ? oxg::XStage<MAXM>::WORDS * MAXM : 4];
   oxg::dispatch<TYPE, T, MAXM, R, XS>(x, w, y, M, K, N, nb, bb, red, xsm);
 }
-#define Q8(TO, M, T) template __global__ void q8<TO, M, 4, T>(const int8_t*, const float*, const uint8_t*, TO*, int, int, int, int, int);
-Q8(float, 1, 0) Q8(float, 1, 5) Q8(float, 1, 6) Q8(float, 1, 7) Q8(__half, 8, 8)
+#define Q8(TO, M, T, U) template __global__ void q8<TO, M, 4, U, T>(const int8_t*, const float*, const uint8_t*, TO*, int, int, int, int, int);
+Q8(float, 1, 0, 1) Q8(float, 1, 5, 1) Q8(float, 1, 6, 2) Q8(float, 1, 7, 1) Q8(__half, 8, 8, 2)
 template __global__ void v3<float, 1, 4, true, 0>(const float*, const uint8_t*, float*, int, int, int, int, int);
 template __global__ void v3<__nv_bfloat16, 4, 4, false, 8>(const __nv_bfloat16*, const uint8_t*, __nv_bfloat16*, int, int, int, int, int);
 """
