@@ -162,6 +162,20 @@ def test_q8_prior_takes_float32_x_on_large_weights_only(monkeypatch, t):
     assert q8(small) > v3(small)
 
 
+@pytest.mark.parametrize("t", ["Q4_K", "Q5_K", "Q6_K"])
+def test_q8_prior_keeps_k_types_on_cuda_gemv(monkeypatch, t):
+    """The K types measured the same speed with both GEMVs (H100): without autotune v3 (exact in
+    float32, one launch) keeps them for every x dtype."""
+    import oxcore_metal_basic
+    from oxcore_kernels_ggml import _mlx
+
+    monkeypatch.setattr(oxcore_metal_basic, "mlx_device", lambda: SimpleNamespace(platform="cuda"))
+    ks = {k.name: k for k in _mlx.kernels() if k.backend == "metal_basic"}
+    for dt in ("float32", "float16"):
+        node = _node(t, 16384, 16384, dt)
+        assert ks["cuda_gemv_q8"].prior_us(node) > ks["cuda_gemv"].prior_us(node), dt
+
+
 def test_conversion_cached_per_buffer_and_dropped_with_it():
     rng = np.random.default_rng(5)
     raw = mx.array(random_blocks("Q4_K", (8, 256), rng))
