@@ -154,7 +154,7 @@ def copy_bandwidth() -> dict:
 
 
 def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps: float,
-              sweep: bool = False) -> list[dict]:
+              sweep: bool = False, types: "list[str] | None" = None) -> list[dict]:
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_affine, _mlx_cuda, _mlx_cuda_q8
     from oxcore_kernels_ggml.testing import random_blocks
@@ -182,7 +182,7 @@ def bandwidth(rng: np.random.Generator, size: int, dtypes: list[str], copy_gbps:
                      "median_us": s * 1e6, "spread_us": spread * 1e6, "GBps": nb / s / 1e9,
                      "of_copy": nb / s / 1e9 / copy_gbps})
         del dense, wq, sc, bi
-        for t in _mlx_cuda.TYPES:
+        for t in types or _mlx_cuda.TYPES:
             raw = mx.array(random_blocks(t, (size, size), rng))
             mx.eval(raw)
             kern = {"cuda_gemv": lambda x: _mlx_cuda.gemv(x, raw, ggml_type=t, shape=(size, size))}
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", default="float16,float32")
     p.add_argument("--parts", default="correctness,placement,bandwidth",
                    help="which checks to run (a lent GPU's minutes are few: correctness compiles ~50 kernels)")
+    p.add_argument("--types", help="bandwidth of these types only (comma-separated; default: all 8)")
     p.add_argument("--sweep", action="store_true", help="also time cuda_gemv block shapes on Q4_K and Q8_0")
     p.add_argument("--warps", type=int, help="cuda_gemv warps per block (default: _mlx_cuda.WARPS_PER_BLOCK)")
     p.add_argument("--rows", type=int, help="cuda_gemv output columns per block (default: ROWS_PER_BLOCK)")
@@ -265,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     bad += [r for r in record["placement"] if not r["ok"]]
     copy = record["copy"] = copy_bandwidth()
     print(f"device copy bandwidth (a + 1, 1 GiB float32): {copy['GBps']:.0f} GB/s")
-    record["bandwidth"] = (bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"], a.sweep)
+    record["bandwidth"] = (bandwidth(rng, a.size, a.dtypes.split(","), copy["GBps"], a.sweep,
+                                     a.types.split(",") if a.types else None)
                            if not why and "bandwidth" in parts else [])
     print(f"\nGEMV x (1, {a.size}) @ W.T, W {a.size}x{a.size}: weight bytes read per second")
     print(f"{'kernel':20s} {'type':6s} {'x':9s} {'MB':>8s} {'us':>9s} {'+-us':>7s} {'GB/s':>7s} {'of copy':>8s}")
