@@ -385,6 +385,11 @@ __device__ __forceinline__ void gemv(const T* x, const uint8_t* w, T* y, int M, 
 // TYPE 0..7: that type only (registers sized for it); ALL_TYPES: the type from the block size
 constexpr int ALL_TYPES = 8;
 
+// a switch's cases from a block size (all 8 differ) to CALL(type id): both GEMVs' dispatch
+#define OXG_TYPE_CASES(CALL) \
+  case 18: CALL(0); break; case 20: CALL(1); break; case 22: CALL(2); break; case 24: CALL(3); break; \
+  case 34: CALL(4); break; case 144: CALL(5); break; case 176: CALL(6); break; case 210: CALL(7); break;
+
 template <int TYPE, typename T, int MAXM, int R, bool XS>
 __device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int M, int K, int N, int blocks,
                                          int block_bytes, float (*red)[R * MAXM], float* xsm) {
@@ -392,16 +397,9 @@ __device__ __forceinline__ void dispatch(const T* x, const uint8_t* w, T* y, int
   if constexpr (TYPE < ALL_TYPES) {
     gemv<TYPE, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm);
   } else {
-    switch (block_bytes) {
-      case 18: gemv<0, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
-      case 20: gemv<1, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
-      case 22: gemv<2, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
-      case 24: gemv<3, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
-      case 34: gemv<4, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
-      case 144: gemv<5, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
-      case 176: gemv<6, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
-      case 210: gemv<7, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm); break;
-    }
+#define OXG_GEMV(ID) gemv<ID, T, MAXM, R, XS>(x, w, y, M, K, N, rb, red, xsm)
+    switch (block_bytes) { OXG_TYPE_CASES(OXG_GEMV) }
+#undef OXG_GEMV
   }
 }
 

@@ -199,19 +199,12 @@ template <int TYPE, typename TO, int MAXM, int R, int U>
 __device__ __forceinline__ void dispatch_q8(const int8_t* xq, const Q8S* xs, const uint8_t* w, TO* y, int M, int K,
                                             int N, int blocks, int block_bytes, float (*red)[R * MAXM]) {
   const size_t rb = (size_t)blocks * block_bytes;
-  if constexpr (TYPE < 8) {
+  if constexpr (TYPE < ALL_TYPES) {
     gemv_q8<TYPE, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red);
   } else {
-    switch (block_bytes) {
-      case 18: gemv_q8<0, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 20: gemv_q8<1, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 22: gemv_q8<2, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 24: gemv_q8<3, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 34: gemv_q8<4, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 144: gemv_q8<5, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 176: gemv_q8<6, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
-      case 210: gemv_q8<7, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red); break;
-    }
+#define OXG_GEMV_Q8(ID) gemv_q8<ID, TO, MAXM, R, U>(xq, xs, w, y, M, K, N, rb, red)
+    switch (block_bytes) { OXG_TYPE_CASES(OXG_GEMV_Q8) }
+#undef OXG_GEMV_Q8
   }
 }
 
