@@ -39,8 +39,6 @@ from . import _mlx_cuda
 
 #: the types this kernel reads (their ids in ``_mlx_cuda.HEADER``'s ``load_unit``)
 TYPES = dict(_mlx_cuda.TYPES)
-#: the kernel's TYPE that reads the type from the block size (2..8 rows share one kernel)
-_ALL_TYPES = 8
 MAX_ROWS = _mlx_cuda.MAX_ROWS
 #: time of ``_mlx_cuda.gemv`` (v3) over this kernel's, float32 x, 1 row, 16384x16384 weights, H100
 #: (``scripts/gpu_qmatmul.py``, 2026-12-05: v3 58-79% of the copy bandwidth, this kernel 80-94%).
@@ -292,7 +290,7 @@ def gemv_q8(x: mx.array, raw: mx.array, *, ggml_type: str, shape: tuple[int, int
     (y,) = _kernel_gemv()(
         inputs=[xq, xs, raw.reshape(n, k // t.block_size, t.type_size)],
         template=[("TO", x.dtype), ("MAXM", 1 << (m - 1).bit_length()), ("R", rows), ("U", unroll),
-                  ("TYPE", TYPES[ggml_type] if m == 1 else _ALL_TYPES)],
+                  ("TYPE", TYPES[ggml_type] if m == 1 else _mlx_cuda._ALL_TYPES)],
         grid=(-(-n // rows) * threads, 1, 1), threadgroup=(threads, 1, 1),
         output_shapes=[(m, n)], output_dtypes=[x.dtype])
     return y.reshape(*lead, n)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     import mlx.core as mx
     from oxcore_kernels_ggml import _mlx_cuda, _mlx_cuda_q8
-    from oxcore_kernels_ggml.testing import random_blocks
+    from oxcore_kernels_ggml.testing import nmse, random_blocks
 
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from gpu_qmatmul import copy_bandwidth
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             # NOTE: every variant's result against v3's (exact in float32) on the first x: a block
             # shape or unroll that computes something else shows here, not only in its time
             ref = np.array(kern["v3"](xs[0]).astype(mx.float32), np.float64)
-            err = {name: float(np.mean((np.array(f(xs[0]).astype(mx.float32), np.float64) - ref) ** 2)
-                                / np.mean(ref ** 2)) for name, f in kern.items()}
+            err = {name: nmse(ref, np.array(f(xs[0]).astype(mx.float32), np.float64)) for name, f in kern.items()}
             for f in kern.values():
                 mx.eval([f(x) for x in xs])
             for _ in range(a.rounds):  # NOTE: interleaved: each round times every variant once

@@ -15,8 +15,14 @@ import pytest
 
 from oxcore_kernels_ggml.testing import random_blocks, reference_matmul, nmse
 
-CUDA_INCLUDE = next((p for p in (os.environ.get("CUDA_HOME", ""), "/usr/local/cuda")
-                     if p and (Path(p) / "include" / "cuda_fp16.h").exists()), None)
+
+def _cuda_home(holding: str) -> "str | None":
+    """``$CUDA_HOME`` or /usr/local/cuda, the first that holds the file ``holding``."""
+    return next((p for p in (os.environ.get("CUDA_HOME", ""), "/usr/local/cuda") if p and (Path(p) / holding).exists()),
+                None)
+
+
+CUDA_INCLUDE = _cuda_home("include/cuda_fp16.h")
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None or CUDA_INCLUDE is None,
                                 reason="needs g++ and a CUDA toolkit's headers (cuda_fp16.h)")
 
@@ -226,43 +232,38 @@ def test_q8_dot_matches_gguf_py(host_q8, tmp_path, ggml_type):
 
 
 # NOTE: the device code itself (shuffles, __ldg, shared memory, the epilogue) as NVRTC would see
-# it: the headers with __global__ wrappers like MLX's, compiled for Hopper by nvcc where a CUDA
-# toolkit has one (a compile error here would otherwise show up only on a GPU machine)
-NVCC = next((str(Path(p) / "bin" / "nvcc") for p in (os.environ.get("CUDA_HOME", ""), "/usr/local/cuda")
-             if p and (Path(p) / "bin" / "nvcc").exists()), None)
+# it: the modules' own kernel bodies (SOURCE*) inside __global__ signatures like MLX's (inputs,
+# their shapes, outputs; template parameters), compiled for Hopper by nvcc where a CUDA toolkit
+# has one (a compile error here would otherwise show up only on a GPU machine)
+NVCC = f"{_cuda_home('bin/nvcc')}/bin/nvcc" if _cuda_home("bin/nvcc") else None
 
 KERNELS = r"""
+template <typename T>
+__global__ void quant(const T* x, const int* x_shape, int8_t* xq, float* xs) {{
+{quant}
+}}
 template <typename TO, int MAXM, int R, int U, int TYPE>
-__global__ void q8(const int8_t* xq, const float* xs, const uint8_t* w, TO* y, int M, int K, int N, int nb, int bb) {
-  __shared__ float red[32][R * MAXM];
-  oxg::dispatch_q8<TYPE, TO, MAXM, R, U>(xq, reinterpret_cast<const oxg::Q8S*>(xs), w, y, M, K, N, nb, bb, red);
-}
-__global__ void quant(const float* x, int8_t* xq, float* xs, size_t n) {
-  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) {
-    oxg::Q8S s;
-    xq[i] = (int8_t)oxg::quant8(x[i], threadIdx.x & 31, s);
-    if ((threadIdx.x & 31) == 0) reinterpret_cast<float4*>(xs)[i >> 5] = make_float4(s.d, s.dlo, s.dhi, s.sx);
-  }
-}
+__global__ void q8(const int8_t* xq, const int* xq_shape, const float* xs, const uint8_t* w, const int* w_shape, TO* y) {{
+{gemv_q8}
+}}
 template <typename T, int MAXM, int R, bool XS, int TYPE>
-__global__ void v3(const T* x, const uint8_t* w, T* y, int M, int K, int N, int nb, int bb) {
-  __shared__ float red[32][R * MAXM];
-  __shared__ __align__(16) float xsm[XS ? oxg::XStage<MAXM>::WORDS * MAXM : 4];
-  oxg::dispatch<TYPE, T, MAXM, R, XS>(x, w, y, M, K, N, nb, bb, red, xsm);
-}
-#define Q8(TO, M, T, U) template __global__ void q8<TO, M, 4, U, T>(const int8_t*, const float*, const uint8_t*, TO*, int, int, int, int, int);
+__global__ void v3(const T* x, const int* x_shape, const uint8_t* w, const int* w_shape, T* y) {{
+{gemv}
+}}
+template __global__ void quant<float>(const float*, const int*, int8_t*, float*);
+#define Q8(TO, M, T, U) template __global__ void q8<TO, M, 4, U, T>(const int8_t*, const int*, const float*, const uint8_t*, const int*, TO*);
 Q8(float, 1, 0, 1) Q8(float, 1, 5, 1) Q8(float, 1, 6, 2) Q8(float, 1, 7, 1) Q8(__half, 8, 8, 2)
-template __global__ void v3<float, 1, 4, true, 0>(const float*, const uint8_t*, float*, int, int, int, int, int);
-template __global__ void v3<__nv_bfloat16, 4, 4, false, 8>(const __nv_bfloat16*, const uint8_t*, __nv_bfloat16*, int, int, int, int, int);
+template __global__ void v3<float, 1, 4, true, 0>(const float*, const int*, const uint8_t*, const int*, float*);
+template __global__ void v3<__nv_bfloat16, 4, 4, false, 8>(const __nv_bfloat16*, const int*, const uint8_t*, const int*, __nv_bfloat16*);
 """
 
 
 @pytest.mark.skipif(NVCC is None, reason="needs nvcc (a CUDA toolkit)")
 def test_device_code_compiles_for_hopper(tmp_path):
-    from oxcore_kernels_ggml import _mlx_cuda_q8
+    from oxcore_kernels_ggml import _mlx_cuda, _mlx_cuda_q8
 
-    (tmp_path / "k.cu").write_text("#include <cstdint>\n" + _mlx_cuda_q8.HEADER + KERNELS)
+    kernels = KERNELS.format(quant=_mlx_cuda_q8.SOURCE_QUANT, gemv_q8=_mlx_cuda_q8.SOURCE_GEMV, gemv=_mlx_cuda.SOURCE)
+    (tmp_path / "k.cu").write_text("#include <cstdint>\n" + _mlx_cuda_q8.HEADER + kernels)
     r = subprocess.run([NVCC, "-arch=sm_90", "-std=c++17", "-c", str(tmp_path / "k.cu"), "-o", str(tmp_path / "k.o")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
